@@ -1,0 +1,144 @@
+"""The one module that imports TensorFlow, Keras and Essentia.
+
+essentia-tensorflow bundles its own libtensorflow.  Loading it after the
+``tensorflow`` package aborts the whole process ("Op with name Bitcast already
+exists"); loading it first, then ``tensorflow``, works.  So every part of
+mirdeconv asks this module for TensorFlow or Essentia, and this module:
+
+* imports nothing heavy at ``import mirdeconv`` time;
+* when TensorFlow is first needed, imports Essentia first (if it is installed
+  and TensorFlow is not loaded yet), then TensorFlow;
+* when Essentia is needed but the user already imported TensorFlow (or Keras)
+  on their own, raises :class:`~mirdeconv.errors.EssentiaImportOrderError`
+  explaining what to do, instead of letting the process abort.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+from types import ModuleType
+
+from .errors import BackendError, EssentiaImportOrderError
+
+__all__ = [
+    "tensorflow",
+    "keras",
+    "essentia",
+    "essentia_standard",
+    "essentia_status",
+    "tensorflow_loaded",
+]
+
+_lock = threading.RLock()
+_essentia_error: str | None = None  # why Essentia cannot be used, once known
+
+ESSENTIA_ORDER_HELP = (
+    "TensorFlow was imported before Essentia in this process, and essentia-tensorflow "
+    "cannot be loaded after it (the process would abort). Import mirdeconv or essentia "
+    "before tensorflow/keras (for example `import essentia` as the first import of your "
+    "script or notebook, or call mirdeconv.backend.essentia() first), or restart the "
+    "Python process."
+)
+
+
+def tensorflow_loaded() -> bool:
+    """Whether the ``tensorflow`` package is already imported in this process."""
+    return "tensorflow" in sys.modules
+
+
+def _essentia_installed() -> bool:
+    return importlib.util.find_spec("essentia") is not None
+
+
+def _quiet_tensorflow_logs() -> None:
+    # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notices) is noise for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def essentia_status() -> tuple[bool, str]:
+    """Tell whether Essentia can be used in this process, without importing TensorFlow.
+
+    Returns
+    -------
+    usable : bool
+        True if :func:`essentia` would succeed.
+    reason : str
+        Empty when usable, else a sentence saying why not.
+    """
+    if "essentia" in sys.modules:
+        return True, ""
+    if not _essentia_installed():
+        return False, "essentia-tensorflow is not installed (pip install essentia-tensorflow)"
+    if tensorflow_loaded():
+        return False, ESSENTIA_ORDER_HELP
+    return True, ""
+
+
+def essentia() -> ModuleType:
+    """Import and return the ``essentia`` module (from essentia-tensorflow).
+
+    Raises
+    ------
+    EssentiaImportOrderError
+        If TensorFlow was imported first, which would abort the process.
+    BackendError
+        If essentia-tensorflow is not installed.
+    """
+    global _essentia_error
+    with _lock:
+        if "essentia" in sys.modules:
+            return sys.modules["essentia"]
+        usable, reason = essentia_status()
+        if not usable:
+            _essentia_error = reason
+            if tensorflow_loaded() and _essentia_installed():
+                raise EssentiaImportOrderError(reason)
+            raise BackendError(reason)
+        _quiet_tensorflow_logs()
+        import essentia as _es
+
+        try:  # Essentia's INFO lines are noise in a library
+            _es.log.infoActive = False
+        except AttributeError:  # pragma: no cover - older essentia
+            pass
+        return _es
+
+
+def essentia_standard() -> ModuleType:
+    """Import and return ``essentia.standard`` (see :func:`essentia`)."""
+    essentia()
+    import essentia.standard as es
+
+    return es
+
+
+def tensorflow() -> ModuleType:
+    """Import and return TensorFlow, loading Essentia first when that is still possible."""
+    with _lock:
+        if not tensorflow_loaded():
+            usable, _ = essentia_status()
+            if usable:
+                essentia()
+            _quiet_tensorflow_logs()
+        try:
+            import tensorflow as tf
+        except ImportError as exc:  # pragma: no cover - tensorflow is a dependency
+            raise BackendError(f"TensorFlow cannot be imported: {exc}") from exc
+        return tf
+
+
+def keras() -> ModuleType:
+    """Import and return Keras 3 (on the TensorFlow backend), after :func:`tensorflow`."""
+    tensorflow()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras as _keras
+
+    if _keras.backend.backend() != "tensorflow":
+        raise BackendError(
+            f"Keras is configured for the {_keras.backend.backend()!r} backend; mirdeconv needs "
+            "TensorFlow (set KERAS_BACKEND=tensorflow before importing keras)."
+        )
+    return _keras

@@ -1,0 +1,88 @@
+"""Exception types raised by mirdeconv.
+
+Every error a user can cause (bad audio, a file that is not a model, an unknown
+layer, ...) is raised as a subclass of :class:`MirdeconvError`, with a message
+that names the problem.  Most also derive from the matching built-in type
+(``ValueError``, ``FileNotFoundError``, ``IndexError``, ``KeyError``) so that
+generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class MirdeconvError(Exception):
+    """Base class of every error raised on purpose by mirdeconv."""
+
+
+# --- audio -------------------------------------------------------------------
+class AudioError(MirdeconvError, ValueError):
+    """The audio given cannot be used (base class of the audio errors)."""
+
+
+class AudioFileNotFoundError(AudioError, FileNotFoundError):
+    """The audio file does not exist."""
+
+
+class UnsupportedAudioError(AudioError):
+    """The file is empty, corrupt, or in a format that cannot be decoded."""
+
+
+class InvalidAudioError(AudioError):
+    """The samples are unusable: empty, not finite (NaN/inf), or wrong shape."""
+
+
+class SilentAudioError(AudioError):
+    """The audio is digital silence, so every feature would be zero."""
+
+
+class AudioTooShortError(AudioError):
+    """The audio is shorter than the receptive field of the requested layer."""
+
+
+# --- models ------------------------------------------------------------------
+class ModelError(MirdeconvError):
+    """Base class of the errors about models."""
+
+
+class ModelLoadError(ModelError, ValueError):
+    """The file is not a model mirdeconv can open."""
+
+
+class UnsafeModelError(ModelError, ValueError):
+    """Loading the model would execute code stored in the file (e.g. a Lambda layer)."""
+
+
+class NoFeatureLayersError(ModelError, ValueError):
+    """The model has no convolutional layer that could be deconvolved."""
+
+
+class UnknownLayerError(ModelError, KeyError):
+    """The requested layer is not one of the model's feature layers."""
+
+    def __str__(self) -> str:  # KeyError would add quotes around the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FeatureIndexError(ModelError, IndexError):
+    """A requested feature index is outside ``0 .. n_features - 1``."""
+
+
+class UnsupportedGraphError(ModelError, ValueError):
+    """The graph between the input and the layer holds an operation the engine cannot invert."""
+
+
+# --- options, output, environment ----------------------------------------------
+class InvalidOptionError(MirdeconvError, ValueError):
+    """An option has a value outside the allowed set (method, target, ...)."""
+
+
+class OutputError(MirdeconvError, OSError):
+    """The output folder cannot be written."""
+
+
+class BackendError(MirdeconvError, RuntimeError):
+    """TensorFlow or Essentia cannot be used in this process."""
+
+
+class EssentiaImportOrderError(BackendError):
+    """TensorFlow was imported before Essentia; Essentia cannot be loaded any more."""

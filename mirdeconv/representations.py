@@ -1,0 +1,355 @@
+"""Input representations: mono audio -> a model's input spectrogram (+ the STFT it came from).
+
+Each representation is a small, serialisable description (a frozen dataclass)
+of how a model's input is computed.  :meth:`Representation.analyse` resamples a
+track to the representation's sample rate and returns an :class:`Analysis`:
+the model input as ``(n_frames, n_bands)`` (time first, float32) and the
+complex STFT ``(1 + n_fft // 2, n_frames)`` that it was computed from, so that
+a mask in the input's domain can later be put back onto the STFT (auralisation).
+
+Everything is librosa/numpy; nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .audio import resample, validate
+from .errors import InvalidOptionError
+
+__all__ = [
+    "Representation",
+    "LinearSpectrogram",
+    "MelSpectrogram",
+    "Analysis",
+    "choi2016_stft",
+    "choi2016_mel",
+    "musicnn",
+    "from_dict",
+]
+
+_COMPRESSIONS = (None, "db", "log10")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A track seen through a representation.
+
+    Attributes
+    ----------
+    features : np.ndarray, float32, shape (n_frames, n_bands)
+        The model input, time first.
+    stft : np.ndarray, complex64, shape (1 + n_fft // 2, n_frames)
+        The complex STFT the features were computed from.
+    audio : np.ndarray, float32, shape (n_samples,)
+        The track at ``sr``.
+    sr : int
+        Sample rate of ``audio`` and ``stft`` in Hz.
+    representation : Representation
+        What produced this analysis.
+    """
+
+    features: np.ndarray
+    stft: np.ndarray
+    audio: np.ndarray
+    sr: int
+    representation: Representation = field(repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames (time steps)."""
+        return int(self.features.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Duration of ``audio`` in seconds."""
+        return self.audio.shape[0] / self.sr
+
+
+@dataclass(frozen=True)
+class Representation:
+    """Base class: STFT settings shared by every representation.
+
+    Parameters
+    ----------
+    sr : int
+        Sample rate in Hz the model expects; tracks are resampled to it.
+    n_fft : int
+        FFT size in samples.
+    hop_length : int
+        Hop between frames in samples.
+    win_length : int or None
+        Window length in samples (``None``: ``n_fft``).
+    window : str
+        Window name for ``scipy.signal.get_window`` (e.g. ``"hann"``).
+    window_symmetric : bool
+        Use the symmetric window (``fftbins=False``, as Essentia does) instead of
+        the periodic one (librosa's default).
+    center : bool
+        Frame ``t`` is centred at sample ``t * hop_length`` (padding both ends).
+    pad_mode : str
+        How to pad when ``center`` (``"constant"`` = zeros).
+    """
+
+    kind: ClassVar[str] = "base"
+
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    win_length: int | None = None
+    window: str = "hann"
+    window_symmetric: bool = False
+    center: bool = True
+    pad_mode: str = "constant"
+
+    def __post_init__(self) -> None:
+        for key in ("sr", "n_fft", "hop_length"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or value <= 0:
+                raise InvalidOptionError(f"{key} must be a positive integer, got {value!r}")
+        if self.win_length is not None and not 0 < self.win_length <= self.n_fft:
+            raise InvalidOptionError(
+                f"win_length must be in 1..n_fft ({self.n_fft}), got {self.win_length!r}"
+            )
+
+    # -- signal processing ------------------------------------------------------
+    @property
+    def n_bins(self) -> int:
+        """Number of STFT bins, ``1 + n_fft // 2``."""
+        return 1 + self.n_fft // 2
+
+    @property
+    def n_bands(self) -> int:
+        """Number of bands (frequency rows) of the model input."""
+        return self.n_bins
+
+    @property
+    def seconds_per_frame(self) -> float:
+        """Hop in seconds."""
+        return self.hop_length / self.sr
+
+    def window_array(self) -> np.ndarray:
+        """The analysis window, shape ``(win_length,)``."""
+        import scipy.signal
+
+        n = self.win_length or self.n_fft
+        return scipy.signal.get_window(self.window, n, fftbins=not self.window_symmetric)
+
+    def stft(self, y: np.ndarray) -> np.ndarray:
+        """Complex STFT, shape ``(1 + n_fft // 2, n_frames)``, complex64 (computed in float64)."""
+        import librosa
+
+        return librosa.stft(
+            np.asarray(y, dtype=np.float64),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window_array(),
+            center=self.center,
+            pad_mode=self.pad_mode,
+        ).astype(np.complex64, copy=False)
+
+    def features_from_stft(self, stft: np.ndarray) -> np.ndarray:
+        """Model input from a complex STFT: ``(n_bins, n_frames) -> (n_frames, n_bands)``."""
+        raise NotImplementedError
+
+    def analyse(self, y: np.ndarray, sr: float) -> Analysis:
+        """Resample ``y`` to :attr:`sr` and compute the model input and its STFT.
+
+        Parameters
+        ----------
+        y : np.ndarray, shape (n_samples,)
+            Mono audio.
+        sr : float
+            Its sample rate in Hz.
+
+        Returns
+        -------
+        Analysis
+        """
+        y = validate(y, sr)
+        y = resample(y, sr, self.sr)
+        S = self.stft(y)
+        feats = self.features_from_stft(S).astype(np.float32, copy=False)
+        return Analysis(features=feats, stft=S, audio=y, sr=self.sr, representation=self)
+
+    def n_frames_for(self, n_samples: int) -> int:
+        """Number of frames the STFT gives for ``n_samples`` samples at :attr:`sr`."""
+        if self.center:
+            return 1 + n_samples // self.hop_length
+        return max(0, 1 + (n_samples - self.n_fft) // self.hop_length)
+
+    # -- description -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description (``kind`` + parameters)."""
+        return {"kind": self.kind, **asdict(self)}
+
+    def describe(self) -> str:
+        """One line for people."""
+        return f"{self.kind} {self.n_bands} bands, {self.sr} Hz, n_fft {self.n_fft}, hop {self.hop_length}"
+
+
+def _compress(x: np.ndarray, rep: LinearSpectrogram | MelSpectrogram) -> np.ndarray:
+    """Apply a representation's compression to a non-negative spectrogram."""
+    if rep.compression is None:
+        return x
+    if rep.compression == "log10":
+        return np.log10(1.0 + rep.log_c * x)
+    import librosa
+
+    # any exponent: back to a power spectrogram, then 10 log10 (librosa.power_to_db)
+    return librosa.power_to_db(
+        x if rep.power == 2.0 else x ** (2.0 / rep.power),
+        ref=rep.ref ** (2.0 / rep.power), amin=rep.amin, top_db=rep.top_db,
+    )
+
+
+def _check_compression(rep: LinearSpectrogram | MelSpectrogram) -> None:
+    if rep.compression not in _COMPRESSIONS:
+        raise InvalidOptionError(
+            f"compression must be one of {_COMPRESSIONS}, got {rep.compression!r}"
+        )
+    if rep.power <= 0:
+        raise InvalidOptionError(f"power must be > 0, got {rep.power!r}")
+
+
+@dataclass(frozen=True)
+class LinearSpectrogram(Representation):
+    """Linear-frequency STFT magnitude (Choi et al. 2016's deconvolution demo).
+
+    Parameters
+    ----------
+    power : float
+        Exponent of the magnitude (1: magnitude, 2: power).
+    compression : {None, "db", "log10"}
+        None: ``|S| ** power``; ``"db"``: decibels (``ref``, ``amin``, ``top_db``);
+        ``"log10"``: ``log10(1 + log_c * |S| ** power)``.
+    """
+
+    kind: ClassVar[str] = "stft"
+
+    power: float = 1.0
+    compression: str | None = None
+    log_c: float = 10000.0
+    ref: float = 1.0
+    amin: float = 1e-10
+    top_db: float | None = 80.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_compression(self)
+
+    def features_from_stft(self, stft: np.ndarray) -> np.ndarray:
+        x = np.abs(stft) ** self.power
+        return _compress(x, self).T
+
+
+@dataclass(frozen=True)
+class MelSpectrogram(Representation):
+    """Mel spectrogram, with optional dB or ``log10(1 + C x)`` compression.
+
+    Parameters
+    ----------
+    n_mels : int
+        Number of mel bands.
+    fmin, fmax : float
+        Frequency range of the filterbank in Hz (``fmax=None``: ``sr / 2``).
+    htk : bool
+        HTK mel scale instead of Slaney's.
+    norm : {"slaney", None}
+        Filter normalisation (librosa's ``norm``).
+    power : float
+        Exponent of the STFT magnitude before the filterbank (2: power).
+    compression, log_c, ref, amin, top_db
+        As for :class:`LinearSpectrogram`.
+    """
+
+    kind: ClassVar[str] = "mel"
+
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    htk: bool = False
+    norm: str | None = "slaney"
+    power: float = 2.0
+    compression: str | None = "db"
+    log_c: float = 10000.0
+    ref: float = 1.0
+    amin: float = 1e-10
+    top_db: float | None = 80.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_compression(self)
+        if not isinstance(self.n_mels, (int, np.integer)) or self.n_mels <= 0:
+            raise InvalidOptionError(f"n_mels must be a positive integer, got {self.n_mels!r}")
+
+    @property
+    def n_bands(self) -> int:
+        return int(self.n_mels)
+
+    def filterbank(self) -> np.ndarray:
+        """Mel filterbank, shape ``(n_mels, 1 + n_fft // 2)``."""
+        import librosa
+
+        return librosa.filters.mel(
+            sr=self.sr,
+            n_fft=self.n_fft,
+            n_mels=self.n_mels,
+            fmin=self.fmin,
+            fmax=self.fmax,
+            htk=self.htk,
+            norm=self.norm,
+        ).astype(np.float32)
+
+    def features_from_stft(self, stft: np.ndarray) -> np.ndarray:
+        mag = np.abs(stft.astype(np.complex128, copy=False)) ** self.power
+        x = self.filterbank().astype(np.float64) @ mag
+        return _compress(x, self).T
+
+
+_KINDS: dict[str, type[Representation]] = {
+    cls.kind: cls for cls in (LinearSpectrogram, MelSpectrogram)
+}
+
+
+def from_dict(d: dict[str, Any]) -> Representation:
+    """Rebuild a representation from :meth:`Representation.to_dict`'s output."""
+    d = dict(d)
+    kind = d.pop("kind", None)
+    if kind not in _KINDS:
+        raise InvalidOptionError(f"unknown representation kind {kind!r}; known: {sorted(_KINDS)}")
+    return _KINDS[kind](**d)
+
+
+# --- presets ---------------------------------------------------------------------
+def choi2016_stft() -> LinearSpectrogram:
+    """Choi et al. 2016's deconvolution demo: STFT magnitude, 11025 Hz, n_fft 512 (Hann), hop 256.
+
+    257 bins; 4 s of audio give 173 frames.
+    """
+    return LinearSpectrogram(sr=11025, n_fft=512, hop_length=256, power=1.0, compression=None)
+
+
+def choi2016_mel() -> MelSpectrogram:
+    """Choi et al. 2016's MusicTaggerCNN input: 12 kHz, 96 mel bands, n_fft 512, hop 256, dB (ref 1, top_db 80)."""
+    return MelSpectrogram(
+        sr=12000, n_fft=512, hop_length=256, n_mels=96, power=2.0, compression="db",
+        ref=1.0, top_db=80.0,
+    )
+
+
+def musicnn() -> MelSpectrogram:
+    """Essentia's ``TensorflowInputMusiCNN`` (musicnn, vgg, effnet-discogs, MAEST inputs).
+
+    16 kHz, frame 512 with a symmetric Hann window, hop 256, power spectrum, 96 Slaney
+    mel bands 0-8000 Hz (Slaney norm), ``log10(1 + 10000 * mel)``.
+    """
+    return MelSpectrogram(
+        sr=16000, n_fft=512, hop_length=256, window="hann", window_symmetric=True,
+        center=True, pad_mode="constant", n_mels=96, fmin=0.0, fmax=8000.0, htk=False,
+        norm="slaney", power=2.0, compression="log10", log_c=10000.0,
+    )

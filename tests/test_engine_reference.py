@@ -1,0 +1,100 @@
+"""The engine against an independent numpy deconvnet (switches, rectification, flipped kernels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mirdeconv.adapters.keras import from_keras
+from mirdeconv.engine import deconvolve
+from mirdeconv.representations import Analysis, LinearSpectrogram
+
+N_BANDS, N_FRAMES = 24, 32
+CHANNELS = (4, 6, 8)
+
+
+def np_conv_same(x: np.ndarray, w: np.ndarray, b: np.ndarray | float = 0.0) -> np.ndarray:
+    """3x3 'same' cross-correlation: x (H, W, Cin), w (3, 3, Cin, Cout) -> (H, W, Cout)."""
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(0, 1))  # H, W, Cin, 3, 3
+    return np.einsum("hwcij,ijco->hwo", win, w) + b
+
+
+def np_pool_switches(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 max-pool; switches = index 0..3 of the first maximum in row-major window order."""
+    H, W, C = x.shape
+    win = x.reshape(H // 2, 2, W // 2, 2, C).transpose(0, 2, 4, 1, 3).reshape(H // 2, W // 2, C, 4)
+    return win.max(axis=-1), win.argmax(axis=-1)
+
+
+def np_unpool(g: np.ndarray, switches: np.ndarray) -> np.ndarray:
+    h, w, C = g.shape
+    out = np.zeros((h, w, C, 4))
+    np.put_along_axis(out, switches[..., None], g[..., None], axis=-1)
+    return out.reshape(h, w, C, 2, 2).transpose(0, 3, 1, 4, 2).reshape(2 * h, 2 * w, C)
+
+
+def np_deconvnet(x: np.ndarray, weights: list, depth: int, feature: int) -> np.ndarray:
+    """Zeiler-Fergus deconvnet of feature ``feature`` of block ``depth`` (1-based)."""
+    a = x[..., None].astype(np.float64)
+    switches = []
+    for w, b in weights[:depth]:
+        a, s = np_pool_switches(np.maximum(np_conv_same(a, w, b), 0.0))
+        switches.append(s)
+    g = np.zeros_like(a)
+    g[..., feature] = a[..., feature]
+    for (w, _), s in zip(reversed(weights[:depth]), reversed(switches)):
+        g = np.maximum(np_unpool(g, s), 0.0)                    # unpool, then rectify
+        g = np_conv_same(g, w[::-1, ::-1].transpose(0, 1, 3, 2))  # flipped, channels swapped
+    return g[..., 0]
+
+
+@pytest.fixture(scope="module")
+def small_net(keras):
+    rng = np.random.default_rng(7)
+    inp = keras.Input((N_BANDS, N_FRAMES, 1))
+    x = inp
+    weights = []
+    cin = 1
+    for i, c in enumerate(CHANNELS):
+        conv = keras.layers.Conv2D(c, 3, padding="same", activation="relu", name=f"conv{i + 1}")
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(conv(x))
+        w = rng.standard_normal((3, 3, cin, c)).astype(np.float32) / np.sqrt(9 * cin)
+        b = (0.1 * rng.standard_normal(c)).astype(np.float32)
+        weights.append((w, b))
+        cin = c
+    model = keras.Model(inp, x)
+    for i, (w, b) in enumerate(weights):
+        model.get_layer(f"conv{i + 1}").set_weights([w, b])
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (N_BANDS - 1), hop_length=16)
+    fm = from_keras(model, rep)
+    X = rng.standard_normal((N_BANDS, N_FRAMES)).astype(np.float32)
+    analysis = Analysis(features=X.T.copy(), stft=np.zeros((N_BANDS, N_FRAMES), np.complex64),
+                        audio=np.zeros(16 * N_FRAMES, np.float32), sr=8000, representation=rep)
+    return fm, weights, X, analysis
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_deconvnet_equals_numpy_reference(small_net, depth):
+    fm, weights, X, analysis = small_net
+    res = deconvolve(fm, analysis=analysis, layer=f"pool{depth}", features=None)
+    assert res.masks.shape == (CHANNELS[depth - 1], N_FRAMES, N_BANDS)
+    n_checked = 0
+    for k in range(CHANNELS[depth - 1]):
+        ref = np_deconvnet(X, weights, depth, k).T          # (frames, bands)
+        got = res.mask(k)
+        scale = np.abs(ref).max()
+        if scale == 0:
+            assert res.dead[k] and not got.any()
+            continue
+        n_checked += 1
+        assert np.abs(got - ref).max() <= 1e-5 * scale, f"layer {depth} feature {k}"
+    assert n_checked >= CHANNELS[depth - 1] - 1  # a random net keeps (nearly) every feature alive
+
+
+def test_deconvnet_reference_has_negative_values(small_net):
+    """The final transposed convolution is not rectified: the mask is real-valued."""
+    fm, weights, X, analysis = small_net
+    ref = np_deconvnet(X, weights, 2, 0)
+    got = deconvolve(fm, analysis=analysis, layer="pool2", features=[0]).masks[0]
+    assert (ref < 0).any() and (got < 0).any()

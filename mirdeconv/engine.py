@@ -286,17 +286,33 @@ class Program:
             saved = []
             for s in steps:
                 saved.append([f(env) for f in s.save])
-            return env[self.layer], saved
+            # elements of every tensor the backward pass will hold a gradient for (batch 1)
+            n = tf.cast(tf.shape(x)[0], tf.int64)
+            elems = tf.add_n([tf.size(env[tensor_name(s.node.name)], tf.int64) for s in steps]
+                             + [tf.size(x, tf.int64)]) // tf.maximum(n, 1)
+            return env[self.layer], saved, elems
 
         spec = tf.TensorSpec([None] * rank, tf.float32)
         return tf.compat.v1.wrap_function(fwd, [spec])
 
-    def forward(self, x: np.ndarray) -> tuple[Any, Any]:
-        """Run the forward pass once; returns (layer activations, saved tensors)."""
+    def forward(self, x: np.ndarray) -> tuple[Any, Any, int]:
+        """Run the forward pass once.
+
+        Returns
+        -------
+        activations : tf.Tensor
+            The layer's output.
+        saved : nested list of tf.Tensor
+            What the backward pass needs.
+        elems : int
+            Elements of all tensors between the input and the layer, per batch item: a bound
+            on what the backward pass holds per feature.
+        """
         if self._forward_fn is None:
             self._forward_fn = self._build_forward(np.ndim(x))
         try:
-            return self._forward_fn(self.tf.constant(x, self.tf.float32))
+            act, saved, elems = self._forward_fn(self.tf.constant(x, self.tf.float32))
+            return act, saved, int(elems)
         except self.tf.errors.InvalidArgumentError as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnsupportedGraphError(
@@ -973,7 +989,7 @@ def _fuse_first_conv(prog: Program, pool: _Step) -> None:
             or list(dil) != [1, 1, 1, 1] or w.shape[2] > 4):
         return
     kc_h, kc_w, cin, cout = (int(d) for d in w.shape)
-    if kp_h * kp_w > 16:
+    if kp_h * kp_w > 16:  # large pools (e.g. over all bands) would need huge per-cell weights
         return
     # tap offset o = switch offset s + kernel tap a, written o = kp * delta + sub
     nd_h, nd_w = -(-(kp_h + kc_h - 1) // kp_h), -(-(kp_w + kc_w - 1) // kp_w)
@@ -1278,7 +1294,7 @@ def deconvolve(
         padded = np.concatenate([feat_in, pad]) if len(pad) else feat_in
         x = model.to_input(np.stack([padded[s:s + L] for s in starts]))
     prog = model.program(info, method)
-    act, saved = prog.forward(x)
+    act, saved, elems = prog.forward(x)
     act_np = act.numpy()
     a = np.moveaxis(act_np, info.feature_axis, -1)[..., feats]   # (N, ..., F)
     a = np.moveaxis(a, -1, 0).reshape(len(feats), -1)
@@ -1291,7 +1307,9 @@ def deconvolve(
     activ = np.concatenate(list(per_t), axis=0).T.astype(np.float32) if whole else \
         _ola_units(per_t, starts, L, info.stride[0])
 
-    chunk = _chunk_size(_backward_bytes(x, act_np, info), memory, len(feats))
+    # per feature, the backward pass may hold a gradient for every tensor on the way
+    # (float32, and about two temporaries per gradient)
+    chunk = _chunk_size(4 * 3 * elems * len(starts), memory, len(feats))
     masks = np.zeros((len(feats), n_frames, feat_in.shape[1]), np.float32)
     margin = min(rf, L // 4)
     weights = [_patch_weights(L, margin, i == 0, i == len(starts) - 1) for i in range(len(starts))]
@@ -1328,11 +1346,6 @@ def deconvolve(
         activations=activ, layer=info, method=method, target=target,
         mode="whole" if whole else "patches", analysis=analysis, model=model.name,
     )
-
-
-def _backward_bytes(x: np.ndarray, act: np.ndarray, info: LayerInfo) -> int:
-    """Rough bytes the backward pass needs per feature: a few copies of the largest tensors."""
-    return int(4 * 3 * max(x.size * 32, act.size))
 
 
 def _ola_units(per_t: np.ndarray, starts: list[int], L: int, stride: int) -> np.ndarray:

@@ -230,6 +230,23 @@ class FrozenGraph:
         self._const_cache[name] = value
         return value
 
+    def content_digest(self) -> str:
+        """SHA-256 of the graph's operations, attributes and constants, blind to node names
+        (the same model traced twice, or saved and reloaded, gets the same digest)."""
+        import hashlib
+
+        index = {n.name: i for i, n in enumerate(self.graph_def.node)}
+        h = hashlib.sha256()
+        for n in self.graph_def.node:
+            h.update(n.op.encode())
+            for i in n.input:
+                h.update(str(index.get(node_name(i), -1)).encode() + i.partition(":")[2].encode())
+            for key in sorted(n.attr):
+                if key.startswith("_"):
+                    continue
+                h.update(key.encode() + n.attr[key].SerializeToString(deterministic=True))
+        return h.hexdigest()
+
     # -- structure ------------------------------------------------------------------
     def ancestors(self, tensors: list[str]) -> list[str]:
         """Nodes needed to compute ``tensors``, in topological order (inputs first)."""

@@ -12,6 +12,7 @@ Everything is librosa/numpy; nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -29,6 +30,7 @@ __all__ = [
     "choi2016_mel",
     "musicnn",
     "from_dict",
+    "presets",
 ]
 
 _COMPRESSIONS = (None, "db", "log10")
@@ -189,7 +191,8 @@ class Representation:
 
     def describe(self) -> str:
         """One line for people."""
-        return f"{self.kind} {self.n_bands} bands, {self.sr} Hz, n_fft {self.n_fft}, hop {self.hop_length}"
+        return (f"{self.kind} {self.n_bands} bands, {self.sr} Hz, n_fft {self.n_fft}, "
+                f"hop {self.hop_length}")
 
 
 def _compress(x: np.ndarray, rep: LinearSpectrogram | MelSpectrogram) -> np.ndarray:
@@ -261,6 +264,11 @@ class MelSpectrogram(Representation):
         HTK mel scale instead of Slaney's.
     norm : {"slaney", None}
         Filter normalisation (librosa's ``norm``).
+    mel_impl : {"librosa", "essentia"}
+        How the filterbank is built: librosa's ``filters.mel`` (float64), or a float32
+        replica of Essentia's ``MelBands`` (mel edges accumulated in float32, bins from
+        ceil to floor of the band edges, ``unit_tri`` normalisation), which matches
+        Essentia's own input algorithms ~5x closer at the filters' tails.
     power : float
         Exponent of the STFT magnitude before the filterbank (2: power).
     compression, log_c, ref, amin, top_db
@@ -274,6 +282,7 @@ class MelSpectrogram(Representation):
     fmax: float | None = None
     htk: bool = False
     norm: str | None = "slaney"
+    mel_impl: str = "librosa"
     power: float = 2.0
     compression: str | None = "db"
     log_c: float = 10000.0
@@ -286,6 +295,11 @@ class MelSpectrogram(Representation):
         _check_compression(self)
         if not isinstance(self.n_mels, (int, np.integer)) or self.n_mels <= 0:
             raise InvalidOptionError(f"n_mels must be a positive integer, got {self.n_mels!r}")
+        if self.mel_impl not in ("librosa", "essentia"):
+            raise InvalidOptionError(f"mel_impl must be 'librosa' or 'essentia', got {self.mel_impl!r}")
+        if self.mel_impl == "essentia" and (self.htk or self.norm != "slaney"):
+            raise InvalidOptionError("mel_impl='essentia' reproduces Slaney mel bands with Slaney "
+                                     "normalisation only (htk=False, norm='slaney')")
 
     @property
     def n_bands(self) -> int:
@@ -293,6 +307,10 @@ class MelSpectrogram(Representation):
 
     def filterbank(self) -> np.ndarray:
         """Mel filterbank, shape ``(n_mels, 1 + n_fft // 2)``."""
+        if self.mel_impl == "essentia":
+            return _essentia_slaney_filterbank(
+                self.sr, self.n_bins, self.n_mels, float(self.fmin),
+                float(self.fmax if self.fmax is not None else self.sr / 2))
         import librosa
 
         return librosa.filters.mel(
@@ -309,6 +327,49 @@ class MelSpectrogram(Representation):
         mag = np.abs(stft.astype(np.complex128, copy=False)) ** self.power
         x = self.filterbank().astype(np.float64) @ mag
         return _compress(x, self).T
+
+
+@functools.lru_cache(maxsize=16)
+def _essentia_slaney_filterbank(sr: int, n_bins: int, n_mels: int, fmin: float,
+                                fmax: float) -> np.ndarray:
+    """Slaney mel filterbank computed the way Essentia's MelBands/TriangularBands do, in float32.
+
+    Band edges: mel(fmin) + k * step, accumulated in float32 and mapped back to Hz;
+    weights are linear in Hz over the bins from ceil(f_lo / df) to floor(f_hi / df);
+    each triangle is divided by half its width in Hz ("unit_tri").
+    """
+    f32 = np.float32
+    f_sp = f32(200.0 / 3.0)
+    log_step = f32(np.log(6.4) / 27.0)
+
+    def hz2mel(h: np.float32) -> np.float32:
+        if h < f32(1000.0):
+            return f32(h / f_sp)
+        return f32(f32(15.0) + f32(np.log(f32(h / f32(1000.0)))) / log_step)
+
+    def mel2hz(m: np.float32) -> np.float32:
+        if m < f32(15.0):
+            return f32(m * f_sp)
+        return f32(f32(1000.0) * f32(np.exp(f32(log_step * f32(m - f32(15.0))))))
+
+    lo, hi = hz2mel(f32(fmin)), hz2mel(f32(fmax))
+    step = f32((hi - lo) / f32(n_mels + 1))
+    edges = np.empty(n_mels + 2, f32)
+    m = lo
+    for i in range(n_mels + 2):
+        edges[i] = mel2hz(m)
+        m = f32(m + step)
+    df = f32(f32(sr / 2.0) / f32(n_bins - 1))
+    fb = np.zeros((n_mels, n_bins), f32)
+    for i in range(n_mels):
+        f0, f1, f2 = edges[i], edges[i + 1], edges[i + 2]
+        s1, s2 = f32(f1 - f0), f32(f2 - f1)
+        j = np.arange(int(np.ceil(f32(f0 / df))), min(int(np.floor(f32(f2 / df))), n_bins - 1) + 1)
+        b = (j.astype(f32) * df).astype(f32)
+        up = ((b - f0) / s1).astype(f32)
+        down = ((f2 - b) / s2).astype(f32)
+        fb[i, j] = np.where(b < f1, up, down) / f32(f32(s1 + s2) / f32(2.0))
+    return fb
 
 
 _KINDS: dict[str, type[Representation]] = {
@@ -335,7 +396,10 @@ def choi2016_stft() -> LinearSpectrogram:
 
 
 def choi2016_mel() -> MelSpectrogram:
-    """Choi et al. 2016's MusicTaggerCNN input: 12 kHz, 96 mel bands, n_fft 512, hop 256, dB (ref 1, top_db 80)."""
+    """Choi et al. 2016's MusicTaggerCNN input.
+
+    12 kHz, 96 mel bands, n_fft 512, hop 256, power spectrogram in dB (ref 1, top_db 80).
+    """
     return MelSpectrogram(
         sr=12000, n_fft=512, hop_length=256, n_mels=96, power=2.0, compression="db",
         ref=1.0, top_db=80.0,
@@ -346,10 +410,16 @@ def musicnn() -> MelSpectrogram:
     """Essentia's ``TensorflowInputMusiCNN`` (musicnn, vgg, effnet-discogs, MAEST inputs).
 
     16 kHz, frame 512 with a symmetric Hann window, hop 256, power spectrum, 96 Slaney
-    mel bands 0-8000 Hz (Slaney norm), ``log10(1 + 10000 * mel)``.
+    mel bands 0-8000 Hz (Slaney norm, built like Essentia's MelBands: ``mel_impl="essentia"``),
+    ``log10(1 + 10000 * mel)``.
     """
     return MelSpectrogram(
         sr=16000, n_fft=512, hop_length=256, window="hann", window_symmetric=True,
         center=True, pad_mode="constant", n_mels=96, fmin=0.0, fmax=8000.0, htk=False,
-        norm="slaney", power=2.0, compression="log10", log_c=10000.0,
+        norm="slaney", mel_impl="essentia", power=2.0, compression="log10", log_c=10000.0,
     )
+
+
+def presets() -> dict[str, Any]:
+    """Named presets: name -> function returning the representation."""
+    return {"choi2016-stft": choi2016_stft, "choi2016-mel": choi2016_mel, "musicnn": musicnn}

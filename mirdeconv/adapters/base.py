@@ -16,7 +16,6 @@ An adapter is a small class (in the style of xarray's backends)::
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,6 +170,7 @@ class FrozenModel:
                 s = t.shape
                 key = f"{op.name[2:]}:{i}"
                 shapes[key] = tuple(s.as_list()) if s.rank is not None else None
+        shapes[self.input_tensor] = self.nominal_input_shape()  # replaced by the probe input
         return shapes
 
     @property
@@ -250,12 +250,11 @@ class FrozenModel:
     # -- identity -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """What identifies this model in outputs: name, family, source, graph digest, representation."""
-        digest = hashlib.sha256(self.graph.graph_def.SerializeToString(deterministic=True))
         return {
             "name": self.name,
             "family": self.family,
             "source": self.source,
-            "graph_sha256": digest.hexdigest(),
+            "graph_sha256": self.graph.content_digest(),
             "input": self.input_tensor,
             "input_axes": self.input_axes,
             "input_length": self.input_length,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -244,8 +245,8 @@ class KerasAdapter(ModelAdapter):
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, (str, os.PathLike)):
             return Path(source).suffix.lower() in KERAS_SUFFIXES
-        mod = type(source).__module__
-        return mod.startswith("keras")
+        keras_mod = sys.modules.get("keras")
+        return keras_mod is not None and isinstance(source, keras_mod.Model)
 
     def open(
         self,

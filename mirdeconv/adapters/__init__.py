@@ -1,0 +1,13 @@
+"""Model adapters: each turns one family of models into a :class:`~mirdeconv.adapters.base.FrozenModel`."""
+
+from .base import FrozenModel, ModelAdapter
+
+__all__ = ["FrozenModel", "ModelAdapter", "builtin_adapters"]
+
+
+def builtin_adapters() -> list[ModelAdapter]:
+    """The adapters that ship with mirdeconv, in the order they are tried."""
+    from .graphdef import GraphDefAdapter
+    from .keras import KerasAdapter
+
+    return [KerasAdapter(), GraphDefAdapter()]

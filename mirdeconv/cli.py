@@ -1,0 +1,152 @@
+"""The ``mirdeconv`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import MirdeconvError
+
+__all__ = ["main"]
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file (.keras, .h5, .pb)")
+    p.add_argument("--representation", "-r",
+                   help="input representation: a preset (choi2016-stft, choi2016-mel, musicnn) "
+                        "or a JSON file; default: NAME.mirdeconv.json beside the model")
+    p.add_argument("--input-axes", help="model input layout: NTF, NFT, NTFC or NFTC")
+    p.add_argument("--allow-unsafe", action="store_true",
+                   help="let Lambda layers in a Keras file run (only for files you trust)")
+
+
+def _open_model(args: argparse.Namespace) -> Any:
+    from .models import load_model
+
+    opts: dict[str, Any] = {}
+    if args.input_axes:
+        opts["input_axes"] = args.input_axes
+    if args.allow_unsafe:
+        opts["allow_unsafe"] = True
+    return load_model(args.model, representation=args.representation, **opts)
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    model = _open_model(args)
+    spf = model.representation.seconds_per_frame
+    print(f"{model.name}: {model.representation.describe()}, input {model.input_axes}"
+          f"{'' if model.input_length is None else f', {model.input_length} frames per patch'}")
+    print(f"{'layer':<28} {'features':>8} {'axes':>6} {'rf frames':>9} {'rf s':>6} "
+          f"{'rf bins':>7} {'whole track':>11}")
+    for li in model.layers:
+        bins = "-" if li.receptive_field[1] is None else str(li.receptive_field[1])
+        print(f"{li.name:<28} {li.n_features:>8} {li.axes:>6} {li.receptive_field[0]:>9} "
+              f"{li.receptive_field[0] * spf:>6.2f} {bins:>7} {'yes' if li.time_agnostic else 'no':>11}")
+    return 0
+
+
+def cmd_deconvolve(args: argparse.Namespace) -> int:
+    from . import audio as audio_mod
+    from ._io import prepare_folder
+    from .engine import deconvolve, parse_features
+    from .export import save_result
+
+    model = _open_model(args)
+    info = model.layer(args.layer)
+    feats = parse_features(args.features, info.n_features)
+    y, sr = audio_mod.load(args.audio)
+    res = deconvolve(model, y, sr, layer=info.name, features=feats, method=args.method,
+                     target=args.target, mode=args.mode, progress=True)
+    out = prepare_folder(Path(args.out) / Path(args.audio).stem / info.name)
+    files = save_result(res, out, png=not args.no_png, identity=model.identity(), progress=True)
+    n_dead = int(res.dead.sum())
+    print(f"{len(res.features)} features of {info.name} ({args.method}, {args.target}, "
+          f"{res.mode}): {len(files)} files in {out}" + (f"; {n_dead} dead" if n_dead else ""))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import soundfile as sf
+
+    from ._io import atomic_path, prepare_folder, save_json
+    from .demo import demo_track, vggnet5
+    from .engine import deconvolve
+    from .export import save_result
+    from .models import load_model, sidecar_path
+    from .representations import choi2016_stft
+
+    out = prepare_folder(args.out)
+    rep = choi2016_stft()
+    model_path = out / "vggnet5.keras"
+    if not model_path.exists():
+        net = vggnet5()
+        with atomic_path(model_path) as tmp:
+            net.save(tmp.with_suffix(".keras"))
+            tmp.with_suffix(".keras").replace(tmp)
+        save_json(sidecar_path(model_path), {"representation": rep.to_dict(),
+                                             "input_axes": "NFTC"})
+    track = out / "demo.wav"
+    y = demo_track(sr=rep.sr, seconds=args.seconds)
+    with atomic_path(track) as tmp:
+        sf.write(tmp, y, rep.sr, format="WAV")
+    model = load_model(model_path)
+    print(f"demo model {model_path} (random weights) and track {track} ({args.seconds:.0f} s)")
+    for layer in args.layers.split(","):
+        res = deconvolve(model, y, rep.sr, layer=layer, features=args.features, progress=True)
+        folder = save_result(res, out / "deconvolution" / layer, identity=model.identity())[0].parent
+        print(f"  {layer}: {len(res.features)} features -> {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mirdeconv",
+        description="See and hear what the feature maps of music CNNs respond to "
+                    "(Zeiler-Fergus deconvolution, Choi et al. 2016).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("layers", help="list a model's feature layers")
+    _model_args(p)
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("deconvolve", help="deconvolve features of a layer for a track")
+    _model_args(p)
+    p.add_argument("audio", help="audio file (wav, flac, ogg, mp3, ...)")
+    p.add_argument("--layer", "-l", required=True, help="layer name (see `mirdeconv layers`)")
+    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
+    p.add_argument("--method", "-m", default="deconvnet",
+                   choices=["deconvnet", "guided", "saliency"])
+    p.add_argument("--target", "-t", default="map", choices=["map", "max"],
+                   help="seed with the whole feature map (map) or its strongest unit (max)")
+    p.add_argument("--mode", default="auto", choices=["auto", "whole", "patches"])
+    p.add_argument("--out", "-o", required=True, help="output folder")
+    p.add_argument("--no-png", action="store_true", help="write only the .npy masks")
+    p.set_defaults(func=cmd_deconvolve)
+
+    p = sub.add_parser("demo", help="deconvolve a demo track through Choi's vggnet5")
+    p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")
+    p.add_argument("--layers", default="pool1,pool3,pool5")
+    p.add_argument("--features", default="0-7")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mirdeconv`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MirdeconvError as exc:
+        print(f"mirdeconv: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mirdeconv: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Engine behaviour: whole-track vs patches, dead features, chunks, targets, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mirdeconv.adapters.keras import from_keras
+from mirdeconv.engine import deconvolve, parse_features
+from mirdeconv.errors import (
+    AudioTooShortError,
+    FeatureIndexError,
+    InvalidOptionError,
+    UnknownLayerError,
+)
+from mirdeconv.representations import LinearSpectrogram, MelSpectrogram
+
+from .conftest import tone_track
+
+REP = MelSpectrogram(sr=16000, n_fft=512, hop_length=256, n_mels=48, compression="log10")
+
+
+@pytest.fixture(scope="module")
+def fcn(keras):
+    """Fully convolutional along time, built for 64-frame patches (NTFC layout)."""
+    keras.utils.set_random_seed(11)
+    L = keras.layers
+    inp = keras.Input((64, 48, 1))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inp)
+    x = L.MaxPooling2D(2, name="p1")(x)
+    x = L.Conv2D(8, 3, padding="same", activation="elu", name="c2")(x)
+    x = L.MaxPooling2D((2, 2), name="p2")(x)
+    out = L.Dense(3)(L.GlobalAveragePooling2D()(x))
+    return from_keras(keras.Model(inp, out), REP)
+
+
+@pytest.fixture(scope="module")
+def track():
+    return tone_track(sr=16000, seconds=10.0)
+
+
+def test_layers_of_fcn(fcn):
+    names = [li.name for li in fcn.layers]
+    assert names == ["c1", "p1", "c2", "p2"]
+    p2 = fcn.layer("p2")
+    assert p2.axes == "NTFC" and p2.time_axis == 1 and p2.feature_axis == 3
+    assert p2.receptive_field == (10, 10) and p2.stride == (4, 4) and p2.time_agnostic
+    assert fcn.input_length == 64
+
+
+def test_whole_track_and_patches_agree_in_the_interior(fcn, track):
+    whole = deconvolve(fcn, track, 16000, layer="p2", mode="whole")
+    patches = deconvolve(fcn, track, 16000, layer="p2", mode="patches")
+    assert whole.mode == "whole" and patches.mode == "patches"
+    n = whole.masks.shape[1]
+    assert whole.masks.shape == patches.masks.shape == (8, n, 48) and n == 626
+    interior = slice(0, n - 64)   # the last patch is padded past the track's end
+    scale = np.abs(whole.masks).max()
+    np.testing.assert_allclose(patches.masks[:, interior], whole.masks[:, interior],
+                               atol=1e-5 * scale)
+    assert np.abs(patches.masks[:, -20:] - whole.masks[:, -20:]).max() < 0.5 * scale
+
+
+def test_auto_mode_picks_whole_for_fully_convolutional(fcn, track):
+    assert deconvolve(fcn, track, 16000, layer="c1", features=[0]).mode == "whole"
+
+
+def test_chunks_do_not_change_the_result(fcn, track):
+    a = deconvolve(fcn, track, 16000, layer="c2")
+    b = deconvolve(fcn, track, 16000, layer="c2", memory=1)  # one feature per chunk
+    np.testing.assert_allclose(a.masks, b.masks, atol=1e-6 * np.abs(a.masks).max())
+    calls = []
+    deconvolve(fcn, track, 16000, layer="c2", memory=1, progress=lambda d, t: calls.append(d))
+    assert calls == list(range(1, 9))
+
+
+def test_feature_subset_equals_slice_of_all(fcn, track):
+    all_ = deconvolve(fcn, track, 16000, layer="p1")
+    some = deconvolve(fcn, track, 16000, layer="p1", features="5,1-2")
+    assert some.features == [5, 1, 2]
+    np.testing.assert_allclose(some.masks, all_.masks[[5, 1, 2]], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(some.activation_max, all_.activation_max[[5, 1, 2]])
+
+
+def test_activation_over_time(fcn, track):
+    res = deconvolve(fcn, track, 16000, layer="p2", features=[0, 1])
+    assert res.activations.shape == (2, 626 // 4)
+    assert np.allclose(res.activations.max(axis=1), res.activation_max)
+
+
+def test_dead_feature_is_zero_and_flagged(keras):
+    """A filter that can never fire on a non-negative input: all-negative weights and bias."""
+    L = keras.layers
+    inp = keras.Input((33, 40, 1))
+    conv = L.Conv2D(3, 3, padding="same", activation="relu", name="c")
+    x = L.MaxPooling2D(2, name="p")(conv(inp))
+    model = keras.Model(inp, x)
+    w = np.abs(np.random.default_rng(0).standard_normal((3, 3, 1, 3))).astype(np.float32)
+    w[..., 1] *= -1.0
+    conv.set_weights([w, np.array([0.1, -1.0, 0.1], np.float32)])
+    rep = LinearSpectrogram(sr=8000, n_fft=64, hop_length=32)      # magnitudes >= 0
+    fm = from_keras(model, rep)
+    y = tone_track(sr=8000, seconds=1.0)
+    for method in ("deconvnet", "guided", "saliency"):
+        for target in ("map", "max"):
+            res = deconvolve(fm, y, 8000, layer="p", method=method, target=target)
+            assert res.dead.tolist() == [False, True, False]
+            assert np.isfinite(res.masks).all()
+            assert not res.masks[1].any() and res.masks[0].any()
+            assert res.activation_max[1] == 0 and res.fraction_active[1] == 0
+
+
+def test_max_target_is_local(fcn, track):
+    res = deconvolve(fcn, track, 16000, layer="p2", features=[0, 3], target="max")
+    for m in res.masks:
+        rows = np.flatnonzero(np.abs(m).sum(axis=1))
+        assert 0 < rows.size <= 10 and rows.max() - rows.min() < 10
+
+
+def test_max_target_in_patch_mode_matches_whole(fcn, track):
+    a = deconvolve(fcn, track, 16000, layer="p1", features=[2], target="max", mode="whole")
+    b = deconvolve(fcn, track, 16000, layer="p1", features=[2], target="max", mode="patches")
+    np.testing.assert_allclose(a.masks, b.masks, atol=1e-5 * np.abs(a.masks).max())
+
+
+def test_not_fully_convolutional_uses_patches(keras, track):
+    """A Reshape with the time length baked in: whole tracks cannot go through."""
+    L = keras.layers
+    inp = keras.Input((64, 48))
+    x = L.Reshape((64, 48, 1))(inp)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="c")(x)
+    fm = from_keras(keras.Model(inp, x), REP)
+    assert not fm.layer("c").time_agnostic and fm.input_axes == "NTF"
+    res = deconvolve(fm, track, 16000, layer="c")
+    assert res.mode == "patches" and res.masks.shape == (4, 626, 48)
+    with pytest.raises(InvalidOptionError, match="not fully convolutional"):
+        deconvolve(fm, track, 16000, layer="c", mode="whole")
+
+
+def test_parse_features():
+    assert parse_features("0-3, 7", 8) == [0, 1, 2, 3, 7]
+    assert parse_features(None, 3) == [0, 1, 2] == parse_features("all", 3)
+    assert parse_features(np.int64(2), 3) == [2]
+    with pytest.raises(FeatureIndexError, match="feature index 64 is out of range.*64 features"):
+        parse_features("0-64", 64)
+    with pytest.raises(FeatureIndexError):
+        parse_features([-1], 4)
+    with pytest.raises(InvalidOptionError, match="cannot read feature selection"):
+        parse_features("a-b", 4)
+    with pytest.raises(InvalidOptionError, match="empty"):
+        parse_features([], 4)
+
+
+@pytest.mark.parametrize("kw,exc,msg", [
+    ({"method": "lrp"}, InvalidOptionError, "method must be one of deconvnet, guided, saliency"),
+    ({"target": "mean"}, InvalidOptionError, "target must be one of map, max"),
+    ({"mode": "fast"}, InvalidOptionError, "mode must be one of"),
+    ({"layer": "nope"}, UnknownLayerError, "unknown layer 'nope'.*c1, p1, c2, p2"),
+])
+def test_bad_options(fcn, track, kw, exc, msg):
+    args = {"layer": "p1", **kw}
+    with pytest.raises(exc, match=msg):
+        deconvolve(fcn, track, 16000, **args)
+
+
+def test_audio_shorter_than_receptive_field(fcn):
+    short = tone_track(sr=16000, seconds=0.1)          # 7 frames < 10
+    with pytest.raises(AudioTooShortError, match=r"0.10 s \(7 frames\).*p2 \(10 frames = 0.16 s\)"):
+        deconvolve(fcn, short, 16000, layer="p2")
+    assert deconvolve(fcn, short, 16000, layer="p1").masks.shape == (8, 7, 48)

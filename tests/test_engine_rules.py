@@ -1,0 +1,158 @@
+"""Every backward rule against tf.GradientTape with the matching non-linearity rule.
+
+A "zoo" net holds batch norm (inference), ELU, LeakyReLU, ReLU, concatenation, a residual
+add, average pooling, overlapping and SAME max-pooling, zero padding, cropping, a
+depthwise conv, a strided conv and a transpose.  For each method the engine must equal
+GradientTape on the same net in which every non-linearity carries the method's rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mirdeconv import backend
+from mirdeconv.adapters.keras import from_keras
+from mirdeconv.engine import deconvolve
+from mirdeconv.representations import Analysis, LinearSpectrogram
+
+BANDS, FRAMES = 40, 64
+LAYERS = ["elu", "leaky", "concat", "add", "avgpool", "cropped", "depthwise_act",
+          "strided_act", "overlap_pool", "permuted"]
+
+
+def _ruled(kind: str, method: str):
+    """A non-linearity whose gradient follows the method's rule."""
+    tf = backend.tensorflow()
+    base = {"relu": tf.nn.relu, "elu": tf.nn.elu,
+            "leaky": lambda x: tf.nn.leaky_relu(x, alpha=0.1)}[kind]
+
+    def deriv(x):
+        if kind == "relu":
+            return tf.cast(x > 0, x.dtype)
+        if kind == "elu":
+            return tf.where(x > 0, tf.ones_like(x), tf.exp(x))
+        return tf.where(x > 0, tf.ones_like(x), 0.1 * tf.ones_like(x))
+
+    @tf.custom_gradient
+    def f(x):
+        def grad(dy):
+            if method == "deconvnet":
+                return tf.nn.relu(dy)
+            if method == "guided":
+                return tf.nn.relu(dy) * deriv(x)
+            return dy * deriv(x)
+
+        return base(x), grad
+
+    return f
+
+
+def build_zoo(keras, act):
+    L = keras.layers
+    inp = keras.Input((BANDS, FRAMES, 1))
+    x = L.BatchNormalization(name="bn_in")(inp)
+    a = L.Conv2D(6, 3, padding="same", name="conv_a")(x)
+    a = L.BatchNormalization(name="bn_a")(a)
+    a = act("elu", "elu")
+    a = a(L.BatchNormalization(name="bn_a2")(L.Conv2D(6, 3, padding="same", name="conv_a2")(x)))
+    b = act("leaky", "leaky")(L.Conv2D(5, (5, 3), padding="same", name="conv_b")(x))
+    c = L.Concatenate(name="concat")([a, b])                                   # 11 maps
+    c = L.MaxPooling2D(2, name="pool_c")(c)                                    # 20 x 32
+    d = act("relu", "relu_d")(L.Conv2D(11, 3, padding="same", name="conv_d")(c))
+    e = L.Add(name="add")([c, d])
+    e = L.AveragePooling2D(2, name="avgpool")(e)                               # 10 x 16
+    f = L.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(e)                       # 11 x 17
+    f = L.Cropping2D(((0, 1), (1, 0)), name="cropped")(f)                      # 10 x 16
+    f = L.DepthwiseConv2D(3, padding="valid", name="depthwise")(f)             # 8 x 14
+    f = act("relu", "depthwise_act")(f)
+    g = L.Conv2D(9, 3, strides=2, padding="same", name="strided")(f)           # 4 x 7
+    g = act("relu", "strided_act")(g)
+    g = L.MaxPooling2D(3, strides=2, padding="same", name="overlap_pool")(g)   # 2 x 4
+    h = L.Permute((1, 2, 3), name="permuted")(g)
+    return keras.Model(inp, h)
+
+
+@pytest.fixture(scope="module")
+def zoo(keras):
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+
+    def plain(kind, name):
+        return {"relu": L.ReLU, "elu": L.ELU,
+                "leaky": lambda name: L.LeakyReLU(negative_slope=0.1, name=name)}[kind](name=name)
+
+    model = build_zoo(keras, plain)
+    rng = np.random.default_rng(5)
+    for layer in model.layers:  # batch norm with non-trivial statistics
+        if isinstance(layer, L.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([1 + 0.3 * rng.standard_normal(n), 0.2 * rng.standard_normal(n),
+                               0.3 * rng.standard_normal(n), 0.5 + rng.random(n)])
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (BANDS - 1), hop_length=16)
+    fm = from_keras(model, rep, layers=LAYERS)
+    X = rng.standard_normal((BANDS, FRAMES)).astype(np.float32)
+    analysis = Analysis(features=X.T.copy(), stft=np.zeros((BANDS, FRAMES), np.complex64),
+                        audio=np.zeros(16 * FRAMES, np.float32), sr=8000, representation=rep)
+    return model, fm, X, analysis
+
+
+def tape_reference(keras, model, method, layer, X, target):
+    """GradientTape through a copy of the net whose non-linearities carry the method's rule."""
+    tf = backend.tensorflow()
+    L = keras.layers
+    ref = build_zoo(keras, lambda kind, name: L.Activation(_ruled(kind, method), name=name))
+    ref.set_weights(model.get_weights())
+    sub = keras.Model(ref.inputs, ref.get_layer(layer).output)
+    x = tf.constant(X[None, :, :, None])
+    a = sub(x, training=False).numpy()
+    out = []
+    for f in range(a.shape[-1]):
+        seed = np.zeros_like(a)
+        seed[..., f] = a[..., f]
+        if target == "max":
+            k = np.argmax(a[..., f])
+            flat = np.zeros(a[..., f].size, np.float32)
+            flat[k] = a[..., f].ravel()[k]
+            seed[..., f] = flat.reshape(a[..., f].shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = sub(x, training=False)
+        out.append(tape.gradient(y, x, output_gradients=tf.constant(seed)).numpy()[0, :, :, 0].T)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("method", ["saliency", "guided", "deconvnet"])
+@pytest.mark.parametrize("layer", LAYERS)
+def test_engine_matches_gradient_tape(zoo, keras, method, layer):
+    model, fm, X, analysis = zoo
+    res = deconvolve(fm, analysis=analysis, layer=layer, method=method)
+    ref = tape_reference(keras, model, method, layer, X, "map")
+    assert res.masks.shape == ref.shape
+    scale = np.abs(ref).max()
+    assert scale > 0
+    np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("layer", ["concat", "strided_act"])
+def test_max_target_matches_gradient_tape(zoo, keras, layer):
+    model, fm, X, analysis = zoo
+    res = deconvolve(fm, analysis=analysis, layer=layer, method="deconvnet", target="max")
+    ref = tape_reference(keras, model, "deconvnet", layer, X, "max")
+    np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    # one unit: the mask is confined to that unit's receptive field
+    info = fm.layer(layer)
+    for m in res.masks:
+        rows = np.flatnonzero(np.abs(m).sum(axis=1))
+        if rows.size:
+            assert rows.max() - rows.min() < info.receptive_field[0]
+
+
+def test_layer_geometry(zoo):
+    _, fm, _, _ = zoo
+    info = {li.name: li for li in fm.layers}
+    assert info["concat"].n_features == 11 and info["concat"].axes == "NFTC"
+    assert info["concat"].receptive_field == (3, 5)  # 3 frames (time) x 5 bins (freq)
+    assert info["avgpool"].stride == (4, 4)
+    assert info["avgpool"].time_agnostic          # conv, pool, concat, add, BN: fully conv
+    assert not info["cropped"].time_agnostic      # a crop with fixed indices is not

@@ -493,7 +493,8 @@ def _rule_nonlinear(prog: Program, step: _Step) -> None:
             scale, a = 1.0507009873554805, 1.6732632423543772
             d = tf.where(x > 0, scale * tf.ones_like(x), y + scale * a)
         elif op == "LeakyRelu":
-            d = tf.where(x > 0, tf.ones_like(x), tf.cast(alpha if alpha is not None else 0.2, x.dtype) * tf.ones_like(x))
+            slope = tf.cast(alpha if alpha is not None else 0.2, x.dtype)
+            d = tf.where(x > 0, tf.ones_like(x), slope * tf.ones_like(x))
         elif op == "Softplus":
             d = tf.sigmoid(x)
         elif op == "Sigmoid":

@@ -18,6 +18,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="input representation: a preset (choi2016-stft, choi2016-mel, musicnn) "
                         "or a JSON file; default: NAME.mirdeconv.json beside the model")
     p.add_argument("--input-axes", help="model input layout: NTF, NFT, NTFC or NFTC")
+    p.add_argument("--input", help="input tensor of a frozen graph (.pb)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="let Lambda layers in a Keras file run (only for files you trust)")
 
@@ -28,6 +29,8 @@ def _open_model(args: argparse.Namespace) -> Any:
     opts: dict[str, Any] = {}
     if args.input_axes:
         opts["input_axes"] = args.input_axes
+    if args.input:
+        opts["input"] = args.input
     if args.allow_unsafe:
         opts["allow_unsafe"] = True
     return load_model(args.model, representation=args.representation, **opts)

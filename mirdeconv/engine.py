@@ -257,7 +257,7 @@ class Program:
                     return None
                 return chain + [st]
             if op in ("MaxPool", "MaxPoolV2"):
-                if not getattr(st, "compact_pool", False):
+                if not st.compact_pool:
                     return None
             elif op in ("Mul", "RealDiv"):
                 c = self.graph.const_value(st.inputs[1])
@@ -310,6 +310,7 @@ class Program:
         """
         if self._forward_fn is None:
             self._forward_fn = self._build_forward(np.ndim(x))
+        self._input_shape = tuple(np.shape(x))
         try:
             act, saved, elems = self._forward_fn(self.tf.constant(x, self.tf.float32))
             return act, saved, int(elems)
@@ -325,7 +326,7 @@ class Program:
         F = tf.shape(feats)[0]
         saved_of = {id(st): sv for st, sv in zip(self.steps, saved)}
         if self.compact:
-            g = _compact_seed(tf, act, feats, target_max)          # (F, N, H, W)
+            g = _select(tf, act, feats, 3, target_max)              # (F, N, H, W)
             for st in self.compact:
                 g = st.compact_rule(g, saved_of[id(st)], feats)
             grads = {self.compact[-1].inputs[0]: g}
@@ -353,44 +354,46 @@ class Program:
                 t = step.inputs[k]
                 grads[t] = _dense(grads[t]) + gi if t in grads else gi
         g = grads.get(self.input)
-        if g is not None:
-            g = _dense(g)
-        if g is None:
-            return tf.zeros(tf.concat([[F], tf.shape(act)[:1] * 0 + 1], 0))
-        return g
+        return None if g is None else _dense(g)  # None: no gradient path (StopGradient)
 
     def backward(self, act: Any, saved: Any, features: Sequence[int], target: str) -> np.ndarray:
         """Deconvolve ``features`` (one chunk); returns ``(F, N, *input_shape[1:])`` float32."""
         tf = self.tf
         feats = tf.constant(np.asarray(features, np.int32))
         out = self._backward_fn(act, saved, feats, tf.constant(target == "max"))
+        if out is None:
+            return np.zeros((len(features), *self._input_shape), np.float32)
         return out.numpy()
 
 
 # =====================================================================================
 # seeds
 # =====================================================================================
-def _seed(tf, act, feats, axis, target_max):
-    """Seeds for the backward pass: (F, N, ...) with only feature f's map (or its max unit)."""
+def _select(tf, act, feats, axis, target_max):
+    """The selected features' maps, (F, N, ...) without the features axis; with ``target_max``
+    only each map's strongest unit (first one on ties) is kept."""
     rank = act.shape.rank
-    perm = [i for i in range(rank) if i != axis] + [axis]
-    a = tf.transpose(act, perm)                           # (N, ..., C)
-    sel = tf.gather(a, feats, axis=rank - 1)             # (N, ..., F)
-    sel = tf.transpose(sel, [rank - 1] + list(range(rank - 1)))  # (F, N, ...)
+    sel = tf.gather(act, feats, axis=axis)                               # feats on `axis`
+    sel = tf.transpose(sel, [axis] + [i for i in range(rank) if i != axis])
 
     def strongest(s):
         flat = tf.reshape(s, [tf.shape(s)[0], -1])
         idx = tf.argmax(flat, axis=1, output_type=tf.int32)
-        onehot = tf.one_hot(idx, tf.shape(flat)[1], dtype=s.dtype)
-        return tf.reshape(onehot * flat, tf.shape(s))
+        return tf.reshape(tf.one_hot(idx, tf.shape(flat)[1], dtype=s.dtype) * flat, tf.shape(s))
 
-    sel = tf.cond(target_max, lambda: strongest(sel), lambda: sel)
-    C = tf.shape(a)[rank - 1]
-    onehot = tf.one_hot(feats, C, dtype=act.dtype)        # (F, C)
-    onehot = tf.reshape(onehot, tf.concat([[tf.shape(feats)[0]], tf.ones([rank - 1], tf.int32), [C]], 0))
-    seed = sel[..., None] * onehot                        # (F, N, ..., C)
-    inv = [0] + [1 + p for p in np.argsort(perm)]
-    return tf.transpose(seed, inv)
+    return tf.cond(target_max, lambda: strongest(sel), lambda: sel)
+
+
+def _seed(tf, act, feats, axis, target_max):
+    """Seeds for the backward pass: (F, N, ...) with only feature f's map (or its max unit)."""
+    rank = act.shape.rank
+    sel = _select(tf, act, feats, axis, target_max)                      # (F, N, ..., no C)
+    C = tf.shape(act)[axis]
+    onehot = tf.one_hot(feats, C, dtype=act.dtype)                       # (F, C)
+    shape = tf.concat([[tf.shape(feats)[0]], tf.ones([rank - 1], tf.int32), [C]], 0)
+    seed = sel[..., None] * tf.reshape(onehot, shape)                    # (F, N, ..., C)
+    perm = [i for i in range(rank) if i != axis] + [axis]               # where C goes back
+    return tf.transpose(seed, [0] + [1 + int(p) for p in np.argsort(perm)])
 
 
 class _CellsMajor:
@@ -407,18 +410,6 @@ class _CellsMajor:
 
 def _dense(g: Any) -> Any:
     return g.dense() if isinstance(g, _CellsMajor) else g
-
-
-def _compact_seed(tf, act, feats, target_max):
-    """Seeds in compact form: (F, N, H, W), the feature's own channel only."""
-    sel = tf.transpose(tf.gather(act, feats, axis=3), [3, 0, 1, 2])
-
-    def strongest(s):
-        flat = tf.reshape(s, [tf.shape(s)[0], -1])
-        idx = tf.argmax(flat, axis=1, output_type=tf.int32)
-        return tf.reshape(tf.one_hot(idx, tf.shape(flat)[1], dtype=s.dtype) * flat, tf.shape(s))
-
-    return tf.cond(target_max, lambda: strongest(sel), lambda: sel)
 
 
 def _per_feature(tf, t, feats):
@@ -1281,37 +1272,17 @@ def deconvolve(
             f"layer {info.name} cannot take a whole track at once (the graph before it is not "
             "fully convolutional along time); use mode='patches' or 'auto'"
         )
-    whole = info.time_agnostic and mode != "patches" or model.input_length is None
-    L = model.input_length or n_frames
-    feat_in = analysis.features
-    if whole:
-        starts = [0]
-        x = model.to_input(feat_in[None])
-        L = n_frames
-    else:
-        starts = _patch_starts(n_frames, L)
-        total = starts[-1] + L
-        pad = np.full((total - n_frames, feat_in.shape[1]), feat_in.min(), np.float32)
-        padded = np.concatenate([feat_in, pad]) if len(pad) else feat_in
-        x = model.to_input(np.stack([padded[s:s + L] for s in starts]))
+    whole = (info.time_agnostic and mode != "patches") or model.input_length is None
+    x, starts, L = _model_input(model, analysis.features, whole)
     prog = model.program(info, method)
     act, saved, elems = prog.forward(x)
-    act_np = act.numpy()
-    a = np.moveaxis(act_np, info.feature_axis, -1)[..., feats]   # (N, ..., F)
-    a = np.moveaxis(a, -1, 0).reshape(len(feats), -1)
-    amax = a.max(axis=1)
-    amin = a.min(axis=1)
-    dead = (amax == 0) & (amin == 0)
-    # activation over time: max over every axis but time, patches laid end to end
-    per_t = np.moveaxis(act_np, [info.feature_axis, info.time_axis], [-1, 1])[..., feats]
-    per_t = per_t.reshape(per_t.shape[0], per_t.shape[1], -1, len(feats)).max(axis=2)
-    activ = np.concatenate(list(per_t), axis=0).T.astype(np.float32) if whole else \
-        _ola_units(per_t, starts, L, info.stride[0])
+    amax, amean, frac, activ = _activation_stats(act.numpy(), info, feats, starts, L)
+    dead = (amax == 0) & (amean == 0)
 
     # per feature, the backward pass may hold a gradient for every tensor on the way
     # (float32, and about two temporaries per gradient)
     chunk = _chunk_size(4 * 3 * elems * len(starts), memory, len(feats))
-    masks = np.zeros((len(feats), n_frames, feat_in.shape[1]), np.float32)
+    masks = np.zeros((len(feats), n_frames, analysis.features.shape[1]), np.float32)
     margin = min(rf, L // 4)
     weights = [_patch_weights(L, margin, i == 0, i == len(starts) - 1) for i in range(len(starts))]
     norm = np.zeros(starts[-1] + L)
@@ -1340,13 +1311,51 @@ def deconvolve(
         if bar is not None:
             bar(None)
     masks[dead] = 0.0
-    frac = (a > 0).mean(axis=1)
     return DeconvResult(
-        masks=masks, features=feats, dead=dead, activation_max=amax.astype(np.float32),
-        activation_mean=a.mean(axis=1).astype(np.float32), fraction_active=frac.astype(np.float32),
+        masks=masks, features=feats, dead=dead, activation_max=amax, activation_mean=amean,
+        fraction_active=frac,
         activations=activ, layer=info, method=method, target=target,
         mode="whole" if whole else "patches", analysis=analysis, model=model.name,
     )
+
+
+def _model_input(model: FrozenModel, frames: np.ndarray, whole: bool
+                 ) -> tuple[np.ndarray, list[int], int]:
+    """The model input for a track: one item (whole) or patches of the model's length, the
+    last padded with the track's minimum (silence in any compression).
+
+    Returns
+    -------
+    x : np.ndarray, shape (n_items, *input_shape[1:])
+    starts : list of int
+        First frame of every item.
+    length : int
+        Frames per item.
+    """
+    n_frames = frames.shape[0]
+    if whole:
+        return model.to_input(frames[None]), [0], n_frames
+    length = model.input_length or n_frames
+    starts = _patch_starts(n_frames, length)
+    total = starts[-1] + length
+    pad = np.full((total - n_frames, frames.shape[1]), frames.min(), np.float32)
+    padded = np.concatenate([frames, pad]) if len(pad) else frames
+    return model.to_input(np.stack([padded[s:s + length] for s in starts])), starts, length
+
+
+def _activation_stats(act: np.ndarray, info: LayerInfo, feats: list[int], starts: list[int],
+                      length: int) -> tuple[np.ndarray, ...]:
+    """Max, mean, fraction > 0, and activation over time (max over all other axes) per feature."""
+    a = np.moveaxis(np.take(act, feats, axis=info.feature_axis), info.feature_axis, 0)
+    flat = a.reshape(len(feats), -1)
+    per_t = np.moveaxis(a, info.time_axis + (info.time_axis < info.feature_axis), 2)
+    per_t = per_t.reshape(len(feats), per_t.shape[1], per_t.shape[2], -1).max(axis=3)  # F, N, T
+    if len(starts) == 1:
+        over_time = per_t[:, 0]
+    else:
+        over_time = _ola_units(np.moveaxis(per_t, 0, -1), starts, length, info.stride[0])
+    return (flat.max(axis=1).astype(np.float32), flat.mean(axis=1).astype(np.float32),
+            (flat > 0).mean(axis=1).astype(np.float32), over_time.astype(np.float32))
 
 
 def _ola_units(per_t: np.ndarray, starts: list[int], L: int, stride: int) -> np.ndarray:

@@ -33,7 +33,9 @@ def files(tmp_path_factory, keras):
     sf.write(d / "tiny.wav", tone_track(22050, 3.0)[:300], 22050)
     (d / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     (d / "empty.flac").write_bytes(b"")
-    (d / "nan.npy").write_bytes(b"")
+    bad = tone_track(22050, 1.0)
+    bad[100:110] = np.nan
+    sf.write(d / "nan.wav", bad, 22050, subtype="FLOAT")
     return d
 
 
@@ -68,7 +70,7 @@ def test_deconvolve_writes_masks_and_pictures(files, tmp_path, capsys):
     (["net.keras", "missing.wav", "--layer", "conv1"], "audio file not found"),
     (["net.keras", "empty.flac", "--layer", "conv1"], "is empty"),
     (["net.keras", "broken.wav", "--layer", "conv1"], "cannot decode broken.wav"),
-    (["net.keras", "nan.npy", "--layer", "conv1"], "is empty"),
+    (["net.keras", "nan.wav", "--layer", "conv1"], "10 NaN or infinite samples"),
     (["net.keras", "silence.wav", "--layer", "conv1"], "silent"),
     (["net.keras", "tiny.wav", "--layer", "conv2"], "shorter than the receptive field"),
     (["net.keras", "song.wav", "--layer", "conv9"], "unknown layer 'conv9'"),

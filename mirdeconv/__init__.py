@@ -10,6 +10,9 @@ Classification" (2016).
 >>> res = mirdeconv.deconvolve(model, y, sr, layer="pool3", features="0-63")     # doctest: +SKIP
 >>> res.masks.shape  # (features, frames, bands)                                 # doctest: +SKIP
 
+``mirdeconv.auralise(model, y, sr, layer=..., features=...)`` turns features into sound
+(the module :mod:`mirdeconv.auralise` is callable).
+
 Importing mirdeconv does not import TensorFlow; that happens on first use, through
 :mod:`mirdeconv.backend`, which also keeps Essentia and TensorFlow in a safe order.
 """
@@ -18,11 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import audio, errors, representations
+from . import audio, auralise, errors, representations
 from .errors import MirdeconvError
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "deconvolve", "audio", "errors", "representations",
+__all__ = ["load_model", "deconvolve", "auralise", "audio", "errors", "representations",
            "MirdeconvError", "__version__"]
 
 
@@ -41,3 +44,4 @@ def deconvolve(model: Any, audio: Any = None, sr: Any = None, **kwargs: Any) -> 
         model = load_model(model, **{k: kwargs.pop(k) for k in ("representation",)
                                      if k in kwargs})
     return _deconvolve(model, audio, sr, **kwargs)
+

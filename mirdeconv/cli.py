@@ -70,6 +70,32 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_auralise(args: argparse.Namespace) -> int:
+    from .batch import BatchSettings, run_batch
+
+    opts: dict[str, Any] = {"representation": args.representation}
+    if args.input_axes:
+        opts["input_axes"] = args.input_axes
+    if args.input:
+        opts["input"] = args.input
+    if args.allow_unsafe:
+        opts["allow_unsafe"] = True
+    layers = "all" if args.layers == "all" else tuple(x for x in args.layers.split(",") if x)
+    settings = BatchSettings(
+        layers=layers, features=args.features, method=args.method, target=args.target,
+        reading=args.reading, sign=args.sign, output_sr=args.output_sr,
+        normalize=args.normalize, format=args.format, precision=args.precision, mode=args.mode)
+    summary = run_batch(args.model, args.tracks, args.out, settings, jobs=args.jobs,
+                        progress=True, model_options=opts)
+    print(f"{summary.n_tracks} tracks: {summary.n_layers_done} layers auralised, "
+          f"{summary.n_layers_skipped} already complete, {summary.n_files} files written "
+          f"in {summary.seconds:.1f} s -> {summary.out / 'index.parquet'}")
+    for f in summary.failures:
+        print(f"  failed: {f['track']}{' / ' + f['layer'] if f['layer'] else ''}: {f['error']}",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import soundfile as sf
 
@@ -127,6 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--no-png", action="store_true", help="write only the .npy masks")
     p.set_defaults(func=cmd_deconvolve)
+
+    p = sub.add_parser("auralise", help="auralise every feature of layers for many tracks "
+                                        "(the batch job: audio, grids, index.parquet)")
+    _model_args(p)
+    p.add_argument("tracks", nargs="+", help="audio files")
+    p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
+    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
+    p.add_argument("--method", "-m", default="deconvnet",
+                   choices=["deconvnet", "guided", "saliency"])
+    p.add_argument("--target", "-t", default="map", choices=["map", "max"])
+    p.add_argument("--reading", default="mask", choices=["mask", "magnitude"],
+                   help="mask: deconvolution x STFT (Choi); magnitude: the deconvolution read "
+                        "as a (compressed) spectrogram, played with the original phase")
+    p.add_argument("--sign", default="signed", choices=["signed", "positive", "absolute"])
+    p.add_argument("--output-sr", default="track", choices=["track", "model"],
+                   help="output at the track's own rate (default) or the model's")
+    p.add_argument("--normalize", default="peak", choices=["peak", "loudness", "none"])
+    p.add_argument("--format", default="wav", choices=["wav", "flac"])
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--mode", default="auto", choices=["auto", "whole", "patches"])
+    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
+    p.add_argument("--out", "-o", required=True, help="output folder")
+    p.set_defaults(func=cmd_auralise)
 
     p = sub.add_parser("demo", help="deconvolve a demo track through Choi's vggnet5")
     p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")

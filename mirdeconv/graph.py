@@ -231,21 +231,23 @@ class FrozenGraph:
         return value
 
     def content_digest(self) -> str:
-        """SHA-256 of the graph's operations, attributes and constants, blind to node names
-        (the same model traced twice, or saved and reloaded, gets the same digest)."""
+        """SHA-256 of the graph's operations, attributes, constants and wiring, blind to node
+        names and node order (the same model traced twice, or saved and reloaded, gets the
+        same digest): every node is hashed with the hashes of its inputs (a Merkle DAG)."""
         import hashlib
 
-        index = {n.name: i for i, n in enumerate(self.graph_def.node)}
-        h = hashlib.sha256()
-        for n in self.graph_def.node:
-            h.update(n.op.encode())
+        memo: dict[str, bytes] = {}
+        for name in self.ancestors([n.name for n in self.graph_def.node]):
+            n = self.nodes[name]
+            h = hashlib.sha256(n.op.encode())
             for i in n.input:
-                h.update(str(index.get(node_name(i), -1)).encode() + i.partition(":")[2].encode())
+                h.update(memo.get(node_name(i), b"?") + i.lstrip("^").partition(":")[2].encode()
+                         + (b"^" if i.startswith("^") else b""))
             for key in sorted(n.attr):
-                if key.startswith("_"):
-                    continue
-                h.update(key.encode() + n.attr[key].SerializeToString(deterministic=True))
-        return h.hexdigest()
+                if not key.startswith("_"):
+                    h.update(key.encode() + n.attr[key].SerializeToString(deterministic=True))
+            memo[name] = h.digest()
+        return hashlib.sha256(b"".join(sorted(memo.values()))).hexdigest()
 
     # -- structure ------------------------------------------------------------------
     def ancestors(self, tensors: list[str]) -> list[str]:

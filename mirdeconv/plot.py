@@ -8,7 +8,7 @@ import numpy as np
 
 from .representations import MelSpectrogram, Representation
 
-__all__ = ["mask_figure", "save_figure"]
+__all__ = ["mask_figure", "save_figure", "feature_grid"]
 
 
 def _specshow(ax: Any, data: np.ndarray, rep: Representation, **kw: Any) -> Any:
@@ -72,3 +72,66 @@ def save_figure(fig: Any, path: Any, dpi: int = 80) -> None:
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
+
+
+def feature_grid(
+    thumbnails: np.ndarray,
+    features: list[int],
+    dead: np.ndarray,
+    activation_max: np.ndarray,
+    path: Any,
+    *,
+    title: str = "",
+) -> Any:
+    """One PNG with every feature of a layer as a small spectrogram.
+
+    Each tile is a feature's spectrogram in dB (low frequencies at the bottom, time to the
+    right, 70 dB below the tile's own peak in black); dead features are left dark and
+    labelled "dead".  Drawn straight into an image (a 64-tile matplotlib figure would take
+    the batch job longer than the deconvolution).
+
+    Parameters
+    ----------
+    thumbnails : np.ndarray, shape (n_features, rows, cols)
+        Small spectrograms in dB, row 0 = lowest frequencies (from
+        :func:`mirdeconv.auralise.auralise_masks`).
+    features : list of int
+        Feature indices, for the labels.
+    dead : np.ndarray of bool
+    activation_max : np.ndarray
+        Shown in each label.
+    path : str or Path
+        Where to write the PNG (atomically).
+    """
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    from ._io import atomic_path
+
+    n = len(features)
+    cols = max(1, int(np.ceil(np.sqrt(n * 2))))
+    rows = int(np.ceil(n / cols))
+    h, w = thumbnails.shape[1:]
+    head, pad, top = 13, 4, 18 if title else 0
+    canvas = np.ones((top + rows * (h + head + pad), cols * (w + pad), 4), np.float32)
+    cmap = colormaps["magma"]
+    for i, db in enumerate(thumbnails):
+        r, c = divmod(i, cols)
+        y0, x0 = top + r * (h + head + pad) + head, c * (w + pad)
+        if dead[i] or db.max() <= -199.0:  # silent
+            img = np.zeros((h, w))
+        else:
+            img = np.clip((db[::-1] - (db.max() - 70.0)) / 70.0, 0.0, 1.0)
+        canvas[y0:y0 + h, x0:x0 + w] = cmap(img)
+    im = Image.fromarray((canvas * 255).astype(np.uint8), "RGBA").convert("RGB")
+    draw = ImageDraw.Draw(im)
+    if title:
+        draw.text((4, 3), title, fill=(0, 0, 0))
+    for i, k in enumerate(features):
+        r, c = divmod(i, cols)
+        label = f"{k}: dead" if dead[i] else f"{k}: max {activation_max[i]:.3g}"
+        draw.text((c * (w + pad) + 2, top + r * (h + head + pad)), label,
+                  fill=(200, 40, 40) if dead[i] else (0, 0, 0))
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
+    return path

@@ -142,8 +142,15 @@ class Representation:
 
     def stft(self, y: np.ndarray) -> np.ndarray:
         """Complex STFT, shape ``(1 + n_fft // 2, n_frames)``, complex64 (computed in float64)."""
+        import warnings
+
         import librosa
 
+        with warnings.catch_warnings():  # a too-short track gets a clearer error downstream
+            warnings.filterwarnings("ignore", message="n_fft=.* is too large")
+            return self._stft(librosa, y)
+
+    def _stft(self, librosa: Any, y: np.ndarray) -> np.ndarray:
         return librosa.stft(
             np.asarray(y, dtype=np.float64),
             n_fft=self.n_fft,

@@ -236,14 +236,14 @@ class FrozenModel:
             + ", ".join(li.name for li in layers)
         )
 
-    def program(self, layer: LayerInfo, method: str) -> Any:
-        """The compiled engine program for a layer and method (cached)."""
+    def program(self, layer: LayerInfo, method: str, precision: str = "float32") -> Any:
+        """The compiled engine program for a layer, method and precision (cached)."""
         from ..engine import Program
 
-        key = (layer.tensor, method)
+        key = (layer.tensor, method, precision)
         if key not in self._programs:
             self._programs[key] = Program(
-                self.graph, self.input_tensor, layer.tensor, layer.feature_axis, method
+                self.graph, self.input_tensor, layer.tensor, layer.feature_axis, method, precision
             )
         return self._programs[key]
 

@@ -1,0 +1,172 @@
+"""The batch job: files, grid, index, failures, resume, interruption, disk checks, jobs."""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mirdeconv import batch as batch_mod
+from mirdeconv.batch import BatchSettings, load_index, run_batch
+from mirdeconv.cli import main
+from mirdeconv.errors import OutputError
+from mirdeconv.models import sidecar_path
+from mirdeconv.representations import LinearSpectrogram
+
+from .conftest import tone_track
+
+REP = LinearSpectrogram(sr=8000, n_fft=128, hop_length=64)        # 65 bins
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, keras):
+    d = tmp_path_factory.mktemp("batch")
+    keras.utils.set_random_seed(9)
+    L = keras.layers
+    inp = keras.Input((65, 50, 1))
+    x = L.MaxPooling2D(2, name="p1")(L.Conv2D(4, 3, padding="same", activation="relu",
+                                              name="c1")(inp))
+    x = L.MaxPooling2D(2, name="p2")(L.Conv2D(3, 3, padding="same", activation="relu",
+                                              name="c2")(x))
+    keras.Model(inp, x).save(d / "net.keras")
+    sidecar_path(d / "net.keras").write_text(json.dumps({"representation": REP.to_dict()}))
+    sf.write(d / "a.wav", tone_track(16000, 2.0, seed=1), 16000)
+    sf.write(d / "b.flac", tone_track(8000, 1.5, seed=2), 8000)
+    (d / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    return d
+
+
+SETTINGS = BatchSettings(layers=("p1", "p2"))
+
+
+def test_batch_writes_audio_grids_and_index(setup, tmp_path):
+    d = setup
+    out = tmp_path / "out"
+    s = run_batch(d / "net.keras", [d / "a.wav", d / "broken.wav", d / "b.flac"], out, SETTINGS,
+                  progress=False)
+    assert (s.n_tracks, s.n_failed_tracks, s.n_layers_done) == (3, 1, 4)
+    idx = load_index(out)
+    ok = idx[idx.status == "ok"]
+    assert len(ok) == 2 * (4 + 3)                        # tracks x (p1: 4 + p2: 3 features)
+    err = idx[idx.status == "error"]
+    assert len(err) == 1 and "broken.wav" in err.track_path.iloc[0]
+    assert "cannot decode broken.wav" in err.error.iloc[0]
+    for row in ok.itertuples():
+        y, sr = sf.read(out / row.audio_path)
+        assert sr == row.sr and len(y) == round(row.duration * sr)
+        assert (out / row.grid_path).is_file()
+    a = ok[ok.track == "a"]
+    assert set(a.sr) == {16000} and set(ok[ok.track == "b"].sr) == {8000}  # the track's own rate
+    assert set(ok.model_graph_sha256) == {s_ for s_ in ok.model_graph_sha256} and \
+        len(ok.model_graph_sha256.iloc[0]) == 64
+    assert set(ok.method) == {"deconvnet"} and json.loads(ok.representation.iloc[0])["n_fft"] == 128
+    assert (ok.dead == (ok.activation_max == 0)).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed_tracks"] == 1 and "broken.wav" in summary["failures"][0]["track"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_resume_skips_what_is_complete(setup, tmp_path):
+    d = setup
+    out = tmp_path / "out"
+    run_batch(d / "net.keras", [d / "a.wav", d / "b.flac"], out, SETTINGS, progress=False)
+    again = run_batch(d / "net.keras", [d / "a.wav", d / "b.flac"], out, SETTINGS,
+                      progress=False)
+    assert (again.n_layers_done, again.n_layers_skipped, again.n_files) == (0, 4, 0)
+    assert len(load_index(out)) == 14
+    (out / "a" / "p2" / "f001.wav").unlink()             # a lost file: that layer is redone
+    third = run_batch(d / "net.keras", [d / "a.wav", d / "b.flac"], out, SETTINGS,
+                      progress=False)
+    assert (third.n_layers_done, third.n_layers_skipped) == (1, 3)
+    assert (out / "a" / "p2" / "f001.wav").is_file()
+    # other settings are other work
+    other = run_batch(d / "net.keras", [d / "a.wav"], out,
+                      BatchSettings(layers=("p1",), method="guided"), progress=False)
+    assert other.n_layers_done == 1
+
+
+def test_an_interrupted_run_loses_nothing_written(setup, tmp_path, monkeypatch):
+    d = setup
+    out = tmp_path / "out"
+    real = batch_mod._Worker._finish
+    calls = {"n": 0}
+
+    def crash_on_third(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(batch_mod._Worker, "_finish", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(d / "net.keras", [d / "a.wav", d / "b.flac"], out, SETTINGS, progress=False)
+    monkeypatch.setattr(batch_mod._Worker, "_finish", real)
+    assert not list(out.rglob("*.tmp"))
+    for p in out.rglob("*.wav"):                         # every file there is whole
+        assert sf.info(p).frames > 0
+    done = run_batch(d / "net.keras", [d / "a.wav", d / "b.flac"], out, SETTINGS,
+                     progress=False)
+    assert done.n_layers_skipped == 2 and done.n_layers_done == 2
+    assert len(load_index(out)) == 14
+
+
+def test_unwritable_output_fails_early(setup, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write to output folder"):
+        run_batch(setup / "net.keras", [setup / "a.wav"], blocker / "out", SETTINGS,
+                  progress=False)
+
+
+def test_full_disk_fails_before_writing(setup, tmp_path, monkeypatch):
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(batch_mod.shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 10000))
+    out = tmp_path / "out"
+    msg = r"not enough disk space.*writes about 0\.[1-9] MB and 0\.0 MB are free"
+    with pytest.raises(OutputError, match=msg):
+        run_batch(setup / "net.keras", [setup / "a.wav"], out, SETTINGS, progress=False)
+    assert not list(out.rglob("*.wav"))
+
+
+def test_write_error_mid_job_is_clear(setup, tmp_path, monkeypatch):
+    import errno
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("soundfile.write", no_space)
+    with pytest.raises(OutputError, match="No space left on device"):
+        run_batch(setup / "net.keras", [setup / "a.wav"], tmp_path / "out", SETTINGS,
+                  progress=False)
+
+
+@pytest.mark.slow
+def test_jobs_give_the_same_index(setup, tmp_path):
+    d = setup
+    tracks = [d / "a.wav", d / "b.flac", d / "broken.wav"]
+    run_batch(d / "net.keras", tracks, tmp_path / "one", SETTINGS, progress=False)
+    s = run_batch(d / "net.keras", tracks, tmp_path / "two", SETTINGS, jobs=2, progress=False)
+    assert s.n_layers_done == 4 and s.n_failed_tracks == 1
+    key = ["track", "layer", "feature"]
+    one = load_index(tmp_path / "one").sort_values(key, na_position="first")
+    two = load_index(tmp_path / "two").sort_values(key, na_position="first")
+    assert one[key + ["status", "dead"]].astype(str).values.tolist() == \
+        two[key + ["status", "dead"]].astype(str).values.tolist()
+    np.testing.assert_allclose(one.activation_max.fillna(-1), two.activation_max.fillna(-1),
+                               rtol=1e-5)
+
+
+def test_cli_auralise(setup, tmp_path, capsys):
+    d = setup
+    rc = main(["auralise", str(d / "net.keras"), str(d / "a.wav"), str(d / "broken.wav"),
+               "--layers", "p2", "--features", "0-1", "--format", "flac", "--out",
+               str(tmp_path / "o")])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "2 tracks: 1 layers auralised" in cap.out and "failed:" in cap.err
+    assert sorted(p.name for p in (tmp_path / "o" / "a" / "p2").iterdir()) == \
+        ["_done.json", "f000.flac", "f001.flac"]
+    assert (tmp_path / "o" / "a" / "p2.png").is_file()

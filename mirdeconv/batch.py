@@ -181,7 +181,6 @@ class _Worker:
             y, sr = audio_mod.load(path)
             analysis = self.model.representation.analyse(y, sr)
         except AudioError as exc:
-            rows = [r for r in rows if r["status"] == "ok"]
             rows.append({**base, "layer": None, "feature": None, "status": "error",
                          "error": str(exc)})
             for layer in todo:
@@ -212,7 +211,6 @@ class _Worker:
             if pending is not None:
                 rows.extend(self._collect(pending.result(), counts, tick))
         return rows, counts
-
 
     @staticmethod
     def _collect(result: tuple[str, list[dict]], counts: dict[str, int],

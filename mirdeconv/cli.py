@@ -23,17 +23,22 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="let Lambda layers in a Keras file run (only for files you trust)")
 
 
-def _open_model(args: argparse.Namespace) -> Any:
-    from .models import load_model
-
-    opts: dict[str, Any] = {}
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """load_model options from the command line's model arguments."""
+    opts: dict[str, Any] = {"representation": args.representation}
     if args.input_axes:
         opts["input_axes"] = args.input_axes
     if args.input:
         opts["input"] = args.input
     if args.allow_unsafe:
         opts["allow_unsafe"] = True
-    return load_model(args.model, representation=args.representation, **opts)
+    return opts
+
+
+def _open_model(args: argparse.Namespace) -> Any:
+    from .models import load_model
+
+    return load_model(args.model, **_model_options(args))
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
@@ -73,20 +78,13 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
 def cmd_auralise(args: argparse.Namespace) -> int:
     from .batch import BatchSettings, run_batch
 
-    opts: dict[str, Any] = {"representation": args.representation}
-    if args.input_axes:
-        opts["input_axes"] = args.input_axes
-    if args.input:
-        opts["input"] = args.input
-    if args.allow_unsafe:
-        opts["allow_unsafe"] = True
     layers = "all" if args.layers == "all" else tuple(x for x in args.layers.split(",") if x)
     settings = BatchSettings(
         layers=layers, features=args.features, method=args.method, target=args.target,
         reading=args.reading, sign=args.sign, output_sr=args.output_sr,
         normalize=args.normalize, format=args.format, precision=args.precision, mode=args.mode)
     summary = run_batch(args.model, args.tracks, args.out, settings, jobs=args.jobs,
-                        progress=True, model_options=opts)
+                        progress=True, model_options=_model_options(args))
     print(f"{summary.n_tracks} tracks: {summary.n_layers_done} layers auralised, "
           f"{summary.n_layers_skipped} already complete, {summary.n_files} files written "
           f"in {summary.seconds:.1f} s -> {summary.out / 'index.parquet'}")

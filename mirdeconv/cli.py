@@ -13,7 +13,7 @@ __all__ = ["main"]
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file (.keras, .h5, .pb)")
+    p.add_argument("model", help="model file (.keras, .h5, .pb) or zoo name (mtt-musicnn, ...)")
     p.add_argument("--representation", "-r",
                    help="input representation: a preset (choi2016-stft, choi2016-mel, musicnn) "
                         "or a JSON file; default: NAME.mirdeconv.json beside the model")
@@ -91,6 +91,44 @@ def cmd_auralise(args: argparse.Namespace) -> int:
     for f in summary.failures:
         print(f"  failed: {f['track']}{' / ' + f['layer'] if f['layer'] else ''}: {f['error']}",
               file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import audio as audio_mod
+
+    model = _open_model(args)
+    y, sr = audio_mod.load(args.audio)
+    if hasattr(model, "predict"):               # Essentia models: through Essentia itself
+        act, labels = model.predict(y, sr)
+        how = f"Essentia {model.algorithm}"
+    else:                                        # others: the frozen graph, patch by patch
+        from .engine import _model_input
+
+        frames = model.representation.analyse(y, sr).features
+        x, _, _ = _model_input(model, frames, whole=model.input_length is None)
+        act = model.predict_graph(x).reshape(len(x), -1)
+        labels = list(model.labels or [str(i) for i in range(act.shape[-1])])
+        how = "the frozen graph"
+    mean = act.mean(axis=0)
+    print(f"{model.name} on {args.audio} ({len(act)} patches, through {how}):")
+    for i in np.argsort(-mean)[: args.top]:
+        print(f"  {labels[i]:<24} {mean[i]:.3f}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .zoo import ZOO, cache_dir, fetch
+
+    if args.zoo_command == "list":
+        for name, entry in ZOO.items():
+            cached = (cache_dir() / "zoo" / f"{name}.pb").is_file()
+            print(f"{name:<12} {entry.description}{'  [cached]' if cached else ''}")
+        return 0
+    path = fetch(args.name)
+    print(f"{args.name}: {path} (+ {path.with_suffix('.json').name})")
     return 0
 
 
@@ -174,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.set_defaults(func=cmd_auralise)
+
+    p = sub.add_parser("predict", help="a model's top tags for a track")
+    _model_args(p)
+    p.add_argument("audio", help="audio file")
+    p.add_argument("--top", type=int, default=5, help="how many tags (default 5)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("zoo", help="pretrained models (musicnn/vgg, MTT/MSD)")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    zsub.add_parser("list", help="the zoo's models")
+    z = zsub.add_parser("fetch", help="download and convert a zoo model now")
+    z.add_argument("name", help="e.g. mtt-musicnn")
+    p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("demo", help="deconvolve a demo track through Choi's vggnet5")
     p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")

@@ -48,7 +48,8 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
     Parameters
     ----------
     source : keras.Model, FrozenModel, str or PathLike
-        An in-memory Keras model, a ``.keras`` / ``.h5`` file, or a frozen graph ``.pb``.
+        An in-memory Keras model, a ``.keras`` / ``.h5`` file, an Essentia model (``.pb``
+        with its ``.json`` beside it, or a bare ``.pb``), or a zoo name (``"mtt-musicnn"``).
     representation : Representation, str or dict, optional
         The model's input representation (an object, a preset name such as
         ``"choi2016-stft"`` or ``"musicnn"``, a dict, or a JSON file).  For files it may
@@ -66,8 +67,10 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
     """
     if isinstance(source, FrozenModel):
         return source
+    from .zoo import is_zoo_name
+
     rep = resolve_representation(representation)
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, (str, os.PathLike)) and not is_zoo_name(source):
         p = Path(source)
         if not p.exists():
             raise ModelLoadError(f"model file not found: {p}")
@@ -87,6 +90,7 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
             return adapter.open(source, representation=rep, **options)
     if isinstance(source, (str, os.PathLike)):
         raise ModelLoadError(
-            f"{source}: not a model file mirdeconv can open (expected .keras, .h5, .hdf5 or .pb)"
+            f"{source}: not a model file mirdeconv can open (expected .keras, .h5, .hdf5 or .pb, "
+            "or a zoo name)"
         )
     raise ModelLoadError(f"cannot open a model from a {type(source).__name__}")

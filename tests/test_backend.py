@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 MODULES = ["mirdeconv", "mirdeconv.audio", "mirdeconv.representations", "mirdeconv.graph",
            "mirdeconv.engine", "mirdeconv.backend", "mirdeconv.errors", "mirdeconv.models",
-           "mirdeconv.adapters", "mirdeconv.adapters.keras", "mirdeconv.adapters.graphdef",
+           "mirdeconv.adapters", "mirdeconv.adapters.keras", "mirdeconv.adapters.essentia", "mirdeconv.zoo",
+           "mirdeconv.auralise", "mirdeconv.batch",
            "mirdeconv.cli", "mirdeconv.export", "mirdeconv.plot", "mirdeconv.demo"]
 
 

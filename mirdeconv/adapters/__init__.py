@@ -7,7 +7,7 @@ __all__ = ["FrozenModel", "ModelAdapter", "builtin_adapters"]
 
 def builtin_adapters() -> list[ModelAdapter]:
     """The adapters that ship with mirdeconv, in the order they are tried."""
-    from .graphdef import GraphDefAdapter
+    from .essentia import EssentiaAdapter
     from .keras import KerasAdapter
 
-    return [KerasAdapter(), GraphDefAdapter()]
+    return [KerasAdapter(), EssentiaAdapter()]

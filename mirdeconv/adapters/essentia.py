@@ -14,15 +14,19 @@ algorithm                                         input
 ================================================  =========================================
 TensorflowPredictMusiCNN (also EffnetDiscogs,     ``representations.musicnn()``, [B, T, 96]
 MAEST)
+TensorflowPredictVGGish                           ``representations.vggish()``, [B, 96, 64]
+TensorflowPredictTempoCNN                         ``representations.tempocnn()``,
+                                                  [B, 40, 256, 1], each patch standardised
 ================================================  =========================================
 
-Other algorithms (VGGish, TempoCNN, ...) raise a clear error naming the algorithm.
+Other algorithms raise a clear error naming the algorithm.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,22 +35,23 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..graph import FrozenGraph, node_name, tensor_name
-from ..representations import Representation, musicnn
+from ..representations import Representation, musicnn, tempocnn, vggish
 from .base import FrozenModel, ModelAdapter
 
 __all__ = ["EssentiaAdapter", "EssentiaModel", "SUPPORTED_ALGORITHMS"]
 
 MUSICNN_INPUT = ("TensorflowPredictMusiCNN", "TensorflowPredictEffnetDiscogs",
                  "TensorflowPredictMAEST")
-SUPPORTED_ALGORITHMS = MUSICNN_INPUT
-#: Essentia's default patch hop (frames) of TensorflowPredictMusiCNN.
-PATCH_HOP = {"TensorflowPredictMusiCNN": 93, "TensorflowPredictEffnetDiscogs": 64,
-             "TensorflowPredictMAEST": 0}
+SUPPORTED_ALGORITHMS = (*MUSICNN_INPUT, "TensorflowPredictVGGish", "TensorflowPredictTempoCNN")
 
 
 def _representation(algorithm: str) -> Representation:
     if algorithm in MUSICNN_INPUT:
         return musicnn()
+    if algorithm == "TensorflowPredictVGGish":
+        return vggish()
+    if algorithm == "TensorflowPredictTempoCNN":
+        return tempocnn()
     raise ModelLoadError(
         f"Essentia input algorithm {algorithm!r} is not supported yet; supported: "
         + ", ".join(SUPPORTED_ALGORITHMS)
@@ -57,6 +62,10 @@ def _guess_algorithm(shape: list[int | None] | None) -> str | None:
     dims = [d for d in (shape or [])[1:]]
     if dims[-1:] == [96]:
         return "TensorflowPredictMusiCNN"
+    if dims == [96, 64]:
+        return "TensorflowPredictVGGish"
+    if dims[:1] == [40] and dims[-1:] == [1]:
+        return "TensorflowPredictTempoCNN"
     return None
 
 
@@ -91,7 +100,8 @@ class EssentiaModel(FrozenModel):
         output : str, optional
             Output tensor (default: the model's predictions).
         patch_hop : int, optional
-            Frames between patches (default: Essentia's).
+            Frames between patches (default: Essentia's, e.g. 93 for MusiCNN and VGGish,
+            128 for TempoCNN).
 
         Returns
         -------
@@ -106,9 +116,8 @@ class EssentiaModel(FrozenModel):
         algo = getattr(es, self.algorithm)
         kw = {"graphFilename": str(self.graph_file), "input": node_name(self.input_tensor),
               "output": node_name(output or self.output_tensor or "model/Sigmoid")}
-        hop = PATCH_HOP.get(self.algorithm) if patch_hop is None else patch_hop
-        if hop:
-            kw["patchHopSize"] = hop
+        if patch_hop:
+            kw["patchHopSize"] = patch_hop
         act = np.asarray(algo(**kw)(y.astype(np.float32)))
         labels = list(self.labels or [str(i) for i in range(act.shape[-1])])
         return act, labels
@@ -120,6 +129,8 @@ def _musicnn_names(graph: FrozenGraph) -> tuple[dict[str, str], dict[str, str]]:
     names: dict[str, str] = {}
     desc: dict[str, str] = {}
     convs = [n for n in graph.graph_def.node if n.op == "Conv2D"]
+    if not any(re.match(r"model/(conv2d(_\d+)?|\dCNN)/", c.name) for c in convs):
+        return names, desc  # not musicnn/vgg: every conv, activation, pool by node name
     relu_of = {}
     for n in graph.graph_def.node:
         if n.op == "Relu":
@@ -261,5 +272,6 @@ class EssentiaAdapter(ModelAdapter):
             layer_tensors=layer_names or None,
             output_tensor=tensor_name(node_name(output)) if output else None,
             family=self.name, source=os.fspath(pb), descriptions=desc,
+            standardize_patches=algorithm == "TensorflowPredictTempoCNN",
             graph_file=pb, algorithm=algorithm or "", metadata=meta,
         )

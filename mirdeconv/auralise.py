@@ -102,16 +102,20 @@ def _bands_to_bins(rep: Representation) -> np.ndarray | None:
 
 
 def _invert_compression(values: np.ndarray, rep: Representation) -> np.ndarray:
-    """Compressed spectrogram values -> linear magnitudes (power ** (1 / rep.power))."""
+    """Compressed spectrogram values -> linear magnitudes (the ``power``-th root)."""
     comp = getattr(rep, "compression", None)
     power = getattr(rep, "power", 1.0)
     if comp == "log10":
         lin = (np.power(10.0, values) - 1.0) / rep.log_c
-    elif comp == "db":
-        lin = rep.ref ** (2.0 / power) * np.power(10.0, values / 10.0)  # a power spectrogram
-        power = 2.0
+    elif comp == "log":
+        lin = np.exp(values) - rep.log_offset
+    elif comp == "db":  # dB of a power spectrogram (of the spectrogram itself if power is 2)
+        lin = (rep.ref ** (2.0 / power)) * np.power(10.0, values / 10.0)
+        lin = np.maximum(lin, 0.0) ** (power / 2.0)
     else:
         lin = values
+    if getattr(rep, "square", False):
+        lin = np.sqrt(np.maximum(lin, 0.0))
     return np.maximum(lin, 0.0) ** (1.0 / power)
 
 

@@ -132,6 +132,32 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .registry import discover
+
+    infos = discover()
+    if not infos:
+        print("no plugins found")
+    for info in infos:
+        print(f"{info.name}: {info.status}  ({info.source})")
+        if info.status != "ok":
+            print(f"    error: {info.error}")
+        for spec in info.models:
+            print(f"    {info.name}:{spec.name:<28} {spec.description}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import models
+    from .zoo import ZOO
+
+    for model_id, (_, spec) in models().items():
+        print(f"{model_id:<36} {spec.description}")
+    for name, entry in ZOO.items():
+        print(f"{name:<36} {entry.description} (zoo)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import soundfile as sf
 
@@ -225,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     z = zsub.add_parser("fetch", help="download and convert a zoo model now")
     z.add_argument("name", help="e.g. mtt-musicnn")
     p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("plugins", help="every model plugin found, with its status and models")
+    p.set_defaults(func=cmd_plugins)
+    p = sub.add_parser("models", help="every model id that load_model and the CLI accept")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="deconvolve a demo track through Choi's vggnet5")
     p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")

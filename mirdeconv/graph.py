@@ -333,15 +333,26 @@ class FrozenGraph:
             out_shape = shapes.get(out)
             in_shape = shapes.get(ins[0])
             try:
-                info[out] = self._propagate(node, ins, info, first, in_shape, out_shape)
+                info[out] = self._propagate(node, ins, info, first, in_shape, out_shape, shapes)
             except _Lost:
                 info[out] = TensorInfo("?" * len(out_shape or ()), first.rf, False,
                                        first.after_conv)
         return info
 
-    def _propagate(self, node, ins, info, first, in_shape, out_shape) -> TensorInfo:
+    def _propagate(self, node, ins, info, first, in_shape, out_shape, shapes) -> TensorInfo:
         op = node.op
         agn = all(info[t].time_agnostic for t in ins) and op in TIME_AGNOSTIC_OPS
+        if agn and op in ELEMENTWISE_OPS and "T" in first.axes and out_shape is not None:
+            # a constant that differs along time (e.g. batch norm over the time axis) ties
+            # the graph to its input length
+            t_out = first.axes.index("T") + len(out_shape) - len(first.axes)
+            for t in self.data_inputs(node):
+                cs = shapes.get(t) if t not in info else None
+                if cs is None:
+                    continue
+                k = t_out - (len(out_shape) - len(cs))
+                if 0 <= k < len(cs) and cs[k] not in (1, None):
+                    agn = False
         after = any(info[t].after_conv for t in ins)
         rf = {k: v for k, v in first.rf.items()}
         for t in ins[1:]:  # merge branches: the widest receptive field

@@ -49,7 +49,8 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
     ----------
     source : keras.Model, FrozenModel, str or PathLike
         An in-memory Keras model, a ``.keras`` / ``.h5`` file, an Essentia model (``.pb``
-        with its ``.json`` beside it, or a bare ``.pb``), or a zoo name (``"mtt-musicnn"``).
+        with its ``.json`` beside it, or a bare ``.pb``), a zoo name (``"mtt-musicnn"``), or
+        a plugin model id (``"choi2016:music_tagger_cnn"``; see :mod:`mirdeconv.registry`).
     representation : Representation, str or dict, optional
         The model's input representation (an object, a preset name such as
         ``"choi2016-stft"`` or ``"musicnn"``, a dict, or a JSON file).  For files it may
@@ -67,7 +68,14 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
     """
     if isinstance(source, FrozenModel):
         return source
+    from .registry import is_model_id
+    from .registry import load as load_plugin_model
     from .zoo import is_zoo_name
+
+    if is_model_id(source):  # "plugin:model"
+        loaded = load_plugin_model(source, **options)
+        return loaded if isinstance(loaded, FrozenModel) else load_model(
+            loaded, representation=representation)
 
     rep = resolve_representation(representation)
     if isinstance(source, (str, os.PathLike)) and not is_zoo_name(source):

@@ -285,6 +285,9 @@ class MelSpectrogram(Representation):
         ~5x closer at the filters' tails.
     mel_weighting : {"linear", "warping"}
         Essentia only: triangles linear in Hz (``"linear"``) or in mel (``"warping"``).
+    square : bool
+        Square the mel spectrogram before compression (Choi et al. 2016 applied
+        ``logamplitude`` to librosa's power mel spectrogram squared).
     power : float
         Exponent of the STFT magnitude before the filterbank (2: power).
     compression, log_c, ref, amin, top_db
@@ -300,6 +303,7 @@ class MelSpectrogram(Representation):
     norm: str | None = "slaney"
     mel_impl: str = "librosa"
     mel_weighting: str = "linear"
+    square: bool = False
     power: float = 2.0
     compression: str | None = "db"
     log_c: float = 10000.0
@@ -352,6 +356,8 @@ class MelSpectrogram(Representation):
     def features_from_stft(self, stft: np.ndarray) -> np.ndarray:
         mag = np.abs(stft.astype(np.complex128, copy=False)) ** self.power
         x = self.filterbank().astype(np.float64) @ mag
+        if self.square:
+            x = x * x
         return _compress(x, self).T
 
 
@@ -440,11 +446,13 @@ def choi2016_stft() -> LinearSpectrogram:
 def choi2016_mel() -> MelSpectrogram:
     """Choi et al. 2016's MusicTaggerCNN input.
 
-    12 kHz, 96 mel bands, n_fft 512, hop 256, power spectrogram in dB (ref 1, top_db 80).
+    12 kHz, 96 mel bands (librosa's defaults: Slaney, 0-6000 Hz), n_fft 512, hop 256; the
+    power mel spectrogram squared, then 10 log10 with ref 1.0 and an 80 dB floor (old
+    librosa's ``logamplitude(melgram ** 2, ref_power=1.0)``).  29.12 s = 1366 frames.
     """
     return MelSpectrogram(
-        sr=12000, n_fft=512, hop_length=256, n_mels=96, power=2.0, compression="db",
-        ref=1.0, top_db=80.0,
+        sr=12000, n_fft=512, hop_length=256, n_mels=96, power=2.0, square=True,
+        compression="db", ref=1.0, top_db=80.0,
     )
 
 

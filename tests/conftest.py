@@ -49,6 +49,19 @@ def keras():
     return backend.keras()
 
 
+@pytest.fixture(scope="session")
+def zoo_cache(tmp_path_factory):
+    """All four zoo models converted ONCE per session, from the registry, in a fresh cache."""
+    from mirdeconv import zoo
+
+    cache = tmp_path_factory.mktemp("zoo-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MIRDECONV_CACHE", str(cache))
+    paths = {name: zoo.fetch(name) for name in zoo.ZOO}
+    yield cache, paths
+    mp.undo()
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the tests marked slow")
 

@@ -24,17 +24,6 @@ pytestmark = pytest.mark.slow
 MUSICNN_MSD_TAGS_HEAD = ["rock", "pop", "alternative", "indie", "electronic"]
 
 
-@pytest.fixture(scope="session")
-def zoo_cache(tmp_path_factory):
-    """All four zoo models converted ONCE per session, from the registry, in a fresh cache."""
-    cache = tmp_path_factory.mktemp("zoo-cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MIRDECONV_CACHE", str(cache))
-    paths = {name: zoo.fetch(name) for name in zoo.ZOO}
-    yield cache, paths
-    mp.undo()
-
-
 def test_zoo_graphs_are_inference_only_essentia_format(zoo_cache):
     _, paths = zoo_cache
     tf = backend.tensorflow()

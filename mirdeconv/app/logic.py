@@ -1,0 +1,227 @@
+"""What the app computes, without Streamlit: models, tracks, deconvolutions, pictures, sound."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AudioError, UnsupportedAudioError
+
+__all__ = ["DEMO_TRACKS", "DEFAULT_MODEL", "model_choices", "open_model", "demo_audio",
+           "decode_upload", "layer_result", "feature_sound", "feature_figure", "most_active",
+           "predictions", "layer_zip", "wav_bytes", "UPLOAD_TYPES"]
+
+#: Built-in tracks, synthesised on first use: name -> (kind, seconds).
+DEMO_TRACKS = {"demo: drums, bass and chords": ("mix", 30.0), "demo: drums": ("drums", 30.0),
+               "demo: bass": ("bass", 30.0), "demo: chords": ("chords", 30.0)}
+DEMO_SR = 22050
+DEFAULT_MODEL = "musicnn:mtt-vgg"
+UPLOAD_TYPES = ["wav", "flac", "ogg", "mp3"]
+
+
+def model_choices() -> list[str]:
+    """Every model id the registry lists (the zoo plugin first)."""
+    from ..registry import models
+
+    ids = list(models())
+    return sorted(ids, key=lambda i: (not i.startswith("musicnn:"), i != DEFAULT_MODEL, i))
+
+
+def open_model(model_id: str, **options: Any) -> Any:
+    """A model by registry id, zoo name or path (see :func:`mirdeconv.load_model`)."""
+    from ..models import load_model
+
+    return load_model(model_id, **options)
+
+
+def demo_audio(name: str) -> tuple[np.ndarray, int]:
+    """A built-in demo track (deterministic), at 22050 Hz."""
+    from ..demo import demo_track
+
+    kind, seconds = DEMO_TRACKS[name]
+    return demo_track(sr=DEMO_SR, seconds=seconds, kind=kind), DEMO_SR
+
+
+def decode_upload(data: bytes, filename: str) -> tuple[np.ndarray, int]:
+    """Decode an uploaded audio file; the temporary copy is removed at once.
+
+    Raises
+    ------
+    AudioError
+        (UnsupportedAudioError, InvalidAudioError, SilentAudioError) naming the file.
+    """
+    from ..audio import load
+
+    suffix = Path(filename).suffix.lower()
+    if suffix.lstrip(".") not in UPLOAD_TYPES:
+        raise UnsupportedAudioError(f"{filename}: upload a {', '.join(UPLOAD_TYPES)} file")
+    fd, tmp = tempfile.mkstemp(prefix="mirdeconv-upload-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            return load(tmp)
+        except AudioError as exc:  # name the user's file, not the temporary copy
+            raise type(exc)(str(exc).replace(tmp, filename).replace(Path(tmp).name, filename)) \
+                from None
+    finally:
+        os.unlink(tmp)
+
+
+def layer_result(model: Any, y: np.ndarray, sr: int, layer: str, method: str, target: str,
+                 progress: Any = None) -> Any:
+    """Every feature of a layer deconvolved (one engine call; features then come from it)."""
+    from ..engine import deconvolve
+
+    return deconvolve(model, y, sr, layer=layer, features="all", method=method, target=target,
+                      progress=progress or False)
+
+
+def most_active(result: Any, n: int = 8) -> list[int]:
+    """The ``n`` features with the highest activation maximum."""
+    order = np.argsort(-result.activation_max, kind="stable")
+    return [result.features[i] for i in order[:n]]
+
+
+def feature_sound(result: Any, feature: int, y: np.ndarray, sr: int, *, reading: str = "mask",
+                  sign: str = "signed", output_sr: str = "track",
+                  normalize: str = "peak") -> tuple[np.ndarray, int, np.ndarray]:
+    """One feature's auralisation: (audio, sr, spectrogram thumbnail in dB)."""
+    from ..auralise import auralise_masks
+
+    mask = result.mask(feature)[None]
+    audio, out_sr, thumbs = auralise_masks(mask, result.analysis, audio=y, sr=sr, reading=reading,
+                                           sign=sign, output_sr=output_sr, normalize=normalize)
+    return audio[0], out_sr, thumbs[0]
+
+
+def _thin(data: np.ndarray, hop: int, columns: int = 320) -> tuple[np.ndarray, int]:
+    """(frames, bins) -> at most ``columns`` frames (block maxima), with the matching hop:
+    a panel a few hundred pixels wide needs no more, and drawing is much faster."""
+    f = max(1, -(-data.shape[0] // columns))
+    if f == 1:
+        return data, hop
+    n = data.shape[0] // f * f
+    thin = data[:n].reshape(-1, f, data.shape[1]).max(axis=1)
+    return thin, hop * f
+
+
+def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any:
+    """Input spectrogram, mask and auralisation side by side on one time axis, and the
+    feature's activation over time below."""
+    import librosa
+    from matplotlib.figure import Figure
+
+    from ..plot import _specshow
+
+    rep = result.analysis.representation
+    i = result.features.index(feature)
+    fig = Figure(figsize=(13, 5.2), layout="constrained")
+    axes = fig.subplot_mosaic([["input", "mask", "sound"], ["act", "act", "act"]],
+                              height_ratios=[3, 1])
+    feats = result.analysis.features
+    if getattr(rep, "compression", None) is None:
+        feats = librosa.amplitude_to_db(np.maximum(feats, 0), ref=np.max, top_db=80.0)
+    from dataclasses import replace
+
+    feats, hop = _thin(feats, rep.hop_length)
+    thin_rep = replace(rep, hop_length=hop)
+    img = _specshow(axes["input"], feats, thin_rep, cmap="magma")
+    fig.colorbar(img, ax=axes["input"])
+    axes["input"].set_title("input")
+    m = result.masks[i]
+    lim = float(np.percentile(np.abs(m), 99.5)) or float(np.abs(m).max()) or 1.0
+    peak = np.where(m.max(axis=0, keepdims=True) >= -m.min(axis=0, keepdims=True), 1, -1)
+    m_thin, _ = _thin(m * peak, rep.hop_length)      # keep each band's larger-magnitude sign
+    img = _specshow(axes["mask"], m_thin * peak, thin_rep, cmap="coolwarm", vmin=-lim, vmax=lim)
+    fig.colorbar(img, ax=axes["mask"])
+    axes["mask"].set_title(f"deconvolution of feature {feature}")
+    S = librosa.amplitude_to_db(np.abs(librosa.stft(audio, n_fft=1024, hop_length=512)),
+                                ref=np.max, top_db=80.0)
+    S, s_hop = _thin(S.T, 512)
+    img = librosa.display.specshow(S.T, sr=sr, hop_length=s_hop, x_axis="time", y_axis="log",
+                                   ax=axes["sound"], cmap="magma")
+    fig.colorbar(img, ax=axes["sound"])
+    axes["sound"].set_title("auralisation (dB)")
+    act = result.activations[i]
+    t = np.arange(len(act)) * result.layer.stride[0] * rep.seconds_per_frame
+    axes["act"].plot(t, act, lw=0.8)
+    axes["act"].set_xlim(0, result.analysis.duration)
+    axes["act"].set_xlabel("time (s)")
+    axes["act"].set_ylabel("activation")
+    return fig
+
+
+def figure_png(fig: Any, dpi: int = 72) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
+    """16-bit WAV in memory (for the audio players)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16), sr, format="WAV")
+    return buf.getvalue()
+
+
+def predictions(model: Any, y: np.ndarray, sr: int, top: int = 5) -> list[tuple[str, float]]:
+    """The model's top tags for the track (Essentia's runtime for Essentia models)."""
+    if hasattr(model, "predict"):
+        act, labels = model.predict(y, sr)
+    else:
+        from ..engine import _model_input
+
+        frames = model.representation.analyse(y, sr).features
+        x, _, _ = _model_input(model, frames, whole=model.input_length is None)
+        act = model.predict_graph(x).reshape(len(x), -1)
+        labels = list(model.labels or [str(k) for k in range(act.shape[-1])])
+    mean = np.asarray(act).mean(axis=0)
+    return [(labels[k], float(mean[k])) for k in np.argsort(-mean)[:top]]
+
+
+def layer_sounds(result: Any, y: np.ndarray, sr: int, **sound: Any) -> tuple[list[bytes], bytes]:
+    """Every feature's auralisation as WAV bytes (in ``result.features`` order) and the layer's
+    grid PNG with the features sorted by activation, most active first."""
+    from ..auralise import auralise_masks
+    from ..plot import feature_grid
+
+    audio, out_sr, thumbs = auralise_masks(result.masks, result.analysis, audio=y, sr=sr, **sound)
+    order = np.argsort(-result.activation_max, kind="stable")
+    with tempfile.TemporaryDirectory(prefix="mirdeconv-grid-") as tmp:
+        path = feature_grid(thumbs[order], [result.features[i] for i in order],
+                            result.dead[order], result.activation_max[order],
+                            Path(tmp) / "grid.png",
+                            title=f"{result.model} / {result.layer.name}, most active first")
+        png = Path(path).read_bytes()
+    return [wav_bytes(a, out_sr) for a in audio], png
+
+
+def layer_zip(result: Any, y: np.ndarray, sr: int, **sound: Any) -> bytes:
+    """Every feature's auralisation (WAV), the layer's grid PNG and an index (CSV), zipped."""
+    from ..auralise import auralise_masks
+    from ..plot import feature_grid
+
+    audio, out_sr, thumbs = auralise_masks(result.masks, result.analysis, audio=y, sr=sr, **sound)
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="mirdeconv-zip-") as tmp, \
+            zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        grid = feature_grid(thumbs, result.features, result.dead, result.activation_max,
+                            Path(tmp) / "grid.png", title=f"{result.model} / {result.layer.name}")
+        zf.write(grid, f"{result.layer.name}/grid.png")
+        rows = ["feature,dead,activation_max,activation_mean,fraction_active,audio"]
+        for i, k in enumerate(result.features):
+            name = f"{result.layer.name}/f{k:03d}.wav"
+            zf.writestr(name, wav_bytes(audio[i], out_sr))
+            rows.append(f"{k},{bool(result.dead[i])},{result.activation_max[i]:.6g},"
+                        f"{result.activation_mean[i]:.6g},{result.fraction_active[i]:.6g},{name}")
+        zf.writestr(f"{result.layer.name}/index.csv", "\n".join(rows) + "\n")
+    return buf.getvalue()

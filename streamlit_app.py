@@ -1,0 +1,5 @@
+"""mirdeconv's app: ``streamlit run streamlit_app.py``."""
+
+from mirdeconv.app.page import run
+
+run()

@@ -1,0 +1,117 @@
+"""The app's page logic with streamlit.testing (AppTest), and its computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mirdeconv.app import logic
+from mirdeconv.errors import SilentAudioError, UnsupportedAudioError
+
+from .conftest import ROOT, tone_track
+
+
+@pytest.fixture
+def app(zoo_cache):
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
+
+
+def _texts(at) -> list[str]:
+    return [m.value for m in at.subheader] + [c.value for c in at.caption]
+
+
+@pytest.mark.slow
+def test_app_opens_with_a_result_and_pickers_change_it(app):
+    at = app.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="model").value == logic.DEFAULT_MODEL
+    first = _texts(at)
+    assert any(t.startswith("Feature 0") for t in first)
+    assert any("mtt-vgg / 3CNN / deconvnet, map" in t for t in first)
+    at.selectbox(key="layer").set_value(0).run()
+    assert any("mtt-vgg / 1CNN" in t for t in _texts(at)) and not at.exception
+    at.number_input(key="feature").set_value(7).run()
+    assert any(t.startswith("Feature 7") for t in _texts(at))
+    at.radio(key="fmode").set_value("the 8 most active").run()
+    assert sum(t.startswith("Feature ") for t in _texts(at)) == 8 and not at.exception
+    at.selectbox(key="method").set_value("guided").run()
+    assert any("1CNN / guided, map" in t for t in _texts(at)) and not at.exception
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_to_load_shows_an_error(app, monkeypatch):
+    monkeypatch.delenv("MIRDECONV_CHOI2016_WEIGHTS", raising=False)
+    at = app.run()
+    at.selectbox(key="model").set_value("choi2016:music_tagger_cnn").run()
+    assert not at.exception
+    assert any("could not be loaded" in e.value and "MIRDECONV_CHOI2016_WEIGHTS" in e.value
+               for e in at.error)
+    at.selectbox(key="model").set_value(logic.DEFAULT_MODEL).run()   # and the app goes on
+    assert not at.error and not at.exception
+
+
+def test_uploads_are_decoded_or_refused_clearly(tmp_path):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, tone_track(22050, 2.0), 22050, format="FLAC")
+    y, sr = logic.decode_upload(buf.getvalue(), "song.flac")
+    assert sr == 22050 and y.shape == (44100,)
+    with pytest.raises(UnsupportedAudioError, match="cannot decode song.ogg"):
+        logic.decode_upload(b"OggS" + bytes(500), "song.ogg")
+    with pytest.raises(UnsupportedAudioError, match="upload a wav, flac, ogg, mp3 file"):
+        logic.decode_upload(b"x", "notes.txt")
+    silent = io.BytesIO()
+    sf.write(silent, np.zeros(8000, np.float32), 8000, format="WAV")
+    with pytest.raises(SilentAudioError, match="quiet.wav: audio is silent"):
+        logic.decode_upload(silent.getvalue(), "quiet.wav")
+    import tempfile
+    from pathlib import Path
+
+    assert not list(Path(tempfile.gettempdir()).glob("mirdeconv-upload-*"))  # removed at once
+
+
+def test_most_active_and_zip(keras):
+    import io
+    import zipfile
+
+    import mirdeconv
+    from mirdeconv.representations import choi2016_stft
+
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    inp = keras.Input((257, 64, 1))
+    x = L.MaxPooling2D(2, name="p")(L.Conv2D(6, 3, padding="same", activation="relu")(inp))
+    m = mirdeconv.load_model(keras.Model(inp, x), representation=choi2016_stft())
+    y = tone_track(11025, 3.0)
+    res = logic.layer_result(m, y, 11025, "p", "deconvnet", "map")
+    top = logic.most_active(res, 3)
+    assert top == [int(k) for k in np.argsort(-res.activation_max, kind="stable")[:3]]
+    data = logic.layer_zip(res, y, 11025)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert sorted(names) == sorted(["p/grid.png", "p/index.csv"] +
+                                   [f"p/f{k:03d}.wav" for k in range(6)])
+
+
+@pytest.mark.slow
+def test_operator_can_allow_model_uploads(zoo_cache, monkeypatch):
+    """With MIRDECONV_ALLOW_MODEL_UPLOAD=1 the model picker offers an upload; without a file
+    the page asks for one (AppTest cannot upload files; the loading path is load_model's)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MIRDECONV_ALLOW_MODEL_UPLOAD", "1")
+    import importlib
+
+    import mirdeconv.app.page as page
+
+    importlib.reload(page)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600).run()
+    assert "upload a model ..." in at.selectbox(key="model").options
+    at.selectbox(key="model").set_value("upload a model ...").run()
+    assert not at.exception and any("Upload a model" in i.value for i in at.info)
+    monkeypatch.delenv("MIRDECONV_ALLOW_MODEL_UPLOAD")
+    importlib.reload(page)

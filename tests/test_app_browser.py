@@ -1,0 +1,102 @@
+"""The app in a real browser: streamlit run + headless Debian Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, zoo_cache):
+    if not os.path.exists(CHROMIUM):
+        msg = "Debian chromium is not installed (apt-get install chromium; .ci/run does it)"
+        if os.environ.get("MIRDECONV_REQUIRE_SHARED") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    port = _free_port()
+    env = dict(os.environ, MIRDECONV_CACHE=str(zoo_cache[0]), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _settled(page, timeout=240_000):
+    """Wait until Streamlit has finished the rerun: no element is marked stale."""
+    page.wait_for_timeout(500)
+    page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0 && "
+                           "!document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=timeout)
+
+
+def test_pick_a_layer_and_a_feature_in_chromium(server):
+    from playwright.sync_api import sync_playwright
+
+    shots = ROOT / "tests" / "artifacts"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(server, wait_until="domcontentloaded")
+        page.get_by_text("what does each feature map hear?").wait_for(timeout=120_000)
+        # wait for the first result: a feature's pictures and players
+        page.locator("[data-testid='stImage'] img").first.wait_for(timeout=240_000)
+        # pick another layer
+        page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").nth(1).click()
+        page.get_by_role("option").filter(has_text="2CNN").click()
+        page.get_by_text("Feature 0").first.wait_for(timeout=240_000)
+        _settled(page)
+        # pick another feature
+        box = page.locator("[data-testid='stSidebar'] input[type='number']")
+        box.fill("1")
+        box.press("Enter")
+        page.get_by_text("Feature 1").first.wait_for(timeout=120_000)
+        _settled(page)
+        page.locator("audio").first.wait_for(state="attached", timeout=60_000)
+        assert page.locator("audio").count() >= 2
+        assert page.locator("[data-testid='stImage'] img").count() >= 1
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.locator("[data-testid='stAlertContentError']").count() == 0
+        assert "2CNN" in page.locator("[data-testid='stCaptionContainer']").first.inner_text()
+        page.screenshot(path=str(shots / "app.png"), full_page=False)
+        browser.close()
+    assert (shots / "app.png").stat().st_size > 10_000

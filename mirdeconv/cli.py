@@ -98,20 +98,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import audio as audio_mod
+    from .models import predict
 
     model = _open_model(args)
     y, sr = audio_mod.load(args.audio)
-    if hasattr(model, "predict"):               # Essentia models: through Essentia itself
-        act, labels = model.predict(y, sr)
-        how = f"Essentia {model.algorithm}"
-    else:                                        # others: the frozen graph, patch by patch
-        from .engine import _model_input
-
-        frames = model.representation.analyse(y, sr).features
-        x, _, _ = _model_input(model, frames, whole=model.input_length is None)
-        act = model.predict_graph(x).reshape(len(x), -1)
-        labels = list(model.labels or [str(i) for i in range(act.shape[-1])])
-        how = "the frozen graph"
+    act, labels, how = predict(model, y, sr)
     mean = act.mean(axis=0)
     print(f"{model.name} on {args.audio} ({len(act)} patches, through {how}):")
     for i in np.argsort(-mean)[: args.top]:

@@ -11,7 +11,7 @@ from .adapters import FrozenModel, builtin_adapters
 from .errors import ModelLoadError
 from .representations import Representation, from_dict, presets
 
-__all__ = ["load_model", "sidecar_path", "resolve_representation"]
+__all__ = ["load_model", "sidecar_path", "resolve_representation", "predict"]
 
 SIDECAR_SUFFIX = ".mirdeconv.json"
 
@@ -102,3 +102,28 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
             "or a zoo name)"
         )
     raise ModelLoadError(f"cannot open a model from a {type(source).__name__}")
+
+
+def predict(model: FrozenModel, audio: Any, sr: float) -> tuple[Any, list[str], str]:
+    """Class activations of a track, patch by patch.
+
+    Essentia models run through Essentia's own ``TensorflowPredict*``; other models through
+    their frozen graph (patches of the model's input length, as the engine cuts them).
+
+    Returns
+    -------
+    activations : np.ndarray, shape (n_patches, n_classes)
+    labels : list of str
+    how : str
+        Which runtime computed them, for people.
+    """
+    if hasattr(model, "predict"):
+        act, labels = model.predict(audio, sr)
+        return act, labels, f"Essentia {model.algorithm}"
+    from .engine import _model_input
+
+    frames = model.representation.analyse(audio, sr).features
+    x, _, _ = _model_input(model, frames, whole=model.input_length is None)
+    act = model.predict_graph(x).reshape(len(x), -1)
+    labels = list(model.labels or [str(i) for i in range(act.shape[-1])])
+    return act, labels, "the frozen graph"

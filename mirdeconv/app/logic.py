@@ -175,15 +175,9 @@ def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
 
 def predictions(model: Any, y: np.ndarray, sr: int, top: int = 5) -> list[tuple[str, float]]:
     """The model's top tags for the track (Essentia's runtime for Essentia models)."""
-    if hasattr(model, "predict"):
-        act, labels = model.predict(y, sr)
-    else:
-        from ..engine import _model_input
+    from ..models import predict
 
-        frames = model.representation.analyse(y, sr).features
-        x, _, _ = _model_input(model, frames, whole=model.input_length is None)
-        act = model.predict_graph(x).reshape(len(x), -1)
-        labels = list(model.labels or [str(k) for k in range(act.shape[-1])])
+    act, labels, _ = predict(model, y, sr)
     mean = np.asarray(act).mean(axis=0)
     return [(labels[k], float(mean[k])) for k in np.argsort(-mean)[:top]]
 

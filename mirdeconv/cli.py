@@ -94,6 +94,40 @@ def cmd_auralise(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probes(args: argparse.Namespace) -> int:
+    from .probes import FAMILIES, probe_set, write_probes
+
+    families = FAMILIES if args.families == "all" else tuple(x for x in args.families.split(",") if x)
+    clips = probe_set(sr=args.sr, families=families, renderer=args.renderer)
+    files = write_probes(clips, args.out, annotations=args.annotations, progress=True)
+    print(f"{len(clips)} probe clips ({', '.join(families)}) at {args.sr} Hz: {len(files)} files "
+          f"in {args.out} (list: probes.csv)")
+    return 0
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from .analysis import analyse
+    from .report import write_report
+
+    model = _open_model(args)
+    layers = "all" if args.layers == "all" else [x for x in args.layers.split(",") if x]
+    features = None if args.features == "all" else args.features
+    result = analyse(model, args.tracks or None, layers=layers, features=features,
+                     method=args.method, target=args.target, precision=args.precision,
+                     probe_sr=args.probe_sr, progress=True)
+    files = write_report(result, model, args.out, progress=True)
+    feats = result.features
+    print(f"{len(feats)} features of {len(result.settings['layers'])} layers on "
+          f"{len(result.tracks)} tracks -> {files['features']}, {files['report']}")
+    for layer, counts in feats.groupby("layer", sort=False)["primary"]:
+        top = counts.value_counts().head(4)
+        print(f"  {layer:<24} " + ", ".join(f"{k} {v}" for k, v in top.items()))
+    detected = sum(t["onsets_from"] == "librosa" for t in result.tracks)
+    if detected:
+        print(f"  reference onsets of {detected} track(s) were detected by librosa (no annotations)")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -229,6 +263,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.set_defaults(func=cmd_auralise)
+
+    p = sub.add_parser("probes", help="write the probe stimuli (chords, drums, notes, onsets) "
+                                      "with their annotations")
+    p.add_argument("--out", "-o", required=True, help="output folder")
+    p.add_argument("--sr", type=int, default=22050, help="sample rate (default 22050)")
+    p.add_argument("--families", default="all", help="'all' or some of chords,drums,notes,onsets")
+    p.add_argument("--renderer", default="synth", choices=["synth", "soundfont"],
+                   help="synthesised instruments, or the General MIDI soundfont via fluidsynth")
+    p.add_argument("--annotations", default="jams", choices=["jams", "json"])
+    p.set_defaults(func=cmd_probes)
+
+    p = sub.add_parser("analyse", help="describe and label every feature (probe set or tracks): "
+                                       "features.parquet and an HTML report")
+    _model_args(p)
+    p.add_argument("tracks", nargs="*",
+                   help="audio files (annotations from NAME.jams beside them; default: the probe set)")
+    p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
+    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
+    p.add_argument("--method", "-m", default="deconvnet",
+                   choices=["deconvnet", "guided", "saliency"])
+    p.add_argument("--target", "-t", default="map", choices=["map", "max"])
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--probe-sr", type=int, default=22050, help="sample rate of the probe set")
+    p.add_argument("--out", "-o", required=True, help="output folder")
+    p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser("predict", help="a model's top tags for a track")
     _model_args(p)

@@ -285,11 +285,12 @@ class Program:
         tf = self.tf
         fetch = self._fetch
         steps = self.steps
+        kernels = self.graph.conv_kernels(self._graph_def)
 
         def fwd(x):
+            fed = {k: tf.identity(v) for k, v in kernels.items()}
             outs = tf.graph_util.import_graph_def(
-                self._graph_def, input_map={self.input: x}, return_elements=fetch, name="m"
-            )
+                self._graph_def, input_map={**fed, self.input: x}, return_elements=fetch, name="m")
             env = dict(zip(fetch, outs))
             env[self.input] = x
             saved = []

@@ -213,6 +213,29 @@ class FrozenGraph:
         """Names of the graph's Placeholder nodes."""
         return [n.name for n in self.graph_def.node if n.op in ("Placeholder",)]
 
+    def conv_kernels(self, graph_def: Any) -> dict[str, Any]:
+        """``input_map`` entries that feed the constant kernels of the convolutions in
+        ``graph_def`` as captured tensors instead of Const nodes.
+
+        TensorFlow's oneDNN convolution caches a constant kernel, and with a kernel as tall as
+        its input (a full-height filter: output height 1) that cache aborts the whole process
+        (``Check failed: dtype() == expected_dtype``, TF 2.21).  A kernel that is not a
+        Const is never cached; the forward pass loses nothing measurable.
+        """
+        tf = backend.tensorflow()
+        out: dict[str, Any] = {}
+        for node in graph_def.node:
+            if node.op not in ("Conv2D", "DepthwiseConv2dNative", "_FusedConv2D") or len(node.input) < 2:
+                continue
+            name = tensor_name(node.input[1])
+            value = self.const_value(name)
+            if value is not None:
+                key = ("kernel", name)
+                if key not in self._const_cache:
+                    self._const_cache[key] = tf.constant(value)
+                out[name] = self._const_cache[key]
+        return out
+
     def const_value(self, tensor: str) -> np.ndarray | None:
         """Value of a constant tensor (following Identity chains), or None if it is not constant."""
         name = node_name(tensor)

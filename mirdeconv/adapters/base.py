@@ -275,10 +275,13 @@ class FrozenModel:
         key = ("predict", out)
         if key not in self._programs:
             gd = self.graph.subgraph_def([out])
+            kernels = self.graph.conv_kernels(gd)
 
             def fn(inp):
                 return tf.graph_util.import_graph_def(
-                    gd, input_map={self.input_tensor: inp}, return_elements=[out], name="p")[0]
+                    gd, input_map={**{k: tf.identity(v) for k, v in kernels.items()},
+                               self.input_tensor: inp}, return_elements=[out],
+                    name="p")[0]
 
             spec = tf.TensorSpec([None] * len(self.nominal_input_shape()), tf.float32)
             self._programs[key] = tf.compat.v1.wrap_function(fn, [spec])

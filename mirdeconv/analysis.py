@@ -101,6 +101,8 @@ ONSET_WINDOW = 0.05
 SDR_FILTER = 512
 #: Half-width in seconds of the attack window of ``attack_lift``.
 ATTACK_WINDOW = 0.025
+#: Threads of the descriptors' long FFTs.
+FFT_WORKERS = 2
 #: FFT size of the pitch-class profile.
 CHROMA_FFT = 4096
 
@@ -267,7 +269,8 @@ def _next_fast_len(n: int) -> int:
     return int(scipy.fft.next_fast_len(n, real=True))
 
 
-def fast_sdr(estimates: np.ndarray, reference: tuple[np.ndarray, Any], n_fft: int) -> np.ndarray:
+def fast_sdr(estimates: np.ndarray, reference: tuple[np.ndarray, Any], n_fft: int,
+             spectra: np.ndarray | None = None) -> np.ndarray:
     """bss_eval's SDR of each estimate against one reference source, in closed form.
 
     With a single reference source, ``mir_eval.separation.bss_eval_sources`` projects the
@@ -283,17 +286,21 @@ def fast_sdr(estimates: np.ndarray, reference: tuple[np.ndarray, Any], n_fft: in
         (see :class:`TrackContext`).
     n_fft : int
         At least ``n_samples + 511``.
+    spectra : np.ndarray, shape (n_estimates, n_fft // 2 + 1), optional
+        The estimates' rFFTs of size ``n_fft``, when already computed.
 
     Returns
     -------
     np.ndarray, shape (n_estimates,)
         dB; NaN for a silent estimate.
     """
+    import scipy.fft
     import scipy.linalg
 
     R, lu = reference
-    E = np.fft.rfft(np.asarray(estimates, np.float64), n_fft, axis=1)
-    D = np.fft.irfft(np.conj(R)[None] * E, n_fft, axis=1)[:, :SDR_FILTER]     # (F, flen)
+    E = spectra if spectra is not None else scipy.fft.rfft(
+        np.asarray(estimates, np.float64), n_fft, axis=1, workers=FFT_WORKERS)
+    D = scipy.fft.irfft(np.conj(R)[None] * E, n_fft, axis=1, workers=FFT_WORKERS)[:, :SDR_FILTER]
     C = scipy.linalg.lu_solve(lu, D.T)                                          # (flen, F)
     proj = np.einsum("fk,kf->f", D, C)
     energy = np.einsum("ft,ft->f", estimates, estimates, dtype=np.float64)
@@ -334,7 +341,7 @@ def _onsets(mel_power: np.ndarray, sr: int, hop: int, n_fft: int) -> np.ndarray:
 
 
 def describe(result: DeconvResult, context: TrackContext, *, reading: str = "mask",
-             sign: str = "signed", chunk: int = 16) -> pd.DataFrame:
+             sign: str = "signed", chunk: int = 16, audio: np.ndarray | None = None) -> pd.DataFrame:
     """Descriptors of every feature of one deconvolution (one layer, one track).
 
     Parameters
@@ -347,6 +354,9 @@ def describe(result: DeconvResult, context: TrackContext, *, reading: str = "mas
         How the masks become sound (see :mod:`mirdeconv.auralise`).
     chunk : int
         Features processed together.
+    audio : np.ndarray, shape (n_features, n_samples), optional
+        The features' auralisations at the model's rate, if already made (any gain per
+        row: the descriptors that use the audio do not depend on its level).
 
     Returns
     -------
@@ -360,7 +370,7 @@ def describe(result: DeconvResult, context: TrackContext, *, reading: str = "mas
     if result.analysis.stft.shape != context.X.shape:
         raise InvalidOptionError("the deconvolution and the context describe different tracks")
     d = descriptors(result.masks, context, activations=result.activations, reading=reading,
-                    sign=sign, chunk=chunk)
+                    sign=sign, chunk=chunk, audio=audio)
     head = pd.DataFrame({
         "layer": result.layer.name, "feature": np.asarray(result.features, int),
         "dead": np.asarray(result.dead, bool),
@@ -372,7 +382,8 @@ def describe(result: DeconvResult, context: TrackContext, *, reading: str = "mas
 
 
 def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.ndarray | None = None,
-                reading: str = "mask", sign: str = "signed", chunk: int = 16) -> pd.DataFrame:
+                reading: str = "mask", sign: str = "signed", chunk: int = 16,
+                audio: np.ndarray | None = None) -> pd.DataFrame:
     """Descriptors of masks in the model input's domain on one track.
 
     Parameters
@@ -383,7 +394,7 @@ def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.nda
     activations : np.ndarray, shape (n_features, n_units), optional
         Activation over time, for ``temporal_sparsity`` (default: the frame energy of the
         auralisation).
-    reading, sign, chunk
+    reading, sign, chunk, audio
         As for :func:`describe`.
 
     Returns
@@ -393,12 +404,16 @@ def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.nda
     """
     import mir_eval
     import pandas as pd
+    import scipy.fft
 
     from .auralise import stft_domain_mask
 
     ctx = context
     ref = ctx.reference
     n_feat = len(masks)
+    if audio is not None and audio.shape != (n_feat, ctx.n):
+        raise InvalidOptionError(f"audio must have shape ({n_feat}, {ctx.n}) (model rate); "
+                                 f"got {audio.shape}")
     frame_energy = np.zeros((n_feat, ctx.X.shape[1]))
     out: dict[str, np.ndarray] = {k: np.full(n_feat, np.nan) for k in DESCRIPTORS}
     profiles = np.full((n_feat, 12), np.nan)
@@ -422,8 +437,9 @@ def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.nda
         with np.errstate(invalid="ignore", divide="ignore"):
             out["energy_ratio"][sl] = np.where(
                 live, total / np.maximum(mmax, 1e-30) ** 2 / ctx.total, 0.0)
-            ep = np.einsum("fbt,bt->f", M2, ctx.p_power, dtype=np.float64)
-            eh = np.einsum("fbt,bt->f", M2, ctx.h_power, dtype=np.float64)
+            flat = M2.reshape(len(M2), -1)
+            ep = (flat @ ctx.p_power.ravel()).astype(np.float64)
+            eh = (flat @ ctx.h_power.ravel()).astype(np.float64)
             out["percussive_share"][sl] = np.where(ep + eh > 0, ep / (ep + eh), np.nan)
             out["harmonic_share"][sl] = np.where(ep + eh > 0, eh / (ep + eh), np.nan)
             w = spec / total[:, None]
@@ -435,7 +451,7 @@ def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.nda
         for j, name in enumerate(("low_share", "mid_share", "high_share")):
             out[name][sl] = np.where(live, shares[:, j], np.nan)
         # onsets of the auralisation
-        mel = np.einsum("mb,fbt->fmt", ctx.mel, Pw)
+        mel = np.matmul(ctx.mel, Pw)                                  # (F, mels, frames)
         for i in range(len(M)):
             k = c0 + i
             if not live[i] or len(ref.onsets) == 0:
@@ -447,11 +463,12 @@ def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.nda
                        if len(est) else (0.0, 0.0, 0.0))
             out["onset_f"][k], out["onset_precision"][k], out["onset_recall"][k] = f, p, r
         # the sound itself: pitch classes and separation
-        a = ctx.istft(M * ctx.X[None])                                 # (F, n)
+        a = ctx.istft(M * ctx.X[None]) if audio is None else audio[sl]   # (F, n)
         n_fr = max(1, len(a[0]) // CHROMA_FFT)
         frames = a[:, :n_fr * CHROMA_FFT].reshape(len(a), n_fr, -1) if len(a[0]) >= CHROMA_FFT else \
             np.pad(a, ((0, 0), (0, CHROMA_FFT - len(a[0]))))[:, None]
-        mean_pow = (np.abs(np.fft.rfft(frames * np.hanning(CHROMA_FFT), axis=2)) ** 2).mean(axis=1)
+        mean_pow = (np.abs(scipy.fft.rfft(frames * np.hanning(CHROMA_FFT), axis=2, workers=FFT_WORKERS))
+                    ** 2).mean(axis=1)
         chroma = mean_pow @ ctx.chroma.T                               # (F, 12)
         csum = chroma.sum(axis=1, keepdims=True)
         prof = np.where(csum > 0, chroma / np.where(csum > 0, csum, 1), np.nan)
@@ -460,9 +477,10 @@ def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.nda
             for i in range(len(M)):
                 if np.isfinite(prof[i]).all() and prof[i].std() > 0:
                     out["pitch_correlation"][c0 + i] = float(np.corrcoef(prof[i], ref.pitch_classes)[0, 1])
+        A = scipy.fft.rfft(a.astype(np.float64), ctx.n_fft_sdr, axis=1, workers=FFT_WORKERS)
         for name in ("percussive", "harmonic"):
             if ctx.refs[name] is not None:
-                out[f"sdr_{name}"][sl] = fast_sdr(a, ctx.refs[name], ctx.n_fft_sdr)
+                out[f"sdr_{name}"][sl] = fast_sdr(a, ctx.refs[name], ctx.n_fft_sdr, spectra=A)
     act = np.sqrt(frame_energy) if activations is None else np.asarray(activations, np.float64)
     out["temporal_sparsity"][:] = _hoyer(np.maximum(act, 0))
     df = pd.DataFrame(out)

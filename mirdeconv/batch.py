@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import prepare_folder, save_json
+from .analysis import DESCRIPTORS
 from .errors import AudioError, InvalidOptionError, MirdeconvError, OutputError
 
 __all__ = ["BatchSettings", "BatchSummary", "run_batch", "INDEX_COLUMNS"]
@@ -40,6 +41,9 @@ INDEX_COLUMNS = [
     "method", "target", "reading", "sign", "normalize", "output_sr", "precision", "mode",
     "model_name", "model_family", "model_source", "model_graph_sha256", "representation",
 ]
+#: Descriptor columns of the index (see :mod:`mirdeconv.analysis`); NaN with ``analyse=False``.
+DESCRIPTOR_COLUMNS = ["label", "onsets_from", *DESCRIPTORS]
+INDEX_COLUMNS += DESCRIPTOR_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,9 @@ class BatchSettings:
     """What the batch job computes for every track.
 
     ``layers`` and ``features`` take ``"all"`` or a selection (layer names; feature ranges
-    such as ``"0-7,12"``); the other fields are those of :func:`mirdeconv.auralise`.
+    such as ``"0-7,12"``); ``analyse`` adds every feature's descriptors and label
+    (:mod:`mirdeconv.analysis`; reference onsets from ``TRACK.jams`` beside the audio, else
+    detected by librosa); the other fields are those of :func:`mirdeconv.auralise`.
     """
 
     layers: tuple[str, ...] | str = "all"
@@ -61,6 +67,7 @@ class BatchSettings:
     format: str = "wav"
     precision: str = "float32"
     mode: str = "auto"
+    analyse: bool = True
 
     def key(self, model_digest: str) -> str:
         """A digest of everything that changes the output."""
@@ -180,6 +187,11 @@ class _Worker:
         try:
             y, sr = audio_mod.load(path)
             analysis = self.model.representation.analyse(y, sr)
+            context = None
+            if self.s.analyse:
+                from .analysis import Reference, TrackContext
+
+                context = TrackContext(analysis, Reference.for_track(path, y, sr))
         except AudioError as exc:
             rows.append({**base, "layer": None, "feature": None, "status": "error",
                          "error": str(exc)})
@@ -207,7 +219,8 @@ class _Worker:
                     continue
                 if pending is not None:
                     rows.extend(self._collect(pending.result(), counts, tick))
-                pending = finisher.submit(self._finish, tid, layer, res, analysis, y, sr, base)
+                pending = finisher.submit(self._finish, tid, layer, res, analysis, y, sr, base,
+                                          context)
             if pending is not None:
                 rows.extend(self._collect(pending.result(), counts, tick))
         return rows, counts
@@ -222,8 +235,9 @@ class _Worker:
         return layer_rows
 
     def _finish(self, tid: str, layer: str, res: Any, analysis: Any, y: Any, sr: int,
-                base: dict) -> tuple[str, list[dict]]:
-        """Auralise one layer's masks, write the audio, the grid and the done-marker."""
+                base: dict, context: Any = None) -> tuple[str, list[dict]]:
+        """Auralise one layer's masks, write the audio, the grid and the done-marker (and
+        describe every feature when there is a track context)."""
         from .auralise import auralise_masks, write_audio
         from .plot import feature_grid
 
@@ -231,6 +245,13 @@ class _Worker:
         audio, out_sr, thumbs = auralise_masks(
             res.masks, analysis, audio=y, sr=sr, reading=self.s.reading, sign=self.s.sign,
             output_sr=self.s.output_sr, normalize=self.s.normalize)
+        desc = None
+        if context is not None:
+            from .analysis import add_labels, describe
+
+            same = out_sr == analysis.sr and audio.shape[1] == context.n   # reuse the sound
+            desc = add_labels(describe(res, context, reading=self.s.reading, sign=self.s.sign,
+                                       audio=audio if same else None))
         layer_rows = []
         for i, k in enumerate(res.features):
             rel = Path(tid) / _safe(layer) / f"f{k:03d}.{self.s.format}"
@@ -242,6 +263,8 @@ class _Worker:
                 "fraction_active": float(res.fraction_active[i]),
                 "audio_path": str(rel), "grid_path": str(Path(tid) / f"{_safe(layer)}.png"),
                 "sr": int(out_sr), "duration": audio.shape[1] / out_sr,
+                **({} if desc is None else
+                   {c: _plain(desc[c].iloc[i]) for c in DESCRIPTOR_COLUMNS}),
             })
         feature_grid(thumbs, res.features, res.dead, res.activation_max,
                      self.out / tid / f"{_safe(layer)}.png",
@@ -409,6 +432,11 @@ def _run_parallel(model_source, model_options, settings, out, tracks, layers, jo
                     tick(q.get_nowait())
                 except queue_mod.Empty:
                     break
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python (the done-marker is JSON); NaN stays NaN."""
+    return v.item() if hasattr(v, "item") else v
 
 
 def _write_index(out: Path, rows: list[dict]) -> None:

@@ -82,7 +82,8 @@ def cmd_auralise(args: argparse.Namespace) -> int:
     settings = BatchSettings(
         layers=layers, features=args.features, method=args.method, target=args.target,
         reading=args.reading, sign=args.sign, output_sr=args.output_sr,
-        normalize=args.normalize, format=args.format, precision=args.precision, mode=args.mode)
+        normalize=args.normalize, format=args.format, precision=args.precision, mode=args.mode,
+        analyse=not args.no_analysis)
     summary = run_batch(args.model, args.tracks, args.out, settings, jobs=args.jobs,
                         progress=True, model_options=_model_options(args))
     print(f"{summary.n_tracks} tracks: {summary.n_layers_done} layers auralised, "
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="wav", choices=["wav", "flac"])
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--mode", default="auto", choices=["auto", "whole", "patches"])
+    p.add_argument("--no-analysis", action="store_true",
+                   help="leave the descriptor and label columns of the index empty")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.set_defaults(func=cmd_auralise)

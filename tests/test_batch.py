@@ -170,3 +170,41 @@ def test_cli_auralise(setup, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "o" / "a" / "p2").iterdir()) == \
         ["_done.json", "f000.flac", "f001.flac"]
     assert (tmp_path / "o" / "a" / "p2.png").is_file()
+
+
+def test_index_has_descriptors_and_labels(setup, tmp_path):
+    """Every ok row carries the feature's descriptors, equal to mirdeconv.analysis on the
+    same track; annotations beside a track are used, otherwise librosa's onsets."""
+    import shutil
+
+    from mirdeconv import analysis
+    from mirdeconv.models import load_model
+    from mirdeconv.probes import probe_set
+
+    d = setup
+    tracks = tmp_path / "tracks"
+    tracks.mkdir()
+    shutil.copy(d / "a.wav", tracks / "a.wav")
+    drums = probe_set(sr=8000, families=("drums",), rhythms=["rock"])[0]
+    sf.write(tracks / "rock.wav", drums.audio, 8000)
+    with open(tracks / "rock.jams", "w") as fh:
+        drums.to_jams().save(fh, fmt="jams")
+    out = tmp_path / "out"
+    run_batch(d / "net.keras", [tracks / "a.wav", tracks / "rock.wav"], out, SETTINGS,
+              progress=False)
+    idx = load_index(out)
+    assert set(batch_mod.DESCRIPTOR_COLUMNS) <= set(idx.columns)
+    assert set(idx[idx.track == "a"].onsets_from) == {"librosa"}
+    assert set(idx[idx.track == "rock"].onsets_from) == {"annotations"}
+    assert idx.label.map(lambda s: isinstance(s, str) and len(s) > 0).all()
+    model = load_model(d / "net.keras")
+    res = analysis.analyse(model, [tracks / "rock.wav"], layers=["p2"])   # reads rock.jams
+    want = res.per_track.set_index("feature")
+    got = idx[(idx.track == "rock") & (idx.layer == "p2")].set_index("feature")
+    for col in ("onset_f", "percussive_share", "centroid_hz", "sdr_harmonic", "attack_lift"):
+        np.testing.assert_allclose(got[col].to_numpy(float),
+                                   want.loc[got.index, col].to_numpy(float), rtol=1e-5, atol=1e-6)
+    out2 = tmp_path / "plain"
+    run_batch(d / "net.keras", [tracks / "a.wav"], out2,
+              BatchSettings(layers=("p1",), analyse=False), progress=False)
+    assert load_index(out2).onset_f.isna().all()

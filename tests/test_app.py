@@ -30,6 +30,13 @@ def test_app_opens_with_a_result_and_pickers_change_it(app):
     first = _texts(at)
     assert any(t.startswith("Feature 0") for t in first)
     assert any("mtt-vgg / 3CNN / deconvnet, map" in t for t in first)
+    detects = [m.value for m in at.markdown if m.value.startswith("**What it detects:**")]
+    assert len(detects) == 1 and len(detects[0]) > len("**What it detects:** ")
+    table = at.dataframe[0].value                                   # the feature's descriptors
+    assert list(table["feature"]) == [0] and "onset F" in table.columns
+    layer_table = at.dataframe[1].value                             # every feature of the layer
+    assert len(layer_table) == 128 and layer_table["label"].map(len).min() > 0
+    assert any("librosa detected" in c.value for c in at.caption)
     at.selectbox(key="layer").set_value(0).run()
     assert any("mtt-vgg / 1CNN" in t for t in _texts(at)) and not at.exception
     at.number_input(key="feature").set_value(7).run()
@@ -91,6 +98,12 @@ def test_most_active_and_zip(keras):
     res = logic.layer_result(m, y, 11025, "p", "deconvnet", "map")
     top = logic.most_active(res, 3)
     assert top == [int(k) for k in np.argsort(-res.activation_max, kind="stable")[:3]]
+    desc = logic.layer_descriptors(res, y, 11025)
+    assert list(desc["feature"]) == res.features and set(desc["onsets_from"]) == {"librosa"}
+    from mirdeconv.analysis import label
+
+    assert [label(r)[0] for r in desc.to_dict("records")] == list(desc["label"])
+    assert set(logic.SHOWN_DESCRIPTORS) <= set(desc.columns)
     data = logic.layer_zip(res, y, 11025)
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert sorted(names) == sorted(["p/grid.png", "p/index.csv"] +

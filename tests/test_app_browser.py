@@ -94,6 +94,7 @@ def test_pick_a_layer_and_a_feature_in_chromium(server):
         page.locator("audio").first.wait_for(state="attached", timeout=60_000)
         assert page.locator("audio").count() >= 2
         assert page.locator("[data-testid='stImage'] img").count() >= 1
+        assert page.get_by_text("What it detects:").count() >= 1
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.locator("[data-testid='stAlertContentError']").count() == 0
         assert "2CNN" in page.locator("[data-testid='stCaptionContainer']").first.inner_text()

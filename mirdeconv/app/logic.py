@@ -83,6 +83,26 @@ def layer_result(model: Any, y: np.ndarray, sr: int, layer: str, method: str, ta
                       progress=progress or False)
 
 
+#: Descriptor columns the app shows, in order, with their captions.
+SHOWN_DESCRIPTORS = {
+    "onset_f": "onset F", "attack_lift": "attack lift", "percussive_share": "percussive",
+    "harmonic_share": "harmonic", "centroid_hz": "centroid Hz", "low_share": "< 200 Hz",
+    "high_share": "> 2 kHz", "temporal_sparsity": "sparsity", "energy_ratio": "passes",
+    "sdr_percussive": "SDR perc dB", "sdr_harmonic": "SDR harm dB",
+}
+
+
+def layer_descriptors(result: Any, y: np.ndarray, sr: int, *, reading: str = "mask",
+                      sign: str = "signed") -> Any:
+    """Every feature's descriptors and label on this track (:mod:`mirdeconv.analysis`; the
+    reference onsets are detected by librosa on the track), one row per feature in
+    ``result.features`` order."""
+    from ..analysis import Reference, TrackContext, add_labels, describe
+
+    ctx = TrackContext(result.analysis, Reference.detect(y, sr))
+    return add_labels(describe(result, ctx, reading=reading, sign=sign))
+
+
 def most_active(result: Any, n: int = 8) -> list[int]:
     """The ``n`` features with the highest activation maximum."""
     order = np.argsort(-result.activation_max, kind="stable")

@@ -69,6 +69,18 @@ def _layer_sounds(model_id: str, track_key: str, layer: str, method: str, target
                               normalize=normalize)
 
 
+@st.cache_data(show_spinner="Describing every feature ...", max_entries=8)
+def _descriptors(model_id: str, track_key: str, layer: str, method: str, target: str,
+                 reading: str, sign: str, _result, _y, sr: int):
+    return logic.layer_descriptors(_result, _y, sr, reading=reading, sign=sign)
+
+
+def _descriptor_table(rows):
+    """The shown descriptors of some features, rounded, with readable column names."""
+    cols = ["feature", "label", *logic.SHOWN_DESCRIPTORS]
+    return rows[cols].rename(columns=logic.SHOWN_DESCRIPTORS).round(3)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _predictions(model_id: str, track_key: str, _y, sr: int, _model):
     return logic.predictions(_model, _y, sr)
@@ -189,6 +201,10 @@ def run() -> None:
 
     tab_feature, tab_layer = st.tabs(["Features", "Layer"])
     sound = dict(reading=reading, sign=sign, output_sr=output_sr, normalize=normalize)
+    desc = _descriptors(model_id, track_key, layer.name, method, target, reading, sign, result,
+                        y, sr)
+    onset_note = ("Onset F-measures compare with onsets librosa detected on this track "
+                  "(it has no annotations).")
     with tab_feature:
         st.caption(f"{model.name} / {layer.name} / {method}, {target}  ({result.mode})")
         st.audio(logic.wav_bytes(y, sr))
@@ -201,8 +217,12 @@ def run() -> None:
                               sign, output_sr, normalize, result, y, sr)
             st.subheader(f"Feature {k}  (max activation {result.activation_max[i]:.3g}, "
                          f"{100 * result.fraction_active[i]:.0f} % active)")
+            row = desc.iloc[[i]]
+            st.markdown(f"**What it detects:** {row['label'].iloc[0]}")
             st.image(png, width="stretch")
             st.audio(wav)
+            st.dataframe(_descriptor_table(row), hide_index=True)
+        st.caption(onset_note)
         try:
             preds = _predictions(model_id, track_key, y, sr, model)
             st.write("Top predictions: " + ", ".join(f"{t} {s:.2f}" for t, s in preds))
@@ -216,6 +236,10 @@ def run() -> None:
         st.caption(f"All {layer.n_features} features of {layer.name}, most active first; "
                    f"{int(result.dead.sum())} dead.")
         st.image(grid, width="stretch")
+        st.markdown("**Labels** (a feature can carry several)")
+        st.bar_chart(desc["tags"].explode().value_counts(), horizontal=True)
+        st.dataframe(_descriptor_table(desc.iloc[order]), hide_index=True)
+        st.caption(onset_note)
         cols = st.columns(4)
         for j, i in enumerate(order):
             k = result.features[i]
@@ -223,7 +247,8 @@ def run() -> None:
                 if result.dead[i]:
                     st.markdown(f"feature {k}: **dead**")
                 else:
-                    st.markdown(f"feature {k}: max {result.activation_max[i]:.3g}")
+                    st.markdown(f"feature {k}: max {result.activation_max[i]:.3g}  \n"
+                                f"*{desc['primary'].iloc[i]}*")
                     st.audio(wavs[i])
         if st.button("Prepare the whole layer as a zip", key="zip"):
             data = logic.layer_zip(result, y, sr, **sound)

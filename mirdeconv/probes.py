@@ -224,12 +224,19 @@ def _additive(f0: float, n: int, sr: int, amps: np.ndarray, decays: np.ndarray |
     else:
         phase0 = 2 * np.pi * t
     y = np.zeros(n)
+    # harmonic partials by recurrence, z_k = z_1^k (a complex multiply instead of a sine)
+    z1 = np.exp(1j * f0 * phase0) if stretch == 0 else None
+    zk = np.ones(n, complex) if z1 is not None else None
     for k, a in enumerate(amps, start=1):
         fk = f0 * k * np.sqrt(1.0 + stretch * k * k)
-        if fk >= 0.45 * sr or a == 0:
-            continue
+        if zk is not None:
+            zk *= z1
+        if fk >= 0.45 * sr:
+            break
         ph = 0.0 if phase_rng is None else phase_rng.uniform(0, 2 * np.pi)
-        part = a * np.sin(fk * phase0 + ph)
+        if a == 0:
+            continue
+        part = a * (np.sin(fk * phase0 + ph) if zk is None else (zk * np.exp(1j * ph)).imag)
         if decays is not None:
             part *= np.exp(-decays[k - 1] * t)
         y += part

@@ -313,3 +313,28 @@ def test_cli_probes(tmp_path, capsys):
     assert len(list(tmp_path.rglob("*.wav"))) == 6 and len(list(tmp_path.rglob("*.jams"))) == 6
     assert main(["probes", "--out", str(tmp_path), "--families", "bells"]) == 2
     assert "unknown family 'bells'" in capsys.readouterr().err
+
+
+def test_soundfont_renderer_plays_the_same_notes():
+    """The General MIDI soundfont (pretty_midi's TimGM6mb through fluidsynth) renders the
+    annotated notes; its piano is not the synthesised one."""
+    import os
+
+    import librosa
+
+    try:
+        import fluidsynth  # noqa: F401
+        import pretty_midi  # noqa: F401
+    except (ImportError, OSError) as exc:
+        if os.environ.get("MIRDECONV_REQUIRE_SOUNDFONT") == "1":
+            pytest.fail(f"soundfont rendering is required here: {exc}")
+        pytest.skip(f"pretty_midi/pyfluidsynth/libfluidsynth not available: {exc}")
+    sf_ = probes.probe_set(families=("notes",), instruments=["piano"], renderer="soundfont")[0]
+    synth = probes.probe_set(families=("notes",), instruments=["piano"])[0]
+    assert sf_.audio.shape == synth.audio.shape and np.abs(sf_.audio).max() == pytest.approx(0.5)
+    assert np.allclose(sf_.notes, synth.notes)
+    for start, end, pitch in sf_.notes[2:]:          # A3 and G4 (pyin's range)
+        seg = sf_.audio[int((start + 0.1) * 22050):int((end - 0.1) * 22050)]
+        f0, voiced, _ = librosa.pyin(seg, fmin=150, fmax=500, sr=22050)
+        assert abs(12 * np.log2(np.nanmedian(f0[voiced]) / 440) + 69 - pitch) < 0.3
+    assert np.corrcoef(sf_.audio, synth.audio)[0, 1] < 0.5

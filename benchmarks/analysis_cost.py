@@ -16,37 +16,25 @@ Run: python benchmarks/analysis_cost.py
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import soundfile as sf
+from paper_workload import LAYERS, SECONDS, workload
 
 from mirdeconv.analysis import Reference, TrackContext, describe
 from mirdeconv.batch import BatchSettings, run_batch
-from mirdeconv.demo import demo_track, vggnet5
 from mirdeconv.engine import deconvolve
-from mirdeconv.models import load_model, sidecar_path
+from mirdeconv.models import load_model
 from mirdeconv.representations import choi2016_stft
-
-LAYERS = ("pool1", "pool2", "pool3", "pool4", "pool5")
-KINDS = ("drums", "bass", "chords")
-SECONDS = 30.0
 
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mirdeconv-analysis-"))
     rep = choi2016_stft()
-    vggnet5(seed=2016).save(root / "vggnet5.keras")
-    sidecar_path(root / "vggnet5.keras").write_text(
-        json.dumps({"representation": rep.to_dict(), "input_axes": "NFTC"}))
-    tracks = []
-    for i, kind in enumerate(KINDS):
-        p = root / f"{kind}.wav"
-        sf.write(p, demo_track(sr=rep.sr, seconds=SECONDS, kind=kind, seed=i), rep.sr)
-        tracks.append(p)
+    _, tracks = workload(root)          # the paper workload's net and tracks
     model = load_model(root / "vggnet5.keras")
 
     # 1. per feature, one track

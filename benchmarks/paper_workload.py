@@ -86,12 +86,9 @@ def bf16_errors(model, rep, track: Path) -> list[float]:
     return errs
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--keep", help="write the outputs here and keep them")
-    args = ap.parse_args()
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mirdeconv-bench-"))
-    root.mkdir(parents=True, exist_ok=True)
+def workload(root: Path) -> tuple[object, list[Path]]:
+    """vggnet5 saved as ``root/vggnet5.keras`` (with its representation) and the three
+    tracks as WAV files in ``root``; returns the Keras model and the track paths."""
     rep = choi2016_stft()
     net = vggnet5(seed=2016)
     net.save(root / "vggnet5.keras")
@@ -102,6 +99,17 @@ def main() -> None:
         p = root / f"{kind}.wav"
         sf.write(p, demo_track(sr=rep.sr, seconds=SECONDS, kind=kind, seed=i), rep.sr)
         tracks.append(p)
+    return net, tracks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep", help="write the outputs here and keep them")
+    args = ap.parse_args()
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mirdeconv-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rep = choi2016_stft()
+    net, tracks = workload(root)
     settings = BatchSettings(layers=LAYERS, features="all", analyse=False)
     n = len(LAYERS) * 64 * len(tracks)
 

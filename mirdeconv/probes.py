@@ -77,6 +77,8 @@ RHYTHMS = ("rock", "four_on_the_floor", "breakbeat", "half_time")
 FAMILIES = ("chords", "drums", "notes", "onsets")
 #: Length of every clip in seconds.
 DURATION = 4.0
+#: RMS of every clip's sounding part (-20 dBFS).
+LEVEL = 0.1
 #: General MIDI programs of the instruments for ``renderer="soundfont"``.
 GM_PROGRAMS = {"piano": 0, "acoustic_guitar": 25, "electric_guitar": 29, "saxophone": 65,
                "strings": 48}
@@ -94,7 +96,7 @@ class Probe:
         ``family/...`` path-like name, e.g. ``chords/A3/piano/major_minor``.
     family : {"chords", "drums", "notes", "onsets"}
     audio : np.ndarray, float32, shape (n_samples,)
-        Mono, peak 0.5.
+        Mono, RMS 0.1 (-20 dBFS) over its sounding part: every clip equally loud.
     sr : int
         Sample rate in Hz.
     key, instrument, chord_set, rhythm : str or None
@@ -373,8 +375,16 @@ def _render_notes(instrument: str, notes: np.ndarray, n: int, sr: int, seed: int
 
 
 def _finish(y: np.ndarray) -> np.ndarray:
-    peak = np.max(np.abs(y))
-    return (0.5 * y / peak if peak > 0 else y).astype(np.float32)
+    """Equal loudness for every clip: RMS :data:`LEVEL` over the sounding 2048-sample blocks
+    (so that instruments differ in timbre, not in level), lowered if a peak would pass 0.99."""
+    n = len(y) // 2048 * 2048
+    block = (y[:n].reshape(-1, 2048) ** 2).mean(axis=1)
+    sounding = block > 1e-6 * block.max() if block.size and block.max() > 0 else block > 0
+    if not sounding.any():
+        return y.astype(np.float32)
+    gain = LEVEL / np.sqrt(block[sounding].mean())
+    gain = min(gain, 0.99 / np.max(np.abs(y)))
+    return (gain * y).astype(np.float32)
 
 
 # =====================================================================================

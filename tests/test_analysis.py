@@ -40,8 +40,12 @@ def test_whole_probe_set():
     counts = [fam.count(f) for f in ("chords", "drums", "notes", "onsets")]
     assert counts == [120, 4, 6, 2]
     assert len({p.name for p in full}) == 132
-    assert all(np.isfinite(p.audio).all() and np.abs(p.audio).max() == pytest.approx(0.5, abs=1e-3)
-               for p in full)
+    for p in full:                               # equally loud (RMS of the sounding part)
+        y = p.audio[: len(p.audio) // 2048 * 2048].reshape(-1, 2048).astype(np.float64)
+        e = (y ** 2).mean(axis=1)
+        rms = np.sqrt(e[e > 1e-6 * e.max()].mean())
+        assert np.abs(p.audio).max() <= 0.99 + 1e-6
+        assert rms == pytest.approx(probes.LEVEL, rel=1e-3) or np.abs(p.audio).max() > 0.98, p.name
 
 
 @pytest.mark.parametrize("instrument", probes.INSTRUMENTS)
@@ -331,7 +335,7 @@ def test_soundfont_renderer_plays_the_same_notes():
         pytest.skip(f"pretty_midi/pyfluidsynth/libfluidsynth not available: {exc}")
     sf_ = probes.probe_set(families=("notes",), instruments=["piano"], renderer="soundfont")[0]
     synth = probes.probe_set(families=("notes",), instruments=["piano"])[0]
-    assert sf_.audio.shape == synth.audio.shape and np.abs(sf_.audio).max() == pytest.approx(0.5)
+    assert sf_.audio.shape == synth.audio.shape and 0.1 < np.abs(sf_.audio).max() <= 0.99
     assert np.allclose(sf_.notes, synth.notes)
     for start, end, pitch in sf_.notes[2:]:          # A3 and G4 (pyin's range)
         seg = sf_.audio[int((start + 0.1) * 22050):int((end - 0.1) * 22050)]

@@ -307,6 +307,14 @@ def test_cli_analyse_probe_set_and_tracks(tmp_path, keras, capsys):
     page = (tmp_path / "an2/report.html").read_text()
     assert "Reference onsets were detected by librosa" in page and "song" in page
     assert "detected by librosa" in capsys.readouterr().out
+    # bad input: a clear error, nothing written
+    rc = main(["analyse", str(tmp_path / "vgg.keras"), str(tmp_path / "nope.wav"), "-r",
+               "choi2016-stft", "--layers", "pool1", "--out", str(tmp_path / "an3")])
+    assert rc == 2 and "nope.wav" in capsys.readouterr().err
+    assert not (tmp_path / "an3" / "features.parquet").exists()
+    rc = main(["analyse", str(tmp_path / "vgg.keras"), "-r", "choi2016-stft", "--layers", "pool9",
+               "--out", str(tmp_path / "an4")])
+    assert rc == 2 and "pool9" in capsys.readouterr().err and not (tmp_path / "an4").exists()
 
 
 def test_cli_probes(tmp_path, capsys):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_path, prepare_folder, save_json
-from .analysis import INVARIANCES, THRESHOLDS, AnalysisResult, typical_features
+from .analysis import INVARIANCES, AnalysisResult, typical_features
 
 __all__ = ["write_report", "PLOTTED"]
 
@@ -122,7 +122,7 @@ def write_report(result: AnalysisResult, model: Any, out: str | os.PathLike, *,
             f"{' ...' if len(detected) > 10 else ''}. Onset F-measures there compare with a "
             "detector, not with ground truth.</p>")
     parts.append("<p>Thresholds of the labels: " + ", ".join(
-        f"{k} {v:g}" for k, v in {**THRESHOLDS, **s.get("thresholds", {})}.items()) + "</p>")
+        f"{k} {v:g}" for k, v in s["thresholds"].items()) + "</p>")
     jobs = []
     for li, layer in enumerate(s["layers"]):
         stem = f"layer{li:02d}"
@@ -163,7 +163,7 @@ def write_report(result: AnalysisResult, model: Any, out: str | os.PathLike, *,
         tmp.write_text("\n".join(parts), encoding="utf-8")
     files["report"] = page
     files["summary"] = save_json(folder / "summary.json", {
-        **{k: v for k, v in s.items()}, "tracks": result.tracks,
+        **s, "tracks": result.tracks,
         "label_counts": {layer: feats[feats["layer"] == layer]["primary"].value_counts().to_dict()
                          for layer in s["layers"]}})
     return files

@@ -1,6 +1,6 @@
 """What the feature analysis costs next to the deconvolution, measured side by side.
 
-vggnet5 (METHOD.md §1, random weights, fixed seed), three deterministic 30-second tracks
+vggnet5 (docs/method.md §1.2, random weights, fixed seed), three deterministic 30-second tracks
 (drums, bass, chords) at 11025 Hz: the paper's workload.
 
 1. One track, every feature of the 5 layers: milliseconds per feature of the deconvolution
@@ -27,7 +27,7 @@ from paper_workload import LAYERS, SECONDS, workload
 from mirdeconv.analysis import Reference, TrackContext, describe
 from mirdeconv.batch import BatchSettings, run_batch
 from mirdeconv.engine import deconvolve
-from mirdeconv.models import load_model
+from mirdeconv.loading import load_model
 from mirdeconv.representations import choi2016_stft
 
 
@@ -39,8 +39,8 @@ def main() -> None:
 
     # 1. per feature, one track
     y, sr = sf.read(tracks[0], dtype="float32")
-    an = rep.analyse(y, sr)
-    deconvolve(model, analysis=an, layer="pool1", features=[0])          # warm up
+    an = rep.prepare(y, sr)
+    deconvolve(model, track=an, layer="pool1", features=[0])          # warm up
     t0 = time.perf_counter()
     ctx = TrackContext(an, Reference.detect(y, sr))
     t_ctx = time.perf_counter() - t0
@@ -51,7 +51,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for layer in LAYERS:
         t0 = time.perf_counter()
-        res = deconvolve(model, analysis=an, layer=layer)
+        res = deconvolve(model, track=an, layer=layer)
         t1 = time.perf_counter()
         describe(res, ctx)
         t2 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Engine vs the plain TensorFlow reference of METHOD.md §2, measured side by side.
+"""Engine vs the plain TensorFlow reference of docs/method.md §6.1, measured side by side.
 
 Choi-style net (input 96 x 256 x 1; five blocks of 3x3 'same' conv + ReLU + 2x2 max-pool
 with 32, 32, 64, 64, 64 maps; fixed seed), all 64 features of layer 3, targets ``map``
@@ -20,7 +20,7 @@ import numpy as np
 from mirdeconv import backend
 from mirdeconv.adapters.keras import from_keras
 from mirdeconv.engine import deconvolve
-from mirdeconv.representations import Analysis, MelSpectrogram
+from mirdeconv.representations import MelSpectrogram, TrackInput
 
 tf = backend.tensorflow()
 keras = backend.keras()
@@ -42,7 +42,7 @@ def build(seed: int = 2016):
 
 
 def reference_fn(model, target: str):
-    """METHOD.md §2's reference: tiled input, custom-gradient ReLU, one tape, one tf.function."""
+    """docs/method.md §6.1's reference: tiled input, custom-gradient ReLU, one tape, one tf.function."""
     ws = [model.get_layer(f"conv{i + 1}").get_weights() for i in range(LAYER)]
     ws = [(tf.constant(w), tf.constant(b)) for w, b in ws]
 
@@ -126,7 +126,7 @@ def main() -> None:
     fm = from_keras(model, rep)
     rng = np.random.default_rng(0)
     X = np.log10(1 + 1e4 * rng.random((FRAMES, BANDS)) ** 4).astype(np.float32)  # (frames, bands)
-    analysis = Analysis(features=X, stft=np.zeros((257, FRAMES), np.complex64),
+    analysis = TrackInput(frames=X, stft=np.zeros((257, FRAMES), np.complex64),
                         audio=np.zeros(FRAMES * 256, np.float32), sr=16000, representation=rep)
     x = fm.to_input(X[None])
     n = CHANNELS[LAYER - 1]
@@ -135,7 +135,7 @@ def main() -> None:
     for target in ("map", "max"):
         ref = reference_fn(model, target)
         ref_out = fm.from_input(ref(tf.constant(x)).numpy())           # (c, frames, bands)
-        eng = lambda t=target: deconvolve(fm, analysis=analysis, layer=f"pool{LAYER}",  # noqa: E731
+        eng = lambda t=target: deconvolve(fm, track=analysis, layer=f"pool{LAYER}",  # noqa: E731
                                           features="all", target=t)
         got = eng().masks
         err = np.abs(got - ref_out).max() / np.abs(ref_out).max()

@@ -1,6 +1,6 @@
 """The paper's workload: every feature of every layer of Choi's vggnet5 for three songs.
 
-vggnet5 (METHOD.md §1: STFT 257 bins at 11025 Hz; 5 blocks of 3x3 conv, 64 maps, ReLU, 2x2
+vggnet5 (docs/method.md §1.2: STFT 257 bins at 11025 Hz; 5 blocks of 3x3 conv, 64 maps, ReLU, 2x2
 max-pool; random weights, fixed seed), three deterministic 30-second tracks (drums, bass,
 chords), 5 layers x 64 features x 3 tracks = 960 auralisations written to disk by the batch
 job (``mirdeconv auralise``: WAV files, a grid PNG per layer, index.parquet).
@@ -27,11 +27,12 @@ import numpy as np
 import soundfile as sf
 
 from mirdeconv import backend
-from mirdeconv.auralise import auralise_masks, write_audio
+from mirdeconv.auralisation import auralise_masks, write_audio
 from mirdeconv.batch import BatchSettings, run_batch
 from mirdeconv.demo import demo_track, vggnet5
 from mirdeconv.engine import deconvolve
-from mirdeconv.models import load_model, sidecar_path
+from mirdeconv.loading import load_model, sidecar_path
+from mirdeconv.options import DeconvOptions
 from mirdeconv.representations import choi2016_stft
 
 LAYERS = ("pool1", "pool2", "pool3", "pool4", "pool5")
@@ -49,8 +50,8 @@ def per_feature_loop(model, rep, track: Path, out: Path) -> float:
         return tf.nn.relu(x), lambda dy: tf.nn.relu(dy)
 
     y, sr = sf.read(track, dtype="float32")
-    analysis = rep.analyse(y, sr)
-    x0 = tf.constant(analysis.features.T[None, :, :, None])     # (1, bins, frames, 1)
+    analysis = rep.prepare(y, sr)
+    x0 = tf.constant(analysis.frames.T[None, :, :, None])     # (1, bins, frames, 1)
     convs = [model.get_layer(f"conv{i + 1}").get_weights() for i in range(5)]
     times = []
     for depth, layer in enumerate(LAYERS, start=1):
@@ -74,11 +75,11 @@ def per_feature_loop(model, rep, track: Path, out: Path) -> float:
 def bf16_errors(model, rep, track: Path) -> list[float]:
     """Relative L2 error of every bfloat16 mask against float32, all layers, one track."""
     y, sr = sf.read(track, dtype="float32")
-    analysis = rep.analyse(y, sr)
+    analysis = rep.prepare(y, sr)
     errs = []
     for layer in LAYERS:
-        a = deconvolve(model, analysis=analysis, layer=layer).masks
-        b = deconvolve(model, analysis=analysis, layer=layer, precision="bfloat16").masks
+        a = deconvolve(model, track=analysis, layer=layer).masks
+        b = deconvolve(model, track=analysis, layer=layer, precision="bfloat16").masks
         for m32, m16 in zip(a, b):
             n = np.linalg.norm(m32)
             if n > 0:
@@ -121,7 +122,8 @@ def main() -> None:
     assert s32.n_files == n + len(LAYERS) * len(tracks), s32
     t0 = time.perf_counter()
     run_batch(root / "vggnet5.keras", tracks, root / "bf16",
-              BatchSettings(layers=LAYERS, features="all", precision="bfloat16", analyse=False),
+              BatchSettings(layers=LAYERS, features="all",
+                            deconv=DeconvOptions(precision="bfloat16"), analyse=False),
               progress=False)
     t16 = time.perf_counter() - t0
 

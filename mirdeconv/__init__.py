@@ -1,17 +1,16 @@
 """mirdeconv: see and hear what every feature map of a music CNN responds to.
 
-Zeiler-Fergus deconvolution of feature maps back into the input spectrogram, as in
-Choi, Fazekas & Sandler, "Explaining Deep Convolutional Neural Networks on Music
-Classification" (2016).
+Zeiler-Fergus deconvolution of feature maps back into the input spectrogram, and its
+auralisation, as in Choi, Fazekas & Sandler, "Explaining Deep Convolutional Neural Networks
+on Music Classification" (2016); and a computational analysis of what each feature detects.
 
 >>> import mirdeconv
 >>> model = mirdeconv.load_model("net.keras", representation="choi2016-stft")  # doctest: +SKIP
 >>> y, sr = mirdeconv.audio.load("song.wav")                                     # doctest: +SKIP
 >>> res = mirdeconv.deconvolve(model, y, sr, layer="pool3", features="0-63")     # doctest: +SKIP
 >>> res.masks.shape  # (features, frames, bands)                                 # doctest: +SKIP
-
-``mirdeconv.auralise(model, y, sr, layer=..., features=...)`` turns features into sound
-(the module :mod:`mirdeconv.auralise` is callable).
+>>> sound = mirdeconv.auralise(model, y, sr, layer="pool3", features="0-7")      # doctest: +SKIP
+>>> table = mirdeconv.analyse(model, layers=["pool1"]).per_feature               # doctest: +SKIP
 
 Importing mirdeconv does not import TensorFlow; that happens on first use, through
 :mod:`mirdeconv.backend`, which also keeps Essentia and TensorFlow in a safe order.
@@ -19,29 +18,42 @@ Importing mirdeconv does not import TensorFlow; that happens on first use, throu
 
 from __future__ import annotations
 
-from typing import Any
-
-from . import audio, auralise, errors, representations
-from .errors import MirdeconvError
+from . import audio, errors, options, representations
+from .analysis import AnalysisResult, analyse
+from .auralisation import Auralisation, auralise
+from .engine import DeconvResult, deconvolve
+from .errors import (
+    AudioError,
+    AudioFileNotFoundError,
+    AudioTooShortError,
+    BackendError,
+    EssentiaImportOrderError,
+    FeatureIndexError,
+    InvalidAudioError,
+    InvalidOptionError,
+    MirdeconvError,
+    ModelError,
+    ModelLoadError,
+    NoFeatureLayersError,
+    OutputError,
+    SilentAudioError,
+    UnknownLayerError,
+    UnsafeModelError,
+    UnsupportedAudioError,
+    UnsupportedGraphError,
+)
+from .loading import load_model
+from .model import FrozenModel
+from .options import DeconvOptions, SoundOptions
+from .predict import predict
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "deconvolve", "auralise", "audio", "errors", "representations",
-           "MirdeconvError", "__version__"]
-
-
-def load_model(source: Any, **kwargs: Any) -> Any:
-    """Open a model; see :func:`mirdeconv.models.load_model`."""
-    from .models import load_model as _load
-
-    return _load(source, **kwargs)
-
-
-def deconvolve(model: Any, audio: Any = None, sr: Any = None, **kwargs: Any) -> Any:
-    """Deconvolve features of a layer; see :func:`mirdeconv.engine.deconvolve`."""
-    from .engine import deconvolve as _deconvolve
-
-    if not hasattr(model, "layers") or not hasattr(model, "program"):
-        model = load_model(model, **{k: kwargs.pop(k) for k in ("representation",)
-                                     if k in kwargs})
-    return _deconvolve(model, audio, sr, **kwargs)
-
+__all__ = [
+    "load_model", "deconvolve", "auralise", "analyse", "predict", "FrozenModel", "DeconvResult",
+    "Auralisation", "AnalysisResult", "DeconvOptions", "SoundOptions", "audio", "errors",
+    "options", "representations", "MirdeconvError", "AudioError", "AudioFileNotFoundError",
+    "UnsupportedAudioError", "InvalidAudioError", "SilentAudioError", "AudioTooShortError",
+    "ModelError", "ModelLoadError", "UnsafeModelError", "NoFeatureLayersError",
+    "UnknownLayerError", "FeatureIndexError", "UnsupportedGraphError", "InvalidOptionError",
+    "OutputError", "BackendError", "EssentiaImportOrderError", "__version__",
+]

@@ -10,18 +10,28 @@ mirdeconv asks this module for TensorFlow or Essentia, and this module:
   and TensorFlow is not loaded yet), then TensorFlow;
 * when Essentia is needed but the user already imported TensorFlow (or Keras)
   on their own, raises :class:`~mirdeconv.errors.EssentiaImportOrderError`
-  explaining what to do, instead of letting the process abort.
+  explaining what to do, instead of letting the process abort;
+* keeps the terminal quiet: TensorFlow's, absl's and CUDA's start-up lines (written by
+  C++ straight to the process's stderr before any logging is configured), TensorFlow's
+  Python log messages and Essentia's INFO lines are silenced unless verbose
+  (:func:`set_verbose`, ``MIRDECONV_VERBOSE=1``, the CLI's ``--verbose``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 from .errors import BackendError, EssentiaImportOrderError
+from .options import environment
 
 __all__ = [
     "tensorflow",
@@ -30,10 +40,15 @@ __all__ = [
     "essentia_standard",
     "essentia_status",
     "tensorflow_loaded",
+    "set_verbose",
+    "verbose",
+    "quiet_warnings",
+    "convert_variables_to_constants",
 ]
 
 _lock = threading.RLock()
 _essentia_error: str | None = None  # why Essentia cannot be used, once known
+_verbose: bool | None = None        # None: from MIRDECONV_VERBOSE
 
 ESSENTIA_ORDER_HELP = (
     "TensorFlow was imported before Essentia in this process, and essentia-tensorflow "
@@ -53,9 +68,48 @@ def _essentia_installed() -> bool:
     return importlib.util.find_spec("essentia") is not None
 
 
+def set_verbose(flag: bool | None) -> None:
+    """Let TensorFlow's and the dependencies' log lines through (True), silence them (False),
+    or follow ``MIRDECONV_VERBOSE`` (None, the default)."""
+    global _verbose
+    _verbose = flag
+
+
+def verbose() -> bool:
+    """Whether log lines of TensorFlow, absl, CUDA and the dependencies reach the terminal."""
+    return environment().verbose if _verbose is None else _verbose
+
+
 def _quiet_tensorflow_logs() -> None:
-    # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notices) is noise for users.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ chatter (CUDA probes, oneDNN notices, cuInit errors) is noise for users
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextmanager
+def _silent_stderr() -> Iterator[None]:
+    """Send the process's own stderr (file descriptor 2) to /dev/null while libraries load:
+    their C++ start-up lines are written before any logging is configured."""
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def quiet_warnings() -> None:
+    """Hide Python warnings raised inside dependencies unless verbose (the CLI and the app
+    call this; the library itself never changes the warning filters)."""
+    if not verbose():
+        warnings.filterwarnings("ignore", module=r"^(?!mirdeconv)")
 
 
 def essentia_status() -> tuple[bool, str]:
@@ -98,10 +152,11 @@ def essentia() -> ModuleType:
                 raise EssentiaImportOrderError(reason)
             raise BackendError(reason)
         _quiet_tensorflow_logs()
-        import essentia as _es
+        with _silent_stderr():
+            import essentia as _es
 
         try:  # Essentia's INFO lines are noise in a library
-            _es.log.infoActive = False
+            _es.log.infoActive = verbose()
         except AttributeError:  # pragma: no cover - older essentia
             pass
         return _es
@@ -110,7 +165,8 @@ def essentia() -> ModuleType:
 def essentia_standard() -> ModuleType:
     """Import and return ``essentia.standard`` (see :func:`essentia`)."""
     essentia()
-    import essentia.standard as es
+    with _silent_stderr():
+        import essentia.standard as es
 
     return es
 
@@ -123,10 +179,14 @@ def tensorflow() -> ModuleType:
             if usable:
                 essentia()
             _quiet_tensorflow_logs()
+        loaded = tensorflow_loaded()
         try:
-            import tensorflow as tf
+            with _silent_stderr():
+                import tensorflow as tf
         except ImportError as exc:  # pragma: no cover - tensorflow is a dependency
             raise BackendError(f"TensorFlow cannot be imported: {exc}") from exc
+        if not loaded and not verbose():
+            tf.get_logger().setLevel(logging.ERROR)  # e.g. "... triggered tf.function retracing"
         return tf
 
 
@@ -134,7 +194,8 @@ def keras() -> ModuleType:
     """Import and return Keras 3 (on the TensorFlow backend), after :func:`tensorflow`."""
     tensorflow()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras as _keras
+    with _silent_stderr():
+        import keras as _keras
 
     if _keras.backend.backend() != "tensorflow":
         raise BackendError(
@@ -142,3 +203,14 @@ def keras() -> ModuleType:
             "TensorFlow (set KERAS_BACKEND=tensorflow before importing keras)."
         )
     return _keras
+
+
+def convert_variables_to_constants(concrete_function: Any) -> Any:
+    """TensorFlow's ``convert_variables_to_constants_v2``: a concrete function whose variables
+    are constants (how a Keras model is frozen into a graph)."""
+    tensorflow()
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    return convert_variables_to_constants_v2(concrete_function)

@@ -26,14 +26,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import prepare_folder, save_json
-from .analysis import DESCRIPTORS
+from . import audio as audio_mod
+from .analysis import DESCRIPTORS, Reference, TrackContext, add_labels, describe
+from .auralisation import auralise_result
+from .engine import deconvolve
 from .errors import AudioError, InvalidOptionError, MirdeconvError, OutputError
+from .loading import load_model
+from .options import DeconvOptions, SoundOptions, parse_features
+from .progress import Progress
+from .store import atomic_path, feature_file, prepare_folder, save_json, write_audio
 
-__all__ = ["BatchSettings", "BatchSummary", "run_batch", "INDEX_COLUMNS"]
-
-#: Memory one chunk of the engine's backward pass may use in the batch job, in bytes.
-BATCH_MEMORY = 6 << 30
+__all__ = ["BatchSettings", "BatchSummary", "run_batch", "INDEX_COLUMNS", "load_index"]
 
 INDEX_COLUMNS = [
     "track", "track_path", "layer", "feature", "status", "error", "dead", "activation_max",
@@ -51,27 +54,23 @@ class BatchSettings:
     """What the batch job computes for every track.
 
     ``layers`` and ``features`` take ``"all"`` or a selection (layer names; feature ranges
-    such as ``"0-7,12"``); ``analyse`` adds every feature's descriptors and label
+    such as ``"0-7,12"``); ``deconv`` and ``sound`` are the options of
+    :func:`mirdeconv.auralise`; ``analyse`` adds every feature's descriptors and label
     (:mod:`mirdeconv.analysis`; reference onsets from ``TRACK.jams`` beside the audio, else
-    detected by librosa); the other fields are those of :func:`mirdeconv.auralise`.
+    detected by librosa).
     """
 
     layers: tuple[str, ...] | str = "all"
     features: str = "all"
-    method: str = "deconvnet"
-    target: str = "map"
-    reading: str = "mask"
-    sign: str = "signed"
-    output_sr: str = "track"
-    normalize: str = "peak"
-    format: str = "wav"
-    precision: str = "float32"
-    mode: str = "auto"
+    deconv: DeconvOptions = DeconvOptions()
+    sound: SoundOptions = SoundOptions()
     analyse: bool = True
 
     def key(self, model_digest: str) -> str:
-        """A digest of everything that changes the output."""
-        blob = json.dumps({**asdict(self), "model": model_digest}, sort_keys=True)
+        """A digest of everything that changes the output (the memory budget does not)."""
+        blob = json.dumps({"layers": self.layers, "features": self.features,
+                           **self.deconv.key(), **self.sound.key(), "analyse": self.analyse,
+                           "model": model_digest}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -144,10 +143,9 @@ class _Worker:
         return wanted
 
     def _base_row(self, tid: str, path: Path) -> dict[str, Any]:
-        s, ident = self.s, self.identity
-        return {"track": tid, "track_path": str(path), "method": s.method, "target": s.target,
-                "reading": s.reading, "sign": s.sign, "normalize": s.normalize,
-                "output_sr": s.output_sr, "precision": s.precision, "mode": s.mode,
+        d, snd, ident = self.s.deconv, self.s.sound, self.identity
+        return {"track": tid, "track_path": str(path), **d.key(), "reading": snd.reading,
+                "sign": snd.sign, "normalize": snd.normalize, "output_sr": snd.output_sr,
                 "model_name": ident["name"], "model_family": ident["family"],
                 "model_source": ident["source"], "model_graph_sha256": ident["graph_sha256"],
                 "representation": json.dumps(ident["representation"], sort_keys=True)}
@@ -167,9 +165,6 @@ class _Worker:
     def run_track(self, tid: str, path: Path, layers: list[str],
                   tick: Callable[[int, str], None]) -> tuple[list[dict], dict[str, int]]:
         """All layers of one track. Returns (index rows, counts)."""
-        from . import audio as audio_mod
-        from .engine import deconvolve, parse_features
-
         counts = {"done": 0, "skipped": 0, "files": 0}
         rows: list[dict] = []
         todo = []
@@ -185,45 +180,51 @@ class _Worker:
             return rows, counts
         base = self._base_row(tid, path)
         try:
-            y, sr = audio_mod.load(path)
-            analysis = self.model.representation.analyse(y, sr)
-            context = None
-            if self.s.analyse:
-                from .analysis import Reference, TrackContext
-
-                context = TrackContext(analysis, Reference.for_track(path, y, sr))
+            loaded = self._load(path)
         except AudioError as exc:
             rows.append({**base, "layer": None, "feature": None, "status": "error",
                          "error": str(exc)})
             for layer in todo:
-                tick(len(parse_features(self.s.features, self.model.layer(layer).n_features)),
-                     layer)
+                tick(self._n_features(layer), layer)
             return rows, counts
-        # the engine computes layer L+1 while a second thread turns layer L into sound and
-        # files (TensorFlow, FFTs and soundfile release the GIL); one layer waits at most
+        rows.extend(self._layers(tid, todo, loaded, base, counts, tick))
+        return rows, counts
+
+    def _n_features(self, layer: str) -> int:
+        return len(parse_features(self.s.features, self.model.layer(layer).n_features))
+
+    def _load(self, path: Path) -> tuple[Any, ...]:
+        """The track (samples, rate), its model input, and its context for the descriptors."""
+        y, sr = audio_mod.load(path)
+        track = self.model.representation.prepare(y, sr)
+        context = TrackContext(track, Reference.for_track(path, y, sr)) if self.s.analyse else None
+        return y, sr, track, context
+
+    def _layers(self, tid: str, todo: list[str], loaded: tuple, base: dict,
+                counts: dict[str, int], tick: Callable[[int, str], None]) -> list[dict]:
+        """Deconvolve layer L+1 while a second thread turns layer L into sound and files
+        (TensorFlow, FFTs and soundfile release the GIL); one layer waits at most."""
         from concurrent.futures import ThreadPoolExecutor
 
+        y, sr, track, context = loaded
+        rows: list[dict] = []
         pending = None
         with ThreadPoolExecutor(max_workers=1) as finisher:
             for layer in todo:
-                info = self.model.layer(layer)
                 try:
-                    res = deconvolve(self.model, analysis=analysis, layer=layer,
-                                     features=self.s.features, method=self.s.method,
-                                     target=self.s.target, mode=self.s.mode,
-                                     precision=self.s.precision, memory=BATCH_MEMORY)
+                    res = deconvolve(self.model, track=track, layer=layer,
+                                     features=self.s.features, options=self.s.deconv)
                 except AudioError as exc:  # e.g. shorter than this layer's receptive field
                     rows.append({**base, "layer": layer, "feature": None, "status": "error",
                                  "error": str(exc)})
-                    tick(len(parse_features(self.s.features, info.n_features)), layer)
+                    tick(self._n_features(layer), layer)
                     continue
                 if pending is not None:
                     rows.extend(self._collect(pending.result(), counts, tick))
-                pending = finisher.submit(self._finish, tid, layer, res, analysis, y, sr, base,
-                                          context)
+                pending = finisher.submit(self._finish, tid, layer, res, y, sr, base, context)
             if pending is not None:
                 rows.extend(self._collect(pending.result(), counts, tick))
-        return rows, counts
+        return rows
 
     @staticmethod
     def _collect(result: tuple[str, list[dict]], counts: dict[str, int],
@@ -234,42 +235,34 @@ class _Worker:
         tick(len(layer_rows), layer)
         return layer_rows
 
-    def _finish(self, tid: str, layer: str, res: Any, analysis: Any, y: Any, sr: int,
-                base: dict, context: Any = None) -> tuple[str, list[dict]]:
+    def _finish(self, tid: str, layer: str, res: Any, y: Any, sr: int, base: dict,
+                context: Any = None) -> tuple[str, list[dict]]:
         """Auralise one layer's masks, write the audio, the grid and the done-marker (and
         describe every feature when there is a track context)."""
-        from .auralise import auralise_masks, write_audio
-        from .plot import feature_grid
-
         folder = prepare_folder(self.out / tid / _safe(layer))
-        audio, out_sr, thumbs = auralise_masks(
-            res.masks, analysis, audio=y, sr=sr, reading=self.s.reading, sign=self.s.sign,
-            output_sr=self.s.output_sr, normalize=self.s.normalize)
+        aur = auralise_result(res, y, sr, self.s.sound)
         desc = None
         if context is not None:
-            from .analysis import add_labels, describe
-
-            same = out_sr == analysis.sr and audio.shape[1] == context.n   # reuse the sound
-            desc = add_labels(describe(res, context, reading=self.s.reading, sign=self.s.sign,
-                                       audio=audio if same else None))
+            same = aur.sr == res.track.sr and aur.audio.shape[1] == context.n   # reuse the sound
+            desc = add_labels(describe(res, context, sound=self.s.sound,
+                                       audio=aur.audio if same else None))
+        grid = Path(tid) / f"{_safe(layer)}.png"
         layer_rows = []
         for i, k in enumerate(res.features):
-            rel = Path(tid) / _safe(layer) / f"f{k:03d}.{self.s.format}"
-            write_audio(self.out / rel, audio[i], out_sr)
+            rel = Path(tid) / _safe(layer) / feature_file(k, self.s.sound.format)
+            write_audio(self.out / rel, aur.audio[i], aur.sr)
             layer_rows.append({
                 **base, "layer": layer, "feature": int(k), "status": "ok", "error": None,
                 "dead": bool(res.dead[i]), "activation_max": float(res.activation_max[i]),
                 "activation_mean": float(res.activation_mean[i]),
                 "fraction_active": float(res.fraction_active[i]),
-                "audio_path": str(rel), "grid_path": str(Path(tid) / f"{_safe(layer)}.png"),
-                "sr": int(out_sr), "duration": audio.shape[1] / out_sr,
+                "audio_path": str(rel), "grid_path": str(grid),
+                "sr": int(aur.sr), "duration": aur.audio.shape[1] / aur.sr,
                 **({} if desc is None else
                    {c: _plain(desc[c].iloc[i]) for c in DESCRIPTOR_COLUMNS}),
             })
-        feature_grid(thumbs, res.features, res.dead, res.activation_max,
-                     self.out / tid / f"{_safe(layer)}.png",
-                     title=f"{tid} / {self.model.name} / {res.layer.name} / {self.s.method}, "
-                           f"{self.s.target}")
+        aur.grid(self.out / grid, title=f"{tid} / {self.model.name} / {res.layer.name} / "
+                                        f"{res.method}, {res.target}")
         save_json(folder / "_done.json", {"key": self.key, "rows": layer_rows})
         return layer, layer_rows
 
@@ -280,8 +273,6 @@ _PROC: dict[str, Any] = {}
 
 def _proc_init(model_source: Any, model_options: dict, settings: BatchSettings, out: str,
                queue: Any) -> None:
-    from .models import load_model
-
     _PROC["worker"] = _Worker(load_model(model_source, **model_options), settings, Path(out))
     _PROC["queue"] = queue
 
@@ -328,40 +319,18 @@ def run_batch(
     OutputError
         The output folder cannot be written, or the disk is too full for the job.
     """
-    from .engine import parse_features
-    from .models import load_model
-
     t0 = time.perf_counter()
     model_options = dict(model_options or {})
-    if settings.format not in ("wav", "flac"):
-        raise InvalidOptionError(f"format must be 'wav' or 'flac'; got {settings.format!r}")
     if jobs < 1:
         raise InvalidOptionError(f"jobs must be >= 1; got {jobs}")
     out = prepare_folder(out)
     model = load_model(model_source, **model_options)
     worker = _Worker(model, settings, out)
     layers = worker.layers()
-    per_layer = {ly: len(parse_features(settings.features, model.layer(ly).n_features))
-                 for ly in layers}
     tracks = track_ids(tracks)
-    need = _estimate_bytes(tracks, sum(per_layer.values()), model.representation.sr,
-                           settings.output_sr)
-    free = shutil.disk_usage(out).free
-    if need > free:
-        raise OutputError(
-            f"not enough disk space in {out}: the job writes about {_size(need)} and "
-            f"{_size(free)} are free")
-    total = len(tracks) * sum(per_layer.values())
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="auralise", unit="feature")
-
-    def tick(n: int, layer: str = "") -> None:
-        if bar is not None:
-            bar.update(n)
-
+    per_track = sum(worker._n_features(ly) for ly in layers)
+    _check_disk(out, _estimate_bytes(tracks, per_track, model.representation.sr,
+                                     settings.sound.output_sr))
     summary = BatchSummary(out=out, n_tracks=len(tracks))
     all_rows: list[dict] = []
 
@@ -373,31 +342,45 @@ def run_batch(
         _write_index(out, all_rows)
 
     try:
-        if jobs == 1 or len(tracks) == 1:
-            for tid, path in tracks:
-                collect(*worker.run_track(tid, path, layers, tick))
-        else:
-            if not isinstance(model_source, (str, os.PathLike)):
-                raise InvalidOptionError("jobs > 1 needs the model as a file path")
-            _run_parallel(model_source, model_options, settings, out, tracks, layers, jobs,
-                          tick, collect)
+        with Progress(progress, len(tracks) * per_track, "auralise", "feature") as bar:
+            def tick(n: int, layer: str = "") -> None:
+                bar.update(n)
+
+            if jobs == 1 or len(tracks) == 1:
+                for tid, path in tracks:
+                    collect(*worker.run_track(tid, path, layers, tick))
+            else:
+                if not isinstance(model_source, str | os.PathLike):
+                    raise InvalidOptionError("jobs > 1 needs the model as a file path")
+                _run_parallel(model_source, model_options, settings, out, tracks, layers, jobs,
+                              tick, collect)
     except OSError as exc:
         raise OutputError(f"writing to {out} failed: {exc.strerror or exc}") from None
-    finally:
-        if bar is not None:
-            bar.close()
-    failed = [r for r in all_rows if r["status"] == "error"]
+    summary.seconds = time.perf_counter() - t0
+    _write_summary(summary, all_rows, settings, worker.identity)
+    return summary
+
+
+def _check_disk(out: Path, need: int) -> None:
+    free = shutil.disk_usage(out).free
+    if need > free:
+        raise OutputError(f"not enough disk space in {out}: the job writes about {_size(need)} "
+                          f"and {_size(free)} are free")
+
+
+def _write_summary(summary: BatchSummary, rows: list[dict], settings: BatchSettings,
+                   identity: dict) -> None:
+    """Failures into the summary, and ``summary.json``."""
+    failed = [r for r in rows if r["status"] == "error"]
     summary.failures = [{"track": r["track_path"], "layer": r["layer"] or "",
                          "error": r["error"]} for r in failed]
     summary.n_failed_tracks = len({r["track"] for r in failed if r["layer"] is None})
-    summary.seconds = time.perf_counter() - t0
-    save_json(out / "summary.json", {
+    save_json(summary.out / "summary.json", {
         "tracks": summary.n_tracks, "failed_tracks": summary.n_failed_tracks,
         "layers_done": summary.n_layers_done, "layers_skipped": summary.n_layers_skipped,
         "files_written": summary.n_files, "seconds": round(summary.seconds, 3),
-        "failures": summary.failures, "settings": asdict(settings), "model": worker.identity,
+        "failures": summary.failures, "settings": asdict(settings), "model": identity,
     })
-    return summary
 
 
 def _run_parallel(model_source, model_options, settings, out, tracks, layers, jobs, tick,
@@ -443,8 +426,6 @@ def _write_index(out: Path, rows: list[dict]) -> None:
     """``index.parquet`` with one row per (track, layer, feature), written atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from ._io import atomic_path
 
     cols = {c: [r.get(c) for r in rows] for c in INDEX_COLUMNS}
     table = pa.table(cols)

@@ -1,24 +1,67 @@
-"""The ``mirdeconv`` command."""
+"""The ``mirdeconv`` command.
+
+Its option flags (``--method``, ``--target``, ``--reading`` ...) and their help are generated
+from :mod:`mirdeconv.options`, the one place where choices and defaults live.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
+from . import backend
 from .errors import MirdeconvError
+from .options import DeconvOptions, SoundOptions, parse_size
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "add_option_flags", "options_from_args"]
+
+
+# -- flags generated from the options -----------------------------------------------------
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except MirdeconvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None
+                     ) -> None:
+    """Add a flag per field of an options class (``--method``, ``--output-sr`` ...), with its
+    choices, default and help from :mod:`mirdeconv.options`."""
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        meta = f.metadata
+        names = ["--" + f.name.replace("_", "-")] + ([meta["short"]] if meta.get("short") else [])
+        if "choices" in meta:
+            table = meta["choices"]
+            described = "; ".join(f"{k}: {getattr(v, 'description', v)}" for k, v in table.items())
+            p.add_argument(*names, dest=f.name, choices=list(table), default=f.default,
+                           help=f"{described} (default: {f.default})".replace("%", "%%"))
+        else:
+            p.add_argument(*names, dest=f.name, type=_size, default=f.default,
+                           help=meta["help"].replace("%", "%%"))
+
+
+def options_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """The options object from the parsed flags (fields without a flag keep their default)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if hasattr(args, f.name)})
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file (.keras, .h5, .pb) or zoo name (mtt-musicnn, ...)")
+    p.add_argument("model", help="model file (.keras, .h5, .pb), zoo name (mtt-musicnn, ...) or "
+                                 "plugin id (musicnn:mtt-vgg, see `mirdeconv models`)")
     p.add_argument("--representation", "-r",
-                   help="input representation: a preset (choi2016-stft, choi2016-mel, musicnn) "
-                        "or a JSON file; default: NAME.mirdeconv.json beside the model")
+                   help="input representation: a preset (choi2016-stft, choi2016-mel, musicnn, "
+                        "vggish, tempocnn) or a JSON file; default: NAME.mirdeconv.json beside "
+                        "the model")
     p.add_argument("--input-axes", help="model input layout: NTF, NFT, NTFC or NFTC")
     p.add_argument("--input", help="input tensor of a frozen graph (.pb)")
+    p.add_argument("--adapter", help="open the model with this adapter (keras, essentia, pb, ...)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="let Lambda layers in a Keras file run (only for files you trust)")
 
@@ -26,29 +69,30 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     """load_model options from the command line's model arguments."""
     opts: dict[str, Any] = {"representation": args.representation}
-    if args.input_axes:
-        opts["input_axes"] = args.input_axes
-    if args.input:
-        opts["input"] = args.input
+    for key in ("input_axes", "input", "adapter"):
+        if getattr(args, key):
+            opts[key] = getattr(args, key)
     if args.allow_unsafe:
         opts["allow_unsafe"] = True
     return opts
 
 
 def _open_model(args: argparse.Namespace) -> Any:
-    from .models import load_model
+    from .loading import load_model
 
     return load_model(args.model, **_model_options(args))
 
 
+# -- commands ---------------------------------------------------------------------------------
 def cmd_layers(args: argparse.Namespace) -> int:
     model = _open_model(args)
+    layers = model.layers           # any error before the table starts
     spf = model.representation.seconds_per_frame
     print(f"{model.name}: {model.representation.describe()}, input {model.input_axes}"
           f"{'' if model.input_length is None else f', {model.input_length} frames per patch'}")
     print(f"{'layer':<28} {'features':>8} {'axes':>6} {'rf frames':>9} {'rf s':>6} "
           f"{'rf bins':>7} {'whole track':>11}")
-    for li in model.layers:
+    for li in layers:
         bins = "-" if li.receptive_field[1] is None else str(li.receptive_field[1])
         print(f"{li.name:<28} {li.n_features:>8} {li.axes:>6} {li.receptive_field[0]:>9} "
               f"{li.receptive_field[0] * spf:>6.2f} {bins:>7} {'yes' if li.time_agnostic else 'no':>11}")
@@ -57,20 +101,21 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_deconvolve(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
-    from ._io import prepare_folder
-    from .engine import deconvolve, parse_features
+    from .engine import deconvolve
     from .export import save_result
+    from .options import parse_features
+    from .store import prepare_folder
 
+    opts = options_from_args(DeconvOptions, args)
     model = _open_model(args)
     info = model.layer(args.layer)
     feats = parse_features(args.features, info.n_features)
     y, sr = audio_mod.load(args.audio)
-    res = deconvolve(model, y, sr, layer=info.name, features=feats, method=args.method,
-                     target=args.target, mode=args.mode, progress=True)
+    res = deconvolve(model, y, sr, layer=info.name, features=feats, options=opts, progress=True)
     out = prepare_folder(Path(args.out) / Path(args.audio).stem / info.name)
     files = save_result(res, out, png=not args.no_png, identity=model.identity(), progress=True)
     n_dead = int(res.dead.sum())
-    print(f"{len(res.features)} features of {info.name} ({args.method}, {args.target}, "
+    print(f"{len(res.features)} features of {info.name} ({opts.method}, {opts.target}, "
           f"{res.mode}): {len(files)} files in {out}" + (f"; {n_dead} dead" if n_dead else ""))
     return 0
 
@@ -79,11 +124,10 @@ def cmd_auralise(args: argparse.Namespace) -> int:
     from .batch import BatchSettings, run_batch
 
     layers = "all" if args.layers == "all" else tuple(x for x in args.layers.split(",") if x)
-    settings = BatchSettings(
-        layers=layers, features=args.features, method=args.method, target=args.target,
-        reading=args.reading, sign=args.sign, output_sr=args.output_sr,
-        normalize=args.normalize, format=args.format, precision=args.precision, mode=args.mode,
-        analyse=not args.no_analysis)
+    settings = BatchSettings(layers=layers, features=args.features,
+                             deconv=options_from_args(DeconvOptions, args),
+                             sound=options_from_args(SoundOptions, args),
+                             analyse=not args.no_analysis)
     summary = run_batch(args.model, args.tracks, args.out, settings, jobs=args.jobs,
                         progress=True, model_options=_model_options(args))
     print(f"{summary.n_tracks} tracks: {summary.n_layers_done} layers auralised, "
@@ -114,10 +158,11 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     layers = "all" if args.layers == "all" else [x for x in args.layers.split(",") if x]
     features = None if args.features == "all" else args.features
     result = analyse(model, args.tracks or None, layers=layers, features=features,
-                     method=args.method, target=args.target, precision=args.precision,
-                     probe_sr=args.probe_sr, progress=True)
+                     options=options_from_args(DeconvOptions, args),
+                     sound=options_from_args(SoundOptions, args), probe_sr=args.probe_sr,
+                     progress=True)
     files = write_report(result, model, args.out, progress=True)
-    feats = result.features
+    feats = result.per_feature
     print(f"{len(feats)} features of {len(result.settings['layers'])} layers on "
           f"{len(result.tracks)} tracks -> {files['features']}, {files['report']}")
     for layer, counts in feats.groupby("layer", sort=False)["primary"]:
@@ -130,18 +175,15 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from . import audio as audio_mod
-    from .models import predict
+    from .predict import predict, top_tags
 
     model = _open_model(args)
     y, sr = audio_mod.load(args.audio)
     act, labels, how = predict(model, y, sr)
-    mean = act.mean(axis=0)
     print(f"{model.name} on {args.audio} ({len(act)} patches, through {how}):")
-    for i in np.argsort(-mean)[: args.top]:
-        print(f"  {labels[i]:<24} {mean[i]:.3f}")
+    for tag, score in top_tags(act, labels, args.top):
+        print(f"  {tag:<24} {score:.3f}")
     return 0
 
 
@@ -159,6 +201,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from .adapters import adapter_errors, list_adapters
     from .registry import discover
 
     infos = discover()
@@ -170,6 +213,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"    error: {info.error}")
         for spec in info.models:
             print(f"    {info.name}:{spec.name:<28} {spec.description}")
+    print("adapters: " + ", ".join(list_adapters()))
+    for name, error in adapter_errors().items():
+        print(f"  adapter {name}: error: {error}")
     return 0
 
 
@@ -187,12 +233,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import soundfile as sf
 
-    from ._io import atomic_path, prepare_folder, save_json
     from .demo import demo_track, vggnet5
     from .engine import deconvolve
     from .export import save_result
-    from .models import load_model, sidecar_path
+    from .loading import load_model, sidecar_path
     from .representations import choi2016_stft
+    from .store import atomic_path, prepare_folder, save_json
 
     out = prepare_folder(args.out)
     rep = choi2016_stft()
@@ -217,57 +263,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    """Serve the Streamlit app (the same page as ``streamlit run streamlit_app.py``)."""
+    import importlib.util
+    import subprocess
+
+    spec = importlib.util.find_spec("mirdeconv.app")
+    page = Path(next(iter(spec.submodule_search_locations))) / "main.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.headless", "true",
+           "--server.maxUploadSize", "50", "--browser.gatherUsageStats", "false",
+           "--server.port", str(args.port)]
+    return subprocess.call(cmd)
+
+
+# -- the parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    verbose_help = ("let TensorFlow's and the dependencies' log lines through "
+                    "(also MIRDECONV_VERBOSE=1)")
+    common = argparse.ArgumentParser(add_help=False)   # --verbose after the command, too
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                        help=verbose_help)
     parser = argparse.ArgumentParser(
         prog="mirdeconv",
         description="See and hear what the feature maps of music CNNs respond to "
                     "(Zeiler-Fergus deconvolution, Choi et al. 2016).")
+    parser.add_argument("--verbose", "-v", action="store_true", default=None, help=verbose_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("layers", help="list a model's feature layers")
-    _model_args(p)
-    p.set_defaults(func=cmd_layers)
+    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:  # noqa: A002
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("deconvolve", help="deconvolve features of a layer for a track")
+    p = command("layers", cmd_layers, "list a model's feature layers")
+    _model_args(p)
+
+    p = command("deconvolve", cmd_deconvolve, "deconvolve features of a layer for a track")
     _model_args(p)
     p.add_argument("audio", help="audio file (wav, flac, ogg, mp3, ...)")
     p.add_argument("--layer", "-l", required=True, help="layer name (see `mirdeconv layers`)")
     p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
-    p.add_argument("--method", "-m", default="deconvnet",
-                   choices=["deconvnet", "guided", "saliency"])
-    p.add_argument("--target", "-t", default="map", choices=["map", "max"],
-                   help="seed with the whole feature map (map) or its strongest unit (max)")
-    p.add_argument("--mode", default="auto", choices=["auto", "whole", "patches"])
+    add_option_flags(p, DeconvOptions)
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--no-png", action="store_true", help="write only the .npy masks")
-    p.set_defaults(func=cmd_deconvolve)
 
-    p = sub.add_parser("auralise", help="auralise every feature of layers for many tracks "
-                                        "(the batch job: audio, grids, index.parquet)")
+    p = command("auralise", cmd_auralise, "auralise every feature of layers for many tracks "
+                                          "(the batch job: audio, grids, index.parquet)")
     _model_args(p)
     p.add_argument("tracks", nargs="+", help="audio files")
     p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
     p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
-    p.add_argument("--method", "-m", default="deconvnet",
-                   choices=["deconvnet", "guided", "saliency"])
-    p.add_argument("--target", "-t", default="map", choices=["map", "max"])
-    p.add_argument("--reading", default="mask", choices=["mask", "magnitude"],
-                   help="mask: deconvolution x STFT (Choi); magnitude: the deconvolution read "
-                        "as a (compressed) spectrogram, played with the original phase")
-    p.add_argument("--sign", default="signed", choices=["signed", "positive", "absolute"])
-    p.add_argument("--output-sr", default="track", choices=["track", "model"],
-                   help="output at the track's own rate (default) or the model's")
-    p.add_argument("--normalize", default="peak", choices=["peak", "loudness", "none"])
-    p.add_argument("--format", default="wav", choices=["wav", "flac"])
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--mode", default="auto", choices=["auto", "whole", "patches"])
+    add_option_flags(p, DeconvOptions)
+    add_option_flags(p, SoundOptions)
     p.add_argument("--no-analysis", action="store_true",
                    help="leave the descriptor and label columns of the index empty")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
     p.add_argument("--out", "-o", required=True, help="output folder")
-    p.set_defaults(func=cmd_auralise)
 
-    p = sub.add_parser("probes", help="write the probe stimuli (chords, drums, notes, onsets) "
+    p = command("probes", cmd_probes, "write the probe stimuli (chords, drums, notes, onsets) "
                                       "with their annotations")
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--sr", type=int, default=22050, help="sample rate (default 22050)")
@@ -275,47 +328,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renderer", default="synth", choices=["synth", "soundfont"],
                    help="synthesised instruments, or the General MIDI soundfont via fluidsynth")
     p.add_argument("--annotations", default="jams", choices=["jams", "json"])
-    p.set_defaults(func=cmd_probes)
 
-    p = sub.add_parser("analyse", help="describe and label every feature (probe set or tracks): "
-                                       "features.parquet and an HTML report")
+    p = command("analyse", cmd_analyse, "describe and label every feature (probe set or tracks): "
+                                        "features.parquet and an HTML report")
     _model_args(p)
     p.add_argument("tracks", nargs="*",
                    help="audio files (annotations from NAME.jams beside them; default: the probe set)")
     p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
     p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
-    p.add_argument("--method", "-m", default="deconvnet",
-                   choices=["deconvnet", "guided", "saliency"])
-    p.add_argument("--target", "-t", default="map", choices=["map", "max"])
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    add_option_flags(p, DeconvOptions)
+    add_option_flags(p, SoundOptions, only=("reading", "sign"))
     p.add_argument("--probe-sr", type=int, default=22050, help="sample rate of the probe set")
     p.add_argument("--out", "-o", required=True, help="output folder")
-    p.set_defaults(func=cmd_analyse)
 
-    p = sub.add_parser("predict", help="a model's top tags for a track")
+    p = command("predict", cmd_predict, "a model's top tags for a track")
     _model_args(p)
     p.add_argument("audio", help="audio file")
     p.add_argument("--top", type=int, default=5, help="how many tags (default 5)")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("zoo", help="pretrained models (musicnn/vgg, MTT/MSD)")
+    p = command("zoo", cmd_zoo, "pretrained models (musicnn/vgg, MTT/MSD)")
     zsub = p.add_subparsers(dest="zoo_command", required=True)
     zsub.add_parser("list", help="the zoo's models")
     z = zsub.add_parser("fetch", help="download and convert a zoo model now")
     z.add_argument("name", help="e.g. mtt-musicnn")
-    p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("plugins", help="every model plugin found, with its status and models")
-    p.set_defaults(func=cmd_plugins)
-    p = sub.add_parser("models", help="every model id that load_model and the CLI accept")
-    p.set_defaults(func=cmd_models)
+    command("plugins", cmd_plugins, "every model plugin and adapter found, with its status")
+    command("models", cmd_models, "every model id that load_model and the CLI accept")
 
-    p = sub.add_parser("demo", help="deconvolve a demo track through Choi's vggnet5")
+    p = command("demo", cmd_demo, "deconvolve a demo track through Choi's vggnet5")
     p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")
     p.add_argument("--layers", default="pool1,pool3,pool5")
     p.add_argument("--features", default="0-7")
     p.add_argument("--seconds", type=float, default=8.0)
-    p.set_defaults(func=cmd_demo)
+
+    p = command("app", cmd_app, "serve the Streamlit app")
+    p.add_argument("--port", type=int, default=8501)
     return parser
 
 
@@ -323,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mirdeconv`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    backend.set_verbose(args.verbose)
+    backend.quiet_warnings()
     try:
         return int(args.func(args) or 0)
     except MirdeconvError as exc:

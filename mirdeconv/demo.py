@@ -1,6 +1,6 @@
 """Choi et al. 2016's "vggnet5" and deterministic demo tracks, for the demo and benchmarks.
 
-vggnet5 (METHOD.md §1): STFT magnitude input (257 bins at 11025 Hz, 173 frames = 4 s),
+vggnet5 (docs/method.md §1.2): STFT magnitude input (257 bins at 11025 Hz, 173 frames = 4 s),
 five blocks of [3x3 'same' conv, 64 maps -> ReLU -> 2x2 max-pool]; map sizes
 257x173 -> 128x86 -> 64x43 -> 32x21 -> 16x10 -> 8x5.  Weights here are random with a
 fixed seed: the net shows the engine's workings, not trained features.

@@ -4,15 +4,47 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._io import prepare_folder, save_json, save_npy
+from .engine import DeconvResult
 from .errors import OutputError
+from .progress import Progress
+from .store import feature_file, prepare_folder, save_json, save_npy
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DeconvResult
+__all__ = ["save_result", "summary"]
 
-__all__ = ["save_result"]
+
+def summary(result: DeconvResult, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``summary.json`` holds: the model, the settings, every feature's statistics."""
+    return {
+        "model": identity or {"name": result.model},
+        "layer": result.layer.name,
+        **result.options.key(),
+        "mode": result.mode,
+        "n_frames": int(result.masks.shape[1]),
+        "n_bands": int(result.masks.shape[2]),
+        "seconds_per_frame": result.track.representation.seconds_per_frame,
+        "features": [
+            {"feature": int(k), "dead": bool(result.dead[i]),
+             "activation_max": float(result.activation_max[i]),
+             "activation_mean": float(result.activation_mean[i]),
+             "fraction_active": float(result.fraction_active[i]),
+             "mask": feature_file(k, "npy")}
+            for i, k in enumerate(result.features)
+        ],
+    }
+
+
+def _figure(result: DeconvResult, i: int, path: Path) -> Path:
+    from .plot import mask_figure, save_figure
+
+    k = result.features[i]
+    dead = " (dead: never active)" if result.dead[i] else ""
+    fig = mask_figure(result.track.frames, result.masks[i], result.track.representation,
+                      f"{result.model} / {result.layer.name} / feature {k} / "
+                      f"{result.method}, {result.target}{dead}")
+    save_figure(fig, path)
+    return path
 
 
 def save_result(
@@ -36,43 +68,15 @@ def save_result(
     """
     folder = prepare_folder(folder)
     written: list[Path] = []
-    rep = result.analysis.representation
-    items = list(enumerate(result.features))
-    if progress:
-        from tqdm.auto import tqdm
-
-        items = tqdm(items, desc=f"writing {result.layer.name}", unit="feature")
     try:
-        for i, k in items:
-            written.append(save_npy(folder / f"f{k:03d}.npy", result.masks[i]))
-            if png:
-                from .plot import mask_figure, save_figure
-
-                dead = " (dead: never active)" if result.dead[i] else ""
-                fig = mask_figure(result.analysis.features, result.masks[i], rep,
-                                  f"{result.model} / {result.layer.name} / feature {k} / "
-                                  f"{result.method}, {result.target}{dead}")
-                save_figure(fig, folder / f"f{k:03d}.png")
-                written.append(folder / f"f{k:03d}.png")
-        summary = {
-            "model": identity or {"name": result.model},
-            "layer": result.layer.name,
-            "method": result.method,
-            "target": result.target,
-            "mode": result.mode,
-            "n_frames": int(result.masks.shape[1]),
-            "n_bands": int(result.masks.shape[2]),
-            "seconds_per_frame": rep.seconds_per_frame,
-            "features": [
-                {"feature": int(k), "dead": bool(result.dead[i]),
-                 "activation_max": float(result.activation_max[i]),
-                 "activation_mean": float(result.activation_mean[i]),
-                 "fraction_active": float(result.fraction_active[i]),
-                 "mask": f"f{k:03d}.npy"}
-                for i, k in enumerate(result.features)
-            ],
-        }
-        written.append(save_json(folder / "summary.json", summary))
+        with Progress(progress, len(result.features), f"writing {result.layer.name}",
+                      "feature") as bar:
+            for i, k in enumerate(result.features):
+                written.append(save_npy(folder / feature_file(k, "npy"), result.masks[i]))
+                if png:
+                    written.append(_figure(result, i, folder / feature_file(k, "png")))
+                bar.update()
+        written.append(save_json(folder / "summary.json", summary(result, identity)))
     except OSError as exc:
         for p in written:
             p.unlink(missing_ok=True)

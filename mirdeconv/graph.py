@@ -320,7 +320,7 @@ class FrozenGraph:
         return gd
 
     # -- axes and receptive fields ----------------------------------------------------------
-    def analyse(
+    def trace_axes(
         self, input_tensor: str, input_axes: str, shapes: dict[str, tuple[int, ...]]
     ) -> dict[str, TensorInfo]:
         """Follow axis labels and receptive fields from the input to every dependent tensor.

@@ -8,10 +8,11 @@ import numpy as np
 
 from .representations import MelSpectrogram, Representation
 
-__all__ = ["mask_figure", "save_figure", "feature_grid"]
+__all__ = ["specshow", "mask_figure", "save_figure", "feature_grid"]
 
 
-def _specshow(ax: Any, data: np.ndarray, rep: Representation, **kw: Any) -> Any:
+def specshow(ax: Any, data: np.ndarray, rep: Representation, **kw: Any) -> Any:
+    """``librosa.display.specshow`` of frames (n_frames, n_bands) on the representation's axes."""
     import librosa.display
 
     y_axis = "mel" if isinstance(rep, MelSpectrogram) else "log"
@@ -25,13 +26,13 @@ def _specshow(ax: Any, data: np.ndarray, rep: Representation, **kw: Any) -> Any:
 
 
 def mask_figure(
-    features: np.ndarray, mask: np.ndarray, rep: Representation, title: str = ""
+    frames: np.ndarray, mask: np.ndarray, rep: Representation, title: str = ""
 ) -> Any:
     """The model input beside a deconvolved mask, on the same time axis.
 
     Parameters
     ----------
-    features : np.ndarray, shape (n_frames, n_bands)
+    frames : np.ndarray, shape (n_frames, n_bands)
         The model input of the track.
     mask : np.ndarray, shape (n_frames, n_bands)
         A feature's deconvolution (signed; shown with a diverging colour map around 0).
@@ -48,17 +49,17 @@ def mask_figure(
 
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, sharex=True, sharey=True)
-    shown, label = features, "input"
+    shown, label = frames, "input"
     if getattr(rep, "compression", None) is None:  # raw magnitudes: people read decibels
         import librosa
 
-        shown = librosa.amplitude_to_db(np.maximum(features, 0), ref=np.max, top_db=80.0)
+        shown = librosa.amplitude_to_db(np.maximum(frames, 0), ref=np.max, top_db=80.0)
         label = "input (dB)"
-    img = _specshow(ax1, shown, rep, cmap="magma")
+    img = specshow(ax1, shown, rep, cmap="magma")
     fig.colorbar(img, ax=ax1)
     ax1.set_title(label)
     lim = float(np.percentile(np.abs(mask), 99.5)) or float(np.abs(mask).max()) or 1.0
-    img = _specshow(ax2, mask, rep, cmap="coolwarm", vmin=-lim, vmax=lim)
+    img = specshow(ax2, mask, rep, cmap="coolwarm", vmin=-lim, vmax=lim)
     fig.colorbar(img, ax=ax2)
     ax2.set_title("deconvolution")
     if title:
@@ -68,7 +69,7 @@ def mask_figure(
 
 def save_figure(fig: Any, path: Any, dpi: int = 80) -> None:
     """Write a figure as PNG atomically."""
-    from ._io import atomic_path
+    from .store import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
@@ -94,7 +95,7 @@ def feature_grid(
     ----------
     thumbnails : np.ndarray, shape (n_features, rows, cols)
         Small spectrograms in dB, row 0 = lowest frequencies (from
-        :func:`mirdeconv.auralise.auralise_masks`).
+        :func:`mirdeconv.auralisation.auralise_masks`).
     features : list of int
         Feature indices, for the labels.
     dead : np.ndarray of bool
@@ -106,7 +107,7 @@ def feature_grid(
     from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
-    from ._io import atomic_path
+    from .store import atomic_path
 
     n = len(features)
     cols = max(1, int(np.ceil(np.sqrt(n * 2))))

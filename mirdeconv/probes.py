@@ -1,6 +1,6 @@
 """Probe stimuli with ground truth: the invariance study of Choi et al. 2016, as audio.
 
-The author's probe set (METHOD.md §1): 4-second clips, 4 keys (Bb2, Eb2, A3, G4) x 6
+The author's probe set (docs/method.md §3.1): 4-second clips, 4 keys (Bb2, Eb2, A3, G4) x 6
 instruments (sine, piano, acoustic guitar, electric guitar, saxophone, strings) x 5 chord
 sets, plus drums in 4 rhythms.  Here also isolated notes (one clip per instrument) and
 onsets (clicks and noise bursts), so that every descriptor of :mod:`mirdeconv.analysis`
@@ -36,7 +36,7 @@ plucked string through a soft-clipping overdrive); saxophone (additive with a fo
 envelope, breath noise, delayed vibrato); strings (bowed: three detuned sawtooth-like
 voices, slow attack, vibrato, body formants).  ``renderer="soundfont"`` renders the same
 notes with the General MIDI soundfont bundled with ``pretty_midi`` through fluidsynth
-(METHOD.md §5; needs ``pip install pretty_midi pyfluidsynth`` and the system's
+(docs/method.md §3.1; needs ``pip install pretty_midi pyfluidsynth`` and the system's
 libfluidsynth); the sine stays synthesised, drums and onsets always are.
 
 >>> from mirdeconv import probes
@@ -572,8 +572,7 @@ def write_probes(probes: Sequence[Probe], out: str | os.PathLike, *, annotations
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ._io import atomic_path, prepare_folder, save_json
-    from .auralise import write_audio
+    from .store import atomic_path, prepare_folder, save_json, write_audio
 
     if annotations not in ("jams", "json"):
         raise InvalidOptionError(f"annotations must be 'jams' or 'json'; got {annotations!r}")

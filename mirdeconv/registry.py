@@ -13,37 +13,40 @@ A plugin is a Python module that defines ``PLUGIN``, a :class:`Plugin`::
 
     PLUGIN = Plugin(name="mine", models=[ModelSpec("tagger", load_tagger, "my tagger")])
 
-The registry finds plugins in three places, and one broken plugin never hides the others
+The registry finds plugins in two places, and one broken plugin never hides the others
 (it is listed with its error):
 
 * the entry-point group ``mirdeconv.plugins`` of installed packages
-  (``[project.entry-points."mirdeconv.plugins"] mine = "my_models"``);
-* the repository's ``plugins/`` folder (first-party plugins, built like third-party ones);
+  (``[project.entry-points."mirdeconv.plugins"] mine = "my_models"``), which is also how
+  mirdeconv's own first-party plugins (the ``mirdeconv_plugins`` package) are registered;
 * the folders in ``MIRDECONV_PLUGIN_PATH`` (separated by ``os.pathsep``): every ``*.py``
   file and every package folder in them.
 
-Every model gets a stable id ``plugin:model``; :func:`mirdeconv.load_model` takes it.
+Discovery imports each plugin once and caches the result (per value of
+``MIRDECONV_PLUGIN_PATH``); :func:`refresh` looks again, as after installing a package in a
+running process.  Every model gets a stable id ``plugin:model``; :func:`mirdeconv.load_model`
+takes it.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import importlib.util
 import os
 import sys
-import traceback
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .entrypoints import describe_error, load_group
 from .errors import ModelLoadError
+from .options import environment
 
-__all__ = ["ModelSpec", "Plugin", "PluginInfo", "discover", "models", "load", "ENTRY_POINT_GROUP"]
+__all__ = ["ModelSpec", "Plugin", "PluginInfo", "discover", "refresh", "models", "load",
+           "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "mirdeconv.plugins"
-REPO_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 @dataclass(frozen=True)
@@ -117,56 +120,83 @@ def _plugin_of(module: Any, source: str) -> Plugin:
     return plugin
 
 
-def _error(exc: BaseException) -> str:
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+class _Failed(Exception):
+    """An entry point that could not be loaded (its error already described)."""
 
 
-def _folders() -> list[Path]:
-    out = [REPO_PLUGINS] if REPO_PLUGINS.is_dir() else []
-    for part in os.environ.get("MIRDECONV_PLUGIN_PATH", "").split(os.pathsep):
-        if part.strip():
-            out.append(Path(part.strip()))
-    return out
-
-
-def discover() -> list[PluginInfo]:
-    """Every plugin mirdeconv can see, loaded or with its error, entry points first."""
-    found: list[PluginInfo] = []
-    try:
-        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except Exception:  # a broken installed distribution must not stop discovery
-        eps = []
-    for ep in eps:
+def _from_entry_points() -> list[PluginInfo]:
+    found = []
+    for ep in load_group(ENTRY_POINT_GROUP):
         source = f"entry point {ep.name} = {ep.value}"
         try:
-            obj = ep.load()
-            plugin = obj if isinstance(obj, Plugin) else _plugin_of(obj, source)
+            if ep.error:
+                raise _Failed(ep.error)
+            plugin = ep.obj if isinstance(ep.obj, Plugin) else _plugin_of(ep.obj, source)
             found.append(PluginInfo(plugin.name, source, "ok", plugin=plugin))
+        except _Failed as exc:
+            found.append(PluginInfo(ep.name, source, "error", str(exc)))
         except Exception as exc:
-            found.append(PluginInfo(ep.name, source, "error", _error(exc)))
-    for folder in _folders():
-        if not folder.is_dir():
-            found.append(PluginInfo(folder.name, str(folder), "error", "folder not found"))
+            found.append(PluginInfo(ep.name, source, "error", describe_error(exc)))
+    return found
+
+
+def _from_folder(folder: Path) -> list[PluginInfo]:
+    if not folder.is_dir():
+        return [PluginInfo(folder.name, str(folder), "error", "folder not found")]
+    found = []
+    for path in sorted(folder.iterdir()):
+        is_pkg = path.is_dir() and (path / "__init__.py").is_file()
+        if not (is_pkg or (path.suffix == ".py" and path.is_file())) or \
+                path.name.startswith(("_", ".")):
             continue
-        for path in sorted(folder.iterdir()):
-            is_pkg = path.is_dir() and (path / "__init__.py").is_file()
-            if not (is_pkg or (path.suffix == ".py" and path.is_file())) or \
-                    path.name.startswith(("_", ".")):
-                continue
-            try:
-                plugin = _plugin_of(_import_file(path), str(path))
-                found.append(PluginInfo(plugin.name, str(path), "ok", plugin=plugin))
-            except Exception as exc:
-                found.append(PluginInfo(path.stem, str(path), "error", _error(exc)))
-    names: dict[str, int] = {}
+        try:
+            plugin = _plugin_of(_import_file(path), str(path))
+            found.append(PluginInfo(plugin.name, str(path), "ok", plugin=plugin))
+        except Exception as exc:
+            found.append(PluginInfo(path.stem, str(path), "error", describe_error(exc)))
+    return found
+
+
+def _mark_duplicates(found: list[PluginInfo]) -> list[PluginInfo]:
+    names: set[str] = set()
     for info in found:  # later duplicates of a name are reported, never silently shadowed
         if info.status == "ok" and info.name in names:
             info.status, info.error = "error", f"a plugin named {info.name!r} is already loaded"
             info.plugin = None
-        names.setdefault(info.name, 1)
+        names.add(info.name)
     return found
+
+
+_lock = threading.Lock()
+_entry_points: list[PluginInfo] | None = None
+_folders: dict[tuple[Path, ...], list[PluginInfo]] = {}
+
+
+def discover() -> list[PluginInfo]:
+    """Every plugin mirdeconv can see, loaded or with its error, entry points first.
+
+    Each plugin is imported once: the entry points on the first call, the folders of
+    ``MIRDECONV_PLUGIN_PATH`` once per value of that variable (see :func:`refresh`).
+    """
+    global _entry_points
+    folders = environment().plugin_path
+    with _lock:
+        if _entry_points is None:
+            _entry_points = _from_entry_points()
+        if folders not in _folders:
+            _folders[folders] = [info for f in folders for info in _from_folder(f)]
+        found = [PluginInfo(i.name, i.source, i.status, i.error, i.plugin)
+                 for i in _entry_points + _folders[folders]]
+    return _mark_duplicates(found)
+
+
+def refresh() -> list[PluginInfo]:
+    """Forget what was discovered and look again (entry points and folders)."""
+    global _entry_points
+    with _lock:
+        _entry_points = None
+        _folders.clear()
+    return discover()
 
 
 def models() -> dict[str, tuple[PluginInfo, ModelSpec]]:
@@ -208,7 +238,7 @@ def load(model_id: str, **options: Any) -> Any:
             except ModelLoadError:
                 raise
             except Exception as exc:
-                raise ModelLoadError(f"{model_id}: the plugin could not load it: {_error(exc)}") \
+                raise ModelLoadError(f"{model_id}: the plugin could not load it: {describe_error(exc)}") \
                     from None
     raise ModelLoadError(f"plugin {plugin_name!r} has no model {name!r}; it has "
                          + ", ".join(s.name for s in info.models))

@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_path, prepare_folder, save_json
 from .analysis import INVARIANCES, AnalysisResult, typical_features
+from .auralisation import auralise
+from .options import DeconvOptions, SoundOptions
+from .progress import Progress
+from .store import atomic_path, feature_file, prepare_folder, save_json, write_audio
 
 __all__ = ["write_report", "PLOTTED"]
 
@@ -92,16 +95,33 @@ def write_report(result: AnalysisResult, model: Any, out: str | os.PathLike, *,
     dict
         ``features``, ``per_track``, ``report``, ``summary`` -> the files written.
     """
-    from tqdm.auto import tqdm
-
-    from .auralise import auralise, write_audio
-
     folder = prepare_folder(out)
     assets = prepare_folder(folder / "report")
     audio = audio if audio is not None else result.audio
-    feats, per_track = result.features, result.per_track
+    feats, per_track = result.per_feature, result.per_track
     files = {"features": _parquet(feats, folder / "features.parquet"),
              "per_track": _parquet(per_track.drop(columns=["pitch_profile"]), folder / "per_track.parquet")}
+    s = result.settings
+    parts, jobs = _header(result), []
+    for li, layer in enumerate(s["layers"]):
+        html_part, wanted = _layer_section(feats, per_track, layer, f"layer{li:02d}", assets,
+                                           n_typical, audio or {})
+        parts += html_part
+        jobs += wanted
+    _typical_sounds(model, jobs, audio or {}, s, progress)
+    parts.append("</body></html>")
+    page = folder / "report.html"
+    with atomic_path(page) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    files["report"] = page
+    files["summary"] = save_json(folder / "summary.json", {
+        **s, "tracks": result.tracks,
+        "label_counts": {layer: feats[feats["layer"] == layer]["primary"].value_counts().to_dict()
+                         for layer in s["layers"]}})
+    return files
+
+
+def _header(result: AnalysisResult) -> list[str]:
     s = result.settings
     detected = [t["track"] for t in result.tracks if t["onsets_from"] == "librosa"]
     parts = [
@@ -123,47 +143,50 @@ def write_report(result: AnalysisResult, model: Any, out: str | os.PathLike, *,
             "detector, not with ground truth.</p>")
     parts.append("<p>Thresholds of the labels: " + ", ".join(
         f"{k} {v:g}" for k, v in s["thresholds"].items()) + "</p>")
+    return parts
+
+
+def _layer_section(feats: Any, per_track: Any, layer: str, stem: str, assets: Path, n_typical: int,
+                   audio: dict) -> tuple[list[str], list[tuple]]:
+    """One layer's part of the page, and the typical features to auralise for it."""
+    labels_png, dist_png = _layer_plots(feats, layer, assets, stem)
+    parts = [f"<h2>{html.escape(layer)}</h2>",
+             f"<img src='report/{labels_png}' alt='label counts of {html.escape(layer)}'>",
+             f"<img src='report/{dist_png}' alt='descriptor distributions of {html.escape(layer)}'>"]
     jobs = []
-    for li, layer in enumerate(s["layers"]):
-        stem = f"layer{li:02d}"
-        labels_png, dist_png = _layer_plots(feats, layer, assets, stem)
-        parts += [f"<h2>{html.escape(layer)}</h2>",
-                  f"<img src='report/{labels_png}' alt='label counts of {html.escape(layer)}'>",
-                  f"<img src='report/{dist_png}' alt='descriptor distributions of {html.escape(layer)}'>"]
-        typical = typical_features(feats, layer, n_typical)
-        if typical:
-            parts.append("<table><tr><th>label</th><th>feature</th><th>evidence</th><th>track</th>"
-                         "<th>listen</th></tr>")
-        for lab, k in typical:
-            pt = per_track[(per_track["layer"] == layer) & (per_track["feature"] == k)]
-            track = str(pt.sort_values("output_energy", ascending=False)["track"].iloc[0])
-            wav = f"{stem}_f{k:03d}.wav"
-            row = feats[(feats["layer"] == layer) & (feats["feature"] == k)].iloc[0]
-            player = (f"<audio controls preload='none' src='report/{wav}'></audio>"
-                      if track in (audio or {}) else "(audio not kept)")
-            parts.append(f"<tr><td>{html.escape(lab)}</td><td>{k}</td><td>{html.escape(row['label'])}</td>"
-                         f"<td>{html.escape(track)}</td><td>{player}</td></tr>")
-            if track in (audio or {}):
-                jobs.append((layer, k, track, assets / wav))
-        if typical:
-            parts.append("</table>")
-        g = feats[feats["layer"] == layer]
-        parts.append(f"<details><summary>all {len(g)} features</summary><table><tr><th>feature</th>"
-                     "<th>label</th></tr>" + "".join(
-                         f"<tr><td>{int(r.feature)}</td><td>{html.escape(r.label)}</td></tr>"
-                         for r in g.itertuples()) + "</table></details>")
-    for layer, k, track, path in tqdm(jobs, desc="typical features", disable=not progress):
-        y, sr = audio[track]
-        a = auralise(model, y, sr, layer=layer, features=[k], method=s["method"],
-                     target=s["target"], reading=s["reading"], sign=s["sign"])
-        write_audio(path, a.audio[0], a.sr)
-    parts.append("</body></html>")
-    page = folder / "report.html"
-    with atomic_path(page) as tmp:
-        tmp.write_text("\n".join(parts), encoding="utf-8")
-    files["report"] = page
-    files["summary"] = save_json(folder / "summary.json", {
-        **s, "tracks": result.tracks,
-        "label_counts": {layer: feats[feats["layer"] == layer]["primary"].value_counts().to_dict()
-                         for layer in s["layers"]}})
-    return files
+    typical = typical_features(feats, layer, n_typical)
+    if typical:
+        parts.append("<table><tr><th>label</th><th>feature</th><th>evidence</th><th>track</th>"
+                     "<th>listen</th></tr>")
+    for lab, k in typical:
+        pt = per_track[(per_track["layer"] == layer) & (per_track["feature"] == k)]
+        track = str(pt.sort_values("output_energy", ascending=False)["track"].iloc[0])
+        wav = f"{stem}_{feature_file(k, 'wav')}"
+        row = feats[(feats["layer"] == layer) & (feats["feature"] == k)].iloc[0]
+        player = (f"<audio controls preload='none' src='report/{wav}'></audio>"
+                  if track in audio else "(audio not kept)")
+        parts.append(f"<tr><td>{html.escape(lab)}</td><td>{k}</td><td>{html.escape(row['label'])}</td>"
+                     f"<td>{html.escape(track)}</td><td>{player}</td></tr>")
+        if track in audio:
+            jobs.append((layer, k, track, assets / wav))
+    if typical:
+        parts.append("</table>")
+    g = feats[feats["layer"] == layer]
+    parts.append(f"<details><summary>all {len(g)} features</summary><table><tr><th>feature</th>"
+                 "<th>label</th></tr>" + "".join(
+                     f"<tr><td>{int(r.feature)}</td><td>{html.escape(r.label)}</td></tr>"
+                     for r in g.itertuples()) + "</table></details>")
+    return parts, jobs
+
+
+def _typical_sounds(model: Any, jobs: list[tuple], audio: dict, settings: dict,
+                    progress: bool) -> None:
+    """Auralise the typical features (one per common label and layer) for the page."""
+    opts = DeconvOptions(**{k: settings[k] for k in ("method", "target", "mode", "precision")})
+    sound = SoundOptions(reading=settings["reading"], sign=settings["sign"])
+    with Progress(progress, len(jobs), "typical features", "feature") as bar:
+        for layer, k, track, path in jobs:
+            y, sr = audio[track]
+            a = auralise(model, y, sr, layer=layer, features=[k], options=opts, sound=sound)
+            write_audio(path, a.audio[0], a.sr)
+            bar.update()

@@ -1,9 +1,9 @@
 """Input representations: mono audio -> a model's input spectrogram (+ the STFT it came from).
 
 Each representation is a small, serialisable description (a frozen dataclass)
-of how a model's input is computed.  :meth:`Representation.analyse` resamples a
-track to the representation's sample rate and returns an :class:`Analysis`:
-the model input as ``(n_frames, n_bands)`` (time first, float32) and the
+of how a model's input is computed.  :meth:`Representation.prepare` resamples a
+track to the representation's sample rate and returns a :class:`TrackInput`:
+the model input's frames ``(n_frames, n_bands)`` (time first, float32) and the
 complex STFT ``(1 + n_fft // 2, n_frames)`` that it was computed from, so that
 a mask in the input's domain can later be put back onto the STFT (auralisation).
 
@@ -25,7 +25,7 @@ __all__ = [
     "Representation",
     "LinearSpectrogram",
     "MelSpectrogram",
-    "Analysis",
+    "TrackInput",
     "choi2016_stft",
     "choi2016_mel",
     "musicnn",
@@ -39,24 +39,24 @@ _COMPRESSIONS = (None, "db", "log10", "log")
 
 
 @dataclass(frozen=True)
-class Analysis:
-    """A track seen through a representation.
+class TrackInput:
+    """A track seen through a representation: what the model takes, and what it came from.
 
     Attributes
     ----------
-    features : np.ndarray, float32, shape (n_frames, n_bands)
+    frames : np.ndarray, float32, shape (n_frames, n_bands)
         The model input, time first.
     stft : np.ndarray, complex64, shape (1 + n_fft // 2, n_frames)
-        The complex STFT the features were computed from.
+        The complex STFT the frames were computed from.
     audio : np.ndarray, float32, shape (n_samples,)
         The track at ``sr``.
     sr : int
         Sample rate of ``audio`` and ``stft`` in Hz.
     representation : Representation
-        What produced this analysis.
+        What produced it.
     """
 
-    features: np.ndarray
+    frames: np.ndarray
     stft: np.ndarray
     audio: np.ndarray
     sr: int
@@ -65,7 +65,7 @@ class Analysis:
     @property
     def n_frames(self) -> int:
         """Number of frames (time steps)."""
-        return int(self.features.shape[0])
+        return int(self.frames.shape[0])
 
     @property
     def duration(self) -> float:
@@ -163,11 +163,11 @@ class Representation:
             pad_mode=self.pad_mode,
         ).astype(np.complex64, copy=False)
 
-    def features_from_stft(self, stft: np.ndarray) -> np.ndarray:
+    def frames_from_stft(self, stft: np.ndarray) -> np.ndarray:
         """Model input from a complex STFT: ``(n_bins, n_frames) -> (n_frames, n_bands)``."""
         raise NotImplementedError
 
-    def analyse(self, y: np.ndarray, sr: float) -> Analysis:
+    def prepare(self, y: np.ndarray, sr: float) -> TrackInput:
         """Resample ``y`` to :attr:`sr` and compute the model input and its STFT.
 
         Parameters
@@ -179,13 +179,13 @@ class Representation:
 
         Returns
         -------
-        Analysis
+        TrackInput
         """
         y = validate(y, sr)
         y = resample(y, sr, self.sr)
         S = self.stft(y)
-        feats = self.features_from_stft(S).astype(np.float32, copy=False)
-        return Analysis(features=feats, stft=S, audio=y, sr=self.sr, representation=self)
+        frames = self.frames_from_stft(S).astype(np.float32, copy=False)
+        return TrackInput(frames=frames, stft=S, audio=y, sr=self.sr, representation=self)
 
     def n_frames_for(self, n_samples: int) -> int:
         """Number of frames the STFT gives for ``n_samples`` samples at :attr:`sr`."""
@@ -258,7 +258,7 @@ class LinearSpectrogram(Representation):
         super().__post_init__()
         _check_compression(self)
 
-    def features_from_stft(self, stft: np.ndarray) -> np.ndarray:
+    def frames_from_stft(self, stft: np.ndarray) -> np.ndarray:
         x = np.abs(stft) ** self.power
         return _compress(x, self).T
 
@@ -353,7 +353,7 @@ class MelSpectrogram(Representation):
             norm=self.norm,
         ).astype(np.float32)
 
-    def features_from_stft(self, stft: np.ndarray) -> np.ndarray:
+    def frames_from_stft(self, stft: np.ndarray) -> np.ndarray:
         mag = np.abs(stft.astype(np.complex128, copy=False)) ** self.power
         x = self.filterbank().astype(np.float64) @ mag
         if self.square:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MirdeconvError, ModelLoadError
+from .options import environment
 
 __all__ = ["ZOO", "ZooEntry", "fetch", "cache_dir", "is_zoo_name", "ZooError"]
 
@@ -82,9 +83,9 @@ def is_zoo_name(source: Any) -> bool:
 
 def cache_dir() -> Path:
     """Where converted zoo models live (``MIRDECONV_CACHE`` or the user's cache folder)."""
-    env = os.environ.get("MIRDECONV_CACHE")
+    env = environment().cache
     if env:
-        return Path(env)
+        return env
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("mirdeconv"))
@@ -114,9 +115,9 @@ def _sha256(path: Path) -> str:
 
 def _get_wheel(workdir: Path) -> Path:
     """The musicnn wheel: from MIRDECONV_MUSICNN_WHEEL or the package registry; checksummed."""
-    env = os.environ.get("MIRDECONV_MUSICNN_WHEEL")
+    env = environment().musicnn_wheel
     if env:
-        wheel = Path(env)
+        wheel = env
         if not wheel.is_file():
             raise ZooError(f"MIRDECONV_MUSICNN_WHEEL points to {wheel}, which does not exist")
     else:
@@ -221,7 +222,7 @@ def fetch(name: str) -> Path:
                 raise
             except Exception as exc:  # TensorFlow's errors for broken graphs
                 raise ZooError(f"converting {key} failed: {exc}") from None
-            from ._io import atomic_path, save_json
+            from .store import atomic_path, save_json
 
             folder.mkdir(parents=True, exist_ok=True)
             save_json(js.with_suffix(".json.part"), _metadata(entry, labels))

@@ -117,12 +117,12 @@ def test_write_probes_jams(tmp_path):
 
 # ------------------------------------------------------------------------------ descriptors
 def _ctx(p, rep=REP):
-    an = rep.analyse(p.audio, p.sr)
+    an = rep.prepare(p.audio, p.sr)
     return analysis.TrackContext(an, analysis.Reference.from_probe(p))
 
 
 def _identity(ctx):
-    return np.ones((1, ctx.analysis.n_frames, ctx.analysis.features.shape[1]), np.float32)
+    return np.ones((1, ctx.track.n_frames, ctx.track.frames.shape[1]), np.float32)
 
 
 def test_identity_mask_on_known_probes():
@@ -147,7 +147,7 @@ def test_identity_mask_on_known_probes():
 def test_band_mask_and_silence():
     p = probes.probe_set(families=("drums",), rhythms=["rock"])[0]
     ctx = _ctx(p)
-    m = np.zeros((3, ctx.analysis.n_frames, NB), np.float32)
+    m = np.zeros((3, ctx.track.n_frames, NB), np.float32)
     m[0][:, FREQS < 180] = 1.0           # low band only
     m[1][:, FREQS > 2500] = 1.0          # high band only
     d = analysis.descriptors(m, ctx)
@@ -164,11 +164,11 @@ def test_fast_sdr_equals_mir_eval():
                          chord_sets=["intervals"])[0]
     ctx = _ctx(p)
     rng = np.random.default_rng(1)
-    masks = rng.uniform(0, 1, (3, ctx.analysis.n_frames, NB)).astype(np.float32)
+    masks = rng.uniform(0, 1, (3, ctx.track.n_frames, NB)).astype(np.float32)
     d = analysis.descriptors(masks, ctx)
-    from mirdeconv.auralise import stft_domain_mask
+    from mirdeconv.auralisation import stft_domain_mask
 
-    a = ctx.istft(stft_domain_mask(masks, ctx.analysis) * ctx.X[None]).astype(np.float64)
+    a = ctx.istft(stft_domain_mask(masks, ctx.track) * ctx.X[None]).astype(np.float64)
     import librosa
 
     mh, mp = librosa.decompose.hpss(np.abs(ctx.X), mask=True)
@@ -218,7 +218,7 @@ def _one_layer(keras, kernel, name, bias=0.0):
                     activation="relu", name=name)
     out = conv(inp)
     conv.set_weights([kernel.astype(np.float32), np.array([bias], np.float32)])
-    from mirdeconv.models import load_model
+    from mirdeconv.loading import load_model
 
     return load_model(keras.Model(inp, out), representation=REP)
 
@@ -232,12 +232,12 @@ def test_planted_onset_detector(keras):
     f = res.per_track["onset_f"].to_numpy()
     assert (f >= 0.8).all(), f
     assert (res.per_track["attack_lift"] >= 1.25).all()
-    row = res.features.iloc[0]
+    row = res.per_feature.iloc[0]
     assert row.primary == "onset detector" and row.label.startswith(f"onset detector: F = {row.onset_f:.2f}")
     # a horizontal edge (along frequency) is no onset detector
     flat = _one_layer(keras, np.transpose(k, (1, 0, 2, 3)), "hedge")
     res = analysis.analyse(flat, probes.probe_set(families=("drums",)))
-    assert "onset detector" not in res.features.iloc[0].tags
+    assert "onset detector" not in res.per_feature.iloc[0].tags
     assert (res.per_track["attack_lift"] < 0.8).all()
 
 
@@ -246,7 +246,7 @@ def test_planted_low_band(keras):
     model = _one_layer(keras, k, "lowpass")
     clips = probes.probe_set(families=("drums", "chords"), keys=["Eb2"], instruments=["piano"],
                              chord_sets=["major_minor"])
-    row = analysis.analyse(model, clips).features.iloc[0]
+    row = analysis.analyse(model, clips).per_feature.iloc[0]
     assert row.low_share >= 0.95
     assert "low band" in row.tags and row.label.startswith("low band / bass: ")
 
@@ -268,7 +268,7 @@ def test_planted_chord_template_is_harmonic_and_instrument_specific(keras):
     clips = probes.probe_set(families=("chords",), keys=["A3", "G4"],
                              chord_sets=["major_minor", "dom7_min7"])
     res = analysis.analyse(model, clips)
-    row = res.features.iloc[0]
+    row = res.per_feature.iloc[0]
     assert row.harmonic_share >= 0.9 and "harmonic" in row.tags
     assert row.invariance_instrument <= 0.4 and "instrument-specific" in row.tags
     active = res.per_track[res.per_track.activation_max > 0]

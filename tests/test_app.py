@@ -95,7 +95,7 @@ def test_most_active_and_zip(keras):
     x = L.MaxPooling2D(2, name="p")(L.Conv2D(6, 3, padding="same", activation="relu")(inp))
     m = mirdeconv.load_model(keras.Model(inp, x), representation=choi2016_stft())
     y = tone_track(11025, 3.0)
-    res = logic.layer_result(m, y, 11025, "p", "deconvnet", "map")
+    res = logic.layer_result(m, y, 11025, "p", mirdeconv.DeconvOptions())
     top = logic.most_active(res, 3)
     assert top == [int(k) for k in np.argsort(-res.activation_max, kind="stable")[:3]]
     desc = logic.layer_descriptors(res, y, 11025)
@@ -104,10 +104,16 @@ def test_most_active_and_zip(keras):
 
     assert [label(r)[0] for r in desc.to_dict("records")] == list(desc["label"])
     assert set(logic.SHOWN_DESCRIPTORS) <= set(desc.columns)
-    data = logic.layer_zip(res, y, 11025)
-    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert sorted(names) == sorted(["p/grid.png", "p/index.csv"] +
-                                   [f"p/f{k:03d}.wav" for k in range(6)])
+    aur = logic.layer_auralisation(res, y, 11025)
+    wavs, grid = logic.layer_sounds(aur)
+    assert len(wavs) == 6 and grid.startswith(b"\x89PNG")
+    data = logic.layer_zip(aur)                       # the same sound, not auralised again
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    assert sorted(zf.namelist()) == sorted(["p/grid.png", "p/index.csv"] +
+                                           [f"p/f{k:03d}.wav" for k in range(6)])
+    assert zf.read("p/f003.wav") == wavs[3]
+    rows = zf.read("p/index.csv").decode().splitlines()
+    assert rows[0].startswith("feature,dead") and rows[4].endswith(",p/f003.wav")
 
 
 @pytest.mark.slow

@@ -8,12 +8,15 @@ import pytest
 import soundfile as sf
 
 import mirdeconv
-from mirdeconv.auralise import auralise_masks, normalise, write_audio
+from mirdeconv.auralisation import auralise_masks, normalise
 from mirdeconv.errors import InvalidOptionError, OutputError
+from mirdeconv.options import SoundOptions
 from mirdeconv.representations import LinearSpectrogram, choi2016_stft, musicnn
+from mirdeconv.store import write_audio
 
 from .conftest import tone_track
 
+RAW = SoundOptions(normalize="none")   # the auralisation as computed, unnormalised
 SR = 11025
 
 
@@ -35,8 +38,8 @@ def band_energy_share(y: np.ndarray, sr: int, lo: float, hi: float) -> float:
 def test_all_ones_mask_gives_back_the_input():
     rep = choi2016_stft()
     y = tone_track(sr=SR, seconds=4.0)
-    a = rep.analyse(y, SR)
-    out, sr, _ = auralise_masks(np.ones((1, *a.features.shape)), a, normalize="none")
+    a = rep.prepare(y, SR)
+    out, sr, _ = auralise_masks(np.ones((1, *a.frames.shape)), a, sound=RAW)
     assert sr == SR and out.shape == (1, y.size)
     assert snr_db(y, out[0]) >= 40.0
 
@@ -44,21 +47,21 @@ def test_all_ones_mask_gives_back_the_input():
 def test_band_mask_keeps_the_band():
     rep = choi2016_stft()
     y = noise(SR, 4.0)
-    a = rep.analyse(y, SR)
+    a = rep.prepare(y, SR)
     freqs = np.arange(rep.n_bins) * SR / rep.n_fft
-    m = np.zeros((1, *a.features.shape), np.float32)
+    m = np.zeros((1, *a.frames.shape), np.float32)
     m[0][:, (freqs >= 1000) & (freqs <= 2000)] = 1.0
-    out, _, _ = auralise_masks(m, a, normalize="none")
+    out, _, _ = auralise_masks(m, a, sound=RAW)
     assert band_energy_share(out[0], SR, 950, 2050) >= 0.95
 
 
 def test_time_mask_keeps_the_span():
     rep = choi2016_stft()
     y = noise(SR, 4.0)
-    a = rep.analyse(y, SR)
-    m = np.zeros((1, *a.features.shape), np.float32)
+    a = rep.prepare(y, SR)
+    m = np.zeros((1, *a.frames.shape), np.float32)
     m[0, 60:90] = 1.0
-    out, _, _ = auralise_masks(m, a, normalize="none")
+    out, _, _ = auralise_masks(m, a, sound=RAW)
     hop = rep.hop_length
     inside = out[0][(60 - 1) * hop:(90 + 1) * hop]
     assert np.sum(inside ** 2) / np.sum(out[0] ** 2) >= 0.95
@@ -67,21 +70,21 @@ def test_time_mask_keeps_the_span():
 def test_mel_mask_on_a_mel_model():
     rep = musicnn()
     y = noise(16000, 4.0)
-    a = rep.analyse(y, 16000)
-    ones, _, _ = auralise_masks(np.ones((1, *a.features.shape)), a, normalize="none")
+    a = rep.prepare(y, 16000)
+    ones, _, _ = auralise_masks(np.ones((1, *a.frames.shape)), a, sound=RAW)
     assert snr_db(y, ones[0]) >= 40.0                    # a constant mel mask stays constant
     edges = librosa.mel_frequencies(98, fmin=0, fmax=8000)  # band k spans edges[k]..edges[k+2]
-    m = np.zeros((1, *a.features.shape), np.float32)
+    m = np.zeros((1, *a.frames.shape), np.float32)
     m[0][:, 40:50] = 1.0
-    out, _, _ = auralise_masks(m, a, normalize="none")
+    out, _, _ = auralise_masks(m, a, sound=RAW)
     assert band_energy_share(out[0], 16000, edges[40], edges[51]) >= 0.95
 
 
 def test_silent_feature_gives_silence():
     rep = choi2016_stft()
-    a = rep.analyse(tone_track(sr=SR, seconds=2.0), SR)
+    a = rep.prepare(tone_track(sr=SR, seconds=2.0), SR)
     for how in ("peak", "loudness", "none"):
-        out, _, thumbs = auralise_masks(np.zeros((2, *a.features.shape)), a, normalize=how)
+        out, _, thumbs = auralise_masks(np.zeros((2, *a.frames.shape)), a, sound=SoundOptions(normalize=how))
         assert np.isfinite(out).all() and not out.any()
         assert np.isfinite(thumbs).all()
 
@@ -91,37 +94,39 @@ def test_magnitude_reading_inverts_the_compression(compression):
     rep = LinearSpectrogram(sr=SR, n_fft=512, hop_length=256, compression=compression,
                             top_db=None, log_c=100.0)
     y = tone_track(sr=SR, seconds=3.0)
-    a = rep.analyse(y, SR)
+    a = rep.prepare(y, SR)
     # the deconvolution read as a spectrogram: the input itself comes back
-    out, _, _ = auralise_masks(a.features[None], a, reading="magnitude", normalize="none")
+    out, _, _ = auralise_masks(a.frames[None], a, sound=RAW.replace(reading="magnitude"))
     assert snr_db(y, out[0]) >= 40.0
     # read as a mask instead, the compressed values weight the STFT: something else entirely
-    other, _, _ = auralise_masks(a.features[None], a, reading="mask", normalize="none")
+    other, _, _ = auralise_masks(a.frames[None], a, sound=RAW.replace(reading="mask"))
     assert snr_db(y, other[0]) < 10.0
 
 
 def test_signs():
     rep = choi2016_stft()
     y = tone_track(sr=SR, seconds=2.0)
-    a = rep.analyse(y, SR)
-    neg = -np.ones((1, *a.features.shape), np.float32)
-    signed, _, _ = auralise_masks(neg, a, sign="signed", normalize="none")
-    positive, _, _ = auralise_masks(neg, a, sign="positive", normalize="none")
-    absolute, _, _ = auralise_masks(neg, a, sign="absolute", normalize="none")
+    a = rep.prepare(y, SR)
+    neg = -np.ones((1, *a.frames.shape), np.float32)
+    signed, _, _ = auralise_masks(neg, a, sound=RAW.replace(sign="signed"))
+    positive, _, _ = auralise_masks(neg, a, sound=RAW.replace(sign="positive"))
+    absolute, _, _ = auralise_masks(neg, a, sound=RAW.replace(sign="absolute"))
     assert snr_db(-y, signed[0]) >= 40.0                # a negative mask flips the phase
     assert not positive.any()
     assert snr_db(y, absolute[0]) >= 40.0
-    with pytest.raises(InvalidOptionError, match="sign must be one of"):
-        auralise_masks(neg, a, sign="clip")
+    with pytest.raises(InvalidOptionError, match="sign must be one of signed, positive, absolute"):
+        auralise_masks(neg, a, sound=SoundOptions(sign="clip"))
+    with pytest.raises(InvalidOptionError, match="normalize must be one of peak, loudness, none"):
+        mirdeconv.auralise(None, y, SR, layer=0, normalize="loud")
 
 
 def test_output_at_the_tracks_rate():
     rep = choi2016_stft()                                # the model hears 0 - 5512 Hz
     y = noise(22050, 3.0)
-    a = rep.analyse(y, 22050)
-    ones = np.ones((1, *a.features.shape), np.float32)
-    hi, sr_hi, _ = auralise_masks(ones, a, audio=y, sr=22050, normalize="none")
-    lo, sr_lo, _ = auralise_masks(ones, a, audio=y, sr=22050, output_sr="model", normalize="none")
+    a = rep.prepare(y, 22050)
+    ones = np.ones((1, *a.frames.shape), np.float32)
+    hi, sr_hi, _ = auralise_masks(ones, a, audio=y, sr=22050, sound=RAW)
+    lo, sr_lo, _ = auralise_masks(ones, a, audio=y, sr=22050, sound=RAW.replace(output_sr="model"))
     assert (sr_hi, hi.shape[1]) == (22050, y.size) and (sr_lo, lo.shape[1]) == (11025, 33075)
     # full rate: the input below the model's Nyquist, nothing above it
     S = librosa.stft(y, n_fft=1024, hop_length=512)
@@ -132,7 +137,7 @@ def test_output_at_the_tracks_rate():
     # a time span on the model's grid stays in place on the track's grid
     span = np.zeros_like(ones)
     span[0, 40:70] = 1.0                                   # frames of 256 / 11025 s
-    out, _, _ = auralise_masks(span, a, audio=y, sr=22050, normalize="none")
+    out, _, _ = auralise_masks(span, a, audio=y, sr=22050, sound=RAW)
     t0, t1 = 39 * 256 / 11025, 71 * 256 / 11025
     inside = out[0][int(t0 * 22050):int(t1 * 22050)]
     assert np.sum(inside ** 2) / np.sum(out[0] ** 2) >= 0.95
@@ -167,15 +172,15 @@ def test_api_auralise_and_save(keras, tmp_path):
     inp = keras.Input((257, 64, 1))
     x = L.MaxPooling2D(2, name="p1")(L.Conv2D(6, 3, padding="same", activation="relu",
                                               name="c1")(inp))
-    model = keras.Model(inp, x)
+    model = mirdeconv.load_model(keras.Model(inp, x), representation=choi2016_stft())
     y = tone_track(sr=22050, seconds=3.0)
-    res = mirdeconv.auralise(model, y, 22050, layer="p1", features="0-3",
-                             representation=choi2016_stft())
+    res = mirdeconv.auralise(model, y, 22050, layer="p1", features="0-3", format="flac")
     assert res.audio.shape == (4, y.size) and res.sr == 22050
     assert res.thumbnails.shape == (4, 64, 128) and res.features == [0, 1, 2, 3]
     alive = ~res.deconvolution.dead
     assert np.allclose(np.abs(res.audio[alive]).max(axis=1), 0.99)
-    files = res.save(tmp_path / "out", format="flac")
+    assert res.sound == mirdeconv.SoundOptions(format="flac")
+    files = res.save(tmp_path / "out")
     assert sorted(p.name for p in files) == ["f000.flac", "f001.flac", "f002.flac", "f003.flac",
                                              "grid.png"]
     back, sr = sf.read(tmp_path / "out" / "f002.flac")

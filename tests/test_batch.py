@@ -13,7 +13,8 @@ from mirdeconv import batch as batch_mod
 from mirdeconv.batch import BatchSettings, load_index, run_batch
 from mirdeconv.cli import main
 from mirdeconv.errors import OutputError
-from mirdeconv.models import sidecar_path
+from mirdeconv.loading import sidecar_path
+from mirdeconv.options import DeconvOptions
 from mirdeconv.representations import LinearSpectrogram
 
 from .conftest import tone_track
@@ -83,8 +84,8 @@ def test_resume_skips_what_is_complete(setup, tmp_path):
     assert (third.n_layers_done, third.n_layers_skipped) == (1, 3)
     assert (out / "a" / "p2" / "f001.wav").is_file()
     # other settings are other work
-    other = run_batch(d / "net.keras", [d / "a.wav"], out,
-                      BatchSettings(layers=("p1",), method="guided"), progress=False)
+    guided = BatchSettings(layers=("p1",), deconv=DeconvOptions(method="guided"))
+    other = run_batch(d / "net.keras", [d / "a.wav"], out, guided, progress=False)
     assert other.n_layers_done == 1
 
 
@@ -178,7 +179,7 @@ def test_index_has_descriptors_and_labels(setup, tmp_path):
     import shutil
 
     from mirdeconv import analysis
-    from mirdeconv.models import load_model
+    from mirdeconv.loading import load_model
     from mirdeconv.probes import probe_set
 
     d = setup

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from mirdeconv.adapters.keras import from_keras
-from mirdeconv.engine import deconvolve, parse_features
+from mirdeconv.engine import deconvolve
 from mirdeconv.errors import (
     AudioTooShortError,
     FeatureIndexError,
     InvalidOptionError,
     UnknownLayerError,
 )
+from mirdeconv.options import parse_features
 from mirdeconv.representations import LinearSpectrogram, MelSpectrogram
 
 from .conftest import tone_track

@@ -7,7 +7,7 @@ import pytest
 
 from mirdeconv.adapters.keras import from_keras
 from mirdeconv.engine import deconvolve
-from mirdeconv.representations import Analysis, LinearSpectrogram
+from mirdeconv.representations import LinearSpectrogram, TrackInput
 
 N_BANDS, N_FRAMES = 24, 32
 CHANNELS = (4, 6, 8)
@@ -69,7 +69,7 @@ def small_net(keras):
     rep = LinearSpectrogram(sr=8000, n_fft=2 * (N_BANDS - 1), hop_length=16)
     fm = from_keras(model, rep)
     X = rng.standard_normal((N_BANDS, N_FRAMES)).astype(np.float32)
-    analysis = Analysis(features=X.T.copy(), stft=np.zeros((N_BANDS, N_FRAMES), np.complex64),
+    analysis = TrackInput(frames=X.T.copy(), stft=np.zeros((N_BANDS, N_FRAMES), np.complex64),
                         audio=np.zeros(16 * N_FRAMES, np.float32), sr=8000, representation=rep)
     return fm, weights, X, analysis
 
@@ -77,7 +77,7 @@ def small_net(keras):
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_deconvnet_equals_numpy_reference(small_net, depth):
     fm, weights, X, analysis = small_net
-    res = deconvolve(fm, analysis=analysis, layer=f"pool{depth}", features=None)
+    res = deconvolve(fm, track=analysis, layer=f"pool{depth}", features=None)
     assert res.masks.shape == (CHANNELS[depth - 1], N_FRAMES, N_BANDS)
     n_checked = 0
     for k in range(CHANNELS[depth - 1]):
@@ -96,5 +96,5 @@ def test_deconvnet_reference_has_negative_values(small_net):
     """The final transposed convolution is not rectified: the mask is real-valued."""
     fm, weights, X, analysis = small_net
     ref = np_deconvnet(X, weights, 2, 0)
-    got = deconvolve(fm, analysis=analysis, layer="pool2", features=[0]).masks[0]
+    got = deconvolve(fm, track=analysis, layer="pool2", features=[0]).masks[0]
     assert (ref < 0).any() and (got < 0).any()

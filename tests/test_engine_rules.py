@@ -14,7 +14,7 @@ import pytest
 from mirdeconv import backend
 from mirdeconv.adapters.keras import from_keras
 from mirdeconv.engine import deconvolve
-from mirdeconv.representations import Analysis, LinearSpectrogram
+from mirdeconv.representations import LinearSpectrogram, TrackInput
 
 BANDS, FRAMES = 40, 64
 LAYERS = ["elu", "leaky", "concat", "add", "avgpool", "cropped", "depthwise_act",
@@ -92,7 +92,7 @@ def zoo(keras):
     rep = LinearSpectrogram(sr=8000, n_fft=2 * (BANDS - 1), hop_length=16)
     fm = from_keras(model, rep, layers=LAYERS)
     X = rng.standard_normal((BANDS, FRAMES)).astype(np.float32)
-    analysis = Analysis(features=X.T.copy(), stft=np.zeros((BANDS, FRAMES), np.complex64),
+    analysis = TrackInput(frames=X.T.copy(), stft=np.zeros((BANDS, FRAMES), np.complex64),
                         audio=np.zeros(16 * FRAMES, np.float32), sr=8000, representation=rep)
     return model, fm, X, analysis
 
@@ -126,7 +126,7 @@ def tape_reference(keras, model, method, layer, X, target):
 @pytest.mark.parametrize("layer", LAYERS)
 def test_engine_matches_gradient_tape(zoo, keras, method, layer):
     model, fm, X, analysis = zoo
-    res = deconvolve(fm, analysis=analysis, layer=layer, method=method)
+    res = deconvolve(fm, track=analysis, layer=layer, method=method)
     ref = tape_reference(keras, model, method, layer, X, "map")
     assert res.masks.shape == ref.shape
     scale = np.abs(ref).max()
@@ -137,7 +137,7 @@ def test_engine_matches_gradient_tape(zoo, keras, method, layer):
 @pytest.mark.parametrize("layer", ["concat", "strided_act"])
 def test_max_target_matches_gradient_tape(zoo, keras, layer):
     model, fm, X, analysis = zoo
-    res = deconvolve(fm, analysis=analysis, layer=layer, method="deconvnet", target="max")
+    res = deconvolve(fm, track=analysis, layer=layer, method="deconvnet", target="max")
     ref = tape_reference(keras, model, "deconvnet", layer, X, "max")
     np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
     # one unit: the mask is confined to that unit's receptive field

@@ -15,6 +15,7 @@ import pytest
 import mirdeconv
 from mirdeconv import backend, zoo
 from mirdeconv.cli import main
+from mirdeconv.engine import run_graph
 from mirdeconv.errors import ModelLoadError
 
 from .conftest import shared_file, tone_track
@@ -68,7 +69,7 @@ def test_essentia_runtime_and_engine_graph_agree(zoo_cache, name):
                                    inputs=["model/Placeholder"], outputs=["model/Sigmoid"],
                                    squeeze=True)
     theirs = np.asarray(predict(pool)["model/Sigmoid"]).reshape(len(patches), -1)
-    ours = model.predict_graph(patches)
+    ours = run_graph(model, patches)
     assert ours.shape == theirs.shape == (len(patches), 50)
     assert np.abs(ours - theirs).max() <= 1e-5
     # and the high-level Essentia algorithm runs the file unchanged
@@ -110,7 +111,7 @@ def test_official_essentia_model_as_bare_pb():
     patches = _essentia_patches(y)
     act, _ = m.predict(y, 16000)
     assert act.shape == (len(patches), 9)
-    assert np.abs(m.predict_graph(patches) - act).max() <= 1e-5
+    assert np.abs(run_graph(m, patches) - act).max() <= 1e-5
     res = mirdeconv.deconvolve(m, y, 16000, layer="temporal_64", features="0-3")
     assert res.masks.shape == (4, 501, 96) and np.isfinite(res.masks).all()
 

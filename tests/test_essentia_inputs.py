@@ -9,6 +9,7 @@ import pytest
 
 import mirdeconv
 from mirdeconv import backend
+from mirdeconv.engine import run_graph
 from mirdeconv.representations import tempocnn, vggish
 
 from .conftest import tone_track
@@ -31,7 +32,7 @@ def essentia_frames(kind: str, y: np.ndarray) -> np.ndarray:
 def test_representation_equals_essentia_frame_by_frame(kind):
     make, _, _, hop, sr = CASES[kind]
     y = tone_track(sr, 5.0, seed=3)
-    ours = make().analyse(y, sr).features
+    ours = make().prepare(y, sr).frames
     theirs = essentia_frames(kind, y)
     n = len(ours)
     assert n == 1 + y.size // hop and len(theirs) >= n
@@ -88,10 +89,10 @@ def test_vggish_and_tempocnn_models_through_essentia(keras, tmp_path, kind):
     if kind == "tempocnn":                               # Essentia standardises each patch
         patches = (patches - patches.mean(axis=(1, 2), keepdims=True)) / \
             patches.std(axis=(1, 2), keepdims=True)
-    ours = m.predict_graph(m.to_input(patches))
+    ours = run_graph(m, m.to_input(patches))
     assert ours.shape == act.shape
     assert np.abs(ours - act).max() <= 1e-5
     res = mirdeconv.deconvolve(m, y, sr, layer=names[-1], features="0-3")
-    assert res.mode == "patches" and res.masks.shape[1:] == m.representation.analyse(
-        y, sr).features.shape
+    assert res.mode == "patches" and res.masks.shape[1:] == m.representation.prepare(
+        y, sr).frames.shape
     assert np.isfinite(res.masks).all()

@@ -77,10 +77,10 @@ def test_layers_of_the_essentia_graph(essentia_model):
 def test_engine_matches_tf_gradients_on_essentia_graph(essentia_model, method, layer):
     fm = essentia_model
     y = tone_track(sr=16000, seconds=186 * 256 / 16000)  # exactly one 187-frame patch
-    analysis = fm.representation.analyse(y, 16000)
-    feats = analysis.features
+    analysis = fm.representation.prepare(y, 16000)
+    feats = analysis.frames
     assert feats.shape == (187, 96)
-    res = mirdeconv.deconvolve(fm, analysis=analysis, layer=layer, method=method,
+    res = mirdeconv.deconvolve(fm, track=analysis, layer=layer, method=method,
                                features="0-15", mode="patches")
     assert not res.masks[res.dead].any()
     alive = np.flatnonzero(~res.dead)

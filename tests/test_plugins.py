@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,11 +105,28 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
         "[mirdeconv.plugins]\nmine_ep = mine_ep_module\n")
     (site / "mine_ep_module.py").write_text(USER_PLUGIN.replace('name="mine"', 'name="mine_ep"'))
     monkeypatch.syspath_prepend(str(site))
-    infos = {i.name: i for i in registry.discover()}
+    assert "mine_ep" not in {i.name for i in registry.discover()}   # discovery is cached ...
+    infos = {i.name: i for i in registry.refresh()}                  # ... until refreshed
     assert infos["mine_ep"].status == "ok"
     assert infos["mine_ep"].source == "entry point mine_ep = mine_ep_module"
     assert "mine_ep:tagger" in registry.models()
     sys.modules.pop("mine_ep_module", None)
+    monkeypatch.undo()
+    assert "mine_ep" not in {i.name for i in registry.refresh()}
+
+
+def test_discovery_imports_each_plugin_once(tmp_path, monkeypatch):
+    folder = tmp_path / "counted"
+    folder.mkdir()
+    log = tmp_path / "imports.log"
+    (folder / "counted.py").write_text(
+        f"open({str(log)!r}, 'a').write('x')\n" + USER_PLUGIN.replace('name="mine"', 'name="counted"'))
+    monkeypatch.setenv("MIRDECONV_PLUGIN_PATH", str(folder))
+    for _ in range(3):
+        assert "counted:tagger" in registry.models()
+    assert log.read_text() == "x"
+    registry.refresh()
+    assert log.read_text() == "xx"
 
 
 @pytest.mark.slow
@@ -157,11 +174,11 @@ def test_choi_weights_env_and_errors(choi_weights, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_choi_predictions_deterministic_and_graded(choi):
     from mirdeconv.demo import demo_track
-    from mirdeconv.engine import _model_input
+    from mirdeconv.engine import model_input, run_graph
 
     y = demo_track(sr=12000, seconds=30.0, kind="drums")
-    x, _, _ = _model_input(choi, choi.representation.analyse(y, 12000).features, whole=False)
-    a, b = choi.predict_graph(x), choi.predict_graph(x)
+    x, _ = model_input(choi, choi.representation.prepare(y, 12000).frames, whole=False)
+    a, b = run_graph(choi, x), run_graph(choi, x)
     assert np.isfinite(a).all() and np.array_equal(a, b)
     p = a.mean(axis=0)
     # the running_std reading gives graded tags; reading it as a variance saturates them
@@ -180,7 +197,11 @@ def test_choi_every_layer_deconvolves_and_auralises(choi, layer):
     assert alive.any() and np.abs(d.masks[alive]).max() > 0
 
 
-def test_repo_plugins_folder_is_found():
-    assert (ROOT / "plugins" / "choi2016" / "__init__.py").is_file()
-    assert registry.REPO_PLUGINS == ROOT / "plugins"
-    assert os.pathsep not in str(registry.REPO_PLUGINS)
+def test_first_party_plugins_come_through_their_entry_points():
+    """plugins/ is installed as the package mirdeconv_plugins, registered like any plugin."""
+    infos = {i.name: i for i in registry.discover()}
+    assert infos["musicnn"].source == "entry point musicnn = mirdeconv_plugins.musicnn_zoo"
+    assert infos["choi2016"].source == "entry point choi2016 = mirdeconv_plugins.choi2016"
+    import mirdeconv_plugins
+
+    assert Path(mirdeconv_plugins.__file__).parent == ROOT / "plugins"

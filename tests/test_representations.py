@@ -18,23 +18,23 @@ from .conftest import tone_track
 def test_choi2016_stft_shapes():
     rep = R.choi2016_stft()
     y = tone_track(sr=11025, seconds=4.0)
-    a = rep.analyse(y, 11025)
-    assert a.features.shape == (173, 257)          # 4 s -> 173 frames x 257 bins
+    a = rep.prepare(y, 11025)
+    assert a.frames.shape == (173, 257)          # 4 s -> 173 frames x 257 bins
     assert a.stft.shape == (257, 173) and a.stft.dtype == np.complex64
-    np.testing.assert_allclose(a.features, np.abs(a.stft).T, rtol=1e-6)
+    np.testing.assert_allclose(a.frames, np.abs(a.stft).T, rtol=1e-6)
 
 
 def test_mel_equals_librosa_with_resampling():
     rep = R.MelSpectrogram(sr=16000, n_fft=1024, hop_length=320, n_mels=64, fmin=30,
                            fmax=7000, compression=None, power=2.0)
     y44 = tone_track(sr=44100, seconds=2.0)
-    a = rep.analyse(y44, 44100)
+    a = rep.prepare(y44, 44100)
     y16 = librosa.resample(y44, orig_sr=44100, target_sr=16000, res_type="soxr_hq")
     ref = librosa.feature.melspectrogram(y=y16.astype(np.float64), sr=16000, n_fft=1024,
                                          hop_length=320, n_mels=64, fmin=30, fmax=7000,
                                          pad_mode="constant").T
-    assert a.sr == 16000 and a.features.shape == ref.shape == (101, 64)
-    np.testing.assert_allclose(a.features, ref, rtol=1e-4, atol=1e-6 * ref.max())
+    assert a.sr == 16000 and a.frames.shape == ref.shape == (101, 64)
+    np.testing.assert_allclose(a.frames, ref, rtol=1e-4, atol=1e-6 * ref.max())
 
 
 @pytest.mark.parametrize("compression", ["db", "log10"])
@@ -43,8 +43,8 @@ def test_compressions(compression):
     rep = R.MelSpectrogram(sr=12000, n_fft=512, hop_length=256, n_mels=96,
                            compression=compression, log_c=100.0, top_db=80.0)
     y = tone_track(sr=12000, seconds=2.0)
-    raw = base.analyse(y, 12000).features
-    got = rep.analyse(y, 12000).features
+    raw = base.prepare(y, 12000).frames
+    got = rep.prepare(y, 12000).frames
     ref = (librosa.power_to_db(raw, ref=1.0, top_db=80.0) if compression == "db"
            else np.log10(1 + 100.0 * raw))
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
@@ -55,7 +55,7 @@ def test_compressions(compression):
 def test_musicnn_preset_with_librosa_filters_equals_librosa_recipe():
     """METHOD.md §3: the librosa call that TensorflowInputMusiCNN equals."""
     y = tone_track(sr=16000, seconds=3.0)
-    got = dataclasses.replace(R.musicnn(), mel_impl="librosa").analyse(y, 16000).features
+    got = dataclasses.replace(R.musicnn(), mel_impl="librosa").prepare(y, 16000).frames
     S = librosa.feature.melspectrogram(
         y=y.astype(np.float64), sr=16000, n_fft=512, hop_length=256, n_mels=96, power=2,
         window=scipy.signal.get_window("hann", 512, fftbins=False), center=True,
@@ -68,7 +68,7 @@ def test_musicnn_preset_equals_essentia_frame_by_frame():
 
     es = backend.essentia_standard()
     y = tone_track(sr=16000, seconds=5.0, seed=3)
-    ours = R.musicnn().analyse(y, 16000).features
+    ours = R.musicnn().prepare(y, 16000).frames
     inp = es.TensorflowInputMusiCNN()
     frames = [inp(f) for f in es.FrameGenerator(y, frameSize=512, hopSize=256,
                                                   startFromZero=False)]

@@ -1,12 +1,11 @@
-"""The adapter protocol: every model ends as a :class:`FrozenModel`.
+"""The adapter protocol: every model family ends as a :class:`~mirdeconv.model.FrozenModel`.
 
-An adapter knows one model family (Keras, Essentia, a plugin's own) and turns a
-source (a file, an object in memory) into a :class:`FrozenModel`: a frozen
-TensorFlow graph with a named input, the input representation, the feature
-layers and optional class labels.  The engine only ever sees FrozenModels, so a
-new model family costs an adapter and never a change in the engine.
+An adapter knows one model family (Keras, Essentia, a bare frozen graph, a plugin's own) and
+turns a source (a file, an object in memory) into a FrozenModel.  The engine only ever sees
+FrozenModels, so a new model family costs an adapter and never a change in the engine.
 
-An adapter is a small class (in the style of xarray's backends)::
+An adapter is a small class (in the style of xarray's backends), registered through the
+entry-point group ``mirdeconv.adapters`` (see :mod:`mirdeconv.adapters`)::
 
     class MyAdapter(ModelAdapter):
         name = "mine"
@@ -17,38 +16,31 @@ An adapter is a small class (in the style of xarray's backends)::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from ..model import FrozenModel
 
-from .. import backend
-from ..errors import ModelLoadError, NoFeatureLayersError, UnknownLayerError
-from ..graph import (
-    BN_OPS,
-    CONV_OPS,
-    NONLINEAR_OPS,
-    POOL_OPS,
-    FrozenGraph,
-    LayerInfo,
-    node_name,
-    tensor_name,
-)
-from ..representations import Representation
-
-__all__ = ["ModelAdapter", "FrozenModel", "DEFAULT_PATCH_FRAMES"]
-
-#: Nominal number of input frames used to probe graphs whose input length is free.
-DEFAULT_PATCH_FRAMES = 128
-
-_INPUT_AXES = ("NTF", "NFT", "NTFC", "NFTC")
+__all__ = ["ModelAdapter"]
 
 
 class ModelAdapter(ABC):
-    """Opens one family of models as :class:`FrozenModel`."""
+    """Opens one family of models as :class:`~mirdeconv.model.FrozenModel`.
 
-    #: Short name of the family (``"keras"``, ``"essentia"``, ...).
+    Attributes
+    ----------
+    name : str
+        Short name of the family (``"keras"``, ``"essentia"``, ...): ``load_model(...,
+        adapter=name)`` picks it.
+    priority : int
+        Adapters are asked in increasing priority (then by name) whether they can open a
+        source; the first that says yes opens it.
+    description : str
+        One line for people.
+    """
+
     name: str = ""
+    priority: int = 100
+    description: str = ""
 
     @abstractmethod
     def guess_can_open(self, source: Any) -> bool:
@@ -57,246 +49,3 @@ class ModelAdapter(ABC):
     @abstractmethod
     def open(self, source: Any, **options: Any) -> FrozenModel:
         """Open ``source`` as a frozen model."""
-
-
-@dataclass
-class FrozenModel:
-    """A model as the engine sees it.
-
-    Parameters
-    ----------
-    name : str
-        A name for people (and the output index).
-    graph : FrozenGraph
-        The frozen graph.
-    input_tensor : str
-        The graph's input tensor; its axis 0 is the batch.
-    input_axes : {"NTF", "NFT", "NTFC", "NFTC"}
-        Layout of the input: batch, then time / frequency (and a channel axis of size 1).
-    representation : Representation
-        How audio becomes the input.
-    input_length : int or None
-        Frames per input patch the model was built for (None: any length).
-    labels : list of str or None
-        Class labels of the model's output.
-    layer_tensors : dict or None
-        Layer name -> tensor of the graph, in order.  ``None``: every convolution (and
-        the activations, batch norms and pools after it) is offered, named by its node.
-    output_tensor : str or None
-        The model's prediction output.
-    standardize_patches : bool
-        Each input patch is standardised (zero mean, unit variance) before the network
-        (TempoCNN); such models always take patches.
-    family : str
-        Which adapter opened it.
-    source : str
-        Where it came from (a path, or a description of an object in memory).
-    """
-
-    name: str
-    graph: FrozenGraph
-    input_tensor: str
-    input_axes: str
-    representation: Representation
-    input_length: int | None = None
-    labels: list[str] | None = None
-    layer_tensors: dict[str, str] | None = None
-    output_tensor: str | None = None
-    standardize_patches: bool = False
-    family: str = ""
-    source: str = ""
-    descriptions: dict[str, str] = field(default_factory=dict)
-    _layers: list[LayerInfo] | None = field(default=None, repr=False)
-    _programs: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.input_axes not in _INPUT_AXES:
-            raise ModelLoadError(
-                f"input_axes must be one of {', '.join(_INPUT_AXES)}; got {self.input_axes!r}"
-            )
-        self.input_tensor = tensor_name(self.input_tensor)
-        if node_name(self.input_tensor) not in self.graph.nodes:
-            raise ModelLoadError(f"the graph has no input node {node_name(self.input_tensor)!r}")
-
-    # -- input layout ---------------------------------------------------------------------
-    def nominal_input_shape(self) -> tuple[int, ...]:
-        """Shape of one input patch, batch 1, e.g. ``(1, 96, 1366, 1)``."""
-        n_frames = self.input_length or DEFAULT_PATCH_FRAMES
-        sizes = {"N": 1, "T": n_frames, "F": self.representation.n_bands, "C": 1}
-        return tuple(sizes[a] for a in self.input_axes)
-
-    def to_input(self, features: np.ndarray) -> np.ndarray:
-        """Model input from representation frames.
-
-        Parameters
-        ----------
-        features : np.ndarray, shape (..., n_frames, n_bands)
-
-        Returns
-        -------
-        np.ndarray, float32, shape (..., *input_axes[1:])
-        """
-        x = np.asarray(features, np.float32)
-        if self.input_axes.startswith("NFT"):
-            x = np.swapaxes(x, -1, -2)
-        if self.input_axes.endswith("C"):
-            x = x[..., None]
-        return x
-
-    def from_input(self, x: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`to_input`: ``(..., *input_axes[1:]) -> (..., n_frames, n_bands)``."""
-        x = np.asarray(x)
-        if self.input_axes.endswith("C"):
-            x = x[..., 0]
-        if self.input_axes.startswith("NFT"):
-            x = np.swapaxes(x, -1, -2)
-        return x
-
-    # -- layers -----------------------------------------------------------------------------
-    def _static_shapes(self, tensors: list[str]) -> dict[str, tuple[int, ...] | None]:
-        tf = backend.tensorflow()
-        gd = self.graph.subgraph_def(tensors)
-        g = tf.Graph()
-        with g.as_default():
-            x = tf.compat.v1.placeholder(tf.float32, self.nominal_input_shape())
-            try:
-                tf.graph_util.import_graph_def(gd, input_map={self.input_tensor: x}, name="m")
-            except (ValueError, tf.errors.InvalidArgumentError) as exc:
-                raise ModelLoadError(
-                    f"{self.name}: the graph does not accept an input of shape "
-                    f"{self.nominal_input_shape()} ({str(exc).splitlines()[0]})"
-                ) from None
-        shapes: dict[str, tuple[int, ...] | None] = {}
-        for op in g.get_operations():
-            if not op.name.startswith("m/"):
-                continue
-            for i, t in enumerate(op.outputs):
-                s = t.shape
-                key = f"{op.name[2:]}:{i}"
-                shapes[key] = tuple(s.as_list()) if s.rank is not None else None
-        shapes[self.input_tensor] = self.nominal_input_shape()  # replaced by the probe input
-        return shapes
-
-    @property
-    def layers(self) -> list[LayerInfo]:
-        """The feature layers offered for deconvolution, input to output."""
-        if self._layers is None:
-            self._layers = self._find_layers()
-        return self._layers
-
-    def _find_layers(self) -> list[LayerInfo]:
-        g = self.graph
-        if self.layer_tensors is not None:
-            wanted = {n: tensor_name(t) for n, t in self.layer_tensors.items()}
-            targets = list(wanted.values())
-        else:
-            targets = [tensor_name(n.name) for n in g.graph_def.node
-                       if n.op in CONV_OPS | POOL_OPS | NONLINEAR_OPS | BN_OPS]
-            wanted = {node_name(t): t for t in targets}
-        if not targets:
-            raise NoFeatureLayersError(f"{self.name}: the model has no convolutional layer")
-        shapes = self._static_shapes(targets)
-        known = {k: v for k, v in shapes.items() if v is not None}
-        info = g.analyse(self.input_tensor, self.input_axes, known)
-        layers: list[LayerInfo] = []
-        for name, t in wanted.items():
-            ti = info.get(t)
-            if ti is None or not ti.after_conv or "T" not in ti.axes or "C" not in ti.axes:
-                continue
-            shape = known[t]
-            ax = ti.axes
-            rf_t, jump_t = ti.rf["T"]
-            rf_f, jump_f = ti.rf["F"] if "F" in ax else (None, None)
-            layers.append(LayerInfo(
-                name=name, tensor=t, n_features=int(shape[ax.index("C")]), axes=ax,
-                shape=tuple(int(d) for d in shape), receptive_field=(rf_t, rf_f),
-                stride=(jump_t, jump_f), time_agnostic=ti.time_agnostic,
-                op=g.node(t).op, description=self.descriptions.get(name, ""),
-            ))
-        if not layers:
-            raise NoFeatureLayersError(
-                f"{self.name}: the model has no convolutional layer with a time axis to deconvolve"
-            )
-        return layers
-
-    def layer(self, name: str | int) -> LayerInfo:
-        """A feature layer by name (or by position in :attr:`layers`).
-
-        Raises
-        ------
-        UnknownLayerError
-            Naming the layers that exist.
-        """
-        layers = self.layers
-        if isinstance(name, (int, np.integer)):
-            if -len(layers) <= name < len(layers):
-                return layers[name]
-        else:
-            for li in layers:
-                if li.name == name:
-                    return li
-        raise UnknownLayerError(
-            f"unknown layer {name!r} in {self.name}; its feature layers are: "
-            + ", ".join(li.name for li in layers)
-        )
-
-    def program(self, layer: LayerInfo, method: str, precision: str = "float32") -> Any:
-        """The compiled engine program for a layer, method and precision (cached)."""
-        from ..engine import Program
-
-        key = (layer.tensor, method, precision)
-        if key not in self._programs:
-            self._programs[key] = Program(
-                self.graph, self.input_tensor, layer.tensor, layer.feature_axis, method, precision
-            )
-        return self._programs[key]
-
-    def predict_graph(self, x: np.ndarray, output: str | None = None) -> np.ndarray:
-        """Run the frozen graph (TensorFlow, as the engine sees it) from input to ``output``.
-
-        Parameters
-        ----------
-        x : np.ndarray, shape (n_patches, *input_shape[1:])
-            Model input, e.g. ``self.to_input(frames)`` for patches of frames.
-        output : str, optional
-            Output tensor (default: the model's output).
-
-        Returns
-        -------
-        np.ndarray
-            The output for every patch.
-        """
-        from ..errors import ModelLoadError
-
-        tf = backend.tensorflow()
-        out = tensor_name(output or self.output_tensor or "")
-        if node_name(out) not in self.graph.nodes:
-            raise ModelLoadError(f"{self.name}: no output tensor {out!r} to predict with")
-        key = ("predict", out)
-        if key not in self._programs:
-            gd = self.graph.subgraph_def([out])
-            kernels = self.graph.conv_kernels(gd)
-
-            def fn(inp):
-                return tf.graph_util.import_graph_def(
-                    gd, input_map={**{k: tf.identity(v) for k, v in kernels.items()},
-                               self.input_tensor: inp}, return_elements=[out],
-                    name="p")[0]
-
-            spec = tf.TensorSpec([None] * len(self.nominal_input_shape()), tf.float32)
-            self._programs[key] = tf.compat.v1.wrap_function(fn, [spec])
-        return self._programs[key](tf.constant(np.asarray(x, np.float32))).numpy()
-
-    # -- identity -------------------------------------------------------------------------------
-    def identity(self) -> dict[str, Any]:
-        """What identifies this model in outputs: name, family, source, graph digest, representation."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "source": self.source,
-            "graph_sha256": self.graph.content_digest(),
-            "input": self.input_tensor,
-            "input_axes": self.input_axes,
-            "input_length": self.input_length,
-            "representation": self.representation.to_dict(),
-        }

@@ -35,10 +35,11 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..graph import FrozenGraph, node_name, tensor_name
+from ..model import FrozenModel
 from ..representations import Representation, musicnn, tempocnn, vggish
-from .base import FrozenModel, ModelAdapter
+from .base import ModelAdapter
 
-__all__ = ["EssentiaAdapter", "EssentiaModel", "SUPPORTED_ALGORITHMS"]
+__all__ = ["EssentiaAdapter", "GraphAdapter", "EssentiaModel", "SUPPORTED_ALGORITHMS", "open_graph"]
 
 MUSICNN_INPUT = ("TensorflowPredictMusiCNN", "TensorflowPredictEffnetDiscogs",
                  "TensorflowPredictMAEST")
@@ -69,7 +70,7 @@ def _guess_algorithm(shape: list[int | None] | None) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(eq=False)
 class EssentiaModel(FrozenModel):
     """A FrozenModel that also knows its Essentia file and input algorithm.
 
@@ -121,6 +122,11 @@ class EssentiaModel(FrozenModel):
         act = np.asarray(algo(**kw)(y.astype(np.float32)))
         labels = list(self.labels or [str(i) for i in range(act.shape[-1])])
         return act, labels
+
+    def native_predict(self, audio: np.ndarray, sr: float) -> tuple[np.ndarray, list[str], str]:
+        """Predictions through Essentia's own runtime (see :meth:`predict`)."""
+        act, labels = self.predict(audio, sr)
+        return act, labels, f"Essentia {self.algorithm}"
 
 
 def _musicnn_names(graph: FrozenGraph) -> tuple[dict[str, str], dict[str, str]]:
@@ -177,101 +183,157 @@ def _musicnn_names(graph: FrozenGraph) -> tuple[dict[str, str], dict[str, str]]:
     return {k: names[k] for k in keys}, desc
 
 
+def _read_metadata(pb: Path, metadata: str | os.PathLike | None, beside: bool) -> dict[str, Any]:
+    """The model's Essentia JSON: ``metadata=``, else ``NAME.json`` beside the graph (when
+    ``beside``), else none."""
+    path = Path(metadata) if metadata else (pb.with_suffix(".json") if beside else None)
+    if path is None or not path.is_file():
+        if metadata:
+            raise ModelLoadError(f"model description {path} not found")
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _find_input(graph: FrozenGraph, pb: Path, schema: dict, given: str | None) -> str:
+    """The input placeholder: given, from the schema, or the one float placeholder shaped like
+    a spectrogram (rank >= 3)."""
+    name = given or (schema["inputs"][0]["name"] if schema.get("inputs") else None)
+    if name is None:
+        phs = [n for n in graph.placeholders()
+               if graph.nodes[n].attr["dtype"].type == 1  # DT_FLOAT
+               and len(graph.attr(graph.nodes[n], "shape") or [0, 0, 0]) >= 3]
+        if len(phs) != 1:
+            raise ModelLoadError(
+                f"{pb.name}: cannot tell the input among placeholders {phs}; pass input=...")
+        name = phs[0]
+    if node_name(name) not in graph.nodes:
+        raise ModelLoadError(f"{pb.name}: the graph has no input {name!r}")
+    return name
+
+
+def _find_output(graph: FrozenGraph, schema: dict, given: str | None) -> str | None:
+    """The predictions: given, the schema's ``output_purpose == "predictions"`` (or its first
+    output), else ``model/Sigmoid`` when the graph has it."""
+    if given:
+        return given
+    outputs = schema.get("outputs", [])
+    preds = [o["name"] for o in outputs if o.get("output_purpose") == "predictions"]
+    if preds or outputs:
+        return preds[0] if preds else outputs[0]["name"]
+    return "model/Sigmoid" if "model/Sigmoid" in graph.nodes else None
+
+
+def _input_axes(pb: Path, shape: list | None, representation: Representation) -> str:
+    rank = len(shape) if shape else 3
+    if rank == 3:
+        return "NTF"
+    if rank == 4 and shape[-1] == 1:
+        return "NFTC" if shape[1] == representation.n_bands else "NTFC"
+    raise ModelLoadError(f"{pb.name}: input shape {shape} is not a spectrogram layout mirdeconv "
+                         "knows; pass input_axes=...")
+
+
+def _essentia_representation(pb: Path, algorithm: str | None, shape: list | None,
+                             meta: dict) -> Representation:
+    if algorithm is None:
+        raise ModelLoadError(
+            f"{pb.name}: cannot tell the input algorithm from the input shape {shape}; pass "
+            "algorithm='TensorflowPredictMusiCNN' (or representation= and input_axes=)")
+    rep = _representation(algorithm)
+    sr = meta.get("inference", {}).get("sample_rate")
+    if sr and int(sr) != rep.sr:
+        raise ModelLoadError(f"{pb.name}: inference.sample_rate {sr} does not match {algorithm}'s "
+                             f"{rep.sr} Hz")
+    return rep
+
+
+def open_graph(pb: Path, *, family: str, beside: bool, representation: Representation | None = None,
+               input: str | None = None, output: str | None = None,  # noqa: A002 - Essentia's word
+               algorithm: str | None = None, input_axes: str | None = None,
+               input_length: int | None = None, labels: list[str] | None = None,
+               name: str | None = None, metadata: str | os.PathLike | None = None) -> EssentiaModel:
+    """Open a frozen graph with its Essentia description (see the module's documentation).
+
+    Parameters
+    ----------
+    pb : Path
+        The ``.pb`` file.
+    family : str
+        The adapter's name.
+    beside : bool
+        Read ``NAME.json`` beside the graph when ``metadata`` is not given.
+    representation, input, output, algorithm, input_axes, input_length, labels, name, metadata
+        Override what the description (or the graph) says.
+    """
+    graph = FrozenGraph.from_file(pb)
+    meta = _read_metadata(pb, metadata, beside)
+    schema = meta.get("schema", {})
+    input = _find_input(graph, pb, schema, input)  # noqa: A001
+    output = _find_output(graph, schema, output)
+    shape = graph.attr(graph.node(input), "shape")
+    algorithm = algorithm or meta.get("inference", {}).get("algorithm") or _guess_algorithm(shape)
+    if representation is None:
+        representation = _essentia_representation(pb, algorithm, shape, meta)
+    input_axes = input_axes or _input_axes(pb, shape, representation)
+    if input_length is None and shape:
+        t = input_axes.index("T")
+        input_length = shape[t] if len(shape) > t and shape[t] and shape[t] > 0 else None
+    layer_names, desc = _musicnn_names(graph)
+    return EssentiaModel(
+        name=name or pb.stem, graph=graph, input_tensor=tensor_name(node_name(input)),
+        input_axes=input_axes, representation=representation, input_length=input_length,
+        labels=labels or meta.get("classes"), layer_tensors=layer_names or None,
+        output_tensor=tensor_name(node_name(output)) if output else None, family=family,
+        source=os.fspath(pb), descriptions=desc,
+        standardize_patches=algorithm == "TensorflowPredictTempoCNN",
+        graph_file=pb, algorithm=algorithm or "", metadata=meta,
+    )
+
+
+_OPTIONS = ("representation", "input", "output", "algorithm", "input_axes", "input_length",
+            "labels", "name", "metadata")
+
+
 class EssentiaAdapter(ModelAdapter):
-    """Opens Essentia's ``.pb`` + ``.json`` models, bare ``.pb`` files and zoo names."""
+    """Essentia's models: ``NAME.pb`` with ``NAME.json`` beside it, and the zoo's names."""
 
     name = "essentia"
+    priority = 20
+    description = "Essentia's models: NAME.pb + NAME.json (and the musicnn zoo's names)"
 
     def guess_can_open(self, source: Any) -> bool:
         from ..zoo import is_zoo_name
 
         if is_zoo_name(source):
             return True
-        return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".pb"
+        return (isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".pb"
+                and Path(source).with_suffix(".json").is_file())
 
-    def open(
-        self,
-        source: Any,
-        *,
-        representation: Representation | None = None,
-        input: str | None = None,  # noqa: A002 - Essentia's word
-        output: str | None = None,
-        algorithm: str | None = None,
-        input_axes: str | None = None,
-        input_length: int | None = None,
-        labels: list[str] | None = None,
-        name: str | None = None,
-        metadata: str | os.PathLike | None = None,
-        **_: Any,
-    ) -> EssentiaModel:
+    def open(self, source: Any, **options: Any) -> EssentiaModel:
         from ..zoo import fetch, is_zoo_name
 
         if is_zoo_name(source):
-            name = name or str(source).split(":")[-1]
+            options.setdefault("name", str(source).split(":")[-1])
             source = fetch(str(source))
-        pb = Path(source)
-        graph = FrozenGraph.from_file(pb)
-        meta_path = Path(metadata) if metadata else pb.with_suffix(".json")
-        meta: dict[str, Any] = {}
-        if meta_path.is_file():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except json.JSONDecodeError as exc:
-                raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
-        schema = meta.get("schema", {})
-        if input is None and schema.get("inputs"):
-            input = schema["inputs"][0]["name"]
-        if input is None:  # the float placeholder shaped like a spectrogram (rank >= 3)
-            phs = [n for n in graph.placeholders()
-                   if graph.nodes[n].attr["dtype"].type == 1  # DT_FLOAT
-                   and len(graph.attr(graph.nodes[n], "shape") or [0, 0, 0]) >= 3]
-            if len(phs) != 1:
-                raise ModelLoadError(
-                    f"{pb.name}: cannot tell the input among placeholders {phs}; pass input=...")
-            input = phs[0]
-        if node_name(input) not in graph.nodes:
-            raise ModelLoadError(f"{pb.name}: the graph has no input {input!r}")
-        outputs = schema.get("outputs", [])
-        if output is None:
-            preds = [o["name"] for o in outputs if o.get("output_purpose") == "predictions"]
-            output = preds[0] if preds else (outputs[0]["name"] if outputs else None)
-        if output is None and "model/Sigmoid" in graph.nodes:
-            output = "model/Sigmoid"
-        shape = graph.attr(graph.node(input), "shape")
-        algorithm = algorithm or meta.get("inference", {}).get("algorithm") or _guess_algorithm(shape)
-        if representation is None:
-            if algorithm is None:
-                raise ModelLoadError(
-                    f"{pb.name}: cannot tell the input algorithm from the input shape {shape}; "
-                    "pass algorithm='TensorflowPredictMusiCNN' (or representation= and "
-                    "input_axes=)")
-            representation = _representation(algorithm)
-            sr = meta.get("inference", {}).get("sample_rate")
-            if sr and int(sr) != representation.sr:
-                raise ModelLoadError(
-                    f"{pb.name}: inference.sample_rate {sr} does not match {algorithm}'s "
-                    f"{representation.sr} Hz")
-        if input_axes is None:
-            rank = len(shape) if shape else 3
-            if rank == 3:
-                input_axes = "NTF"
-            elif rank == 4 and shape[-1] == 1:
-                input_axes = "NFTC" if shape[1] == representation.n_bands else "NTFC"
-            else:
-                raise ModelLoadError(f"{pb.name}: input shape {shape} is not a spectrogram "
-                                     "layout mirdeconv knows; pass input_axes=...")
-        if input_length is None and shape:
-            t = input_axes.index("T")
-            input_length = shape[t] if len(shape) > t and shape[t] and shape[t] > 0 else None
-        layer_names, desc = _musicnn_names(graph)
-        return EssentiaModel(
-            name=name or pb.stem, graph=graph,
-            input_tensor=tensor_name(node_name(input)), input_axes=input_axes,
-            representation=representation, input_length=input_length,
-            labels=labels or meta.get("classes"),
-            layer_tensors=layer_names or None,
-            output_tensor=tensor_name(node_name(output)) if output else None,
-            family=self.name, source=os.fspath(pb), descriptions=desc,
-            standardize_patches=algorithm == "TensorflowPredictTempoCNN",
-            graph_file=pb, algorithm=algorithm or "", metadata=meta,
-        )
+        return open_graph(Path(source), family=self.name, beside=True,
+                          **{k: v for k, v in options.items() if k in _OPTIONS})
+
+
+class GraphAdapter(ModelAdapter):
+    """A bare frozen graph (``.pb``): input, output and Essentia input algorithm from the
+    caller (``input=``, ``output=``, ``algorithm=``, or ``representation=`` and
+    ``input_axes=``), else guessed from the graph."""
+
+    name = "pb"
+    priority = 90
+    description = "a bare TensorFlow frozen graph (.pb)"
+
+    def guess_can_open(self, source: Any) -> bool:
+        return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".pb"
+
+    def open(self, source: Any, **options: Any) -> EssentiaModel:
+        return open_graph(Path(source), family=self.name, beside=False,
+                          **{k: v for k, v in options.items() if k in _OPTIONS})

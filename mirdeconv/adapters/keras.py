@@ -19,8 +19,9 @@ from typing import Any
 from .. import backend
 from ..errors import ModelLoadError, NoFeatureLayersError, UnsafeModelError
 from ..graph import FrozenGraph
+from ..model import FrozenModel
 from ..representations import Representation
-from .base import FrozenModel, ModelAdapter
+from .base import ModelAdapter
 
 __all__ = ["KerasAdapter", "from_keras", "load_keras"]
 
@@ -173,9 +174,6 @@ def from_keras(
     """
     tf = backend.tensorflow()
     keras = backend.keras()
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
 
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"expected a keras.Model, got {type(model).__name__}")
@@ -220,7 +218,7 @@ def from_keras(
     fn = tf.function(lambda x: probe(x, training=False))
     try:
         concrete = fn.get_concrete_function(spec)
-        frozen = convert_variables_to_constants_v2(concrete)
+        frozen = backend.convert_variables_to_constants(concrete)
     except Exception as exc:
         raise ModelLoadError(f"cannot freeze model {model.name!r} into a graph: {exc}") from None
     gd = frozen.graph.as_graph_def()
@@ -241,6 +239,8 @@ class KerasAdapter(ModelAdapter):
     """Opens ``keras.Model`` objects and ``.keras`` / ``.h5`` files."""
 
     name = "keras"
+    priority = 10
+    description = "Keras models: keras.Model in memory, .keras and legacy .h5 files"
 
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, (str, os.PathLike)):

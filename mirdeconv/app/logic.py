@@ -11,11 +11,22 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis import Reference, TrackContext, add_labels, describe
+from ..audio import load
+from ..auralisation import Auralisation, auralise_masks, auralise_result
+from ..demo import demo_track
+from ..engine import DeconvResult, deconvolve
 from ..errors import AudioError, UnsupportedAudioError
+from ..loading import load_model
+from ..options import DeconvOptions, SoundOptions
+from ..plot import specshow
+from ..predict import predict, top_tags
+from ..registry import models
 
 __all__ = ["DEMO_TRACKS", "DEFAULT_MODEL", "model_choices", "open_model", "demo_audio",
-           "decode_upload", "layer_result", "feature_sound", "feature_figure", "most_active",
-           "predictions", "layer_zip", "wav_bytes", "UPLOAD_TYPES"]
+           "decode_upload", "layer_result", "layer_descriptors", "feature_sound",
+           "feature_figure", "most_active", "predictions", "layer_auralisation", "layer_sounds",
+           "layer_zip", "wav_bytes", "UPLOAD_TYPES"]
 
 #: Built-in tracks, synthesised on first use: name -> (kind, seconds).
 DEMO_TRACKS = {"demo: drums, bass and chords": ("mix", 30.0), "demo: drums": ("drums", 30.0),
@@ -27,23 +38,17 @@ UPLOAD_TYPES = ["wav", "flac", "ogg", "mp3"]
 
 def model_choices() -> list[str]:
     """Every model id the registry lists (the zoo plugin first)."""
-    from ..registry import models
-
     ids = list(models())
     return sorted(ids, key=lambda i: (not i.startswith("musicnn:"), i != DEFAULT_MODEL, i))
 
 
 def open_model(model_id: str, **options: Any) -> Any:
     """A model by registry id, zoo name or path (see :func:`mirdeconv.load_model`)."""
-    from ..models import load_model
-
     return load_model(model_id, **options)
 
 
 def demo_audio(name: str) -> tuple[np.ndarray, int]:
     """A built-in demo track (deterministic), at 22050 Hz."""
-    from ..demo import demo_track
-
     kind, seconds = DEMO_TRACKS[name]
     return demo_track(sr=DEMO_SR, seconds=seconds, kind=kind), DEMO_SR
 
@@ -56,8 +61,6 @@ def decode_upload(data: bytes, filename: str) -> tuple[np.ndarray, int]:
     AudioError
         (UnsupportedAudioError, InvalidAudioError, SilentAudioError) naming the file.
     """
-    from ..audio import load
-
     suffix = Path(filename).suffix.lower()
     if suffix.lstrip(".") not in UPLOAD_TYPES:
         raise UnsupportedAudioError(f"{filename}: upload a {', '.join(UPLOAD_TYPES)} file")
@@ -74,12 +77,10 @@ def decode_upload(data: bytes, filename: str) -> tuple[np.ndarray, int]:
         os.unlink(tmp)
 
 
-def layer_result(model: Any, y: np.ndarray, sr: int, layer: str, method: str, target: str,
-                 progress: Any = None) -> Any:
+def layer_result(model: Any, y: np.ndarray, sr: int, layer: str,
+                 options: DeconvOptions = DeconvOptions(), progress: Any = None) -> DeconvResult:
     """Every feature of a layer deconvolved (one engine call; features then come from it)."""
-    from ..engine import deconvolve
-
-    return deconvolve(model, y, sr, layer=layer, features="all", method=method, target=target,
+    return deconvolve(model, y, sr, layer=layer, features="all", options=options,
                       progress=progress or False)
 
 
@@ -92,15 +93,13 @@ SHOWN_DESCRIPTORS = {
 }
 
 
-def layer_descriptors(result: Any, y: np.ndarray, sr: int, *, reading: str = "mask",
-                      sign: str = "signed") -> Any:
+def layer_descriptors(result: DeconvResult, y: np.ndarray, sr: int,
+                      sound: SoundOptions = SoundOptions()) -> Any:
     """Every feature's descriptors and label on this track (:mod:`mirdeconv.analysis`; the
     reference onsets are detected by librosa on the track), one row per feature in
     ``result.features`` order."""
-    from ..analysis import Reference, TrackContext, add_labels, describe
-
-    ctx = TrackContext(result.analysis, Reference.detect(y, sr))
-    return add_labels(describe(result, ctx, reading=reading, sign=sign))
+    ctx = TrackContext(result.track, Reference.detect(y, sr))
+    return add_labels(describe(result, ctx, sound=sound))
 
 
 def most_active(result: Any, n: int = 8) -> list[int]:
@@ -109,15 +108,11 @@ def most_active(result: Any, n: int = 8) -> list[int]:
     return [result.features[i] for i in order[:n]]
 
 
-def feature_sound(result: Any, feature: int, y: np.ndarray, sr: int, *, reading: str = "mask",
-                  sign: str = "signed", output_sr: str = "track",
-                  normalize: str = "peak") -> tuple[np.ndarray, int, np.ndarray]:
+def feature_sound(result: DeconvResult, feature: int, y: np.ndarray, sr: int,
+                  sound: SoundOptions = SoundOptions()) -> tuple[np.ndarray, int, np.ndarray]:
     """One feature's auralisation: (audio, sr, spectrogram thumbnail in dB)."""
-    from ..auralise import auralise_masks
-
-    mask = result.mask(feature)[None]
-    audio, out_sr, thumbs = auralise_masks(mask, result.analysis, audio=y, sr=sr, reading=reading,
-                                           sign=sign, output_sr=output_sr, normalize=normalize)
+    audio, out_sr, thumbs = auralise_masks(result.mask(feature)[None], result.track, audio=y,
+                                           sr=sr, sound=sound)
     return audio[0], out_sr, thumbs[0]
 
 
@@ -138,28 +133,26 @@ def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any
     import librosa
     from matplotlib.figure import Figure
 
-    from ..plot import _specshow
-
-    rep = result.analysis.representation
+    rep = result.track.representation
     i = result.features.index(feature)
     fig = Figure(figsize=(13, 5.2), layout="constrained")
     axes = fig.subplot_mosaic([["input", "mask", "sound"], ["act", "act", "act"]],
                               height_ratios=[3, 1])
-    feats = result.analysis.features
+    feats = result.track.frames
     if getattr(rep, "compression", None) is None:
         feats = librosa.amplitude_to_db(np.maximum(feats, 0), ref=np.max, top_db=80.0)
     from dataclasses import replace
 
     feats, hop = _thin(feats, rep.hop_length)
     thin_rep = replace(rep, hop_length=hop)
-    img = _specshow(axes["input"], feats, thin_rep, cmap="magma")
+    img = specshow(axes["input"], feats, thin_rep, cmap="magma")
     fig.colorbar(img, ax=axes["input"])
     axes["input"].set_title("input")
     m = result.masks[i]
     lim = float(np.percentile(np.abs(m), 99.5)) or float(np.abs(m).max()) or 1.0
     peak = np.where(m.max(axis=0, keepdims=True) >= -m.min(axis=0, keepdims=True), 1, -1)
     m_thin, _ = _thin(m * peak, rep.hop_length)      # keep each band's larger-magnitude sign
-    img = _specshow(axes["mask"], m_thin * peak, thin_rep, cmap="coolwarm", vmin=-lim, vmax=lim)
+    img = specshow(axes["mask"], m_thin * peak, thin_rep, cmap="coolwarm", vmin=-lim, vmax=lim)
     fig.colorbar(img, ax=axes["mask"])
     axes["mask"].set_title(f"deconvolution of feature {feature}")
     S = librosa.amplitude_to_db(np.abs(librosa.stft(audio, n_fft=1024, hop_length=512)),
@@ -172,7 +165,7 @@ def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any
     act = result.activations[i]
     t = np.arange(len(act)) * result.layer.stride[0] * rep.seconds_per_frame
     axes["act"].plot(t, act, lw=0.8)
-    axes["act"].set_xlim(0, result.analysis.duration)
+    axes["act"].set_xlim(0, result.track.duration)
     axes["act"].set_xlabel("time (s)")
     axes["act"].set_ylabel("activation")
     return fig
@@ -195,47 +188,40 @@ def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
 
 def predictions(model: Any, y: np.ndarray, sr: int, top: int = 5) -> list[tuple[str, float]]:
     """The model's top tags for the track (Essentia's runtime for Essentia models)."""
-    from ..models import predict
-
     act, labels, _ = predict(model, y, sr)
-    mean = np.asarray(act).mean(axis=0)
-    return [(labels[k], float(mean[k])) for k in np.argsort(-mean)[:top]]
+    return top_tags(act, labels, top)
 
 
-def layer_sounds(result: Any, y: np.ndarray, sr: int, **sound: Any) -> tuple[list[bytes], bytes]:
-    """Every feature's auralisation as WAV bytes (in ``result.features`` order) and the layer's
-    grid PNG with the features sorted by activation, most active first."""
-    from ..auralise import auralise_masks
-    from ..plot import feature_grid
+def layer_auralisation(result: DeconvResult, y: np.ndarray, sr: int,
+                       sound: SoundOptions = SoundOptions()) -> Auralisation:
+    """Every feature of the layer as sound, once (the layer view and its zip share it)."""
+    return auralise_result(result, y, sr, sound)
 
-    audio, out_sr, thumbs = auralise_masks(result.masks, result.analysis, audio=y, sr=sr, **sound)
-    order = np.argsort(-result.activation_max, kind="stable")
+
+def layer_sounds(aur: Auralisation) -> tuple[list[bytes], bytes]:
+    """Every feature's auralisation as WAV bytes (in ``features`` order) and the layer's grid
+    PNG with the features sorted by activation, most active first."""
+    d = aur.deconvolution
     with tempfile.TemporaryDirectory(prefix="mirdeconv-grid-") as tmp:
-        path = feature_grid(thumbs[order], [result.features[i] for i in order],
-                            result.dead[order], result.activation_max[order],
-                            Path(tmp) / "grid.png",
-                            title=f"{result.model} / {result.layer.name}, most active first")
-        png = Path(path).read_bytes()
-    return [wav_bytes(a, out_sr) for a in audio], png
+        png = aur.grid(Path(tmp) / "grid.png", order=aur.most_active_first(),
+                       title=f"{d.model} / {d.layer.name}, most active first").read_bytes()
+    return [wav_bytes(a, aur.sr) for a in aur.audio], png
 
 
-def layer_zip(result: Any, y: np.ndarray, sr: int, **sound: Any) -> bytes:
-    """Every feature's auralisation (WAV), the layer's grid PNG and an index (CSV), zipped."""
-    from ..auralise import auralise_masks
-    from ..plot import feature_grid
-
-    audio, out_sr, thumbs = auralise_masks(result.masks, result.analysis, audio=y, sr=sr, **sound)
+def layer_zip(aur: Auralisation) -> bytes:
+    """Every feature's auralisation, the layer's grid PNG (as :meth:`Auralisation.save`
+    writes them) and an index (CSV), zipped under the layer's name."""
+    d = aur.deconvolution
+    layer = d.layer.name
     buf = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="mirdeconv-zip-") as tmp, \
             zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        grid = feature_grid(thumbs, result.features, result.dead, result.activation_max,
-                            Path(tmp) / "grid.png", title=f"{result.model} / {result.layer.name}")
-        zf.write(grid, f"{result.layer.name}/grid.png")
+        files = aur.save(Path(tmp))
+        for f in files:
+            zf.write(f, f"{layer}/{f.name}")
         rows = ["feature,dead,activation_max,activation_mean,fraction_active,audio"]
-        for i, k in enumerate(result.features):
-            name = f"{result.layer.name}/f{k:03d}.wav"
-            zf.writestr(name, wav_bytes(audio[i], out_sr))
-            rows.append(f"{k},{bool(result.dead[i])},{result.activation_max[i]:.6g},"
-                        f"{result.activation_mean[i]:.6g},{result.fraction_active[i]:.6g},{name}")
-        zf.writestr(f"{result.layer.name}/index.csv", "\n".join(rows) + "\n")
+        for i, (k, f) in enumerate(zip(d.features, files)):
+            rows.append(f"{k},{bool(d.dead[i])},{d.activation_max[i]:.6g},"
+                        f"{d.activation_mean[i]:.6g},{d.fraction_active[i]:.6g},{layer}/{f.name}")
+        zf.writestr(f"{layer}/index.csv", "\n".join(rows) + "\n")
     return buf.getvalue()

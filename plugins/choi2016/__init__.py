@@ -27,6 +27,7 @@ import numpy as np
 import mirdeconv
 from mirdeconv import backend
 from mirdeconv.errors import ModelLoadError
+from mirdeconv.options import env_value
 from mirdeconv.registry import ModelSpec, Plugin
 from mirdeconv.representations import choi2016_mel
 
@@ -119,7 +120,7 @@ def load(weights: str | os.PathLike | None = None, bn_reading: str = "std"):
     """MusicTaggerCNN with the released weights, as a mirdeconv model."""
     if bn_reading not in ("std", "variance"):
         raise ModelLoadError(f"bn_reading must be 'std' or 'variance', got {bn_reading!r}")
-    path = weights or os.environ.get(WEIGHTS_ENV)
+    path = weights or env_value("CHOI2016_WEIGHTS")
     if not path:
         raise ModelLoadError(
             f"MusicTaggerCNN needs its weights file: pass weights=... or set {WEIGHTS_ENV} "

@@ -31,30 +31,25 @@ phase is kept) and invert with the same window and hop.
 from __future__ import annotations
 
 import os
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import InvalidOptionError, OutputError
-from .representations import Analysis, MelSpectrogram, Representation
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DeconvResult
+from .engine import DeconvResult, deconvolve
+from .errors import InvalidOptionError
+from .model import FrozenModel
+from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, resolve
+from .progress import ProgressArg
+from .representations import MelSpectrogram, Representation, TrackInput
+from .store import feature_file, prepare_folder, write_audio
 
 __all__ = [
-    "READINGS", "SIGNS", "NORMALIZATIONS", "OUTPUT_RATES",
-    "apply_sign", "stft_domain_mask", "auralise_masks", "normalise", "write_audio",
-    "Auralisation",
+    "apply_sign", "stft_domain_mask", "auralise_masks", "normalise",
+    "stft_window", "Auralisation", "auralise", "auralise_result",
 ]
 
-READINGS = ("mask", "magnitude")
-SIGNS = ("signed", "positive", "absolute")
-NORMALIZATIONS = ("peak", "loudness", "none")
-OUTPUT_RATES = ("track", "model")
 #: Peak level of ``normalize="peak"`` (-0.09 dBFS) and the ceiling of ``"loudness"``.
 PEAK = 0.99
 #: Target of ``normalize="loudness"``, in LUFS (EBU R128).
@@ -63,13 +58,12 @@ TARGET_LUFS = -23.0
 THUMBNAIL = (64, 128)
 
 
-def _check(name: str, value: Any, choices: tuple) -> None:
+def _check(name: str, value: Any, choices: dict) -> None:
     if value not in choices:
-        raise InvalidOptionError(
-            f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        raise InvalidOptionError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def apply_sign(mask: np.ndarray, sign: str = "signed") -> np.ndarray:
+def apply_sign(mask: np.ndarray, sign: str = SoundOptions.sign) -> np.ndarray:
     """``signed``: as is; ``positive``: negative values to 0; ``absolute``: absolute values."""
     _check("sign", sign, SIGNS)
     if sign == "positive":
@@ -119,32 +113,30 @@ def _invert_compression(values: np.ndarray, rep: Representation) -> np.ndarray:
     return np.maximum(lin, 0.0) ** (1.0 / power)
 
 
-def stft_domain_mask(
-    masks: np.ndarray, analysis: Analysis, *, reading: str = "mask", sign: str = "signed"
-) -> np.ndarray:
+def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions = SoundOptions()
+                     ) -> np.ndarray:
     """Masks in the model input's domain -> masks on the track's STFT grid (model rate).
 
     Parameters
     ----------
     masks : np.ndarray, shape (n_features, n_frames, n_bands)
-    analysis : Analysis
+    track : TrackInput
         The track seen through the model's representation.
-    reading : {"mask", "magnitude"}
-    sign : {"signed", "positive", "absolute"}
+    sound : SoundOptions
+        Its ``reading`` and ``sign`` apply.
 
     Returns
     -------
     np.ndarray, float32, shape (n_features, 1 + n_fft // 2, n_frames)
-        Multiplies ``analysis.stft``.
+        Multiplies ``track.stft``.
     """
-    _check("reading", reading, READINGS)
-    rep = analysis.representation
-    m = apply_sign(np.asarray(masks, np.float32), sign)
+    rep = track.representation
+    m = apply_sign(np.asarray(masks, np.float32), sound.sign)
     T = _bands_to_bins(rep)
-    if reading == "magnitude":
+    if sound.reading == "magnitude":
         mag = _invert_compression(m.astype(np.float64), rep)          # (F, frames, bands)
         mag = mag if T is None else mag @ T.T.astype(np.float64)       # (F, frames, bins)
-        orig = np.abs(analysis.stft).T.astype(np.float64)              # (frames, bins)
+        orig = np.abs(track.stft).T.astype(np.float64)                 # (frames, bins)
         floor = 1e-3 * max(float(orig.max()), 1e-12)
         out = mag / np.maximum(orig, floor)
         return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)
@@ -182,7 +174,7 @@ def _interpolate_mask(mask: np.ndarray, rep: Representation, sr_track: int, grid
     return out.astype(np.float32)
 
 
-def normalise(audio: np.ndarray, sr: int, how: str = "peak") -> np.ndarray:
+def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize) -> np.ndarray:
     """Normalise each row of ``audio`` (n_signals, n_samples).
 
     ``peak``: to a peak of 0.99; ``loudness``: to -23 LUFS (ITU-R BS.1770 with pyloudnorm),
@@ -216,14 +208,11 @@ def normalise(audio: np.ndarray, sr: int, how: str = "peak") -> np.ndarray:
 
 def auralise_masks(
     masks: np.ndarray,
-    analysis: Analysis,
+    track: TrackInput,
     *,
     audio: np.ndarray | None = None,
     sr: int | None = None,
-    reading: str = "mask",
-    sign: str = "signed",
-    output_sr: str = "track",
-    normalize: str = "peak",
+    sound: SoundOptions = SoundOptions(),
     thumbnail: tuple[int, int] = THUMBNAIL,
     chunk: int = 8,
 ) -> tuple[np.ndarray, int, np.ndarray]:
@@ -232,12 +221,12 @@ def auralise_masks(
     Parameters
     ----------
     masks : np.ndarray, shape (n_features, n_frames, n_bands)
-    analysis : Analysis
+    track : TrackInput
         The track through the model's representation (its STFT is at the model's rate).
     audio, sr : np.ndarray (n_samples,), int, optional
-        The track at its own rate, for ``output_sr="track"``.
-    reading, sign, output_sr, normalize
-        See the module documentation.
+        The track at its own rate, for ``sound.output_sr == "track"``.
+    sound : SoundOptions
+        Reading, sign, output rate, normalisation (see the module documentation).
     thumbnail : (int, int)
         Size (bins, frames) of the returned spectrogram thumbnails.
     chunk : int
@@ -253,25 +242,24 @@ def auralise_masks(
     """
     import librosa
 
-    _check("output_sr", output_sr, OUTPUT_RATES)
-    _check("normalize", normalize, NORMALIZATIONS)
-    rep = analysis.representation
-    track_rate = output_sr == "track" and audio is not None and sr is not None and int(sr) > rep.sr
+    rep = track.representation
+    track_rate = (sound.output_sr == "track" and audio is not None and sr is not None
+                  and int(sr) > rep.sr)
     if track_rate:
         grid = _track_grid(rep, int(sr))
-        S = librosa.stft(np.asarray(audio, np.float64), window=_window(rep, grid),
+        S = librosa.stft(np.asarray(audio, np.float64), window=stft_window(rep, grid),
                          center=rep.center, pad_mode=rep.pad_mode, **grid).astype(np.complex64)
         out_sr, n = int(sr), len(audio)
     else:
         grid = {"n_fft": rep.n_fft, "hop_length": rep.hop_length, "win_length": rep.win_length}
-        S = analysis.stft.astype(np.complex64, copy=False)
-        out_sr, n = rep.sr, len(analysis.audio)
-    window = _window(rep, grid)
+        S = track.stft.astype(np.complex64, copy=False)
+        out_sr, n = rep.sr, len(track.audio)
+    window = stft_window(rep, grid)
     absS = np.abs(S)
     out = np.empty((len(masks), n), np.float32)
     thumbs = np.empty((len(masks), *thumbnail), np.float32)
     for c0 in range(0, len(masks), chunk):
-        M = stft_domain_mask(masks[c0:c0 + chunk], analysis, reading=reading, sign=sign)
+        M = stft_domain_mask(masks[c0:c0 + chunk], track, sound)
         if track_rate:
             M = _interpolate_mask(M, rep, out_sr, grid, S.shape[1])
         out[c0:c0 + chunk] = librosa.istft(M * S, window=window, center=rep.center, length=n,
@@ -282,7 +270,7 @@ def auralise_masks(
         sub = np.abs(M[:, ::sb, ::st]) * absS[None, ::sb, ::st]
         for i, m in enumerate(sub):
             thumbs[c0 + i] = _thumbnail_db(m, thumbnail)
-    return normalise(out, out_sr, normalize), out_sr, thumbs
+    return normalise(out, out_sr, sound.normalize), out_sr, thumbs
 
 
 def _thumbnail_db(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -294,37 +282,12 @@ def _thumbnail_db(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return 20.0 * np.log10(np.maximum(small, 1e-10))
 
 
-def _window(rep: Representation, grid: dict) -> np.ndarray:
+def stft_window(rep: Representation, grid: dict) -> np.ndarray:
+    """The representation's analysis window for an STFT grid (``n_fft``, ``win_length``)."""
     import scipy.signal
 
     n = grid["win_length"] or grid["n_fft"]
     return scipy.signal.get_window(rep.window, n, fftbins=not rep.window_symmetric)
-
-
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
-    """Write one signal as WAV or FLAC (by suffix), 16-bit PCM, atomically.
-
-    Raises
-    ------
-    OutputError
-        Unsupported suffix, or the file cannot be written (e.g. the disk is full).
-    """
-    import soundfile as sf
-
-    from ._io import atomic_path
-
-    path = Path(path)
-    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
-    if fmt is None:
-        raise OutputError(f"{path.name}: audio is written as .wav or .flac")
-    try:
-        # quantised here (rounded, clipped): libsndfile's own float conversion is 2x slower
-        pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-        with atomic_path(path) as tmp:
-            sf.write(tmp, pcm, sr, format=fmt, subtype="PCM_16")
-    except (OSError, RuntimeError) as exc:
-        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return path
 
 
 @dataclass
@@ -342,8 +305,8 @@ class Auralisation:
         The auralisations' spectrograms in dB, small (for pictures).
     deconvolution : DeconvResult
         The masks and activation statistics they came from.
-    settings : dict
-        reading, sign, output_sr, normalize.
+    sound : SoundOptions
+        How they were made.
     """
 
     audio: np.ndarray
@@ -351,90 +314,105 @@ class Auralisation:
     features: list[int]
     thumbnails: np.ndarray
     deconvolution: DeconvResult
-    settings: dict[str, Any] = field(default_factory=dict)
+    sound: SoundOptions = field(default_factory=SoundOptions)
 
-    def save(self, folder: str | os.PathLike, *, format: str = "wav",  # noqa: A002
-             png: bool = True) -> list[Path]:
-        """Write ``f{k:03d}.wav`` (or ``.flac``) per feature, and a grid PNG of the layer.
+    def most_active_first(self) -> np.ndarray:
+        """Positions of the features, by decreasing activation maximum."""
+        return np.argsort(-self.deconvolution.activation_max, kind="stable")
+
+    def grid(self, path: str | os.PathLike, *, order: np.ndarray | None = None,
+             title: str | None = None) -> Path:
+        """The layer's features as one PNG of small spectrograms (dead ones marked), in
+        ``order`` (positions; default: as computed)."""
+        from .plot import feature_grid
+
+        d = self.deconvolution
+        idx = np.arange(len(self.features)) if order is None else np.asarray(order)
+        return Path(feature_grid(
+            self.thumbnails[idx], [self.features[i] for i in idx], d.dead[idx],
+            d.activation_max[idx], path,
+            title=title or f"{d.model} / {d.layer.name} / {d.method}, {d.target}"))
+
+    def save(self, folder: str | os.PathLike, *, png: bool = True) -> list[Path]:
+        """Write ``f{k:03d}.wav`` (or ``.flac``, as ``sound.format``) per feature, and the
+        layer's ``grid.png``.
 
         Returns
         -------
         list of Path
             The files written.
         """
-        from ._io import prepare_folder
-        from .plot import feature_grid
-
-        if format not in ("wav", "flac"):
-            raise InvalidOptionError(f"format must be 'wav' or 'flac'; got {format!r}")
         folder = prepare_folder(folder)
-        written = [write_audio(folder / f"f{k:03d}.{format}", a, self.sr)
+        written = [write_audio(folder / feature_file(k, self.sound.format), a, self.sr)
                    for k, a in zip(self.features, self.audio)]
         if png:
-            d = self.deconvolution
-            written.append(feature_grid(
-                self.thumbnails, self.features, d.dead, d.activation_max, folder / "grid.png",
-                title=f"{d.model} / {d.layer.name} / {d.method}, {d.target}"))
+            written.append(self.grid(folder / "grid.png"))
         return written
 
 
-def auralise(model: Any, audio: np.ndarray, sr: int, *, layer: str | int, features: Any = None,
-             method: str = "deconvnet", target: str = "map", reading: str = "mask",
-             sign: str = "signed", output_sr: str = "track", normalize: str = "peak",
-             **engine_options: Any) -> Auralisation:
+def auralise(
+    model: FrozenModel,
+    audio: np.ndarray,
+    sr: int,
+    *,
+    layer: str | int,
+    features: Any = None,
+    method: str = DeconvOptions.method,
+    target: str = DeconvOptions.target,
+    mode: str = DeconvOptions.mode,
+    precision: str = DeconvOptions.precision,
+    memory: int | None = None,
+    reading: str = SoundOptions.reading,
+    sign: str = SoundOptions.sign,
+    output_sr: str = SoundOptions.output_sr,
+    normalize: str = SoundOptions.normalize,
+    format: str = SoundOptions.format,  # noqa: A002 - the file format
+    options: DeconvOptions | None = None,
+    sound: SoundOptions | None = None,
+    progress: ProgressArg = False,
+) -> Auralisation:
     """Deconvolve features of a layer and turn each into sound.
 
     Parameters
     ----------
-    model : FrozenModel, keras.Model or path
-        A model (anything :func:`mirdeconv.load_model` opens; pass ``representation=``
-        for Keras models).
+    model : FrozenModel
+        From :func:`mirdeconv.load_model`.
     audio : np.ndarray, shape (n_samples,)
         Mono track.
     sr : int
         Its sample rate in Hz.
-    layer, features, method, target
+    layer, features, method, target, mode, precision, memory
         As for :func:`mirdeconv.deconvolve`.
-    reading, sign, output_sr, normalize
-        See the module documentation.
-    **engine_options
-        ``mode``, ``memory``, ``progress``, ``precision`` for the engine.
+    reading, sign, output_sr, normalize, format
+        See the module documentation (:class:`mirdeconv.options.SoundOptions`).
+    options : DeconvOptions, optional
+        ``method`` ... ``memory`` in one object.
+    sound : SoundOptions, optional
+        ``reading`` ... ``format`` in one object.
+    progress : bool or callable
+        As for :func:`mirdeconv.deconvolve`.
 
     Returns
     -------
     Auralisation
     """
     from .audio import validate
-    from .engine import deconvolve
-    from .models import load_model
 
-    if not (hasattr(model, "layers") and hasattr(model, "program")):
-        model = load_model(model, **{k: engine_options.pop(k) for k in
-                                     ("representation", "input_axes", "allow_unsafe")
-                                     if k in engine_options})
-
-    for name, value, choices in (("reading", reading, READINGS), ("sign", sign, SIGNS),
-                                 ("output_sr", output_sr, OUTPUT_RATES),
-                                 ("normalize", normalize, NORMALIZATIONS)):
-        _check(name, value, choices)
+    opts = resolve(DeconvOptions, options, {"method": method, "target": target, "mode": mode,
+                                            "precision": precision, "memory": memory})
+    snd = resolve(SoundOptions, sound, {"reading": reading, "sign": sign, "output_sr": output_sr,
+                                        "normalize": normalize, "format": format})
     audio = validate(audio, sr)
-    res = deconvolve(model, audio, sr, layer=layer, features=features, method=method,
-                     target=target, **engine_options)
-    y, out_sr, thumbs = auralise_masks(res.masks, res.analysis, audio=audio, sr=int(sr),
-                                       reading=reading, sign=sign, output_sr=output_sr,
-                                       normalize=normalize)
-    return Auralisation(audio=y, sr=out_sr, features=res.features, thumbnails=thumbs,
-                        deconvolution=res,
-                        settings={"reading": reading, "sign": sign, "output_sr": output_sr,
-                                  "normalize": normalize})
+    res = deconvolve(model, audio, sr, layer=layer, features=features, options=opts,
+                     progress=progress)
+    return auralise_result(res, audio, int(sr), snd)
 
 
-
-class _CallableModule(types.ModuleType):
-    """``mirdeconv.auralise`` is both this module and its main function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Auralisation:
-        return auralise(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+def auralise_result(result: DeconvResult, audio: np.ndarray | None = None, sr: int | None = None,
+                    sound: SoundOptions = SoundOptions()) -> Auralisation:
+    """The auralisation of a deconvolution (``audio``, ``sr``: the track at its own rate, for
+    ``sound.output_sr == "track"``)."""
+    y, out_sr, thumbs = auralise_masks(result.masks, result.track, audio=audio, sr=sr,
+                                       sound=sound)
+    return Auralisation(audio=y, sr=out_sr, features=result.features, thumbnails=thumbs,
+                        deconvolution=result, sound=sound)

@@ -1,4 +1,9 @@
-"""``load_model``: one call for every kind of model source."""
+"""``load_model``: one call for every kind of model source.
+
+A source goes to a plugin (``"plugin:model"`` ids, :mod:`mirdeconv.registry`) or to the
+first adapter that says it can open it (:mod:`mirdeconv.adapters`); a model file's
+``NAME.mirdeconv.json`` beside it supplies options not given.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .adapters import FrozenModel, builtin_adapters
+from . import registry
+from .adapters import get_adapter, guess_adapter
 from .errors import ModelLoadError
+from .model import FrozenModel
 from .representations import Representation, from_dict, presets
+from .zoo import is_zoo_name
 
-__all__ = ["load_model", "sidecar_path", "resolve_representation", "predict"]
+__all__ = ["load_model", "sidecar_path", "resolve_representation"]
 
 SIDECAR_SUFFIX = ".mirdeconv.json"
 
@@ -42,7 +50,23 @@ def resolve_representation(spec: Representation | str | dict | None) -> Represen
     )
 
 
-def load_model(source: Any, *, representation: Any = None, **options: Any) -> FrozenModel:
+def _sidecar_options(path: Path, options: dict[str, Any]) -> Representation | None:
+    """Options from ``NAME.mirdeconv.json`` beside a model file (those not given already)."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        desc = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"unreadable model description {side}: {exc}") from None
+    for key in ("input_axes", "labels", "input", "input_length", "output", "name"):
+        if key in desc:
+            options.setdefault(key, desc[key])
+    return resolve_representation(desc["representation"]) if "representation" in desc else None
+
+
+def load_model(source: Any, *, representation: Any = None, adapter: str | None = None,
+               **options: Any) -> FrozenModel:
     """Open a model for deconvolution.
 
     Parameters
@@ -55,8 +79,13 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
         The model's input representation (an object, a preset name such as
         ``"choi2016-stft"`` or ``"musicnn"``, a dict, or a JSON file).  For files it may
         also come from ``NAME.mirdeconv.json`` beside the model.
+    adapter : str, optional
+        The adapter to open it with (``"keras"``, ``"essentia"``, ``"pb"``, or one an
+        installed package adds; see :func:`mirdeconv.adapters.list_adapters`); default: the
+        first that recognises the source.
     **options
-        Passed to the adapter: ``input_axes``, ``labels``, ``name``, ``allow_unsafe``, ...
+        Passed to the adapter (``input_axes``, ``labels``, ``name``, ``allow_unsafe``,
+        ``input``, ``output``, ``algorithm``, ...) or to the plugin's loader.
 
     Returns
     -------
@@ -68,62 +97,22 @@ def load_model(source: Any, *, representation: Any = None, **options: Any) -> Fr
     """
     if isinstance(source, FrozenModel):
         return source
-    from .registry import is_model_id
-    from .registry import load as load_plugin_model
-    from .zoo import is_zoo_name
-
-    if is_model_id(source):  # "plugin:model"
-        loaded = load_plugin_model(source, **options)
+    if adapter is None and registry.is_model_id(source):  # "plugin:model"
+        loaded = registry.load(source, **options)
         return loaded if isinstance(loaded, FrozenModel) else load_model(
             loaded, representation=representation)
-
     rep = resolve_representation(representation)
-    if isinstance(source, (str, os.PathLike)) and not is_zoo_name(source):
+    if isinstance(source, str | os.PathLike) and not is_zoo_name(source):
         p = Path(source)
         if not p.exists():
             raise ModelLoadError(f"model file not found: {p}")
-        side = sidecar_path(p)
-        if side.is_file():
-            try:
-                desc = json.loads(side.read_text())
-            except json.JSONDecodeError as exc:
-                raise ModelLoadError(f"unreadable model description {side}: {exc}") from None
-            if rep is None and "representation" in desc:
-                rep = resolve_representation(desc["representation"])
-            for key in ("input_axes", "labels", "input", "input_length", "output", "name"):
-                if key in desc:
-                    options.setdefault(key, desc[key])
-    for adapter in builtin_adapters():
-        if adapter.guess_can_open(source):
-            return adapter.open(source, representation=rep, **options)
-    if isinstance(source, (str, os.PathLike)):
+        side_rep = _sidecar_options(p, options)
+        rep = rep if rep is not None else side_rep
+    chosen = get_adapter(adapter) if adapter is not None else guess_adapter(source)
+    if chosen is not None:
+        return chosen.open(source, representation=rep, **options)
+    if isinstance(source, str | os.PathLike):
         raise ModelLoadError(
             f"{source}: not a model file mirdeconv can open (expected .keras, .h5, .hdf5 or .pb, "
-            "or a zoo name)"
-        )
+            "or a zoo name)")
     raise ModelLoadError(f"cannot open a model from a {type(source).__name__}")
-
-
-def predict(model: FrozenModel, audio: Any, sr: float) -> tuple[Any, list[str], str]:
-    """Class activations of a track, patch by patch.
-
-    Essentia models run through Essentia's own ``TensorflowPredict*``; other models through
-    their frozen graph (patches of the model's input length, as the engine cuts them).
-
-    Returns
-    -------
-    activations : np.ndarray, shape (n_patches, n_classes)
-    labels : list of str
-    how : str
-        Which runtime computed them, for people.
-    """
-    if hasattr(model, "predict"):
-        act, labels = model.predict(audio, sr)
-        return act, labels, f"Essentia {model.algorithm}"
-    from .engine import _model_input
-
-    frames = model.representation.analyse(audio, sr).features
-    x, _, _ = _model_input(model, frames, whole=model.input_length is None)
-    act = model.predict_graph(x).reshape(len(x), -1)
-    labels = list(model.labels or [str(i) for i in range(act.shape[-1])])
-    return act, labels, "the frozen graph"

@@ -1,4 +1,4 @@
-"""Writing result files safely: every file appears whole or not at all."""
+"""Output files and folders: every file appears whole or not at all, in one layout."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import numpy as np
 
 from .errors import OutputError
 
-__all__ = ["atomic_path", "save_npy", "save_json", "prepare_folder"]
+__all__ = ["atomic_path", "save_npy", "save_json", "prepare_folder", "feature_file", "write_audio"]
+
+
+def feature_file(feature: int, suffix: str) -> str:
+    """The file name of one feature's output: ``f007.wav``, ``f007.npy``, ... (the layout of
+    every output folder: deconvolutions, auralisations, the batch job, the app's zip)."""
+    return f"f{int(feature):03d}.{suffix.lstrip('.')}"
 
 
 @contextmanager
@@ -73,3 +79,27 @@ def prepare_folder(folder: str | os.PathLike) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
     return folder
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
+    """Write one signal as WAV or FLAC (by suffix), 16-bit PCM, atomically.
+
+    Raises
+    ------
+    OutputError
+        Unsupported suffix, or the file cannot be written (e.g. the disk is full).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"{path.name}: audio is written as .wav or .flac")
+    try:
+        # quantised here (rounded, clipped): libsndfile's own float conversion is 2x slower
+        pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+        with atomic_path(path) as tmp:
+            sf.write(tmp, pcm, sr, format=fmt, subtype="PCM_16")
+    except (OSError, RuntimeError) as exc:
+        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return path

@@ -1,0 +1,232 @@
+"""Descriptors of every feature of one deconvolution (one layer, one track).
+
+All computed from the feature's auralisation at the model's sample rate: its STFT is
+``Y = M * X``, the feature's mask on the model's STFT grid
+(:func:`mirdeconv.auralisation.stft_domain_mask`, with the same reading and sign as the
+sound) times the track's complex STFT ``X``; its audio is ``istft(Y)``.  See the package's
+documentation for what each column measures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..auralisation import stft_domain_mask
+from ..engine import DeconvResult
+from ..errors import InvalidOptionError
+from ..options import SoundOptions
+from .context import CHROMA_FFT, FFT_WORKERS, ONSET_WINDOW, TrackContext, fast_sdr
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["DESCRIPTORS", "describe", "descriptors"]
+
+#: Descriptor columns per feature (besides ``pitch_profile``), in report order.
+DESCRIPTORS = (
+    "onset_f", "onset_precision", "onset_recall", "attack_lift", "percussive_share", "harmonic_share",
+    "centroid_hz", "spread_hz", "low_share", "mid_share", "high_share", "pitch_correlation",
+    "temporal_sparsity", "energy_ratio", "sdr_percussive", "sdr_harmonic", "output_energy",
+)
+
+
+def _hoyer(x: np.ndarray) -> np.ndarray:
+    """Hoyer sparsity of each row of ``x`` (n, d): (sqrt(d) - L1/L2) / (sqrt(d) - 1)."""
+    x = np.abs(np.asarray(x, np.float64))
+    d = x.shape[1]
+    if d < 2:
+        return np.zeros(len(x))
+    l1, l2 = x.sum(1), np.sqrt((x ** 2).sum(1))
+    out = np.zeros(len(x))
+    ok = l2 > 0
+    out[ok] = (math.sqrt(d) - l1[ok] / l2[ok]) / (math.sqrt(d) - 1)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _onsets(mel_power: np.ndarray, sr: int, hop: int, n_fft: int) -> np.ndarray:
+    """Onset times (s) of one signal from its mel power spectrogram (n_mels, frames)."""
+    import librosa
+
+    peak = float(mel_power.max())
+    if peak <= 0:
+        return np.zeros(0)
+    S = librosa.power_to_db(mel_power, ref=peak, top_db=80.0)
+    env = librosa.onset.onset_strength(S=S, sr=sr, hop_length=hop, n_fft=n_fft)
+    return librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop, units="time")
+
+
+def describe(result: DeconvResult, context: TrackContext, *, sound: SoundOptions = SoundOptions(),
+             chunk: int = 16, audio: np.ndarray | None = None) -> pd.DataFrame:
+    """Descriptors of every feature of one deconvolution (one layer, one track).
+
+    Parameters
+    ----------
+    result : DeconvResult
+        From :func:`mirdeconv.deconvolve`.
+    context : TrackContext
+        The same track's precomputation (``result.track`` must be its track).
+    sound : SoundOptions
+        How the masks become sound (its ``reading`` and ``sign``).
+    chunk : int
+        Features processed together.
+    audio : np.ndarray, shape (n_features, n_samples), optional
+        The features' auralisations at the model's rate, if already made (any gain per
+        row: the descriptors that use the audio do not depend on its level).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per feature: ``layer``, ``feature``, ``dead``, the engine's activation
+        statistics, and every column of :data:`DESCRIPTORS` plus ``pitch_profile`` (a list
+        of 12 floats) and ``onsets_from``.
+    """
+    import pandas as pd
+
+    if result.track.stft.shape != context.X.shape:
+        raise InvalidOptionError("the deconvolution and the context describe different tracks")
+    d = descriptors(result.masks, context, activations=result.activations, sound=sound,
+                    chunk=chunk, audio=audio)
+    head = pd.DataFrame({
+        "layer": result.layer.name, "feature": np.asarray(result.features, int),
+        "dead": np.asarray(result.dead, bool),
+        "activation_max": result.activation_max.astype(float),
+        "activation_mean": result.activation_mean.astype(float),
+        "fraction_active": result.fraction_active.astype(float),
+    })
+    return pd.concat([head, d], axis=1)
+
+
+def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.ndarray | None = None,
+                sound: SoundOptions = SoundOptions(), chunk: int = 16,
+                audio: np.ndarray | None = None) -> pd.DataFrame:
+    """Descriptors of masks in the model input's domain on one track.
+
+    Parameters
+    ----------
+    masks : np.ndarray, shape (n_features, n_frames, n_bands)
+        As :attr:`DeconvResult.masks` (any mask works: an all-ones mask describes the track).
+    context : TrackContext
+    activations : np.ndarray, shape (n_features, n_units), optional
+        Activation over time, for ``temporal_sparsity`` (default: the frame energy of the
+        auralisation).
+    sound, chunk, audio
+        As for :func:`describe`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`DESCRIPTORS`, ``pitch_profile``, ``onsets_from``.
+    """
+    import pandas as pd
+
+    ctx = context
+    n_feat = len(masks)
+    if audio is not None and audio.shape != (n_feat, ctx.n):
+        raise InvalidOptionError(f"audio must have shape ({n_feat}, {ctx.n}) (model rate); "
+                                 f"got {audio.shape}")
+    frame_energy = np.zeros((n_feat, ctx.X.shape[1]))
+    out: dict[str, np.ndarray] = {k: np.full(n_feat, np.nan) for k in DESCRIPTORS}
+    profiles = np.full((n_feat, 12), np.nan)
+    for c0 in range(0, n_feat, chunk):
+        sl = slice(c0, min(n_feat, c0 + chunk))
+        M = stft_domain_mask(masks[sl], ctx.track, sound)
+        M2 = M.astype(np.float32) ** 2                               # (F, bins, frames)
+        Pw = M2 * ctx.power[None]
+        frame_energy[sl] = Pw.sum(axis=1, dtype=np.float64)
+        live = _energy(M, M2, Pw, frame_energy[sl], ctx, out, sl)
+        _onset_scores(Pw, live, ctx, out, c0)
+        a = ctx.istft(M * ctx.X[None]) if audio is None else audio[sl]   # (F, n)
+        profiles[sl] = _pitch(a, ctx, out, c0)
+        _separation(a, ctx, out, sl)
+    act = np.sqrt(frame_energy) if activations is None else np.asarray(activations, np.float64)
+    out["temporal_sparsity"][:] = _hoyer(np.maximum(act, 0))
+    df = pd.DataFrame(out)
+    df["pitch_profile"] = [list(map(float, p)) for p in profiles]
+    df["onsets_from"] = ctx.reference.onsets_from
+    return df
+
+
+def _energy(M: np.ndarray, M2: np.ndarray, Pw: np.ndarray, frame_energy: np.ndarray,
+            ctx: TrackContext, out: dict[str, np.ndarray], sl: slice) -> np.ndarray:
+    """Output energy, energy ratio, attack lift, percussive/harmonic shares, centroid, spread
+    and band shares of one chunk; returns which features make any sound."""
+    spec = Pw.sum(axis=2, dtype=np.float64)                       # (F, bins)
+    total = spec.sum(axis=1)
+    live = total > 0
+    out["output_energy"][sl] = total
+    mmax = np.abs(M).reshape(len(M), -1).max(axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if ctx.attack_share is not None:
+            fe = frame_energy.sum(1)
+            out["attack_lift"][sl] = np.where(
+                fe > 0, frame_energy[:, ctx.near_onsets].sum(1) / fe / ctx.attack_share, np.nan)
+        out["energy_ratio"][sl] = np.where(
+            live, total / np.maximum(mmax, 1e-30) ** 2 / ctx.total, 0.0)
+        flat = M2.reshape(len(M2), -1)
+        ep = (flat @ ctx.p_power.ravel()).astype(np.float64)
+        eh = (flat @ ctx.h_power.ravel()).astype(np.float64)
+        out["percussive_share"][sl] = np.where(ep + eh > 0, ep / (ep + eh), np.nan)
+        out["harmonic_share"][sl] = np.where(ep + eh > 0, eh / (ep + eh), np.nan)
+        w = spec / total[:, None]
+        cen = w @ ctx.freqs
+        out["centroid_hz"][sl] = np.where(live, cen, np.nan)
+        out["spread_hz"][sl] = np.where(
+            live, np.sqrt(np.maximum((w * (ctx.freqs[None] - cen[:, None]) ** 2).sum(1), 0)), np.nan)
+        shares = w @ ctx.bands.T                                      # (F, 3)
+    for j, name in enumerate(("low_share", "mid_share", "high_share")):
+        out[name][sl] = np.where(live, shares[:, j], np.nan)
+    return live
+
+
+def _onset_scores(Pw: np.ndarray, live: np.ndarray, ctx: TrackContext,
+                  out: dict[str, np.ndarray], c0: int) -> None:
+    """The auralisations' onsets (librosa's detector on their mel spectrograms) against the
+    reference onsets (mir_eval, 50 ms)."""
+    import mir_eval
+
+    ref = ctx.reference.onsets
+    if len(ref) == 0:
+        return
+    mel = np.matmul(ctx.mel, Pw)                                  # (F, mels, frames)
+    for i in range(len(Pw)):
+        k = c0 + i
+        if not live[i]:
+            out["onset_f"][k] = out["onset_precision"][k] = out["onset_recall"][k] = 0.0
+            continue
+        est = _onsets(mel[i], ctx.sr, ctx.hop, ctx.grid["n_fft"])
+        f, p, r = (mir_eval.onset.f_measure(ref, est, window=ONSET_WINDOW)
+                   if len(est) else (0.0, 0.0, 0.0))
+        out["onset_f"][k], out["onset_precision"][k], out["onset_recall"][k] = f, p, r
+
+
+def _pitch(a: np.ndarray, ctx: TrackContext, out: dict[str, np.ndarray], c0: int) -> np.ndarray:
+    """Pitch-class profiles (F, 12) of the sounds, and their correlation with the notes."""
+    import scipy.fft
+
+    n_fr = max(1, len(a[0]) // CHROMA_FFT)
+    frames = a[:, :n_fr * CHROMA_FFT].reshape(len(a), n_fr, -1) if len(a[0]) >= CHROMA_FFT else \
+        np.pad(a, ((0, 0), (0, CHROMA_FFT - len(a[0]))))[:, None]
+    mean_pow = (np.abs(scipy.fft.rfft(frames * np.hanning(CHROMA_FFT), axis=2,
+                                      workers=FFT_WORKERS)) ** 2).mean(axis=1)
+    chroma = mean_pow @ ctx.chroma.T                               # (F, 12)
+    csum = chroma.sum(axis=1, keepdims=True)
+    prof = np.where(csum > 0, chroma / np.where(csum > 0, csum, 1), np.nan)
+    notes = ctx.reference.pitch_classes
+    if notes is not None:
+        for i in range(len(a)):
+            if np.isfinite(prof[i]).all() and prof[i].std() > 0:
+                out["pitch_correlation"][c0 + i] = float(np.corrcoef(prof[i], notes)[0, 1])
+    return prof
+
+
+def _separation(a: np.ndarray, ctx: TrackContext, out: dict[str, np.ndarray], sl: slice) -> None:
+    """SDRs of the sounds against the track's percussive and harmonic parts."""
+    import scipy.fft
+
+    A = scipy.fft.rfft(a.astype(np.float64), ctx.n_fft_sdr, axis=1, workers=FFT_WORKERS)
+    for name in ("percussive", "harmonic"):
+        if ctx.refs[name] is not None:
+            out[f"sdr_{name}"][sl] = fast_sdr(a, ctx.refs[name], ctx.n_fft_sdr, spectra=A)

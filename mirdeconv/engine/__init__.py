@@ -1,0 +1,26 @@
+"""The deconvolution engine: deconvnet, guided backprop and saliency on frozen graphs.
+
+Rooms, from the public call down:
+
+* :mod:`.api`: :func:`deconvolve` and :class:`DeconvResult`;
+* :mod:`.patches`: whole tracks or patches, overlap-add; :mod:`.stats`: activation statistics;
+* :mod:`.cache`: compiled programs per model (weakly referenced);
+* :mod:`.program`: one graph cut compiled into backward steps, forward once, backward in chunks;
+* :mod:`.fused`: the fast paths (one channel per feature below the seed; the fused first layer);
+* :mod:`.table` and :mod:`.rules`: one backward rule per operation type, in one table;
+* :mod:`.step`, :mod:`.seeds`: what rules work on;
+* :mod:`.forward`: the graph's plain forward pass (predictions).
+
+The methods are rows of :data:`mirdeconv.options.METHODS`.  The result lives in the model
+input's domain (time x bands), one mask per feature.
+"""
+
+from .api import DeconvResult, check_model, deconvolve
+from .cache import forget, program
+from .forward import run_graph
+from .patches import Patching, model_input
+from .program import Program
+from .table import RULES, register
+
+__all__ = ["deconvolve", "DeconvResult", "check_model", "model_input", "Patching", "run_graph",
+           "program", "forget", "Program", "RULES", "register"]

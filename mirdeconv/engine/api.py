@@ -1,0 +1,245 @@
+"""The engine's public call: :func:`deconvolve` and its :class:`DeconvResult`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import AudioTooShortError, FeatureIndexError, InvalidOptionError
+from ..graph import LayerInfo
+from ..model import FrozenModel
+from ..options import DeconvOptions, parse_features, resolve
+from ..progress import Progress, ProgressArg
+from ..representations import TrackInput
+from .cache import program
+from .patches import Patching, model_input
+from .program import Program
+from .stats import activation_stats
+
+__all__ = ["DeconvResult", "deconvolve", "check_model"]
+
+
+@dataclass
+class DeconvResult:
+    """Deconvolved features of one layer for one track.
+
+    Attributes
+    ----------
+    masks : np.ndarray, float32, shape (n_features, n_frames, n_bands)
+        One mask per requested feature, in the model input's domain (time first).
+        Deconvnet masks are real-valued and can be negative.
+    features : list of int
+        The feature indices, in the order of ``masks``.
+    dead : np.ndarray, bool, shape (n_features,)
+        True where the feature never responds on this track (its mask is all zero).
+    activation_max, activation_mean, fraction_active : np.ndarray, shape (n_features,)
+        Statistics of each feature's activation map: its maximum, its mean, and the
+        fraction of its units that are > 0.
+    activations : np.ndarray, float32, shape (n_features, n_units)
+        Each feature's activation over time (max over frequency), at the layer's time
+        resolution (``layer.stride[0]`` input frames per unit).
+    layer : LayerInfo
+    options : DeconvOptions
+        The settings used.
+    mode : {"whole", "patches"}
+        How the track went through the graph.
+    track : TrackInput
+        The track's model input and STFT.
+    model : str
+        The model's name.
+    """
+
+    masks: np.ndarray
+    features: list[int]
+    dead: np.ndarray
+    activation_max: np.ndarray
+    activation_mean: np.ndarray
+    fraction_active: np.ndarray
+    activations: np.ndarray
+    layer: LayerInfo
+    options: DeconvOptions
+    mode: str
+    track: TrackInput
+    model: str
+
+    @property
+    def method(self) -> str:
+        return self.options.method
+
+    @property
+    def target(self) -> str:
+        return self.options.target
+
+    def mask(self, feature: int) -> np.ndarray:
+        """The mask of one feature index, shape (n_frames, n_bands)."""
+        try:
+            return self.masks[self.features.index(int(feature))]
+        except ValueError:
+            raise FeatureIndexError(
+                f"feature {feature} was not deconvolved; this result holds {self.features}"
+            ) from None
+
+
+def check_model(model: Any) -> FrozenModel:
+    """``model`` itself, when it is an open model; else a clear error."""
+    if not isinstance(model, FrozenModel):
+        raise InvalidOptionError(
+            f"expected a model opened with mirdeconv.load_model(...), got a {type(model).__name__}")
+    return model
+
+
+def deconvolve(
+    model: FrozenModel,
+    audio: np.ndarray | None = None,
+    sr: float | None = None,
+    *,
+    layer: str | int,
+    features: Any = None,
+    method: str = DeconvOptions.method,
+    target: str = DeconvOptions.target,
+    mode: str = DeconvOptions.mode,
+    precision: str = DeconvOptions.precision,
+    memory: int | None = None,
+    options: DeconvOptions | None = None,
+    track: TrackInput | None = None,
+    progress: ProgressArg = False,
+) -> DeconvResult:
+    """Deconvolve features of one layer back into the model's input spectrogram.
+
+    Parameters
+    ----------
+    model : FrozenModel
+        From :func:`mirdeconv.load_model`.
+    audio : np.ndarray, shape (n_samples,)
+        Mono track (any sample rate; resampled to the model's).
+    sr : float
+        Sample rate of ``audio`` in Hz.
+    layer : str or int
+        A feature layer's name (see ``model.layers``) or position.
+    features : None, int, list of int, or str
+        Which feature maps (``None``/``"all"``: every one; ``"0-7,12"``).
+    method : {"deconvnet", "guided", "saliency"}
+        Backward rule at the non-linearities (:data:`mirdeconv.options.METHODS`).
+    target : {"map", "max"}
+        Seed the backward pass with the whole feature map (Zeiler & Fergus, Choi) or only
+        with its strongest unit over the track.
+    mode : {"auto", "whole", "patches"}
+        ``"whole"``: the whole track through the graph at once (only when the graph up to
+        the layer is fully convolutional along time); ``"patches"``: patches of the
+        model's input length, 50 % overlap, overlap-added; ``"auto"``: whole when possible.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the backward pass.
+    memory : int, optional
+        Bytes one chunk of features may use (default: ``MIRDECONV_MEMORY`` or 4 GiB).
+    options : DeconvOptions, optional
+        All of ``method`` ... ``memory`` in one object (then leave those at their defaults).
+    track : TrackInput, optional
+        A precomputed ``model.representation.prepare(audio, sr)`` (then ``audio`` is unused).
+    progress : bool or callable
+        True for a tqdm bar, or ``callable(done, total)`` called after every chunk.
+
+    Returns
+    -------
+    DeconvResult
+        ``masks`` has shape ``(n_features, n_frames, n_bands)``.
+
+    Raises
+    ------
+    UnknownLayerError, FeatureIndexError, InvalidOptionError
+        Bad layer, feature index, method, target or mode.
+    AudioError
+        Unusable audio (silent, NaN, too short for the layer's receptive field, ...).
+    """
+    opts = resolve(DeconvOptions, options, {"method": method, "target": target, "mode": mode,
+                                            "precision": precision, "memory": memory})
+    model = check_model(model)
+    info = model.layer(layer)
+    feats = parse_features(features, info.n_features)
+    track = _track(model, audio, sr, track)
+    whole = _goes_whole(model, info, track, opts.mode)
+    x, patching = model_input(model, track.frames, whole)
+    prog = program(model, info, opts.method, opts.precision)
+    act, saved, elems = prog.forward(x)
+    stats = activation_stats(act.numpy(), info, feats, patching)
+    native_ft = whole and model.input_axes.startswith("NFT")
+    masks = _backward(prog, (act, saved), feats, opts, model, patching, (whole, native_ft),
+                      _chunk_size(opts, elems * len(patching.starts), len(feats)),
+                      margin=min(info.receptive_field[0], patching.length // 4),
+                      progress=Progress(progress, len(feats), f"{info.name} ({opts.method})",
+                                        "feature"))
+    masks[stats.dead] = 0.0
+    return DeconvResult(
+        masks=masks, features=feats, dead=stats.dead, activation_max=stats.max,
+        activation_mean=stats.mean, fraction_active=stats.fraction, activations=stats.over_time,
+        layer=info, options=opts, mode="whole" if whole else "patches", track=track,
+        model=model.name)
+
+
+def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
+           track: TrackInput | None) -> TrackInput:
+    if track is not None:
+        return track
+    if audio is None or sr is None:
+        raise InvalidOptionError("give audio and sr, or a precomputed track")
+    return model.representation.prepare(audio, sr)
+
+
+def _goes_whole(model: FrozenModel, info: LayerInfo, track: TrackInput, mode: str) -> bool:
+    """Whether the track goes through the graph in one piece (else in patches)."""
+    rf = info.receptive_field[0]
+    if track.n_frames < rf:
+        spf = model.representation.seconds_per_frame
+        raise AudioTooShortError(
+            f"the audio is {track.duration:.2f} s ({track.n_frames} frames) long, shorter than "
+            f"the receptive field of layer {info.name} ({rf} frames = {rf * spf:.2f} s)")
+    if mode == "whole" and not info.time_agnostic:
+        raise InvalidOptionError(
+            f"layer {info.name} cannot take a whole track at once (the graph before it is not "
+            "fully convolutional along time); use mode='patches' or 'auto'")
+    if mode == "whole" and model.standardize_patches:
+        raise InvalidOptionError(f"{model.name} standardises every input patch; use patches")
+    return ((info.time_agnostic and mode != "patches" and not model.standardize_patches)
+            or model.input_length is None)
+
+
+def _chunk_size(opts: DeconvOptions, elems: int, n: int) -> int:
+    """Features per chunk: per feature the backward pass holds the gradients on the way and
+    about two temporaries each; equal chunks keep to one traced backward function."""
+    width = 2 if opts.precision == "bfloat16" else 4
+    chunk = int(max(1, min(n, opts.budget // max(width * 3 * elems, 1))))
+    n_chunks = -(-n // chunk)
+    return -(-n // n_chunks)
+
+
+def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptions,
+              model: FrozenModel, patching: Patching, layout: tuple[bool, bool], chunk: int, *,
+              margin: int, progress: Progress) -> np.ndarray:
+    """Every feature's mask, chunk by chunk: ``(F, n_frames, n_bands)``.
+
+    ``layout`` is (the track went through whole, the model input is frequency-first).
+
+    Frequency-first models fill an (F, bands, frames) buffer without transposing it; the
+    result is its (F, frames, bands) view (auralisation reads it back frequency-first).
+    """
+    act, saved = forward
+    whole, native_ft = layout
+    n_frames, n_bands = patching.n_frames, model.representation.n_bands
+    buf = np.zeros((len(feats), n_bands, n_frames) if native_ft else (len(feats), n_frames, n_bands),
+                   np.float32)
+    masks = np.swapaxes(buf, 1, 2) if native_ft else buf
+    with progress:
+        for c0 in range(0, len(feats), chunk):
+            sel = feats[c0:c0 + chunk]
+            padded = sel + [sel[-1]] * (chunk - len(sel)) if chunk < len(feats) else sel
+            raw = prog.backward(act, saved, padded, opts.target)[:len(sel)]   # (F, N, *input)
+            if native_ft:
+                buf[c0:c0 + len(sel)] = raw[:, 0, ..., 0] if raw.ndim == 5 else raw[:, 0]
+            elif whole:
+                masks[c0:c0 + len(sel)] = model.from_input(raw)[:, 0, :n_frames]
+            else:
+                masks[c0:c0 + len(sel)] = patching.overlap_add(model.from_input(raw), margin,
+                                                               opts.target)
+            progress.update(len(sel))
+    return masks

@@ -1,0 +1,246 @@
+"""The fast paths: chains of channel-by-channel steps that the engine runs in a cheaper form.
+
+Both paths walk the same kind of chain (:func:`channelwise_chain`): steps that each work
+channel by channel (pass-throughs, non-linearities, batch norm, biases, per-channel scales,
+and for the compact path max-pools), ending in a stride-1 convolution.
+
+* **Compact** (:func:`compact_chain`): from the seeded layer down to the first convolution.
+  Below the seed the backward signal stays zero in every channel but the feature's own, so
+  the engine carries it as ONE channel per feature ``(F, N, H, W)`` and the first transposed
+  convolution needs only the feature's own kernel slice (a depthwise convolution).
+* **Fused first layer** (:func:`fuse_first_layer`): a max-pool's unpooling, the channelwise
+  steps below it and a transposed convolution into an input with few channels (a network's
+  first layer).  Unpooled, that signal is as large as the first conv's output times the
+  number of features, and the transposed conv into a 1-channel input is memory-bound.  For
+  one track the map from the POOLED signal to the input is linear and the same for every
+  feature: each pooled unit (cell, channel) sends its value, through its switch, to the conv
+  kernel's taps.  So the forward pass folds switches x derivatives x kernel into per-cell
+  weights ``B`` (cells, C, taps), and the backward pass is one batched matmul over cells at
+  pooled size, a few shifted sums at pooled size, and one reshuffle that lays the
+  sub-positions out on the input grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..graph import BN_OPS, NONLINEAR_OPS, PASS_OPS
+from .rules.conv import conv_geometry, is_unit_stride, pads
+from .step import CellsMajor, Context, Step, split
+
+__all__ = ["channelwise_chain", "compact_chain", "fuse_first_layer"]
+
+_CHANNELWISE = ((PASS_OPS - {"StopGradient"}) | NONLINEAR_OPS | BN_OPS
+                | {"BiasAdd", "Add", "AddV2", "Sub", "Mul", "RealDiv"})
+#: Pools larger than this (e.g. over all bands) would need huge per-cell weights.
+MAX_FUSED_POOL = 16
+
+
+def _per_channel_constant(ctx: Context, step: Step) -> bool:
+    c = ctx.graph.const_value(step.inputs[1])
+    return c is not None and not (c.ndim > 1 and any(d != 1 for d in c.shape[:-1]))
+
+
+def channelwise_chain(ctx: Context, steps: Sequence[Step], start: str, *, pools: bool,
+                      shared_start: bool) -> tuple[list[Step], Step] | None:
+    """The channel-by-channel steps from tensor ``start`` down to a convolution.
+
+    Parameters
+    ----------
+    steps : sequence of Step
+        The program's steps.
+    start : str
+        The tensor where the walk begins (the first step is the one that produces it).
+    pools : bool
+        Non-overlapping max-pools may lie on the way (compact path).
+    shared_start : bool
+        ``start`` itself may have other users (it is the seeded layer).
+
+    Returns
+    -------
+    (chain, conv) or None
+        The steps above the convolution (from ``start`` down) and the convolution step,
+        or None when the walk meets anything else.
+    """
+    by_out = {st.output: st for st in steps}
+    users: dict[str, int] = {}
+    for st in steps:
+        for t in st.inputs:
+            users[t] = users.get(t, 0) + 1
+    chain: list[Step] = []
+    t = start
+    while t in by_out:
+        st = by_out[t]
+        if st.var_inputs != [0] or (users.get(t, 0) != 1 and not (shared_start and not chain)):
+            return None
+        if st.op == "Conv2D":
+            return chain, st
+        if st.op in ("MaxPool", "MaxPoolV2"):
+            if not (pools and st.compact_pool):
+                return None
+        elif st.op not in _CHANNELWISE:
+            return None
+        elif st.op in ("Mul", "RealDiv") and not _per_channel_constant(ctx, st):
+            return None
+        chain.append(st)
+        t = st.inputs[0]
+    return None
+
+
+def compact_chain(ctx: Context, steps: Sequence[Step], layer: str, feature_axis: int
+                  ) -> list[Step] | None:
+    """The steps from the seeded layer down to (and including) the first convolution, when
+    every one works channel by channel and the convolution has stride 1."""
+    if feature_axis != 3:
+        return None
+    found = channelwise_chain(ctx, steps, layer, pools=True, shared_start=True)
+    if found is None:
+        return None
+    chain, conv = found
+    strides, dil, _, _ = conv_geometry(ctx, conv)
+    return chain + [conv] if is_unit_stride(strides, dil) else None
+
+
+def _tap_offsets(kp: int, kc: int) -> np.ndarray:
+    """E[s, a, delta, sub] = 1 where switch offset s plus kernel tap a = kp * delta + sub."""
+    nd = -(-(kp + kc - 1) // kp)
+    e = np.zeros((kp, kc, nd, kp), np.float32)
+    for s in range(kp):
+        for a in range(kc):
+            e[s, a, (s + a) // kp, (s + a) % kp] = 1.0
+    return e
+
+
+def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[Step]:
+    """Fuse ``pool`` with the channelwise steps and the first convolution below it.
+
+    On success ``pool`` gets the fused ``save``/``rule`` (its gradient goes straight to the
+    convolution's input, ``pool.fused_target``) and the steps it replaced are returned;
+    otherwise nothing changes and ``[]`` is returned.
+    """
+    if pool.pool_geometry is None:
+        return []
+    kp_h, kp_w, _ = pool.pool_geometry
+    found = channelwise_chain(ctx, steps, pool.inputs[0], pools=False, shared_start=False)
+    if found is None or kp_h * kp_w > MAX_FUSED_POOL:
+        return []
+    chain, conv = found
+    strides, dil, padding, _ = conv_geometry(ctx, conv)
+    w = ctx.graph.const_value(conv.inputs[1])
+    if (w is None or padding not in ("SAME", "VALID") or not is_unit_stride(strides, dil)
+            or w.shape[2] > 4):
+        return []
+    kc_h, kc_w, cin, _ = (int(d) for d in w.shape)
+    e_h, e_w = _tap_offsets(kp_h, kc_h), _tap_offsets(kp_w, kc_w)
+    nd_h, nd_w = e_h.shape[2], e_w.shape[2]
+    ops = _channel_ops(ctx, chain)
+    pool.save = [_cell_weights(ctx, pool, chain, conv, e_h, e_w, padding)] + [
+        f for _, f in ops if f is not None]
+    pool.rule = _fused_rule(ctx.tf, [kind for kind, _ in ops], (kp_h, kp_w), (nd_h, nd_w), cin)
+    pool.fused_target = conv.inputs[0]
+    pool.fused_taps = nd_h * nd_w * kp_h * kp_w * cin
+    return chain + [conv]
+
+
+def _channel_ops(ctx: Context, chain: list[Step]) -> list[tuple[str, Callable | None]]:
+    """The chain's per-channel operations on the pooled signal, in backward order:
+    ``("scale" | "divide", env -> constant)`` or ``("relu", None)``."""
+    ops: list[tuple[str, Callable | None]] = []
+    for st in chain:
+        if st.op in BN_OPS:
+            ops.append(("scale", st.save[0]))
+        elif st.op in ("Mul", "RealDiv"):
+            ops.append(("scale" if st.op == "Mul" else "divide",
+                        lambda env, c_t=st.inputs[1]: env[c_t]))
+        elif st.op in NONLINEAR_OPS and ctx.method.rectify:
+            ops.append(("relu", None))
+    return ops
+
+
+def _cover(tf: Any, x: Any, ho: Any, wo: Any, pt: Any, pl: Any) -> Any:
+    """The pool's covered region [-pt, ho - pt) x [-pl, wo - pl) of a full-res tensor."""
+    xs = tf.shape(x)
+    x = tf.pad(x, [[0, 0], [pt, tf.maximum(ho - pt - xs[1], 0)],
+                   [pl, tf.maximum(wo - pl - xs[2], 0)], [0, 0]])
+    return x[:, :ho, :wo]
+
+
+def _cell_weights(ctx: Context, pool: Step, chain: list[Step], conv: Step, e_h: np.ndarray,
+                  e_w: np.ndarray, padding: str) -> Callable[[dict], Any]:
+    """``env -> (B (cells, C, taps), geometry)``: switches x derivatives x kernel per cell."""
+    tf = ctx.tf
+    kp_h, kc_h = e_h.shape[0], e_h.shape[1]
+    kp_w, kc_w = e_w.shape[0], e_w.shape[1]
+    derivs = [st.save[0] for st in chain if st.op in NONLINEAR_OPS] if ctx.method.derivative else []
+    switches = pool.save[0]
+    conv_in, conv_out, w_t = conv.inputs[0], conv.output, conv.inputs[1]
+
+    def weights(env: dict) -> tuple:
+        mask6, geo = switches(env)
+        ys = tf.shape(env[conv_out])
+        C = tf.shape(mask6)[3] // kp_w
+        n_ho, n_wo = tf.shape(mask6)[0] // ys[0], tf.shape(mask6)[2]
+        ho, wo = n_ho * kp_h, n_wo * kp_w
+        m = tf.reshape(mask6, tf.stack([ys[0], ho, wo, C]))
+        for d in derivs:  # fold f'(x) of every non-linearity (methods with the derivative)
+            m = m * _cover(tf, d(env), ho, wo, geo[2], geo[3])
+        m = tf.reshape(m, tf.stack([ys[0] * n_ho, kp_h, n_wo, kp_w, C]))
+        m = tf.reshape(tf.transpose(m, [0, 2, 4, 1, 3]), tf.stack([-1, C, kp_h * kp_w]))
+        # the kernel placed at every switch offset: (sy, sx, C, taps), tiny
+        wsh = tf.einsum("yadp,xbeq,abic->yxcdepqi", e_h, e_w, env[w_t])
+        wsh = tf.reshape(wsh, tf.stack([kp_h * kp_w, C, -1]))
+        B = None
+        for k in range(kp_h * kp_w):                             # cells, C, taps
+            term = m[:, :, k, None] * wsh[k][None]
+            B = term if B is None else B + term
+        xs = tf.shape(env[conv_in])
+        pc_t, pc_l = pads(tf, padding, [], xs[1], xs[2], ys[1], ys[2], kc_h, kc_w)
+        return B, tf.stack([xs[1], xs[2], geo[2] + pc_t, geo[3] + pc_l])
+
+    return weights
+
+
+def _fused_rule(tf: Any, kinds: list[str], kp: tuple[int, int], nd: tuple[int, int],
+                cin: int) -> Callable:
+    kp_h, kp_w = kp
+    nd_h, nd_w = nd
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        (B, geo), scales = sv[0], list(sv[1:])
+        if isinstance(g, CellsMajor):         # (N, Ho, Wo, F, C): already cells-major
+            t = g.t
+            n, ho, wo, nf = (tf.shape(t)[i] for i in range(4))
+        else:                                   # (F, N, Ho, Wo, C)
+            nf, n, ho, wo = (tf.shape(g)[i] for i in range(4))
+            t = tf.transpose(g, [1, 2, 3, 0, 4])
+        k = 0
+        for kind in kinds:
+            if kind == "relu":
+                t = tf.nn.relu(t)
+            else:
+                c = tf.reshape(scales[k], [-1])
+                t = t * c if kind == "scale" else t / c
+                k += 1
+        Y = tf.matmul(tf.reshape(t, tf.stack([n * ho * wo, nf, -1])), B)  # cells, F, taps
+        Y = tf.reshape(Y, tf.stack([n, ho, wo, nf, nd_h, nd_w, kp_h * kp_w * cin]))
+        # taps o = kp * delta + sub: sum the delta-shifted groups at pooled resolution ...
+        acc = None
+        for dy in range(nd_h):
+            for dxx in range(nd_w):
+                part = tf.pad(Y[:, :, :, :, dy, dxx], [[0, 0], [dy, nd_h - 1 - dy],
+                                                        [dxx, nd_w - 1 - dxx], [0, 0], [0, 0]])
+                acc = part if acc is None else acc + part
+        # ... then lay the sub-positions out on the input grid: (N, Hc, Wc, F, ...) -> (F, N, H, W)
+        hc, wc = ho + nd_h - 1, wo + nd_w - 1
+        acc = tf.reshape(acc, tf.stack([n, hc, wc, nf, kp_h, kp_w, cin]))
+        acc = tf.transpose(acc, [3, 0, 1, 4, 2, 5, 6])
+        dx = tf.reshape(acc, tf.stack([nf * n, hc * kp_h, wc * kp_w, cin]))
+        H, W, pt, pl = geo[0], geo[1], geo[2], geo[3]
+        dx = dx[:, pt:pt + H, pl:pl + W]
+        dx = tf.pad(dx, [[0, 0], [0, H - tf.shape(dx)[1]], [0, W - tf.shape(dx)[2]], [0, 0]])
+        return [split(tf, dx, F)]
+
+    return rule

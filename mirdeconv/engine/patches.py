@@ -1,0 +1,120 @@
+"""How a track goes through a model: in one piece, or in patches overlap-added back.
+
+A track goes through the graph whole when everything up to the layer is fully
+convolutional along time; otherwise it is cut into patches of the model's input length
+with 50 % overlap, and the patches' masks are overlap-added with weights that ignore the
+frames next to each patch's edges (where the patch saw padding the whole track lacks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import FrozenModel
+
+__all__ = ["Patching", "model_input", "patch_starts", "patch_weights"]
+
+
+def patch_starts(n_frames: int, length: int) -> list[int]:
+    """First frame of every patch: hop ``length // 2``, the last patch reaching the end."""
+    if n_frames <= length:
+        return [0]
+    hop = max(1, length // 2)
+    n = int(math.ceil((n_frames - length) / hop)) + 1
+    return [i * hop for i in range(n)]
+
+
+def patch_weights(length: int, margin: int, first: bool, last: bool) -> np.ndarray:
+    """Overlap-add weights of a patch: a Hann taper over the centre, zero ``margin`` frames
+    from either edge, full weight towards the track's own start and end.
+
+    Returns
+    -------
+    np.ndarray, float64, shape (length,)
+    """
+    w = np.zeros(length, np.float64)
+    core = length - 2 * margin
+    n = np.arange(core)
+    w[margin:length - margin] = 0.5 - 0.5 * np.cos(2 * np.pi * (n + 0.5) / core)
+    half = length // 2
+    if first:
+        w[:half] = np.maximum(w[:half], 1.0)
+    if last:
+        w[half:] = np.maximum(w[half:], 1.0)
+    return w
+
+
+@dataclass(frozen=True)
+class Patching:
+    """Where a track's items lie in it.
+
+    Attributes
+    ----------
+    starts : list of int
+        First frame of every item (``[0]`` for a whole track).
+    length : int
+        Frames per item.
+    n_frames : int
+        Frames of the track.
+    """
+
+    starts: list[int]
+    length: int
+    n_frames: int
+
+    def overlap_add(self, g: np.ndarray, margin: int, target: str) -> np.ndarray:
+        """Masks of the items ``(F, N, length, bands)`` -> masks of the track
+        ``(F, n_frames, bands)``.  With ``target="max"`` the one seeded unit lies in one
+        patch and its mask is placed unweighted."""
+        L, starts = self.length, self.starts
+        acc = np.zeros((len(g), starts[-1] + L, g.shape[-1]), np.float64)
+        if target == "max":
+            for i, s in enumerate(starts):
+                acc[:, s:s + L] += g[:, i]
+            return acc[:, :self.n_frames]
+        weights = [patch_weights(L, margin, i == 0, i == len(starts) - 1)
+                   for i in range(len(starts))]
+        norm = np.zeros(starts[-1] + L)
+        for i, (s, w) in enumerate(zip(starts, weights)):
+            norm[s:s + L] += w
+            acc[:, s:s + L] += g[:, i] * w[None, :, None]
+        acc /= norm[None, :, None]
+        return acc[:, :self.n_frames]
+
+
+def model_input(model: FrozenModel, frames: np.ndarray, whole: bool
+                ) -> tuple[np.ndarray, Patching]:
+    """The model input for a track: one item (whole) or patches of the model's length, the
+    last padded with the track's minimum (silence in any compression); standardised per
+    patch when the model asks for it (as Essentia's ``TensorNormalize``).
+
+    Parameters
+    ----------
+    model : FrozenModel
+    frames : np.ndarray, shape (n_frames, n_bands)
+        The track through the model's representation.
+    whole : bool
+        One item of the whole track.
+
+    Returns
+    -------
+    x : np.ndarray, float32, shape (n_items, *input_shape[1:])
+    patching : Patching
+    """
+    n_frames = frames.shape[0]
+    if whole:
+        return model.to_input(frames[None]), Patching([0], n_frames, n_frames)
+    length = model.input_length or n_frames
+    starts = patch_starts(n_frames, length)
+    total = starts[-1] + length
+    pad = np.full((total - n_frames, frames.shape[1]), frames.min(), np.float32)
+    padded = np.concatenate([frames, pad]) if len(pad) else frames
+    patches = np.stack([padded[s:s + length] for s in starts])
+    if model.standardize_patches:
+        mean = patches.mean(axis=(1, 2), keepdims=True)
+        std = patches.std(axis=(1, 2), keepdims=True)
+        patches = np.where(std > 0, (patches - mean) / np.where(std > 0, std, 1), patches)
+    return model.to_input(patches.astype(np.float32)), Patching(starts, length, n_frames)

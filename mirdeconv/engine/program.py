@@ -1,0 +1,245 @@
+"""The program: one graph cut (input -> layer) compiled into backward steps, run forward once
+and backward in chunks of features.
+
+For one layer and a list of its features the program
+
+1. runs the forward pass ONCE (batch = 1 whole track, or the track's patches), recording
+   what the backward pass needs: max-pool switches, the derivatives of the non-linearities,
+   the kernels;
+2. seeds the backward pass, for every feature of a chunk at once, with the feature's own
+   activation map (``target="map"``) or only its strongest unit (``target="max"``);
+3. walks the graph back to the input with one rule per operation (:mod:`.table`), batched
+   over the features, taking the fast paths of :mod:`.fused` where they apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+from ..errors import InvalidOptionError, UnsupportedGraphError
+from ..graph import NONLINEAR_OPS, FrozenGraph, node_name, tensor_name
+from ..options import METHODS, PRECISIONS, Method
+from . import rules  # noqa: F401  (fills the rule table)
+from .fused import compact_chain, fuse_first_layer
+from .seeds import seed, select
+from .step import Context, Step, dense
+from .table import rule_for
+
+__all__ = ["Program"]
+
+
+class Program:
+    """Forward-once, batched-backward deconvolution for one layer of one graph.
+
+    Parameters
+    ----------
+    graph : FrozenGraph
+    input_tensor : str
+        The graph's input tensor (its batch axis is axis 0).
+    layer_tensor : str
+        The feature layer's tensor.
+    feature_axis : int
+        Axis of ``layer_tensor`` that holds the features.
+    method : str or Method
+        A row of :data:`mirdeconv.options.METHODS`.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the backward pass; the forward pass (switches, activations) always runs
+        in float32.
+    """
+
+    def __init__(self, graph: FrozenGraph, input_tensor: str, layer_tensor: str,
+                 feature_axis: int, method: str | Method = "deconvnet",
+                 precision: str = "float32") -> None:
+        self.tf = tf = backend.tensorflow()
+        self.graph = graph
+        self.method = method if isinstance(method, Method) else METHODS[method]
+        if precision not in PRECISIONS:
+            raise InvalidOptionError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        self.precision = precision
+        self.input = tensor_name(input_tensor)
+        self.layer = tensor_name(layer_tensor)
+        self.feature_axis = feature_axis
+        order = graph.ancestors([self.layer])
+        if node_name(self.input) not in order:
+            raise UnsupportedGraphError(f"layer {self.layer} does not depend on the input {self.input}")
+        var = graph.depends_on(order, self.input)
+        pools, nonlinear = _rectify_pairs(graph, order, var, self.layer, self.method)
+        ctx = Context(tf, graph, self.method, nonlinear, pools)
+        self.steps = [self._compile(ctx, name, var) for name in order
+                      if name in var and name != node_name(self.input)]
+        self.compact = compact_chain(ctx, self.steps, self.layer, feature_axis)
+        in_compact = {id(st) for st in self.compact or []}
+        self.fused_skipped: set[int] = set()
+        for st in self.steps:
+            if id(st) not in in_compact:
+                self.fused_skipped.update(id(s) for s in fuse_first_layer(ctx, self.steps, st))
+        fetch = {t for s in self.steps for t in s.inputs} | {s.output for s in self.steps} | {self.layer}
+        self._fetch = sorted(t for t in fetch if node_name(t) != node_name(self.input))
+        self._graph_def = graph.subgraph_def([self.layer])
+        self._forward_fn: Any = None
+        self._backward_fn = tf.function(self._backward, reduce_retracing=True, autograph=False)
+
+    @staticmethod
+    def _compile(ctx: Context, name: str, var: set[str]) -> Step:
+        node = ctx.graph.nodes[name]
+        inputs = ctx.graph.data_inputs(node)
+        step = Step(node, [i for i, t in enumerate(inputs) if node_name(t) in var], inputs)
+        rule_for(node.op)(ctx, step)
+        return step
+
+    # -- forward ----------------------------------------------------------------------
+    def _elements(self, env: dict, x: Any) -> Any:
+        """Per feature and batch item: the gradient values the backward pass holds."""
+        tf = self.tf
+        n = tf.maximum(tf.cast(tf.shape(x)[0], tf.int64), 1)
+        compact = {id(st) for st in (self.compact or [])}
+        sizes = [tf.size(x, tf.int64)]
+        for s in self.steps:
+            if id(s) in self.fused_skipped:
+                continue
+            y = env[s.output]
+            out_size = tf.size(y, tf.int64)
+            if id(s) in compact:  # one channel per feature
+                out_size //= tf.cast(tf.shape(y)[-1], tf.int64)
+            sizes.append(out_size)
+            if s.fused_target is not None:  # per pooled cell: the taps of every channel
+                sizes.append(out_size // tf.cast(tf.shape(y)[-1], tf.int64) * s.fused_taps)
+        return tf.add_n(sizes) // n
+
+    def _build_forward(self, rank: int) -> Any:
+        tf = self.tf
+        kernels = self.graph.conv_kernels(self._graph_def)
+
+        def fwd(x: Any) -> tuple:
+            fed = {k: tf.identity(v) for k, v in kernels.items()}
+            outs = tf.graph_util.import_graph_def(
+                self._graph_def, input_map={**fed, self.input: x}, return_elements=self._fetch,
+                name="m")
+            env = dict(zip(self._fetch, outs))
+            env[self.input] = x
+            saved = [[f(env) for f in s.save] for s in self.steps]
+            return env[self.layer], saved, self._elements(env, x)
+
+        return tf.compat.v1.wrap_function(fwd, [tf.TensorSpec([None] * rank, tf.float32)])
+
+    def forward(self, x: np.ndarray) -> tuple[Any, Any, int]:
+        """Run the forward pass once.
+
+        Parameters
+        ----------
+        x : np.ndarray, float32, shape (n_items, *input_shape[1:])
+
+        Returns
+        -------
+        activations : tf.Tensor
+            The layer's output.
+        saved : nested list of tf.Tensor
+            What the backward pass needs.
+        elems : int
+            Elements of all tensors between the input and the layer, per batch item: a bound
+            on what the backward pass holds per feature.
+
+        Raises
+        ------
+        UnsupportedGraphError
+            The graph cannot run on an input of this shape.
+        """
+        if self._forward_fn is None:
+            self._forward_fn = self._build_forward(np.ndim(x))
+        self._input_shape = tuple(np.shape(x))
+        try:
+            act, saved, elems = self._forward_fn(self.tf.constant(x, self.tf.float32))
+            return act, saved, int(elems)
+        except self.tf.errors.InvalidArgumentError as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnsupportedGraphError(
+                f"the graph cannot run on an input of shape {tuple(np.shape(x))}: {msg}"
+            ) from None
+
+    # -- backward ---------------------------------------------------------------------
+    def _backward(self, act: Any, saved: Any, feats: Any, target_max: Any) -> Any:
+        tf = self.tf
+        F = tf.shape(feats)[0]
+        if self.precision == "bfloat16":
+            def low(t: Any) -> Any:
+                return tf.cast(t, tf.bfloat16) if t.dtype == tf.float32 else t
+
+            act, saved = low(act), tf.nest.map_structure(low, saved)
+        if self.compact:
+            saved_of = {id(st): sv for st, sv in zip(self.steps, saved)}
+            g = select(tf, act, feats, 3, target_max)              # (F, N, H, W)
+            for st in self.compact:
+                g = st.compact_rule(g, saved_of[id(st)], feats)
+            grads = {self.compact[-1].inputs[0]: g}
+            skip = {id(st) for st in self.compact}
+        else:
+            grads = {self.layer: seed(tf, act, feats, self.feature_axis, target_max)}
+            skip = set()
+        for step, sv in zip(reversed(self.steps), reversed(saved)):
+            g = None if id(step) in skip else grads.pop(step.output, None)
+            if g is not None:
+                _accumulate(grads, step, g, sv, F)
+        g = grads.get(self.input)
+        if g is None:  # no gradient path (StopGradient)
+            return None
+        return tf.cast(dense(g), tf.float32)
+
+    def backward(self, act: Any, saved: Any, features: Sequence[int], target: str) -> np.ndarray:
+        """Deconvolve one chunk of features.
+
+        Returns
+        -------
+        np.ndarray, float32, shape (n_features, n_items, *input_shape[1:])
+        """
+        tf = self.tf
+        feats = tf.constant(np.asarray(features, np.int32))
+        out = self._backward_fn(act, saved, feats, tf.constant(target == "max"))
+        if out is None:
+            return np.zeros((len(features), *self._input_shape), np.float32)
+        return out.numpy()
+
+
+def _accumulate(grads: dict, step: Step, g: Any, sv: Any, F: Any) -> None:
+    """Run one step's rule and add its gradients to those of its inputs."""
+    if step.fused_target is not None:
+        targets = [step.fused_target]
+        gins = step.rule(g, sv, F)
+    else:
+        targets = [step.inputs[k] for k in step.var_inputs]
+        gins = step.rule(dense(g), sv, F)
+    for t, gi in zip(targets, gins):
+        if gi is not None:
+            grads[t] = dense(grads[t]) + gi if t in grads else gi
+
+
+def _rectify_pairs(graph: FrozenGraph, order: list[str], var: set[str], layer: str,
+                   method: Method) -> tuple[frozenset[str], frozenset[str]]:
+    """Max-pools fed only by a rectifying non-linearity: with a rectifying method,
+    relu(unpool(g)) == unpool(relu(g)), so the pool's rule rectifies the pooled-size signal
+    (4x fewer values for 2x2 pools) and the non-linearity skips it.
+
+    Returns
+    -------
+    (pools that rectify, non-linearities they rectify for)
+    """
+    if not method.rectify:
+        return frozenset(), frozenset()
+    consumers: dict[str, list[str]] = {}
+    for name in order:
+        for t in graph.data_inputs(graph.nodes[name]):
+            consumers.setdefault(node_name(t), []).append(name)
+    pools, nonlinear = set(), set()
+    for name in order:
+        node = graph.nodes[name]
+        if node.op not in ("MaxPool", "MaxPoolV2") or name not in var:
+            continue
+        src = node_name(node.input[0])
+        if (graph.nodes[src].op in NONLINEAR_OPS and consumers.get(src) == [name]
+                and tensor_name(src) != layer):
+            pools.add(name)
+            nonlinear.add(src)
+    return frozenset(pools), frozenset(nonlinear)

@@ -1,0 +1,142 @@
+"""Rules of the convolutions: transposed convolutions with the same kernels (flipped).
+
+Three ways, picked per step: a one-matmul rule for tiny kernels into few channels (the
+first layer of a spectrogram net, where a 1-channel transposed conv is memory-bound), the
+dense ``Conv2DBackpropInput`` otherwise, and a compact rule (a depthwise conv with each
+feature's own kernel slice) for the first convolution below the seed (see :mod:`..fused`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import UnsupportedGraphError
+from ...graph import CONV_OPS
+from ..step import CellsMajor, Context, Step, merge, saved_input, saved_shape, split
+from ..table import register, unsupported
+
+__all__ = ["conv_geometry", "pads", "is_unit_stride"]
+
+
+def conv_geometry(ctx: Context, step: Step) -> tuple[list, list, str, list]:
+    """``(strides, dilations, padding, explicit_paddings)`` of an NHWC convolution."""
+    g, node = ctx.graph, step.node
+    fmt = g.attr(node, "data_format") or "NHWC"
+    if fmt != "NHWC":
+        raise UnsupportedGraphError(f"{node.name}: data_format {fmt} is not supported (NHWC only)")
+    return (g.attr(node, "strides") or [1, 1, 1, 1], g.attr(node, "dilations") or [1, 1, 1, 1],
+            g.attr(node, "padding"), g.attr(node, "explicit_paddings") or [])
+
+
+def is_unit_stride(strides: list, dilations: list) -> bool:
+    """Stride 1 and no dilation."""
+    return list(strides) == [1, 1, 1, 1] and list(dilations) == [1, 1, 1, 1]
+
+
+def pads(tf: Any, padding: str, explicit: list, H: Any, W: Any, Ho: Any, Wo: Any,
+         kh: int, kw: int) -> tuple[Any, Any]:
+    """Top/left padding of a stride-1 convolution."""
+    if padding == "VALID":
+        return 0, 0
+    if padding == "EXPLICIT":
+        return explicit[2], explicit[4]
+    return (tf.maximum(Ho - 1 + kh - H, 0) // 2, tf.maximum(Wo - 1 + kw - W, 0) // 2)
+
+
+@register(*CONV_OPS)
+def convolution(ctx: Context, step: Step) -> None:
+    node = step.node
+    if step.var_inputs != [0]:
+        raise UnsupportedGraphError(f"{node.name}: convolution kernel depends on the input")
+    if node.op == "Conv3D":
+        unsupported(ctx, step)
+    strides, dil, padding, explicit = conv_geometry(ctx, step)
+    w = ctx.graph.const_value(step.inputs[1])
+    depthwise = node.op == "DepthwiseConv2dNative"
+    step.save = [saved_input(step, 1), saved_shape(ctx, step, 0)]
+    small = (not depthwise and w is not None and w.shape[2] * w.shape[0] * w.shape[1] <= 32
+             and w.shape[2] <= 4 and is_unit_stride(strides, dil))
+    if small:
+        step.rule = _matmul_rule(ctx.tf, w.shape, padding, explicit)
+    else:
+        step.rule = _dense_rule(ctx.tf, depthwise, strides, dil, padding, explicit)
+    if not depthwise and padding in ("SAME", "VALID"):
+        kh, kw = (w.shape[0], w.shape[1]) if w is not None else (None, None)
+        step.compact_rule = _compact_rule(ctx.tf, padding, kh, kw)
+
+
+def _matmul_rule(tf: Any, shape: tuple, padding: str, explicit: list) -> Any:
+    """Z[(i, j, c), ...] = W[i, j, c, :] . g: one matmul, then every tap a shifted plane."""
+    kh, kw, cin, cout = shape
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        W, xs = sv
+        H, Wd = xs[1], xs[2]
+        Ho, Wo = tf.shape(g)[2], tf.shape(g)[3]
+        pt, pl = pads(tf, padding, explicit, H, Wd, Ho, Wo, kh, kw)
+        Wm = tf.reshape(W, [kh * kw * cin, cout])
+        gs = tf.shape(g)                      # F, N, Ho, Wo, Cout
+        Z = tf.matmul(Wm, tf.reshape(g, [-1, cout]), transpose_b=True)
+        Z = tf.reshape(Z, tf.concat([[kh * kw * cin], gs[:-1]], 0))   # K, F, N, Ho, Wo
+        Z = tf.pad(Z, [[0, 0], [0, 0], [0, 0], [kh - 1, H + kh], [kw - 1, Wd + kw]])
+        dx = None
+        for i in range(kh):
+            for j in range(kw):
+                k0 = (i * kw + j) * cin
+                sl = Z[k0:k0 + cin, :, :, pt + kh - 1 - i: pt + kh - 1 - i + H,
+                       pl + kw - 1 - j: pl + kw - 1 - j + Wd]
+                dx = sl if dx is None else dx + sl
+        dx = tf.transpose(dx, [1, 2, 3, 4, 0]) if cin > 1 else tf.reshape(
+            dx, tf.concat([tf.shape(dx)[1:], [1]], 0))
+        return [dx]
+
+    return rule
+
+
+def _dense_rule(tf: Any, depthwise: bool, strides: list, dil: list, padding: str,
+                explicit: list) -> Any:
+    backprop = (tf.raw_ops.DepthwiseConv2dNativeBackpropInput if depthwise
+                else tf.raw_ops.Conv2DBackpropInput)
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        W, xs = sv
+        gm = merge(tf, g)
+        sizes = tf.concat([tf.shape(gm)[:1], xs[1:]], 0)
+        dx = backprop(input_sizes=sizes, filter=W, out_backprop=gm, strides=strides,
+                      padding=padding, explicit_paddings=explicit, dilations=dil)
+        return [split(tf, dx, F)]
+
+    return rule
+
+
+def _compact_rule(tf: Any, padding: str, kh: int | None, kw: int | None) -> Any:
+    """Per feature f: its one-channel map through conv^T with W[..., f] only, i.e. a
+    depthwise correlation of the padded map with the flipped, gathered kernels."""
+
+    def rule(g: Any, sv: list, feats: Any) -> CellsMajor:
+        W, xs = sv
+        H, Wd = xs[1], xs[2]
+        Ho, Wo = tf.shape(g)[2], tf.shape(g)[3]
+        pt, pl = pads(tf, padding, [], H, Wd, Ho, Wo, kh, kw)
+        pb, pr = Ho - H - pt + kh - 1, Wo - Wd - pl + kw - 1
+        x = tf.transpose(g, [1, 2, 3, 0])                          # N, Ho, Wo, F
+        x = tf.pad(x, [[0, 0], [kh - 1 - pt, kh - 1 - pb], [kw - 1 - pl, kw - 1 - pr], [0, 0]])
+        k = tf.transpose(tf.reverse(tf.gather(W, feats, axis=3), [0, 1]), [0, 1, 3, 2])
+        y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=k, strides=[1, 1, 1, 1],
+                                             padding="VALID")      # N, H, W, F*Cin
+        ys = tf.shape(y)
+        y = tf.reshape(y, tf.stack([ys[0], ys[1], ys[2], tf.shape(feats)[0], tf.shape(W)[2]]))
+        return CellsMajor(y, tf)                                   # N, H, W, F, Cin
+
+    return rule
+
+
+@register("MatMul")
+def matmul(ctx: Context, step: Step) -> None:
+    tf, g = ctx.tf, ctx.graph
+    if step.var_inputs != [0] or g.attr(step.node, "transpose_a"):
+        unsupported(ctx, step)
+    tb = g.attr(step.node, "transpose_b")
+    step.save = [saved_input(step, 1)]
+    eq = "fno,oi->fni" if tb else "fno,io->fni"
+    step.rule = lambda g, sv, F: [tf.einsum(eq, g, sv[0])]

@@ -1,0 +1,159 @@
+"""Rules of the element-wise operations: pass-throughs, non-linearities, arithmetic, batch norm."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import UnsupportedGraphError
+from ...graph import BN_OPS, NONLINEAR_OPS, PASS_OPS
+from ..step import Context, Step, per_channel, per_feature
+from ..table import register, unsupported
+
+__all__ = ["DERIVATIVES"]
+
+
+@register(*(PASS_OPS - {"StopGradient"}))
+def passthrough(ctx: Context, step: Step) -> None:
+    step.rule = lambda g, sv, F: [g]
+    step.compact_rule = lambda g, sv, feats: g
+
+
+@register("StopGradient")
+def stop_gradient(ctx: Context, step: Step) -> None:
+    step.rule = lambda g, sv, F: [None]
+
+
+# -- non-linearities ------------------------------------------------------------------------
+def _selu(tf: Any, x: Any, y: Any, alpha: Any) -> Any:
+    scale, a = 1.0507009873554805, 1.6732632423543772
+    return tf.where(x > 0, scale * tf.ones_like(x), y + scale * a)
+
+
+def _leaky(tf: Any, x: Any, y: Any, alpha: Any) -> Any:
+    slope = tf.cast(alpha if alpha is not None else 0.2, x.dtype)
+    return tf.where(x > 0, tf.ones_like(x), slope * tf.ones_like(x))
+
+
+#: Op -> ``f'(x)`` from the forward input ``x``, output ``y`` and the op's ``alpha``.
+DERIVATIVES: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
+    "Relu": lambda tf, x, y, a: tf.cast(x > 0, x.dtype),
+    "Relu6": lambda tf, x, y, a: tf.cast((x > 0) & (x < 6), x.dtype),
+    "Elu": lambda tf, x, y, a: tf.where(x > 0, tf.ones_like(x), y + 1.0),
+    "Selu": _selu,
+    "LeakyRelu": _leaky,
+    "Softplus": lambda tf, x, y, a: tf.sigmoid(x),
+    "Sigmoid": lambda tf, x, y, a: y * (1.0 - y),
+    "Tanh": lambda tf, x, y, a: 1.0 - y * y,
+}
+assert set(DERIVATIVES) == NONLINEAR_OPS
+
+
+@register(*NONLINEAR_OPS)
+def nonlinear(ctx: Context, step: Step) -> None:
+    """The method's rule (:class:`mirdeconv.options.Method`): ``relu(g)`` when it rectifies
+    (skipped when the max-pool after the non-linearity rectified already), times ``f'(x)``
+    when it uses the derivative."""
+    tf, method = ctx.tf, ctx.method
+    deriv = DERIVATIVES[step.op]
+    alpha = ctx.graph.attr(step.node, "alpha")
+    x_t, out = step.inputs[0], step.output
+
+    def identity(g: Any) -> Any:
+        return g
+
+    rect_full = tf.nn.relu if method.rectify else identity
+    rect = identity if step.node.name in ctx.rectified_by_pool else rect_full
+    if method.derivative:
+        step.save = [lambda env: deriv(tf, env[x_t], env[out], alpha)]
+        step.rule = lambda g, sv, F: [rect(g) * sv[0]]
+        step.compact_rule = lambda g, sv, feats: rect_full(g) * per_feature(tf, sv[0], feats)
+    else:
+        step.rule = lambda g, sv, F: [rect(g)]
+        step.compact_rule = lambda g, sv, feats: rect_full(g)
+
+
+# -- arithmetic -------------------------------------------------------------------------------
+def unbroadcast(tf: Any, g: Any, shape: Any) -> Any:
+    """Sum g (F, N', ...) down to ``shape`` (a forward tensor's shape, batch included)."""
+    gs = tf.shape(g)[1:]
+    rank_g = g.shape.rank - 1
+    shape = tf.cast(shape, tf.int32)
+    n = tf.size(shape)
+    full = tf.concat([tf.ones([rank_g - n], tf.int32), shape], 0)
+    _, red = tf.raw_ops.BroadcastGradientArgs(s0=full, s1=gs)
+    g = tf.reduce_sum(g, axis=red + 1, keepdims=True)
+    return tf.reshape(g, tf.concat([tf.shape(g)[:1], shape], 0))
+
+
+@register("Neg")
+def neg(ctx: Context, step: Step) -> None:
+    step.rule = lambda g, sv, F: [-g]
+
+
+@register("BiasAdd")
+def bias_add(ctx: Context, step: Step) -> None:
+    if step.var_inputs != [0]:
+        unsupported(ctx, step)
+    step.rule = lambda g, sv, F: [g]
+    step.compact_rule = lambda g, sv, feats: g
+
+
+#: Op -> the gradient of operand k from the signal g and the saved operand values.
+_OPERAND_GRADS: dict[str, Callable[[Any, int, list], Any]] = {
+    "Add": lambda g, k, vals: g,
+    "AddV2": lambda g, k, vals: g,
+    "Sub": lambda g, k, vals: g if k == 0 else -g,
+    "Mul": lambda g, k, vals: g * vals[1 - k],
+    "RealDiv": lambda g, k, vals: g / vals[1],   # the numerator only
+}
+
+
+@register(*_OPERAND_GRADS)
+def binary(ctx: Context, step: Step) -> None:
+    """Add, Sub, Mul, RealDiv with broadcasting: the product rule, summed down to each
+    operand's shape."""
+    tf, op, var = ctx.tf, step.op, step.var_inputs
+    if op == "RealDiv" and 1 in var:
+        unsupported(ctx, step)
+    step.save = [lambda env, t=t: tf.shape(env[t]) for t in step.inputs]
+    if op in ("Mul", "RealDiv"):
+        step.save += [lambda env, t=t: env[t] for t in step.inputs]
+    grad = _OPERAND_GRADS[op]
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        shapes, vals = sv[:2], sv[2:]
+        return [unbroadcast(tf, grad(g, k, vals), shapes[k]) for k in var]
+
+    step.rule = rule
+    if var != [0]:
+        return
+    # used only when the other operand is a per-channel constant (see .fused)
+    if op == "Mul":
+        step.compact_rule = lambda g, sv, feats: g * per_channel(tf, sv[3], feats)
+    elif op == "RealDiv":
+        step.compact_rule = lambda g, sv, feats: g / per_channel(tf, sv[3], feats)
+    else:
+        step.compact_rule = lambda g, sv, feats: g
+
+
+@register(*BN_OPS)
+def batch_norm(ctx: Context, step: Step) -> None:
+    """Batch norm in inference: a per-channel scale ``gamma / sqrt(var + eps)``."""
+    tf, graph = ctx.tf, ctx.graph
+    if graph.attr(step.node, "is_training"):
+        raise UnsupportedGraphError(
+            f"{step.node.name}: batch normalisation in training mode; export the model for "
+            "inference (is_training=False)"
+        )
+    if step.var_inputs != [0]:
+        unsupported(ctx, step)
+    eps = graph.attr(step.node, "epsilon") or 1e-3
+    ins = step.inputs
+
+    def scale(env: dict) -> Any:
+        return env[ins[1]] * tf.math.rsqrt(env[ins[4]] + eps)
+
+    step.save = [scale]
+    step.rule = lambda g, sv, F: [g * sv[0]]
+    step.compact_rule = lambda g, sv, feats: g * per_channel(tf, sv[0], feats)

@@ -1,0 +1,134 @@
+"""Rules of the operations that move values around: reshapes, transposes, padding, slicing,
+concatenation, and reductions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...errors import UnsupportedGraphError
+from ..step import Context, Step, saved_input, saved_shape
+from ..table import register, unsupported
+
+__all__ = []
+
+
+@register("Reshape", "Squeeze", "ExpandDims")
+def reshape(ctx: Context, step: Step) -> None:
+    tf = ctx.tf
+    step.save = [saved_shape(ctx, step)]
+    step.rule = lambda g, sv, F: [tf.reshape(g, tf.concat([[F], sv[0]], 0))]
+
+
+@register("Transpose")
+def transpose(ctx: Context, step: Step) -> None:
+    tf = ctx.tf
+    perm = ctx.graph.const_value(step.inputs[1])
+    if perm is None or int(perm[0]) != 0:
+        raise UnsupportedGraphError(f"{step.node.name}: a transpose that moves the batch axis")
+    inv = [0] + [1 + int(p) for p in np.argsort(perm)]
+    step.rule = lambda g, sv, F: [tf.transpose(g, inv)]
+
+
+@register("Pad", "PadV2")
+def pad(ctx: Context, step: Step) -> None:
+    tf = ctx.tf
+    step.save = [saved_shape(ctx, step), saved_input(step, 1)]
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        shape, pads = sv
+        begin = tf.concat([[0], tf.cast(pads[:, 0], tf.int32)], 0)
+        return [tf.slice(g, begin, tf.concat([[F], shape], 0))]
+
+    step.rule = rule
+
+
+@register("MirrorPad")
+def mirror_pad(ctx: Context, step: Step) -> None:
+    tf = ctx.tf
+    mode = ctx.graph.attr(step.node, "mode")
+    step.save = [saved_shape(ctx, step), saved_input(step, 1)]
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        pads = tf.concat([[[0, 0]], tf.cast(sv[1], tf.int32)], 0)
+        return [tf.raw_ops.MirrorPadGrad(input=g, paddings=pads, mode=mode)]
+
+    step.rule = rule
+
+
+@register("ConcatV2")
+def concat(ctx: Context, step: Step) -> None:
+    tf = ctx.tf
+    n = len(step.inputs) - 1
+    const_axis = ctx.graph.const_value(step.inputs[-1])
+    if const_axis is None:
+        unsupported(ctx, step)
+    axis = int(np.asarray(const_axis))
+    step.save = [lambda env, t=t: tf.shape(env[t]) for t in step.inputs[:n]]
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        ax = axis % (g.shape.rank - 1)
+        parts = tf.split(g, tf.stack([s[ax] for s in sv]), axis=ax + 1)
+        return [parts[k] for k in step.var_inputs]
+
+    step.rule = rule
+
+
+_SLICE_MASKS = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
+
+
+@register("StridedSlice")
+def strided_slice(ctx: Context, step: Step) -> None:
+    tf = ctx.tf
+    masks = {k: ctx.graph.attr(step.node, k) or 0 for k in _SLICE_MASKS}
+    step.save = [saved_shape(ctx, step)] + [saved_input(step, k) for k in (1, 2, 3)]
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        shape, b, e, s = sv
+        one = tf.ones([1], b.dtype)   # the features axis in front: taken whole
+        dx = tf.raw_ops.StridedSliceGrad(
+            shape=tf.cast(tf.concat([[F], shape], 0), b.dtype), begin=tf.concat([one * 0, b], 0),
+            end=tf.concat([one, e], 0), strides=tf.concat([one, s], 0), dy=g,
+            begin_mask=(masks["begin_mask"] << 1) | 1, end_mask=(masks["end_mask"] << 1) | 1,
+            ellipsis_mask=masks["ellipsis_mask"] << 1, new_axis_mask=masks["new_axis_mask"] << 1,
+            shrink_axis_mask=masks["shrink_axis_mask"] << 1)
+        return [dx]
+
+    step.rule = rule
+
+
+@register("Max", "Min", "Mean", "Sum")
+def reduce(ctx: Context, step: Step) -> None:
+    """Sum and Mean spread the signal evenly; Max and Min send it to the extremes (ties share
+    it equally, as TensorFlow's own gradient does)."""
+    tf, op = ctx.tf, step.op
+    red = ctx.graph.const_value(step.inputs[1])
+    if red is None:
+        unsupported(ctx, step)
+    keep = bool(ctx.graph.attr(step.node, "keep_dims"))
+    x_t = step.inputs[0]
+    red_list = [int(r) for r in np.ravel(red)]
+
+    def weights(env: dict) -> Any:
+        x = env[x_t]
+        axes = [r % x.shape.rank for r in red_list]
+        if op in ("Max", "Min"):
+            extreme = tf.reduce_max if op == "Max" else tf.reduce_min
+            ind = tf.cast(tf.equal(x, extreme(x, axis=axes, keepdims=True)), x.dtype)
+            return ind / tf.reduce_sum(ind, axis=axes, keepdims=True)
+        w = tf.ones_like(x)
+        if op == "Mean":
+            w = w / tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+        return w
+
+    step.save = [weights]
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        w = sv[0]
+        if not keep:
+            for a in sorted(r % w.shape.rank for r in red_list):
+                g = tf.expand_dims(g, a + 1)
+        return [g * w]
+
+    step.rule = rule

@@ -1,0 +1,54 @@
+"""Statistics of the features' activations in the forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph import LayerInfo
+from .patches import Patching
+
+__all__ = ["ActivationStats", "activation_stats"]
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    """Per selected feature: ``max``, ``mean``, ``fraction`` of units > 0 (each shape (F,)),
+    and ``over_time`` (F, n_units): the activation's maximum over every axis but time."""
+
+    max: np.ndarray
+    mean: np.ndarray
+    fraction: np.ndarray
+    over_time: np.ndarray
+
+    @property
+    def dead(self) -> np.ndarray:
+        """Features that never respond (their activation is zero everywhere)."""
+        return (self.max == 0) & (self.mean == 0)
+
+
+def activation_stats(act: np.ndarray, info: LayerInfo, feats: list[int],
+                     patching: Patching) -> ActivationStats:
+    """Statistics of the selected features of a layer's output ``act`` (batch = items)."""
+    a = np.moveaxis(np.take(act, feats, axis=info.feature_axis), info.feature_axis, 0)
+    flat = a.reshape(len(feats), -1)
+    per_t = np.moveaxis(a, info.time_axis + (info.time_axis < info.feature_axis), 2)
+    per_t = per_t.reshape(len(feats), per_t.shape[1], per_t.shape[2], -1).max(axis=3)  # F, N, T
+    if len(patching.starts) == 1:
+        over_time = per_t[:, 0]
+    else:
+        over_time = _units_over_time(np.moveaxis(per_t, 0, -1), patching, info.stride[0])
+    return ActivationStats(flat.max(axis=1).astype(np.float32), flat.mean(axis=1).astype(np.float32),
+                           (flat > 0).mean(axis=1).astype(np.float32), over_time.astype(np.float32))
+
+
+def _units_over_time(per_t: np.ndarray, patching: Patching, stride: int) -> np.ndarray:
+    """Activation over time from patches (N, units, F): later patches overwrite the overlap."""
+    starts, L = patching.starts, patching.length
+    step = max(stride, 1)
+    n_units = per_t.shape[1]
+    out = np.zeros((per_t.shape[2], (starts[-1] + L) // step + n_units), np.float32)
+    for s, p in zip(starts, per_t):
+        out[:, s // step:s // step + n_units] = p.T
+    return out[:, :starts[-1] // step + n_units]

@@ -1,0 +1,243 @@
+"""The model description every adapter produces: a :class:`FrozenModel`.
+
+A frozen TensorFlow graph with a named input, the input's layout and representation, the
+feature layers (with their axes and receptive fields) and optional class labels.  It sits
+below the engine and holds no engine state: the engine keeps what it compiles for a model
+in its own cache (:mod:`mirdeconv.engine.cache`).  Identity is the object itself (models
+are compared and hashed by identity, so they can key weak caches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from .errors import ModelLoadError, NoFeatureLayersError, UnknownLayerError
+from .graph import (
+    BN_OPS,
+    CONV_OPS,
+    NONLINEAR_OPS,
+    POOL_OPS,
+    FrozenGraph,
+    LayerInfo,
+    node_name,
+    tensor_name,
+)
+from .representations import Representation
+
+__all__ = ["FrozenModel", "DEFAULT_PATCH_FRAMES", "INPUT_AXES"]
+
+#: Nominal number of input frames used to probe graphs whose input length is free.
+DEFAULT_PATCH_FRAMES = 128
+
+#: Input layouts: batch, then time / frequency (and a channel axis of size 1).
+INPUT_AXES = ("NTF", "NFT", "NTFC", "NFTC")
+
+
+@dataclass(eq=False)
+class FrozenModel:
+    """A model as the engine sees it.
+
+    Parameters
+    ----------
+    name : str
+        A name for people (and the output index).
+    graph : FrozenGraph
+        The frozen graph.
+    input_tensor : str
+        The graph's input tensor; its axis 0 is the batch.
+    input_axes : {"NTF", "NFT", "NTFC", "NFTC"}
+        Layout of the input: batch, then time / frequency (and a channel axis of size 1).
+    representation : Representation
+        How audio becomes the input.
+    input_length : int or None
+        Frames per input patch the model was built for (None: any length).
+    labels : list of str or None
+        Class labels of the model's output.
+    layer_tensors : dict or None
+        Layer name -> tensor of the graph, in order.  ``None``: every convolution (and
+        the activations, batch norms and pools after it) is offered, named by its node.
+    output_tensor : str or None
+        The model's prediction output.
+    standardize_patches : bool
+        Each input patch is standardised (zero mean, unit variance) before the network
+        (TempoCNN); such models always take patches.
+    family : str
+        Which adapter opened it.
+    source : str
+        Where it came from (a path, or a description of an object in memory).
+    """
+
+    name: str
+    graph: FrozenGraph
+    input_tensor: str
+    input_axes: str
+    representation: Representation
+    input_length: int | None = None
+    labels: list[str] | None = None
+    layer_tensors: dict[str, str] | None = None
+    output_tensor: str | None = None
+    standardize_patches: bool = False
+    family: str = ""
+    source: str = ""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    _layers: list[LayerInfo] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.input_axes not in INPUT_AXES:
+            raise ModelLoadError(
+                f"input_axes must be one of {', '.join(INPUT_AXES)}; got {self.input_axes!r}"
+            )
+        self.input_tensor = tensor_name(self.input_tensor)
+        if node_name(self.input_tensor) not in self.graph.nodes:
+            raise ModelLoadError(f"the graph has no input node {node_name(self.input_tensor)!r}")
+
+    # -- input layout ---------------------------------------------------------------------
+    def nominal_input_shape(self) -> tuple[int, ...]:
+        """Shape of one input patch, batch 1, e.g. ``(1, 96, 1366, 1)``."""
+        n_frames = self.input_length or DEFAULT_PATCH_FRAMES
+        sizes = {"N": 1, "T": n_frames, "F": self.representation.n_bands, "C": 1}
+        return tuple(sizes[a] for a in self.input_axes)
+
+    def to_input(self, features: np.ndarray) -> np.ndarray:
+        """Model input from representation frames.
+
+        Parameters
+        ----------
+        features : np.ndarray, shape (..., n_frames, n_bands)
+
+        Returns
+        -------
+        np.ndarray, float32, shape (..., *input_axes[1:])
+        """
+        x = np.asarray(features, np.float32)
+        if self.input_axes.startswith("NFT"):
+            x = np.swapaxes(x, -1, -2)
+        if self.input_axes.endswith("C"):
+            x = x[..., None]
+        return x
+
+    def from_input(self, x: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_input`: ``(..., *input_axes[1:]) -> (..., n_frames, n_bands)``."""
+        x = np.asarray(x)
+        if self.input_axes.endswith("C"):
+            x = x[..., 0]
+        if self.input_axes.startswith("NFT"):
+            x = np.swapaxes(x, -1, -2)
+        return x
+
+    # -- layers -----------------------------------------------------------------------------
+    def _static_shapes(self, tensors: list[str]) -> dict[str, tuple[int, ...] | None]:
+        tf = backend.tensorflow()
+        gd = self.graph.subgraph_def(tensors)
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, self.nominal_input_shape())
+            try:
+                tf.graph_util.import_graph_def(gd, input_map={self.input_tensor: x}, name="m")
+            except (ValueError, tf.errors.InvalidArgumentError) as exc:
+                raise ModelLoadError(
+                    f"{self.name}: the graph does not accept an input of shape "
+                    f"{self.nominal_input_shape()} ({str(exc).splitlines()[0]})"
+                ) from None
+        shapes: dict[str, tuple[int, ...] | None] = {}
+        for op in g.get_operations():
+            if not op.name.startswith("m/"):
+                continue
+            for i, t in enumerate(op.outputs):
+                s = t.shape
+                key = f"{op.name[2:]}:{i}"
+                shapes[key] = tuple(s.as_list()) if s.rank is not None else None
+        shapes[self.input_tensor] = self.nominal_input_shape()  # replaced by the probe input
+        return shapes
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """The feature layers offered for deconvolution, input to output."""
+        if self._layers is None:
+            self._layers = self._find_layers()
+        return self._layers
+
+    def _find_layers(self) -> list[LayerInfo]:
+        g = self.graph
+        if self.layer_tensors is not None:
+            wanted = {n: tensor_name(t) for n, t in self.layer_tensors.items()}
+            targets = list(wanted.values())
+        else:
+            targets = [tensor_name(n.name) for n in g.graph_def.node
+                       if n.op in CONV_OPS | POOL_OPS | NONLINEAR_OPS | BN_OPS]
+            wanted = {node_name(t): t for t in targets}
+        if not targets:
+            raise NoFeatureLayersError(f"{self.name}: the model has no convolutional layer")
+        shapes = self._static_shapes(targets)
+        known = {k: v for k, v in shapes.items() if v is not None}
+        info = g.trace_axes(self.input_tensor, self.input_axes, known)
+        layers: list[LayerInfo] = []
+        for name, t in wanted.items():
+            ti = info.get(t)
+            if ti is None or not ti.after_conv or "T" not in ti.axes or "C" not in ti.axes:
+                continue
+            shape = known[t]
+            ax = ti.axes
+            rf_t, jump_t = ti.rf["T"]
+            rf_f, jump_f = ti.rf["F"] if "F" in ax else (None, None)
+            layers.append(LayerInfo(
+                name=name, tensor=t, n_features=int(shape[ax.index("C")]), axes=ax,
+                shape=tuple(int(d) for d in shape), receptive_field=(rf_t, rf_f),
+                stride=(jump_t, jump_f), time_agnostic=ti.time_agnostic,
+                op=g.node(t).op, description=self.descriptions.get(name, ""),
+            ))
+        if not layers:
+            raise NoFeatureLayersError(
+                f"{self.name}: the model has no convolutional layer with a time axis to deconvolve"
+            )
+        return layers
+
+    def layer(self, name: str | int) -> LayerInfo:
+        """A feature layer by name (or by position in :attr:`layers`).
+
+        Raises
+        ------
+        UnknownLayerError
+            Naming the layers that exist.
+        """
+        layers = self.layers
+        if isinstance(name, (int, np.integer)):
+            if -len(layers) <= name < len(layers):
+                return layers[name]
+        else:
+            for li in layers:
+                if li.name == name:
+                    return li
+        raise UnknownLayerError(
+            f"unknown layer {name!r} in {self.name}; its feature layers are: "
+            + ", ".join(li.name for li in layers)
+        )
+
+    def native_predict(self, audio: np.ndarray, sr: float) -> tuple[np.ndarray, list[str], str] | None:
+        """Class activations through the model's own runtime, when it has one (e.g. Essentia's
+        ``TensorflowPredict*``); None: predict through the frozen graph
+        (:func:`mirdeconv.predict.predict`).
+
+        Returns
+        -------
+        (activations (n_patches, n_classes), labels, how) or None
+        """
+        return None
+
+    # -- identity -------------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """What identifies this model in outputs: name, family, source, graph digest, representation."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "graph_sha256": self.graph.content_digest(),
+            "input": self.input_tensor,
+            "input_axes": self.input_axes,
+            "input_length": self.input_length,
+            "representation": self.representation.to_dict(),
+        }

@@ -1,0 +1,400 @@
+"""Every choice and default of mirdeconv in one place, validated once; and the environment.
+
+Two frozen option objects travel through the library, the batch job, the command line and
+the app:
+
+* :class:`DeconvOptions`: how a layer is deconvolved (method, target, mode, precision,
+  memory budget);
+* :class:`SoundOptions`: how a deconvolution becomes sound (reading, sign, output rate,
+  normalisation, file format).
+
+Their choices come from the tables below (name -> what it means); the command line's flags
+and ``--help``, and the app's pickers, are generated from the same tables, so a new choice
+is one table row.  The methods are data, as in captum where deconvnet and guided backprop
+are one flag on one class: each :class:`Method` says whether the backward signal is
+rectified at a non-linearity and whether it is multiplied by the non-linearity's
+derivative.
+
+:func:`environment` is the one place that reads mirdeconv's environment variables
+(``MIRDECONV_*``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FeatureIndexError, InvalidOptionError
+
+__all__ = [
+    "Method", "METHODS", "TARGETS", "MODES", "PRECISIONS", "READINGS", "SIGNS", "OUTPUT_RATES",
+    "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "DeconvOptions", "SoundOptions",
+    "parse_features", "parse_size", "Environment", "environment", "env_value",
+]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A backward rule at every non-linearity ``y = f(x)`` on the way down.
+
+    Attributes
+    ----------
+    name : str
+    rectify : bool
+        The backward signal ``g`` is rectified, ``relu(g)`` (Zeiler & Fergus).
+    derivative : bool
+        The signal is multiplied by the forward derivative ``f'(x)`` (the chain rule).
+    description : str
+    """
+
+    name: str
+    rectify: bool
+    derivative: bool
+    description: str
+
+    @property
+    def formula(self) -> str:
+        """The rule as a formula, e.g. ``relu(g) * f'(x)``."""
+        g = "relu(g)" if self.rectify else "g"
+        return f"{g} * f'(x)" if self.derivative else g
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("deconvnet", True, False, "the backward signal is rectified (Zeiler & Fergus; Choi)"),
+    Method("guided", True, True, "guided backprop (Springenberg et al.)"),
+    Method("saliency", False, True, "the plain gradient (Simonyan et al.)"),
+)}
+TARGETS: dict[str, str] = {
+    "map": "the feature's whole activation map, every other map zero (Choi; Zeiler & Fergus)",
+    "max": "only the feature's strongest unit over the track",
+}
+MODES: dict[str, str] = {
+    "auto": "the whole track at once when the graph allows it, else patches",
+    "whole": "the whole track through the graph at once (fully convolutional along time)",
+    "patches": "patches of the model's input length, 50 % overlap, overlap-added",
+}
+PRECISIONS: dict[str, str] = {
+    "float32": "float32 backward pass",
+    "bfloat16": "bfloat16 backward pass: about 2x faster convolutions on CPUs with "
+                "AMX/AVX-512-BF16, about 3 significant digits",
+}
+READINGS: dict[str, str] = {
+    "mask": "the deconvolution multiplies the STFT as it is (Choi)",
+    "magnitude": "the deconvolution is read as a (compressed) spectrogram, its compression "
+                 "inverted, and played with the original phase",
+}
+SIGNS: dict[str, str] = {
+    "signed": "negative values flip the phase (Choi)",
+    "positive": "negative values dropped",
+    "absolute": "absolute values",
+}
+OUTPUT_RATES: dict[str, str] = {
+    "track": "the track's own rate (the mask interpolated onto its STFT)",
+    "model": "the model's rate",
+}
+NORMALIZATIONS: dict[str, str] = {
+    "peak": "peak 0.99",
+    "loudness": "-23 LUFS (ITU-R BS.1770), never above peak 0.99",
+    "none": "as computed",
+}
+FORMATS: dict[str, str] = {"wav": "16-bit WAV", "flac": "16-bit FLAC"}
+
+#: Memory one chunk of the engine's backward pass may use, in bytes, unless overridden
+#: (``memory=``, ``--memory``, ``MIRDECONV_MEMORY``).
+DEFAULT_MEMORY = 4 << 30
+
+
+def _choice(table: Mapping[str, Any], label: str, short: str | None = None) -> dict[str, Any]:
+    return {"choices": table, "label": label, "short": short}
+
+
+def _check_choices(obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        table = f.metadata.get("choices")
+        value = getattr(obj, f.name)
+        if table is not None and value not in table:
+            raise InvalidOptionError(
+                f"{f.name} must be one of {', '.join(table)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class DeconvOptions:
+    """How a layer is deconvolved.
+
+    Parameters
+    ----------
+    method : {"deconvnet", "guided", "saliency"}
+        Backward rule at the non-linearities (:data:`METHODS`).
+    target : {"map", "max"}
+        Seed: the feature's whole map (Zeiler & Fergus, Choi) or its strongest unit.
+    mode : {"auto", "whole", "patches"}
+        Whole track at once, patches of the model's input length, or whichever fits.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the backward pass (the forward pass is always float32).
+    memory : int or None
+        Bytes one chunk of features may use in the backward pass; None: ``MIRDECONV_MEMORY``
+        or :data:`DEFAULT_MEMORY` (4 GiB).
+
+    Raises
+    ------
+    InvalidOptionError
+        A value outside its choices, or a memory budget that is not a positive integer.
+    """
+
+    method: str = field(default="deconvnet", metadata=_choice(METHODS, "Method", "-m"))
+    target: str = field(default="map", metadata=_choice(TARGETS, "Target", "-t"))
+    mode: str = field(default="auto", metadata=_choice(MODES, "Mode"))
+    precision: str = field(default="float32", metadata=_choice(PRECISIONS, "Precision"))
+    memory: int | None = field(default=None, metadata={
+        "label": "Memory", "help": "bytes one chunk of features may use (e.g. 2G; default: "
+                                   "MIRDECONV_MEMORY or 4G)"})
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        if self.memory is not None and not (
+                isinstance(self.memory, int | np.integer) and self.memory > 0):
+            raise InvalidOptionError(f"memory must be a positive number of bytes; got {self.memory!r}")
+
+    @property
+    def rule(self) -> Method:
+        """The :class:`Method` of :attr:`method`."""
+        return METHODS[self.method]
+
+    @property
+    def budget(self) -> int:
+        """The memory budget in bytes (resolving ``None``)."""
+        return int(self.memory or environment().memory or DEFAULT_MEMORY)
+
+    def key(self) -> dict[str, str]:
+        """What changes the result (the memory budget does not)."""
+        return {"method": self.method, "target": self.target, "mode": self.mode,
+                "precision": self.precision}
+
+    def replace(self, **changes: Any) -> DeconvOptions:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SoundOptions:
+    """How deconvolved features become sound (see :mod:`mirdeconv.auralisation`).
+
+    Parameters
+    ----------
+    reading : {"mask", "magnitude"}
+    sign : {"signed", "positive", "absolute"}
+    output_sr : {"track", "model"}
+    normalize : {"peak", "loudness", "none"}
+    format : {"wav", "flac"}
+        File format when written.
+
+    Raises
+    ------
+    InvalidOptionError
+        A value outside its choices.
+    """
+
+    reading: str = field(default="mask", metadata=_choice(READINGS, "Reading"))
+    sign: str = field(default="signed", metadata=_choice(SIGNS, "Sign"))
+    output_sr: str = field(default="track", metadata=_choice(OUTPUT_RATES, "Output rate"))
+    normalize: str = field(default="peak", metadata=_choice(NORMALIZATIONS, "Normalise"))
+    format: str = field(default="wav", metadata=_choice(FORMATS, "Format"))
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+
+    def key(self) -> dict[str, str]:
+        """Every field (all of them change the output)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> SoundOptions:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def resolve(cls: type, options: Any, given: Mapping[str, Any]) -> Any:
+    """An options object from ``options`` (or the defaults) and keyword values.
+
+    ``given`` holds the keyword arguments of a public function whose defaults are the
+    option class's own; when ``options`` is also given, a keyword that differs from its
+    default is a contradiction and raises.
+    """
+    if options is None:
+        return cls(**given)
+    if not isinstance(options, cls):
+        raise InvalidOptionError(f"options must be a {cls.__name__}; got {type(options).__name__}")
+    defaults = cls()
+    clash = [k for k, v in given.items() if v != getattr(defaults, k)]
+    if clash:
+        raise InvalidOptionError(
+            f"give {', '.join(clash)} either as keyword or in the {cls.__name__}, not both")
+    return options
+
+
+# -- feature selections ---------------------------------------------------------------
+def parse_features(features: Any, n_features: int) -> list[int]:
+    """Turn a feature selection into a list of indices.
+
+    Parameters
+    ----------
+    features : None, int, iterable of int, or str
+        ``None`` or ``"all"``: every feature; an int; a list; or a string such as
+        ``"0-7,12,20-23"`` (ranges inclusive).
+    n_features : int
+        The layer's number of features.
+
+    Raises
+    ------
+    FeatureIndexError
+        An index outside ``0 .. n_features - 1`` (checked before any range is built).
+    InvalidOptionError
+        A string that cannot be parsed, or an empty selection.
+    """
+    if features is None or (isinstance(features, str) and features.strip().lower() == "all"):
+        return list(range(n_features))
+    if isinstance(features, str):
+        out = _parse_feature_string(features, n_features)
+    elif isinstance(features, int | np.integer):
+        out = [int(features)]
+    else:
+        try:
+            out = [int(f) for f in features]
+        except (TypeError, ValueError):
+            raise InvalidOptionError(f"features must be indices, got {features!r}") from None
+    if not out:
+        raise InvalidOptionError("the feature selection is empty")
+    for f in out:
+        _check_index(f, n_features)
+    return out
+
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def _parse_feature_string(text: str, n_features: int) -> list[int]:
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        m = _RANGE.match(part)
+        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise InvalidOptionError(
+                f"cannot read feature selection {text!r}: use e.g. '0-63' or '3,5,10-12'")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        _check_index(hi, n_features)
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+def _check_index(f: int, n_features: int) -> None:
+    if not 0 <= f < n_features:
+        raise FeatureIndexError(
+            f"feature index {f} is out of range: this layer has {n_features} features "
+            f"(0-{n_features - 1})")
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """``"2G"``, ``"512M"``, ``"4GiB"``, ``"1073741824"`` -> bytes (binary units).
+
+    Raises
+    ------
+    InvalidOptionError
+        Not a positive size.
+    """
+    if isinstance(text, int | np.integer):
+        value = int(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text).lower())
+        if m is None:
+            raise InvalidOptionError(f"cannot read the size {text!r}: use e.g. 2G or 512M")
+        value = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if value <= 0:
+        raise InvalidOptionError(f"a size must be positive; got {text!r}")
+    return value
+
+
+# -- the environment ---------------------------------------------------------------------
+ENV_PREFIX = "MIRDECONV_"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """mirdeconv's environment variables, read at one moment.
+
+    Attributes
+    ----------
+    cache : Path or None
+        ``MIRDECONV_CACHE``: the zoo's cache folder (None: the user's cache folder).
+    musicnn_wheel : Path or None
+        ``MIRDECONV_MUSICNN_WHEEL``: a local musicnn 0.1.0 wheel for the zoo.
+    plugin_path : tuple of Path
+        ``MIRDECONV_PLUGIN_PATH``: folders of plugin files (``os.pathsep``-separated).
+    allow_model_upload : bool
+        ``MIRDECONV_ALLOW_MODEL_UPLOAD=1``: the app offers model uploads.
+    verbose : bool
+        ``MIRDECONV_VERBOSE=1``: TensorFlow's and dependencies' log lines reach the terminal.
+    memory : int or None
+        ``MIRDECONV_MEMORY`` (e.g. ``2G``): the default memory budget.
+    """
+
+    cache: Path | None = None
+    musicnn_wheel: Path | None = None
+    plugin_path: tuple[Path, ...] = ()
+    allow_model_upload: bool = False
+    verbose: bool = False
+    memory: int | None = None
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _paths(value: str | None) -> tuple[Path, ...]:
+    return tuple(Path(p.strip()) for p in (value or "").split(os.pathsep) if p.strip())
+
+
+def environment(environ: Mapping[str, str] | None = None) -> Environment:
+    """Read mirdeconv's environment variables now (``os.environ`` by default).
+
+    Raises
+    ------
+    InvalidOptionError
+        ``MIRDECONV_MEMORY`` is not a size.
+    """
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        value = env.get(ENV_PREFIX + name)
+        return value if value not in (None, "") else None
+
+    memory = get("MEMORY")
+    return Environment(
+        cache=Path(get("CACHE")) if get("CACHE") else None,
+        musicnn_wheel=Path(get("MUSICNN_WHEEL")) if get("MUSICNN_WHEEL") else None,
+        plugin_path=_paths(get("PLUGIN_PATH")),
+        allow_model_upload=_flag(get("ALLOW_MODEL_UPLOAD")),
+        verbose=_flag(get("VERBOSE")),
+        memory=parse_size(memory) if memory else None,
+    )
+
+
+def env_value(name: str) -> str | None:
+    """``MIRDECONV_<NAME>`` for settings that plugins define (e.g. ``CHOI2016_WEIGHTS``)."""
+    value = os.environ.get(ENV_PREFIX + name)
+    return value if value else None
+
+
+def option_fields(cls: type) -> Iterable[dataclasses.Field]:
+    """The fields of an options class, with their metadata (for generated flags and pickers)."""
+    return dataclasses.fields(cls)

@@ -1,0 +1,54 @@
+"""Progress of long work: a tqdm bar on the command line, a callback for the app, or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Progress", "ProgressArg"]
+
+#: What the public functions take as ``progress=``: False (nothing), True (a tqdm bar), or
+#: ``callable(done, total)`` called after each unit of work.
+ProgressArg = bool | Callable[[int, int], Any]
+
+
+class Progress:
+    """Counts work done and reports it the way the caller asked.
+
+    Parameters
+    ----------
+    progress : bool or callable
+        False: silent; True: a tqdm bar; ``callable(done, total)``: called on every update.
+    total : int
+        Units of work.
+    desc, unit : str
+        The bar's description and unit.
+    """
+
+    def __init__(self, progress: ProgressArg, total: int, desc: str = "", unit: str = "it") -> None:
+        self.total, self.done = int(total), 0
+        self._callback = progress if callable(progress) else None
+        self._bar = None
+        if progress is True:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit)
+
+    def update(self, n: int = 1) -> None:
+        """``n`` more units are done."""
+        self.done += int(n)
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self._callback is not None:
+            self._callback(self.done, self.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,145 @@
+"""The house: new operations enter through the rule table, new model families through the
+adapter registry (built-ins and entry points), and the engine keeps no state on models."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import numpy as np
+import pytest
+
+import mirdeconv
+from mirdeconv import adapters, engine
+from mirdeconv.cli import main
+from mirdeconv.errors import ModelLoadError, UnsupportedGraphError
+from mirdeconv.representations import LinearSpectrogram
+
+from .conftest import tone_track
+
+REP = LinearSpectrogram(sr=8000, n_fft=64, hop_length=32)   # 33 bins
+
+
+def _softsign_net(keras):
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    inp = keras.Input((33, None, 1))
+    x = L.Conv2D(4, 3, padding="same", activation="softsign", name="c")(inp)
+    return keras.Model(inp, L.MaxPooling2D(2, name="p")(x))
+
+
+def test_a_new_operation_is_one_function_and_one_table_entry(keras):
+    """Softsign has no rule: refused with its name; one registered function makes it work."""
+    tf = mirdeconv.backend.tensorflow()
+    net = _softsign_net(keras)
+    y = tone_track(8000, 1.0)
+    with pytest.raises(UnsupportedGraphError, match="operation Softsign .* cannot deconvolve"):
+        mirdeconv.deconvolve(mirdeconv.load_model(net, representation=REP), y, 8000, layer="p")
+
+    @engine.register("Softsign")
+    def softsign(ctx, step):
+        x_t = step.inputs[0]
+        step.save = [lambda env: 1.0 / (1.0 + ctx.tf.abs(env[x_t])) ** 2]
+        rect = ctx.tf.nn.relu if ctx.method.rectify else (lambda g: g)
+        if ctx.method.derivative:
+            step.rule = lambda g, sv, F: [rect(g) * sv[0]]
+        else:
+            step.rule = lambda g, sv, F: [rect(g)]
+
+    try:
+        m = mirdeconv.load_model(net, representation=REP)
+        res = mirdeconv.deconvolve(m, y, 8000, layer="p", method="saliency", features=[1])
+        x = tf.constant(m.to_input(res.track.frames[None]))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = net(x)[..., 1]
+            obj = tf.reduce_sum(out * tf.stop_gradient(out))
+        want = m.from_input(tape.gradient(obj, x).numpy())[0]
+        np.testing.assert_allclose(res.masks[0], want, atol=1e-5 * np.abs(want).max())
+    finally:
+        engine.RULES.pop("Softsign")
+
+
+def test_the_engine_keeps_its_programs_off_the_model(keras):
+    """The model description holds no compiled state; the engine's cache lets it go."""
+    import weakref
+
+    from mirdeconv.engine import cache
+
+    net = _softsign_net(keras)
+    net = keras.Model(net.input, keras.layers.MaxPooling2D(2, name="q")(
+        keras.layers.Conv2D(2, 3, padding="same", activation="relu")(net.input)))
+    m = mirdeconv.load_model(net, representation=REP)
+    mirdeconv.deconvolve(m, tone_track(8000, 1.0), 8000, layer="q")
+    assert "_programs" not in vars(m)
+    assert len(cache._PROGRAMS[m]) == 1
+    n = len(cache._PROGRAMS)
+    ref = weakref.ref(m)
+    del m
+    gc.collect()
+    assert ref() is None and len(cache._PROGRAMS) <= n - 1     # its programs went with it
+
+
+TINY_ADAPTER = '''
+import keras
+import mirdeconv
+from mirdeconv.adapters import ModelAdapter
+from mirdeconv.representations import LinearSpectrogram
+
+
+class TinyAdapter(ModelAdapter):
+    """Opens "*.tiny" files: the number of maps of a one-layer net, in text."""
+
+    name = "tiny"
+    priority = 50
+
+    def guess_can_open(self, source):
+        return str(source).endswith(".tiny")
+
+    def open(self, source, **options):
+        maps = int(open(source).read())
+        inp = keras.Input((33, 40, 1))
+        x = keras.layers.Conv2D(maps, 3, padding="same", activation="relu", name="c")(inp)
+        net = keras.Model(inp, keras.layers.MaxPooling2D(2, name="p")(x))
+        return mirdeconv.load_model(net, representation=LinearSpectrogram(sr=8000, n_fft=64,
+                                    hop_length=32), name="tiny")
+'''
+
+
+def test_an_adapter_from_an_entry_point(tmp_path, monkeypatch, keras, capsys):
+    site = tmp_path / "site"
+    info = site / "tiny_adapter-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-adapter\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[mirdeconv.adapters]\ntiny = tiny_adapter:TinyAdapter\nbroken = tiny_adapter:Missing\n")
+    (site / "tiny_adapter.py").write_text(TINY_ADAPTER)
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        found = adapters.refresh_adapters()
+        assert list(found)[:2] == ["keras", "essentia"] and list(found)[-2:] == ["tiny", "pb"]
+        assert "broken" in adapters.adapter_errors()
+        (tmp_path / "net.tiny").write_text("5")
+        m = mirdeconv.load_model(tmp_path / "net.tiny")
+        assert m.name == "tiny" and m.layer("p").n_features == 5
+        with pytest.raises(ModelLoadError, match="no model adapter named 'onnx'; adapters: keras, "
+                                                 "essentia, tiny, pb"):
+            mirdeconv.load_model(tmp_path / "net.tiny", adapter="onnx")
+        assert main(["plugins"]) == 0
+        out = capsys.readouterr().out
+        assert "adapters: keras, essentia, tiny, pb" in out and "adapter broken: error" in out
+    finally:
+        monkeypatch.undo()
+        sys.modules.pop("tiny_adapter", None)
+        adapters.refresh_adapters()
+    assert "tiny" not in adapters.list_adapters()
+
+
+def test_the_adapter_can_be_named(tmp_path):
+    """A bare graph beside a JSON opens as Essentia's by default; adapter="pb" ignores the JSON."""
+    from .conftest import shared_file
+
+    pb = shared_file("models/essentia/genre_dortmund_musicnn_msd.pb")
+    bare = mirdeconv.load_model(pb)
+    assert bare.family == "pb" and bare.algorithm == "TensorflowPredictMusiCNN"
+    assert mirdeconv.load_model(pb, adapter="essentia").family == "essentia"

@@ -25,6 +25,7 @@ from .graph import (
     LayerInfo,
     node_name,
     tensor_name,
+    trace_axes,
 )
 from .representations import Representation
 
@@ -174,7 +175,7 @@ class FrozenModel:
             raise NoFeatureLayersError(f"{self.name}: the model has no convolutional layer")
         shapes = self._static_shapes(targets)
         known = {k: v for k, v in shapes.items() if v is not None}
-        info = g.trace_axes(self.input_tensor, self.input_axes, known)
+        info = trace_axes(g, self.input_tensor, self.input_axes, known)
         layers: list[LayerInfo] = []
         for name, t in wanted.items():
             ti = info.get(t)

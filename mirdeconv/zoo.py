@@ -238,10 +238,11 @@ def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
     Keeps what ``outputs`` need; variables become constants from the checkpoint (whose
     prefix is the folder itself: ``.index``, ``.data-...``); every boolean placeholder (the
     ``is_training`` flag) becomes ``False`` and the ``tf.cond`` branches it selects are
-    resolved, so no Switch, Merge or RandomUniform (dropout) is left.
+    resolved (:func:`mirdeconv.graph.conds.resolve_false_conds`), so no Switch, Merge or
+    RandomUniform (dropout) is left.
     """
     from . import backend
-    from .graph import node_name
+    from .graph.conds import make_const, resolve_false_conds
 
     tf = backend.tensorflow()
     meta = tf.compat.v1.MetaGraphDef()
@@ -251,85 +252,18 @@ def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
         reader = tf.compat.v1.train.NewCheckpointReader(str(folder) + "/")
     except Exception as exc:
         raise ZooError(f"cannot read the checkpoint in {folder}: {exc}") from None
-    nodes = {n.name: n for n in gd.node}
-    falses = {n.name for n in gd.node
-              if n.op == "Placeholder" and n.attr["dtype"].type == tf.bool.as_datatype_enum}
-    order: list[str] = []
-    seen: set[str] = set()
-    stack = [(node_name(o), False) for o in outputs]
-    while stack:
-        x, done = stack.pop()
-        if done:
-            order.append(x)
-            continue
-        if x in seen:
-            continue
-        seen.add(x)
-        stack.append((x, True))
-        stack.extend((node_name(i), False) for i in nodes[x].input if node_name(i) not in seen)
-    for x in order:  # Identity chains of the flag are the flag too
-        n = nodes[x]
-        if n.op == "Identity" and node_name(n.input[0]) in falses:
-            falses.add(x)
-
-    def tensor(i: str) -> str:
-        nm, _, port = i.lstrip("^").partition(":")
-        return f"{nm}:{port or 0}"
-
-    alias: dict[str, str] = {}
-    dead: set[str] = set()
-    dead_nodes: set[str] = set()
-    for x in order:
-        n = nodes[x]
-        ins = [alias.get(tensor(i), tensor(i)) for i in n.input if not i.startswith("^")]
-        if n.op == "Switch" and node_name(n.input[1]) in falses:
-            if ins[0] in dead:
-                dead_nodes.add(x)
-                dead.update({f"{x}:0", f"{x}:1"})
-            else:  # predicate False: output 0 carries the data, output 1 is dead
-                alias[f"{x}:0"] = ins[0]
-                dead.add(f"{x}:1")
-            continue
-        if n.op == "Merge":
-            live = [t for t in ins if t not in dead]
-            if len(live) != 1:
-                raise ZooError(f"cannot resolve {x}: {len(live)} live inputs")
-            alias[f"{x}:0"] = live[0]
-            continue
-        if any(t in dead for t in ins):
-            dead_nodes.add(x)
-            dead.update(f"{x}:{k}" for k in range(8))
-    out = tf.compat.v1.GraphDef()
-    out.versions.CopyFrom(gd.versions)
-    for x in order:
-        n = nodes[x]
-        if x in dead_nodes or n.op in ("Switch", "Merge"):
-            continue
-        new = out.node.add()
-        new.CopyFrom(n)
-        if n.op in ("VariableV2", "VarHandleOp", "Variable") or (x in falses and n.op == "Placeholder"):
-            value = reader.get_tensor(x) if n.op != "Placeholder" else False
-            new.op = "Const"
-            new.ClearField("attr")
-            new.ClearField("input")
-            proto = tf.make_tensor_proto(value)
-            new.attr["dtype"].type = proto.dtype
-            new.attr["value"].tensor.CopyFrom(proto)
-            continue
-        del new.input[:]
-        for i in n.input:
-            if i.startswith("^"):
-                if node_name(i) not in dead_nodes and nodes[node_name(i)].op not in ("Switch", "Merge"):
-                    new.input.append(i)
-                continue
-            t = tensor(i)
-            while t in alias:
-                t = alias[t]
-            nm, port = t.split(":")
-            new.input.append(nm if port == "0" else t)
+    flags = {n.name for n in gd.node
+             if n.op == "Placeholder" and n.attr["dtype"].type == tf.bool.as_datatype_enum}
+    try:
+        out = resolve_false_conds(gd, outputs, flags)
+    except ValueError as exc:
+        raise ZooError(str(exc)) from None
+    for node in out.node:
+        if node.op in ("VariableV2", "VarHandleOp", "Variable"):
+            make_const(tf, node, reader.get_tensor(node.name))
         for k in ("_output_shapes", "_class"):
-            if k in new.attr:
-                del new.attr[k]
+            if k in node.attr:
+                del node.attr[k]
     out = tf.compat.v1.graph_util.extract_sub_graph(out, outputs)
     left = sorted({n.op for n in out.node} & {"Switch", "Merge", "RandomUniform", "VariableV2"})
     if left:

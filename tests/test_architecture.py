@@ -143,3 +143,16 @@ def test_the_adapter_can_be_named(tmp_path):
     bare = mirdeconv.load_model(pb)
     assert bare.family == "pb" and bare.algorithm == "TensorflowPredictMusiCNN"
     assert mirdeconv.load_model(pb, adapter="essentia").family == "essentia"
+
+
+def test_every_package_is_in_the_wheel_list():
+    """pyproject.toml lists the packages (plugins/ is installed under another name)."""
+    import tomllib
+
+    from .conftest import ROOT
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "mirdeconv").rglob("__init__.py")}
+    found |= {"mirdeconv_plugins" + "".join("." + x for x in p.parent.relative_to(ROOT / "plugins").parts)
+              for p in (ROOT / "plugins").rglob("__init__.py")}
+    assert listed == found

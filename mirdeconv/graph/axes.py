@@ -1,0 +1,334 @@
+"""Axes and receptive fields: which axis of every tensor is batch, time, frequency or
+features, and how much of the input each unit sees.
+
+:func:`trace_axes` walks the operations from the input to the tensors asked for, and each
+operation type moves the labels and receptive fields with its rule from :data:`AXIS_RULES`
+(one small function per kind of operation, registered with :func:`axis_rule`); operation
+types without a rule keep the labels when their output has the same rank, and tie the
+graph to its input length.
+
+Axis labels: ``N`` batch, ``T`` time, ``F`` frequency, ``C`` features (channels made by a
+convolution), ``1`` any other axis (unit axes, the input's own channel axis), ``?`` lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnsupportedGraphError
+from .frozen import FrozenGraph
+from .ops import CONV_OPS, ELEMENTWISE_OPS, POOL_OPS, SHAPE_OPS, TIME_AGNOSTIC_OPS, node_name, tensor_name
+
+__all__ = ["TensorInfo", "LayerInfo", "AXIS_RULES", "axis_rule", "trace_axes"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the graph analysis knows about one tensor that depends on the input.
+
+    Attributes
+    ----------
+    axes : str
+        One label per axis (``N``, ``T``, ``F``, ``C``, ``1``, or ``?`` when lost).
+    rf : dict
+        Receptive field per input axis label: ``{"T": (size, jump), "F": (size, jump)}``,
+        sizes in input frames / bins, jump = input frames / bins between neighbouring units.
+    time_agnostic : bool
+        Every operation between the input and this tensor treats time steps alike
+        (the graph up to here is fully convolutional along time).
+    after_conv : bool
+        A convolution lies between the input and this tensor.
+    """
+
+    axes: str
+    rf: dict[str, tuple[int, int]]
+    time_agnostic: bool
+    after_conv: bool
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A feature layer offered for deconvolution.
+
+    Attributes
+    ----------
+    name : str
+        The name people use (a Keras layer name, or a readable name for a graph node).
+    tensor : str
+        The tensor in the frozen graph (``'node:0'``).
+    n_features : int
+        Number of feature maps.
+    axes : str
+        Axis labels of the tensor, batch first (e.g. ``"NFTC"``).
+    shape : tuple of int
+        Shape of the tensor for one input patch of the model's nominal size.
+    receptive_field : tuple of (int, int or None)
+        Receptive field in input (frames, bins); bins is None when the frequency axis is gone.
+    stride : tuple of (int, int or None)
+        Input frames / bins between neighbouring units.
+    time_agnostic : bool
+        Fully convolutional along time up to here (whole tracks can go through at once).
+    op : str
+        The graph operation that produces the tensor.
+    """
+
+    name: str
+    tensor: str
+    n_features: int
+    axes: str
+    shape: tuple[int, ...]
+    receptive_field: tuple[int, int | None]
+    stride: tuple[int, int | None]
+    time_agnostic: bool
+    op: str = ""
+    description: str = ""
+
+    @property
+    def time_axis(self) -> int:
+        """Index of the time axis in the tensor (batch is axis 0)."""
+        return self.axes.index("T")
+
+    @property
+    def feature_axis(self) -> int:
+        """Index of the features axis in the tensor."""
+        return self.axes.index("C")
+
+    @property
+    def freq_axis(self) -> int | None:
+        """Index of the frequency axis, or None when the layer has none left."""
+        return self.axes.index("F") if "F" in self.axes else None
+
+    def receptive_field_seconds(self, seconds_per_frame: float) -> float:
+        """Receptive field along time in seconds."""
+        return self.receptive_field[0] * seconds_per_frame
+
+
+class _Lost(Exception):
+    """Axis labels cannot be followed through an operation."""
+
+
+@dataclass
+class Trace:
+    """One operation's step of the walk: its input's labels and receptive fields, which its
+    axis rule turns into its output's.
+
+    Attributes
+    ----------
+    graph : FrozenGraph
+    node : NodeDef
+    axes : list of str
+        Labels (of the first input on entry; of the output when the rule is done).
+    rf : dict
+        Receptive field per input axis label, ``{"T": (size, jump), ...}``.
+    time_agnostic : bool
+        Still fully convolutional along time after this operation.
+    after_conv : bool
+    in_shape, out_shape : tuple
+        Static shapes of the first input and of the output.
+    """
+
+    graph: FrozenGraph
+    node: Any
+    axes: list[str]
+    rf: dict[str, tuple[int, int]]
+    time_agnostic: bool
+    after_conv: bool
+    in_shape: tuple
+    out_shape: tuple
+
+    def lost(self) -> None:
+        raise _Lost
+
+
+AxisRule = Callable[[Trace], None]
+#: Operation type -> how it moves axis labels and receptive fields.
+AXIS_RULES: dict[str, AxisRule] = {}
+
+
+def axis_rule(*ops: str) -> Callable[[AxisRule], AxisRule]:
+    """Decorator: the function is the axis rule of these operation types."""
+
+    def add(fn: AxisRule) -> AxisRule:
+        for op in ops:
+            AXIS_RULES[op] = fn
+        return fn
+
+    return add
+
+
+@axis_rule(*CONV_OPS, *POOL_OPS)
+def _window(t: Trace) -> None:
+    """A sliding window: the receptive field grows by the window, the jump by the stride;
+    an axis the window covers whole becomes ``1``; a convolution's last axis is features."""
+    g, node = t.graph, t.node
+    conv = node.op in CONV_OPS
+    if conv:
+        w = g.const_value(node.input[1])
+        if w is None:
+            raise UnsupportedGraphError(f"{node.name}: convolution kernel is not constant")
+        ksize = [1, *w.shape[:-2], 1]
+        t.after_conv = True
+    else:
+        ksize = g.attr(node, "ksize") or [1, 1, 1, 1]
+    strides = g.attr(node, "strides") or [1] * len(t.in_shape)
+    dil = g.attr(node, "dilations") or [1] * len(t.in_shape)
+    fmt = g.attr(node, "data_format") or "NHWC"
+    if fmt not in ("NHWC", "NDHWC"):
+        raise UnsupportedGraphError(f"{node.name}: data_format {fmt} is not supported (NHWC only)")
+    for ax in range(1, len(t.in_shape) - 1):
+        lab = t.axes[ax]
+        if lab in ("T", "F"):
+            s, j = t.rf[lab]
+            k = (ksize[ax] - 1) * dil[ax] + 1
+            t.rf[lab] = (s + (k - 1) * j, j * strides[ax])
+        if t.out_shape[ax] == 1 and t.in_shape[ax] != 1 and lab not in ("T",):
+            t.axes[ax] = "1"
+    if conv:
+        t.axes[-1] = "C"
+
+
+@axis_rule("Squeeze")
+def _squeeze(t: Trace) -> None:
+    dims = t.graph.attr(t.node, "squeeze_dims") or [i for i, d in enumerate(t.in_shape) if d == 1]
+    dims = {d % len(t.in_shape) for d in dims}
+    t.axes = [a for i, a in enumerate(t.axes) if i not in dims]
+
+
+@axis_rule("ExpandDims")
+def _expand_dims(t: Trace) -> None:
+    d = int(np.asarray(t.graph.const_value(t.node.input[1])).ravel()[0])
+    t.axes.insert(d % (len(t.in_shape) + 1), "1")
+
+
+@axis_rule("Transpose")
+def _transpose(t: Trace) -> None:
+    perm = t.graph.const_value(t.node.input[1])
+    if perm is None:
+        t.lost()
+    t.axes = [t.axes[int(p)] for p in perm]
+
+
+@axis_rule("Reshape")
+def _reshape(t: Trace) -> None:
+    """Only a reshape that adds or removes unit axes keeps the labels; either way the
+    graph is tied to its input length."""
+    core_in = [(a, d) for a, d in zip(t.axes, t.in_shape) if d != 1 or a == "N"]
+    out: list[str] = []
+    it = iter(core_in)
+    pending = next(it, None)
+    for d in t.out_shape:
+        if pending is not None and d == pending[1]:
+            out.append(pending[0])
+            pending = next(it, None)
+        elif d == 1:
+            out.append("1")
+        else:
+            t.lost()
+    if pending is not None:
+        t.lost()
+    t.axes = out
+    t.time_agnostic = False
+
+
+@axis_rule("Max", "Mean", "Sum", "Min")
+def _reduce(t: Trace) -> None:
+    red = t.graph.const_value(t.node.input[1])
+    if red is None:
+        t.lost()
+    red = {int(r) % len(t.in_shape) for r in np.ravel(red)}
+    if "T" in {t.axes[i] for i in red}:
+        t.time_agnostic = False
+    if t.graph.attr(t.node, "keep_dims"):
+        t.axes = ["1" if i in red else a for i, a in enumerate(t.axes)]
+    else:
+        t.axes = [a for i, a in enumerate(t.axes) if i not in red]
+
+
+@axis_rule("MatMul")
+def _matmul(t: Trace) -> None:
+    t.axes = ["N", "C"]
+    t.time_agnostic = False
+
+
+def _same_labels(t: Trace) -> None:
+    """Every other operation: the labels stay (the rank must too)."""
+
+
+def _time_varying_constant(graph: FrozenGraph, node: Any, first: TensorInfo, info: dict,
+                           out_shape: tuple, shapes: dict) -> bool:
+    """An element-wise operation with a constant that differs along time (e.g. batch norm
+    over the time axis), which ties the graph to its input length."""
+    t_out = first.axes.index("T") + len(out_shape) - len(first.axes)
+    for t in graph.data_inputs(node):
+        cs = shapes.get(t) if t not in info else None
+        if cs is None:
+            continue
+        k = t_out - (len(out_shape) - len(cs))
+        if 0 <= k < len(cs) and cs[k] not in (1, None):
+            return True
+    return False
+
+
+def _propagate(graph: FrozenGraph, node: Any, ins: list[str], info: dict, shapes: dict
+               ) -> TensorInfo:
+    first = info[ins[0]]
+    out_shape, in_shape = shapes.get(tensor_name(node.name)), shapes.get(ins[0])
+    agn = all(info[t].time_agnostic for t in ins) and node.op in TIME_AGNOSTIC_OPS
+    if (agn and node.op in ELEMENTWISE_OPS and "T" in first.axes and out_shape is not None
+            and _time_varying_constant(graph, node, first, info, out_shape, shapes)):
+        agn = False
+    rf = dict(first.rf)
+    for t in ins[1:]:  # merge branches: the widest receptive field
+        for k, (s, j) in info[t].rf.items():
+            s0, j0 = rf.get(k, (s, j))
+            rf[k] = (max(s0, s), max(j0, j))
+    if out_shape is None or in_shape is None:
+        raise _Lost
+    trace = Trace(graph, node, list(first.axes), rf, agn, any(info[t].after_conv for t in ins),
+                  tuple(in_shape), tuple(out_shape))
+    AXIS_RULES.get(node.op, _same_labels)(trace)
+    if len(trace.axes) != len(out_shape):
+        raise _Lost
+    return TensorInfo("".join(trace.axes), trace.rf, trace.time_agnostic, trace.after_conv)
+
+
+def trace_axes(graph: FrozenGraph, input_tensor: str, input_axes: str,
+               shapes: dict[str, tuple[int, ...]]) -> dict[str, TensorInfo]:
+    """Follow axis labels and receptive fields from the input to every dependent tensor.
+
+    Parameters
+    ----------
+    graph : FrozenGraph
+    input_tensor : str
+        The input tensor's name.
+    input_axes : str
+        Labels of the input's axes, batch first (e.g. ``"NTF"`` or ``"NFTC"``; a
+        trailing ``C`` on the input means its own channel axis and is relabelled ``1``).
+    shapes : dict
+        Tensor name -> static shape for one nominal input (from a probe run).
+
+    Returns
+    -------
+    dict
+        Tensor name -> :class:`TensorInfo`, for every tensor that depends on the input.
+    """
+    src = tensor_name(input_tensor)
+    info: dict[str, TensorInfo] = {
+        src: TensorInfo(input_axes.replace("C", "1"), {"T": (1, 1), "F": (1, 1)}, True, False)
+    }
+    for name in graph.ancestors(list(shapes)):
+        node = graph.nodes[name]
+        ins = [t for t in graph.data_inputs(node) if t in info]
+        if not ins or node.op in SHAPE_OPS or name == node_name(src):
+            continue
+        try:
+            info[tensor_name(name)] = _propagate(graph, node, ins, info, shapes)
+        except _Lost:
+            first = info[ins[0]]
+            n_out = len(shapes.get(tensor_name(name)) or ())
+            info[tensor_name(name)] = TensorInfo("?" * n_out, first.rf, False, first.after_conv)
+    return info

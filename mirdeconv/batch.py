@@ -185,12 +185,13 @@ class _Worker:
             rows.append({**base, "layer": None, "feature": None, "status": "error",
                          "error": str(exc)})
             for layer in todo:
-                tick(self._n_features(layer), layer)
+                tick(self.features_of(layer), layer)
             return rows, counts
         rows.extend(self._layers(tid, todo, loaded, base, counts, tick))
         return rows, counts
 
-    def _n_features(self, layer: str) -> int:
+    def features_of(self, layer: str) -> int:
+        """How many features of ``layer`` the settings select."""
         return len(parse_features(self.s.features, self.model.layer(layer).n_features))
 
     def _load(self, path: Path) -> tuple[Any, ...]:
@@ -217,7 +218,7 @@ class _Worker:
                 except AudioError as exc:  # e.g. shorter than this layer's receptive field
                     rows.append({**base, "layer": layer, "feature": None, "status": "error",
                                  "error": str(exc)})
-                    tick(self._n_features(layer), layer)
+                    tick(self.features_of(layer), layer)
                     continue
                 if pending is not None:
                     rows.extend(self._collect(pending.result(), counts, tick))
@@ -328,7 +329,7 @@ def run_batch(
     worker = _Worker(model, settings, out)
     layers = worker.layers()
     tracks = track_ids(tracks)
-    per_track = sum(worker._n_features(ly) for ly in layers)
+    per_track = sum(worker.features_of(ly) for ly in layers)
     _check_disk(out, _estimate_bytes(tracks, per_track, model.representation.sr,
                                      settings.sound.output_sr))
     summary = BatchSummary(out=out, n_tracks=len(tracks))

@@ -273,6 +273,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.headless", "true",
            "--server.maxUploadSize", "50", "--browser.gatherUsageStats", "false",
            "--server.port", str(args.port)]
+    if args.address:
+        cmd += ["--server.address", args.address]
     return subprocess.call(cmd)
 
 
@@ -363,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("app", cmd_app, "serve the Streamlit app")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", help="the address to listen on (default: Streamlit's)")
     return parser
 
 

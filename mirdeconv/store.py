@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import OutputError
 
-__all__ = ["atomic_path", "save_npy", "save_json", "prepare_folder", "feature_file", "write_audio"]
+__all__ = ["atomic_path", "save_npy", "save_json", "prepare_folder", "feature_file", "write_audio", "pcm16"]
 
 
 def feature_file(feature: int, suffix: str) -> str:
@@ -81,6 +81,12 @@ def prepare_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """Samples in [-1, 1] as 16-bit PCM, rounded and clipped (quantised here: libsndfile's own
+    float conversion is 2x slower)."""
+    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     """Write one signal as WAV or FLAC (by suffix), 16-bit PCM, atomically.
 
@@ -96,10 +102,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     if fmt is None:
         raise OutputError(f"{path.name}: audio is written as .wav or .flac")
     try:
-        # quantised here (rounded, clipped): libsndfile's own float conversion is 2x slower
-        pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
         with atomic_path(path) as tmp:
-            sf.write(tmp, pcm, sr, format=fmt, subtype="PCM_16")
+            sf.write(tmp, pcm16(audio), sr, format=fmt, subtype="PCM_16")
     except (OSError, RuntimeError) as exc:
         raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return path

@@ -27,20 +27,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path, zoo_cache):
-    if not os.path.exists(CHROMIUM):
-        msg = "Debian chromium is not installed (apt-get install chromium; .ci/run does it)"
-        if os.environ.get("MIRDECONV_REQUIRE_SHARED") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    port = _free_port()
-    env = dict(os.environ, MIRDECONV_CACHE=str(zoo_cache[0]), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def _serve(cmd: list[str], port: int, env: dict):
+    """Start a server and wait until Streamlit answers its health check; yields the URL."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -58,6 +47,31 @@ def server(tmp_path, zoo_cache):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path, zoo_cache):
+    if not os.path.exists(CHROMIUM):
+        msg = "Debian chromium is not installed (apt-get install chromium; .ci/run does it)"
+        if os.environ.get("MIRDECONV_REQUIRE_SHARED") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    port = _free_port()
+    env = dict(os.environ, MIRDECONV_CACHE=str(zoo_cache[0]), TF_CPP_MIN_LOG_LEVEL="3")
+    yield from _serve([sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+                       "--server.port", str(port), "--server.address", "127.0.0.1",
+                       "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                      port, env)
+
+
+def test_mirdeconv_app_serves_the_page(zoo_cache):
+    """``mirdeconv app`` (what a wheel user runs) serves the same page."""
+    port = _free_port()
+    env = dict(os.environ, MIRDECONV_CACHE=str(zoo_cache[0]))
+    for url in _serve([sys.executable, "-m", "mirdeconv.cli", "app", "--port", str(port),
+                       "--address", "127.0.0.1"], port, env):
+        page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
+        assert "<title>Streamlit</title>" in page or "streamlit" in page.lower()
 
 
 def _settled(page, timeout=240_000):

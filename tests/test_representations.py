@@ -53,7 +53,7 @@ def test_compressions(compression):
 
 
 def test_musicnn_preset_with_librosa_filters_equals_librosa_recipe():
-    """METHOD.md §3: the librosa call that TensorflowInputMusiCNN equals."""
+    """docs/method.md §4.3: the librosa call that TensorflowInputMusiCNN equals."""
     y = tone_track(sr=16000, seconds=3.0)
     got = dataclasses.replace(R.musicnn(), mel_impl="librosa").prepare(y, 16000).frames
     S = librosa.feature.melspectrogram(

@@ -22,6 +22,7 @@ from ..options import DeconvOptions, SoundOptions
 from ..plot import specshow
 from ..predict import predict, top_tags
 from ..registry import models
+from ..store import pcm16
 
 __all__ = ["DEMO_TRACKS", "DEFAULT_MODEL", "model_choices", "open_model", "demo_audio",
            "decode_upload", "layer_result", "layer_descriptors", "feature_sound",
@@ -178,11 +179,11 @@ def figure_png(fig: Any, dpi: int = 72) -> bytes:
 
 
 def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
-    """16-bit WAV in memory (for the audio players)."""
+    """16-bit WAV in memory (for the audio players), quantised as the files are."""
     import soundfile as sf
 
     buf = io.BytesIO()
-    sf.write(buf, np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16), sr, format="WAV")
+    sf.write(buf, pcm16(audio), sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 

@@ -31,7 +31,7 @@ def _cached(model: FrozenModel, key: tuple, build: Any) -> Any:
         return _PROGRAMS[model].setdefault(key, made)
 
 
-def program(model: FrozenModel, layer: LayerInfo, method: str, precision: str = "float32") -> Program:
+def program(model: FrozenModel, layer: LayerInfo, method: str, precision: str) -> Program:
     """The compiled program for a layer, method and precision of a model (made once)."""
     return _cached(model, ("program", layer.tensor, method, precision), lambda: Program(
         model.graph, model.input_tensor, layer.tensor, layer.feature_axis, method, precision))

@@ -52,8 +52,7 @@ class Program:
     """
 
     def __init__(self, graph: FrozenGraph, input_tensor: str, layer_tensor: str,
-                 feature_axis: int, method: str | Method = "deconvnet",
-                 precision: str = "float32") -> None:
+                 feature_axis: int, method: str | Method, precision: str) -> None:
         self.tf = tf = backend.tensorflow()
         self.graph = graph
         self.method = method if isinstance(method, Method) else METHODS[method]

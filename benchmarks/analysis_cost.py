@@ -39,10 +39,10 @@ def main() -> None:
 
     # 1. per feature, one track
     y, sr = sf.read(tracks[0], dtype="float32")
-    an = rep.prepare(y, sr)
-    deconvolve(model, track=an, layer="pool1", features=[0])          # warm up
+    track = rep.prepare(y, sr)
+    deconvolve(model, track=track, layer="pool1", features=[0])          # warm up
     t0 = time.perf_counter()
-    ctx = TrackContext(an, Reference.detect(y, sr))
+    ctx = TrackContext(track, Reference.detect(y, sr))
     t_ctx = time.perf_counter() - t0
     t_dec = t_desc = 0.0
     n = 0
@@ -51,7 +51,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for layer in LAYERS:
         t0 = time.perf_counter()
-        res = deconvolve(model, track=an, layer=layer)
+        res = deconvolve(model, track=track, layer=layer)
         t1 = time.perf_counter()
         describe(res, ctx)
         t2 = time.perf_counter()

@@ -26,7 +26,7 @@ def main() -> None:
     model = logic.open_model(args.model)
     y, sr = logic.demo_audio("demo: drums, bass and chords")
     t0 = time.perf_counter()
-    result = logic.layer_result(model, y, sr, args.layer, "deconvnet", "map")
+    result = logic.layer_result(model, y, sr, args.layer)
     cold = time.perf_counter() - t0
     times = {"sound": [], "figure": [], "total": []}
     for k in range(1, args.repeats + 1):

@@ -126,7 +126,7 @@ def main() -> None:
     fm = from_keras(model, rep)
     rng = np.random.default_rng(0)
     X = np.log10(1 + 1e4 * rng.random((FRAMES, BANDS)) ** 4).astype(np.float32)  # (frames, bands)
-    analysis = TrackInput(frames=X, stft=np.zeros((257, FRAMES), np.complex64),
+    track = TrackInput(frames=X, stft=np.zeros((257, FRAMES), np.complex64),
                         audio=np.zeros(FRAMES * 256, np.float32), sr=16000, representation=rep)
     x = fm.to_input(X[None])
     n = CHANNELS[LAYER - 1]
@@ -135,7 +135,7 @@ def main() -> None:
     for target in ("map", "max"):
         ref = reference_fn(model, target)
         ref_out = fm.from_input(ref(tf.constant(x)).numpy())           # (c, frames, bands)
-        eng = lambda t=target: deconvolve(fm, track=analysis, layer=f"pool{LAYER}",  # noqa: E731
+        eng = lambda t=target: deconvolve(fm, track=track, layer=f"pool{LAYER}",  # noqa: E731
                                           features="all", target=t)
         got = eng().masks
         err = np.abs(got - ref_out).max() / np.abs(ref_out).max()

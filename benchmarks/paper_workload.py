@@ -27,13 +27,14 @@ import numpy as np
 import soundfile as sf
 
 from mirdeconv import backend
-from mirdeconv.auralisation import auralise_masks, write_audio
+from mirdeconv.auralisation import auralise_masks
 from mirdeconv.batch import BatchSettings, run_batch
 from mirdeconv.demo import demo_track, vggnet5
 from mirdeconv.engine import deconvolve
 from mirdeconv.loading import load_model, sidecar_path
 from mirdeconv.options import DeconvOptions
 from mirdeconv.representations import choi2016_stft
+from mirdeconv.store import write_audio
 
 LAYERS = ("pool1", "pool2", "pool3", "pool4", "pool5")
 KINDS = ("drums", "bass", "chords")
@@ -50,8 +51,8 @@ def per_feature_loop(model, rep, track: Path, out: Path) -> float:
         return tf.nn.relu(x), lambda dy: tf.nn.relu(dy)
 
     y, sr = sf.read(track, dtype="float32")
-    analysis = rep.prepare(y, sr)
-    x0 = tf.constant(analysis.frames.T[None, :, :, None])     # (1, bins, frames, 1)
+    track = rep.prepare(y, sr)
+    x0 = tf.constant(track.frames.T[None, :, :, None])     # (1, bins, frames, 1)
     convs = [model.get_layer(f"conv{i + 1}").get_weights() for i in range(5)]
     times = []
     for depth, layer in enumerate(LAYERS, start=1):
@@ -66,7 +67,7 @@ def per_feature_loop(model, rep, track: Path, out: Path) -> float:
                 seed = tf.one_hot(k, a.shape[-1]) * a
                 obj = tf.reduce_sum(a * tf.stop_gradient(seed))
             mask = tape.gradient(obj, x).numpy()[0, :, :, 0].T      # (frames, bins)
-            audio, out_sr, _ = auralise_masks(mask[None], analysis, audio=y, sr=sr)
+            audio, out_sr, _ = auralise_masks(mask[None], track, audio=y, sr=sr)
             write_audio(out / f"loop_{layer}_{k}.wav", audio[0], out_sr)
             times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])  # the first one pays for eager start-up
@@ -75,11 +76,11 @@ def per_feature_loop(model, rep, track: Path, out: Path) -> float:
 def bf16_errors(model, rep, track: Path) -> list[float]:
     """Relative L2 error of every bfloat16 mask against float32, all layers, one track."""
     y, sr = sf.read(track, dtype="float32")
-    analysis = rep.prepare(y, sr)
+    track = rep.prepare(y, sr)
     errs = []
     for layer in LAYERS:
-        a = deconvolve(model, track=analysis, layer=layer).masks
-        b = deconvolve(model, track=analysis, layer=layer, precision="bfloat16").masks
+        a = deconvolve(model, track=track, layer=layer).masks
+        b = deconvolve(model, track=track, layer=layer, precision="bfloat16").masks
         for m32, m16 in zip(a, b):
             n = np.linalg.norm(m32)
             if n > 0:

@@ -45,7 +45,7 @@ from .errors import (
 from .loading import load_model
 from .model import FrozenModel
 from .options import DeconvOptions, SoundOptions
-from .predict import predict
+from .prediction import predict
 
 __version__ = "0.1.0"
 __all__ = [

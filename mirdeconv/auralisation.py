@@ -38,9 +38,8 @@ from typing import Any
 import numpy as np
 
 from .engine import DeconvResult, deconvolve
-from .errors import InvalidOptionError
 from .model import FrozenModel
-from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, resolve
+from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, check_choice, resolve
 from .progress import ProgressArg
 from .representations import MelSpectrogram, Representation, TrackInput
 from .store import feature_file, prepare_folder, write_audio
@@ -58,14 +57,9 @@ TARGET_LUFS = -23.0
 THUMBNAIL = (64, 128)
 
 
-def _check(name: str, value: Any, choices: dict) -> None:
-    if value not in choices:
-        raise InvalidOptionError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
 def apply_sign(mask: np.ndarray, sign: str = SoundOptions.sign) -> np.ndarray:
     """``signed``: as is; ``positive``: negative values to 0; ``absolute``: absolute values."""
-    _check("sign", sign, SIGNS)
+    check_choice("sign", sign, SIGNS)
     if sign == "positive":
         return np.maximum(mask, 0.0)
     if sign == "absolute":
@@ -181,7 +175,7 @@ def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize) -> 
     lowered if needed so that no sample exceeds 0.99; ``none``: unchanged.  Silent rows stay
     silent.
     """
-    _check("normalize", how, NORMALIZATIONS)
+    check_choice("normalize", how, NORMALIZATIONS)
     out = np.array(audio, dtype=np.float32, copy=True)
     if how == "none":
         return out

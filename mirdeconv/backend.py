@@ -11,10 +11,13 @@ mirdeconv asks this module for TensorFlow or Essentia, and this module:
 * when Essentia is needed but the user already imported TensorFlow (or Keras)
   on their own, raises :class:`~mirdeconv.errors.EssentiaImportOrderError`
   explaining what to do, instead of letting the process abort;
-* keeps the terminal quiet: TensorFlow's, absl's and CUDA's start-up lines (written by
-  C++ straight to the process's stderr before any logging is configured), TensorFlow's
-  Python log messages and Essentia's INFO lines are silenced unless verbose
-  (:func:`set_verbose`, ``MIRDECONV_VERBOSE=1``, the CLI's ``--verbose``).
+* keeps the terminal quiet.  In a library process TensorFlow's C++ INFO and WARNING lines
+  are hidden (``TF_CPP_MIN_LOG_LEVEL=2``) and Essentia's INFO lines are off.  The command
+  line and the app go further (:func:`quiet_mode`): TensorFlow's, absl's and CUDA's start-up
+  lines, which C++ writes straight to the process's stderr before any logging exists, are
+  sent to /dev/null while the libraries load, TensorFlow's own Python logger is set to
+  errors, and dependencies' Python warnings are filtered.  ``MIRDECONV_VERBOSE=1`` (or the
+  CLI's ``--verbose``) lets everything through.
 """
 
 from __future__ import annotations
@@ -40,15 +43,14 @@ __all__ = [
     "essentia_standard",
     "essentia_status",
     "tensorflow_loaded",
-    "set_verbose",
+    "quiet_mode",
     "verbose",
-    "quiet_warnings",
     "convert_variables_to_constants",
 ]
 
 _lock = threading.RLock()
 _essentia_error: str | None = None  # why Essentia cannot be used, once known
-_verbose: bool | None = None        # None: from MIRDECONV_VERBOSE
+_mode: str | None = None            # "quiet" | "verbose" (front ends) | None (a library)
 
 ESSENTIA_ORDER_HELP = (
     "TensorFlow was imported before Essentia in this process, and essentia-tensorflow "
@@ -68,29 +70,39 @@ def _essentia_installed() -> bool:
     return importlib.util.find_spec("essentia") is not None
 
 
-def set_verbose(flag: bool | None) -> None:
-    """Let TensorFlow's and the dependencies' log lines through (True), silence them (False),
-    or follow ``MIRDECONV_VERBOSE`` (None, the default)."""
-    global _verbose
-    _verbose = flag
+def quiet_mode(verbose: bool | None = None) -> None:
+    """For the front ends (the CLI, the app): keep every log line of TensorFlow, absl, CUDA
+    and the dependencies off the terminal, unless ``verbose`` (None: ``MIRDECONV_VERBOSE``)."""
+    global _mode
+    loud = environment().verbose if verbose is None else bool(verbose)
+    _mode = "verbose" if loud else "quiet"
+    if not loud:
+        warnings.filterwarnings("ignore", module=r"^(?!mirdeconv)")
+
+
+def _level() -> str:
+    if _mode is not None:
+        return _mode
+    return "verbose" if environment().verbose else "library"
 
 
 def verbose() -> bool:
     """Whether log lines of TensorFlow, absl, CUDA and the dependencies reach the terminal."""
-    return environment().verbose if _verbose is None else _verbose
+    return _level() == "verbose"
 
 
 def _quiet_tensorflow_logs() -> None:
     # TensorFlow's C++ chatter (CUDA probes, oneDNN notices, cuInit errors) is noise for users
-    if not verbose():
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    level = {"quiet": "3", "library": "2"}.get(_level())
+    if level:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
 
 
 @contextmanager
 def _silent_stderr() -> Iterator[None]:
-    """Send the process's own stderr (file descriptor 2) to /dev/null while libraries load:
-    their C++ start-up lines are written before any logging is configured."""
-    if verbose():
+    """In quiet mode, send the process's own stderr (file descriptor 2) to /dev/null while a
+    library loads: its C++ start-up lines are written before any logging is configured."""
+    if _level() != "quiet":
         yield
         return
     sys.stderr.flush()
@@ -103,13 +115,6 @@ def _silent_stderr() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
-
-
-def quiet_warnings() -> None:
-    """Hide Python warnings raised inside dependencies unless verbose (the CLI and the app
-    call this; the library itself never changes the warning filters)."""
-    if not verbose():
-        warnings.filterwarnings("ignore", module=r"^(?!mirdeconv)")
 
 
 def essentia_status() -> tuple[bool, str]:
@@ -185,7 +190,7 @@ def tensorflow() -> ModuleType:
                 import tensorflow as tf
         except ImportError as exc:  # pragma: no cover - tensorflow is a dependency
             raise BackendError(f"TensorFlow cannot be imported: {exc}") from exc
-        if not loaded and not verbose():
+        if not loaded and _level() == "quiet":
             tf.get_logger().setLevel(logging.ERROR)  # e.g. "... triggered tf.function retracing"
         return tf
 

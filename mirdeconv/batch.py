@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,14 @@ class BatchSettings:
     sound: SoundOptions = SoundOptions()
     analyse: bool = True
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything that changes the output, flat (the memory budget does not)."""
+        return {"layers": self.layers, "features": self.features, **self.deconv.key(),
+                **self.sound.key(), "analyse": self.analyse}
+
     def key(self, model_digest: str) -> str:
-        """A digest of everything that changes the output (the memory budget does not)."""
-        blob = json.dumps({"layers": self.layers, "features": self.features,
-                           **self.deconv.key(), **self.sound.key(), "analyse": self.analyse,
-                           "model": model_digest}, sort_keys=True)
+        """A digest of everything that changes the output, and of the model."""
+        blob = json.dumps({**self.to_dict(), "model": model_digest}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -380,7 +383,7 @@ def _write_summary(summary: BatchSummary, rows: list[dict], settings: BatchSetti
         "tracks": summary.n_tracks, "failed_tracks": summary.n_failed_tracks,
         "layers_done": summary.n_layers_done, "layers_skipped": summary.n_layers_skipped,
         "files_written": summary.n_files, "seconds": round(summary.seconds, 3),
-        "failures": summary.failures, "settings": asdict(settings), "model": identity,
+        "failures": summary.failures, "settings": settings.to_dict(), "model": identity,
     })
 
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import backend
 from .errors import MirdeconvError
-from .options import DeconvOptions, SoundOptions, parse_size
+from .model import INPUT_AXES
+from .options import UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, parse_size
+from .prediction import TOP
+from .probes import PROBE_SR
+from .representations import presets
 
 __all__ = ["main", "build_parser", "add_option_flags", "options_from_args"]
 
@@ -31,19 +36,14 @@ def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...
                      ) -> None:
     """Add a flag per field of an options class (``--method``, ``--output-sr`` ...), with its
     choices, default and help from :mod:`mirdeconv.options`."""
-    for f in dataclasses.fields(cls):
-        if only is not None and f.name not in only:
-            continue
-        meta = f.metadata
-        names = ["--" + f.name.replace("_", "-")] + ([meta["short"]] if meta.get("short") else [])
-        if "choices" in meta:
-            table = meta["choices"]
-            described = "; ".join(f"{k}: {getattr(v, 'description', v)}" for k, v in table.items())
-            p.add_argument(*names, dest=f.name, choices=list(table), default=f.default,
-                           help=f"{described} (default: {f.default})".replace("%", "%%"))
+    for c in choices(cls, only):
+        names = ["--" + c.name.replace("_", "-")] + ([c.short] if c.short else [])
+        if c.table is not None:
+            p.add_argument(*names, dest=c.name, choices=list(c.table), default=c.default,
+                           help=f"{c.help} (default: {c.default})".replace("%", "%%"))
         else:
-            p.add_argument(*names, dest=f.name, type=_size, default=f.default,
-                           help=meta["help"].replace("%", "%%"))
+            p.add_argument(*names, dest=c.name, type=_size, default=c.default,
+                           help=c.help.replace("%", "%%"))
 
 
 def options_from_args(cls: type, args: argparse.Namespace) -> Any:
@@ -56,10 +56,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file (.keras, .h5, .pb), zoo name (mtt-musicnn, ...) or "
                                  "plugin id (musicnn:mtt-vgg, see `mirdeconv models`)")
     p.add_argument("--representation", "-r",
-                   help="input representation: a preset (choi2016-stft, choi2016-mel, musicnn, "
-                        "vggish, tempocnn) or a JSON file; default: NAME.mirdeconv.json beside "
-                        "the model")
-    p.add_argument("--input-axes", help="model input layout: NTF, NFT, NTFC or NFTC")
+                   help=f"input representation: a preset ({', '.join(presets())}) or a JSON "
+                        "file; default: NAME.mirdeconv.json beside the model")
+    p.add_argument("--input-axes", choices=INPUT_AXES, help="model input layout")
     p.add_argument("--input", help="input tensor of a frozen graph (.pb)")
     p.add_argument("--adapter", help="open the model with this adapter (keras, essentia, pb, ...)")
     p.add_argument("--allow-unsafe", action="store_true",
@@ -176,7 +175,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
-    from .predict import predict, top_tags
+    from .prediction import predict, top_tags
 
     model = _open_model(args)
     y, sr = audio_mod.load(args.audio)
@@ -271,14 +270,113 @@ def cmd_app(args: argparse.Namespace) -> int:
     spec = importlib.util.find_spec("mirdeconv.app")
     page = Path(next(iter(spec.submodule_search_locations))) / "main.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.headless", "true",
-           "--server.maxUploadSize", "50", "--browser.gatherUsageStats", "false",
+           "--server.maxUploadSize", str(UPLOAD_LIMIT_MB), "--browser.gatherUsageStats", "false",
            "--server.port", str(args.port)]
     if args.address:
         cmd += ["--server.address", args.address]
-    return subprocess.call(cmd)
+    env = {**os.environ, "MIRDECONV_VERBOSE": "1"} if backend.verbose() else None
+    return subprocess.call(cmd, env=env)
 
 
 # -- the parser -------------------------------------------------------------------------------
+def _selection_args(p: argparse.ArgumentParser, many_layers: bool) -> None:
+    if many_layers:
+        p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
+    else:
+        p.add_argument("--layer", "-l", required=True, help="layer name (see `mirdeconv layers`)")
+    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
+
+
+def _deconvolve_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("audio", help="audio file (wav, flac, ogg, mp3, ...)")
+    _selection_args(p, many_layers=False)
+    add_option_flags(p, DeconvOptions)
+    p.add_argument("--out", "-o", required=True, help="output folder")
+    p.add_argument("--no-png", action="store_true", help="write only the .npy masks")
+
+
+def _auralise_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("tracks", nargs="+", help="audio files")
+    _selection_args(p, many_layers=True)
+    add_option_flags(p, DeconvOptions)
+    add_option_flags(p, SoundOptions)
+    p.add_argument("--no-analysis", action="store_true",
+                   help="leave the descriptor and label columns of the index empty")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
+    p.add_argument("--out", "-o", required=True, help="output folder")
+
+
+def _probes_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", "-o", required=True, help="output folder")
+    p.add_argument("--sr", type=int, default=PROBE_SR, help=f"sample rate (default {PROBE_SR})")
+    p.add_argument("--families", default="all", help="'all' or some of chords,drums,notes,onsets")
+    p.add_argument("--renderer", default="synth", choices=["synth", "soundfont"],
+                   help="synthesised instruments, or the General MIDI soundfont via fluidsynth")
+    p.add_argument("--annotations", default="jams", choices=["jams", "json"])
+
+
+def _analyse_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("tracks", nargs="*",
+                   help="audio files (annotations from NAME.jams beside them; default: the probe set)")
+    _selection_args(p, many_layers=True)
+    add_option_flags(p, DeconvOptions)
+    add_option_flags(p, SoundOptions, only=("reading", "sign"))
+    p.add_argument("--probe-sr", type=int, default=PROBE_SR,
+                   help=f"sample rate of the probe set (default {PROBE_SR})")
+    p.add_argument("--out", "-o", required=True, help="output folder")
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("audio", help="audio file")
+    p.add_argument("--top", type=int, default=TOP, help=f"how many tags (default {TOP})")
+
+
+def _zoo_args(p: argparse.ArgumentParser) -> None:
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    zsub.add_parser("list", help="the zoo's models")
+    z = zsub.add_parser("fetch", help="download and convert a zoo model now")
+    z.add_argument("name", help="e.g. mtt-musicnn")
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")
+    p.add_argument("--layers", default="pool1,pool3,pool5")
+    p.add_argument("--features", default="0-7")
+    p.add_argument("--seconds", type=float, default=8.0)
+
+
+def _app_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", help="the address to listen on (default: Streamlit's)")
+
+
+def _no_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+#: The commands: name -> (function, help, arguments).
+COMMANDS: dict[str, tuple[Any, str, Any]] = {
+    "layers": (cmd_layers, "list a model's feature layers", _model_args),
+    "deconvolve": (cmd_deconvolve, "deconvolve features of a layer for a track", _deconvolve_args),
+    "auralise": (cmd_auralise, "auralise every feature of layers for many tracks (the batch "
+                               "job: audio, grids, index.parquet)", _auralise_args),
+    "probes": (cmd_probes, "write the probe stimuli (chords, drums, notes, onsets) with their "
+                           "annotations", _probes_args),
+    "analyse": (cmd_analyse, "describe and label every feature (probe set or tracks): "
+                             "features.parquet and an HTML report", _analyse_args),
+    "predict": (cmd_predict, "a model's top tags for a track", _predict_args),
+    "zoo": (cmd_zoo, "pretrained models (musicnn/vgg, MTT/MSD)", _zoo_args),
+    "plugins": (cmd_plugins, "every model plugin and adapter found, with its status", _no_args),
+    "models": (cmd_models, "every model id that load_model and the CLI accept", _no_args),
+    "demo": (cmd_demo, "deconvolve a demo track through Choi's vggnet5", _demo_args),
+    "app": (cmd_app, "serve the Streamlit app", _app_args),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     verbose_help = ("let TensorFlow's and the dependencies' log lines through "
                     "(also MIRDECONV_VERBOSE=1)")
@@ -291,81 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Zeiler-Fergus deconvolution, Choi et al. 2016).")
     parser.add_argument("--verbose", "-v", action="store_true", default=None, help=verbose_help)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:  # noqa: A002
-        p = sub.add_parser(name, help=help, description=help, parents=[common])
+    for name, (func, text, add_args) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text, parents=[common])
         p.set_defaults(func=func)
-        return p
-
-    p = command("layers", cmd_layers, "list a model's feature layers")
-    _model_args(p)
-
-    p = command("deconvolve", cmd_deconvolve, "deconvolve features of a layer for a track")
-    _model_args(p)
-    p.add_argument("audio", help="audio file (wav, flac, ogg, mp3, ...)")
-    p.add_argument("--layer", "-l", required=True, help="layer name (see `mirdeconv layers`)")
-    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
-    add_option_flags(p, DeconvOptions)
-    p.add_argument("--out", "-o", required=True, help="output folder")
-    p.add_argument("--no-png", action="store_true", help="write only the .npy masks")
-
-    p = command("auralise", cmd_auralise, "auralise every feature of layers for many tracks "
-                                          "(the batch job: audio, grids, index.parquet)")
-    _model_args(p)
-    p.add_argument("tracks", nargs="+", help="audio files")
-    p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
-    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
-    add_option_flags(p, DeconvOptions)
-    add_option_flags(p, SoundOptions)
-    p.add_argument("--no-analysis", action="store_true",
-                   help="leave the descriptor and label columns of the index empty")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
-    p.add_argument("--out", "-o", required=True, help="output folder")
-
-    p = command("probes", cmd_probes, "write the probe stimuli (chords, drums, notes, onsets) "
-                                      "with their annotations")
-    p.add_argument("--out", "-o", required=True, help="output folder")
-    p.add_argument("--sr", type=int, default=22050, help="sample rate (default 22050)")
-    p.add_argument("--families", default="all", help="'all' or some of chords,drums,notes,onsets")
-    p.add_argument("--renderer", default="synth", choices=["synth", "soundfont"],
-                   help="synthesised instruments, or the General MIDI soundfont via fluidsynth")
-    p.add_argument("--annotations", default="jams", choices=["jams", "json"])
-
-    p = command("analyse", cmd_analyse, "describe and label every feature (probe set or tracks): "
-                                        "features.parquet and an HTML report")
-    _model_args(p)
-    p.add_argument("tracks", nargs="*",
-                   help="audio files (annotations from NAME.jams beside them; default: the probe set)")
-    p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
-    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
-    add_option_flags(p, DeconvOptions)
-    add_option_flags(p, SoundOptions, only=("reading", "sign"))
-    p.add_argument("--probe-sr", type=int, default=22050, help="sample rate of the probe set")
-    p.add_argument("--out", "-o", required=True, help="output folder")
-
-    p = command("predict", cmd_predict, "a model's top tags for a track")
-    _model_args(p)
-    p.add_argument("audio", help="audio file")
-    p.add_argument("--top", type=int, default=5, help="how many tags (default 5)")
-
-    p = command("zoo", cmd_zoo, "pretrained models (musicnn/vgg, MTT/MSD)")
-    zsub = p.add_subparsers(dest="zoo_command", required=True)
-    zsub.add_parser("list", help="the zoo's models")
-    z = zsub.add_parser("fetch", help="download and convert a zoo model now")
-    z.add_argument("name", help="e.g. mtt-musicnn")
-
-    command("plugins", cmd_plugins, "every model plugin and adapter found, with its status")
-    command("models", cmd_models, "every model id that load_model and the CLI accept")
-
-    p = command("demo", cmd_demo, "deconvolve a demo track through Choi's vggnet5")
-    p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument("--layers", default="pool1,pool3,pool5")
-    p.add_argument("--features", default="0-7")
-    p.add_argument("--seconds", type=float, default=8.0)
-
-    p = command("app", cmd_app, "serve the Streamlit app")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--address", help="the address to listen on (default: Streamlit's)")
+        add_args(p)
     return parser
 
 
@@ -373,9 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mirdeconv`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    backend.set_verbose(args.verbose)
-    backend.quiet_warnings()
     try:
+        backend.quiet_mode(args.verbose)
         return int(args.func(args) or 0)
     except MirdeconvError as exc:
         print(f"mirdeconv: error: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import registry
 from .adapters import get_adapter, guess_adapter
-from .errors import ModelLoadError
+from .errors import InvalidOptionError, ModelLoadError
 from .model import FrozenModel
 from .representations import Representation, from_dict, presets
 from .zoo import is_zoo_name
@@ -50,19 +50,33 @@ def resolve_representation(spec: Representation | str | dict | None) -> Represen
     )
 
 
-def _sidecar_options(path: Path, options: dict[str, Any]) -> Representation | None:
-    """Options from ``NAME.mirdeconv.json`` beside a model file (those not given already)."""
+#: What ``NAME.mirdeconv.json`` may say about a model file (each used by the adapters that
+#: take it).
+SIDECAR_KEYS = ("input_axes", "labels", "input", "input_length", "output", "name")
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    """``NAME.mirdeconv.json`` beside a model file, or {}."""
     side = sidecar_path(path)
     if not side.is_file():
-        return None
+        return {}
     try:
-        desc = json.loads(side.read_text())
+        return json.loads(side.read_text())
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"unreadable model description {side}: {exc}") from None
-    for key in ("input_axes", "labels", "input", "input_length", "output", "name"):
-        if key in desc:
-            options.setdefault(key, desc[key])
-    return resolve_representation(desc["representation"]) if "representation" in desc else None
+
+
+def _adapter_options(adapter: Any, options: dict[str, Any], sidecar: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The options for ``adapter``: those given (each must be one it takes), then the
+    sidecar's that it takes and that were not given."""
+    unknown = sorted(set(options) - set(adapter.options))
+    if unknown:
+        raise InvalidOptionError(
+            f"the {adapter.name} adapter takes no option {', '.join(map(repr, unknown))}; it "
+            f"takes {', '.join(adapter.options)}")
+    extra = {k: v for k, v in sidecar.items() if k in SIDECAR_KEYS and k in adapter.options}
+    return {**extra, **options}
 
 
 def load_model(source: Any, *, representation: Any = None, adapter: str | None = None,
@@ -94,6 +108,8 @@ def load_model(source: Any, *, representation: Any = None, adapter: str | None =
     Raises
     ------
     ModelLoadError, UnsafeModelError, NoFeatureLayersError
+    InvalidOptionError
+        An option the adapter does not take (the message lists those it takes).
     """
     if isinstance(source, FrozenModel):
         return source
@@ -102,15 +118,18 @@ def load_model(source: Any, *, representation: Any = None, adapter: str | None =
         return loaded if isinstance(loaded, FrozenModel) else load_model(
             loaded, representation=representation)
     rep = resolve_representation(representation)
+    sidecar: dict[str, Any] = {}
     if isinstance(source, str | os.PathLike) and not is_zoo_name(source):
         p = Path(source)
         if not p.exists():
             raise ModelLoadError(f"model file not found: {p}")
-        side_rep = _sidecar_options(p, options)
-        rep = rep if rep is not None else side_rep
+        sidecar = _sidecar(p)
+        if rep is None and "representation" in sidecar:
+            rep = resolve_representation(sidecar["representation"])
     chosen = get_adapter(adapter) if adapter is not None else guess_adapter(source)
     if chosen is not None:
-        return chosen.open(source, representation=rep, **options)
+        return chosen.open(source, representation=rep,
+                           **_adapter_options(chosen, options, sidecar))
     if isinstance(source, str | os.PathLike):
         raise ModelLoadError(
             f"{source}: not a model file mirdeconv can open (expected .keras, .h5, .hdf5 or .pb, "

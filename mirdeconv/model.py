@@ -221,7 +221,7 @@ class FrozenModel:
     def native_predict(self, audio: np.ndarray, sr: float) -> tuple[np.ndarray, list[str], str] | None:
         """Class activations through the model's own runtime, when it has one (e.g. Essentia's
         ``TensorflowPredict*``); None: predict through the frozen graph
-        (:func:`mirdeconv.predict.predict`).
+        (:func:`mirdeconv.prediction.predict`).
 
         Returns
         -------

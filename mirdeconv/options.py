@@ -35,8 +35,9 @@ from .errors import FeatureIndexError, InvalidOptionError
 
 __all__ = [
     "Method", "METHODS", "TARGETS", "MODES", "PRECISIONS", "READINGS", "SIGNS", "OUTPUT_RATES",
-    "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "DeconvOptions", "SoundOptions",
-    "parse_features", "parse_size", "Environment", "environment", "env_value",
+    "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "UPLOAD_LIMIT_MB", "DeconvOptions", "SoundOptions",
+    "parse_features", "parse_size", "Environment", "environment", "env_value", "Choice",
+    "choices", "check_choice", "resolve",
 ]
 
 
@@ -106,6 +107,10 @@ NORMALIZATIONS: dict[str, str] = {
 }
 FORMATS: dict[str, str] = {"wav": "16-bit WAV", "flac": "16-bit FLAC"}
 
+#: Largest upload the app takes, in MB (Streamlit enforces it: ``.streamlit/config.toml`` for
+#: ``streamlit run streamlit_app.py``, a flag for ``mirdeconv app``; a test keeps them equal).
+UPLOAD_LIMIT_MB = 50
+
 #: Memory one chunk of the engine's backward pass may use, in bytes, unless overridden
 #: (``memory=``, ``--memory``, ``MIRDECONV_MEMORY``).
 DEFAULT_MEMORY = 4 << 30
@@ -117,11 +122,8 @@ def _choice(table: Mapping[str, Any], label: str, short: str | None = None) -> d
 
 def _check_choices(obj: Any) -> None:
     for f in dataclasses.fields(obj):
-        table = f.metadata.get("choices")
-        value = getattr(obj, f.name)
-        if table is not None and value not in table:
-            raise InvalidOptionError(
-                f"{f.name} must be one of {', '.join(table)}; got {value!r}")
+        if "choices" in f.metadata:
+            check_choice(f.name, getattr(obj, f.name), f.metadata["choices"])
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class DeconvOptions:
         Arithmetic of the backward pass (the forward pass is always float32).
     memory : int or None
         Bytes one chunk of features may use in the backward pass; None: ``MIRDECONV_MEMORY``
-        or :data:`DEFAULT_MEMORY` (4 GiB).
+        or :data:`DEFAULT_MEMORY`.
 
     Raises
     ------
@@ -149,12 +151,13 @@ class DeconvOptions:
     """
 
     method: str = field(default="deconvnet", metadata=_choice(METHODS, "Method", "-m"))
-    target: str = field(default="map", metadata=_choice(TARGETS, "Target", "-t"))
+    target: str = field(default="map", metadata={**_choice(TARGETS, "Target", "-t"), "names": {
+        "map": "whole feature map", "max": "strongest unit"}})
     mode: str = field(default="auto", metadata=_choice(MODES, "Mode"))
     precision: str = field(default="float32", metadata=_choice(PRECISIONS, "Precision"))
     memory: int | None = field(default=None, metadata={
-        "label": "Memory", "help": "bytes one chunk of features may use (e.g. 2G; default: "
-                                   "MIRDECONV_MEMORY or 4G)"})
+        "label": "Memory", "help": f"bytes one chunk of features may use (e.g. 2G; default: "
+                                   f"MIRDECONV_MEMORY or {DEFAULT_MEMORY >> 30}G)"})
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -169,8 +172,17 @@ class DeconvOptions:
 
     @property
     def budget(self) -> int:
-        """The memory budget in bytes (resolving ``None``)."""
-        return int(self.memory or environment().memory or DEFAULT_MEMORY)
+        """The memory budget in bytes (``None``: ``MIRDECONV_MEMORY``, else the default).
+
+        Raises
+        ------
+        InvalidOptionError
+            ``MIRDECONV_MEMORY`` is not a size.
+        """
+        if self.memory is not None:
+            return int(self.memory)
+        env = environment().memory
+        return parse_size(env) if env else DEFAULT_MEMORY
 
     def key(self) -> dict[str, str]:
         """What changes the result (the memory budget does not)."""
@@ -275,7 +287,7 @@ def parse_features(features: Any, n_features: int) -> list[int]:
     return out
 
 
-_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_RANGE = re.compile(r"^([+-]?\d+)(?:-(\d+))?$")
 
 
 def _parse_feature_string(text: str, n_features: int) -> list[int]:
@@ -344,8 +356,9 @@ class Environment:
         ``MIRDECONV_ALLOW_MODEL_UPLOAD=1``: the app offers model uploads.
     verbose : bool
         ``MIRDECONV_VERBOSE=1``: TensorFlow's and dependencies' log lines reach the terminal.
-    memory : int or None
-        ``MIRDECONV_MEMORY`` (e.g. ``2G``): the default memory budget.
+    memory : str or None
+        ``MIRDECONV_MEMORY`` (e.g. ``2G``) as written: the default memory budget, read by
+        :attr:`DeconvOptions.budget` (which refuses a value that is not a size).
     """
 
     cache: Path | None = None
@@ -353,7 +366,7 @@ class Environment:
     plugin_path: tuple[Path, ...] = ()
     allow_model_upload: bool = False
     verbose: bool = False
-    memory: int | None = None
+    memory: str | None = None
 
 
 def _flag(value: str | None) -> bool:
@@ -365,27 +378,20 @@ def _paths(value: str | None) -> tuple[Path, ...]:
 
 
 def environment(environ: Mapping[str, str] | None = None) -> Environment:
-    """Read mirdeconv's environment variables now (``os.environ`` by default).
-
-    Raises
-    ------
-    InvalidOptionError
-        ``MIRDECONV_MEMORY`` is not a size.
-    """
+    """Read mirdeconv's environment variables now (``os.environ`` by default)."""
     env = os.environ if environ is None else environ
 
     def get(name: str) -> str | None:
         value = env.get(ENV_PREFIX + name)
         return value if value not in (None, "") else None
 
-    memory = get("MEMORY")
     return Environment(
         cache=Path(get("CACHE")) if get("CACHE") else None,
         musicnn_wheel=Path(get("MUSICNN_WHEEL")) if get("MUSICNN_WHEEL") else None,
         plugin_path=_paths(get("PLUGIN_PATH")),
         allow_model_upload=_flag(get("ALLOW_MODEL_UPLOAD")),
         verbose=_flag(get("VERBOSE")),
-        memory=parse_size(memory) if memory else None,
+        memory=get("MEMORY"),
     )
 
 
@@ -395,6 +401,53 @@ def env_value(name: str) -> str | None:
     return value if value else None
 
 
-def option_fields(cls: type) -> Iterable[dataclasses.Field]:
-    """The fields of an options class, with their metadata (for generated flags and pickers)."""
-    return dataclasses.fields(cls)
+@dataclass(frozen=True)
+class Choice:
+    """One option of an options class as the front ends show it (a flag, a picker).
+
+    Attributes
+    ----------
+    name : str
+        The field (``output_sr``).
+    label : str
+        For people (``Output rate``).
+    default : Any
+    table : dict or None
+        Choice -> what it means (None: a free value, such as the memory budget).
+    short : str or None
+        A short flag (``-m``).
+    help : str
+        Every choice with its meaning, or the field's own help.
+    names : dict
+        Short names of some choices for pickers (``{"map": "whole feature map"}``).
+    """
+
+    name: str
+    label: str
+    default: Any
+    table: Mapping[str, Any] | None
+    short: str | None
+    help: str
+    names: Mapping[str, str] = field(default_factory=dict)
+
+
+def choices(cls: type, only: Iterable[str] | None = None) -> list[Choice]:
+    """The options of ``cls`` (:class:`DeconvOptions`, :class:`SoundOptions`) in field order,
+    for the CLI's flags and the app's pickers."""
+    wanted = None if only is None else set(only)
+    out = []
+    for f in dataclasses.fields(cls):
+        if wanted is not None and f.name not in wanted:
+            continue
+        meta, table = f.metadata, f.metadata.get("choices")
+        text = meta.get("help") or "; ".join(
+            f"{k}: {getattr(v, 'description', v)}" for k, v in (table or {}).items())
+        out.append(Choice(f.name, meta.get("label", f.name), f.default, table, meta.get("short"),
+                          text, meta.get("names", {})))
+    return out
+
+
+def check_choice(name: str, value: Any, table: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidOptionError` unless ``value`` is one of ``table``'s keys."""
+    if value not in table:
+        raise InvalidOptionError(f"{name} must be one of {', '.join(table)}; got {value!r}")

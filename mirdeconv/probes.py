@@ -75,6 +75,8 @@ CHORD_SETS: dict[str, list[tuple[str, tuple[int, ...] | None]]] = {
 }
 RHYTHMS = ("rock", "four_on_the_floor", "breakbeat", "half_time")
 FAMILIES = ("chords", "drums", "notes", "onsets")
+#: Sample rate of the probe set unless asked for another, in Hz.
+PROBE_SR = 22050
 #: Length of every clip in seconds.
 DURATION = 4.0
 #: RMS of every clip's sounding part (-20 dBFS).
@@ -492,7 +494,7 @@ def _onset_probe(kind: str, sr: int, seed: int) -> Probe:
                  instrument=kind, onsets=times)
 
 
-def probe_set(sr: int = 22050, *, families: Iterable[str] = FAMILIES,
+def probe_set(sr: int = PROBE_SR, *, families: Iterable[str] = FAMILIES,
               keys: Iterable[str] | None = None, instruments: Iterable[str] | None = None,
               chord_sets: Iterable[str] | None = None, rhythms: Iterable[str] | None = None,
               renderer: str = "synth", seed: int = 2016) -> list[Probe]:

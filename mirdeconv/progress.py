@@ -29,7 +29,7 @@ class Progress:
         self.total, self.done = int(total), 0
         self._callback = progress if callable(progress) else None
         self._bar = None
-        if progress is True:
+        if progress and self._callback is None:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit)

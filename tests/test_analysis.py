@@ -129,7 +129,7 @@ def test_identity_mask_on_known_probes():
     drums = probes.probe_set(families=("drums",))
     for p in drums:
         ctx = _ctx(p)
-        d = analysis.descriptors(_identity(ctx), ctx).iloc[0]
+        d = analysis.describe_masks(_identity(ctx), ctx).iloc[0]
         assert d.percussive_share >= 0.8, (p.name, d.percussive_share)
         assert d.energy_ratio == pytest.approx(1.0, abs=1e-5)
         assert d.attack_lift == pytest.approx(1.0, abs=1e-5)
@@ -138,7 +138,7 @@ def test_identity_mask_on_known_probes():
         p = probes.probe_set(families=("chords",), keys=["A3"], instruments=[inst],
                              chord_sets=["major_minor"])[0]
         ctx = _ctx(p)
-        d = analysis.descriptors(_identity(ctx), ctx).iloc[0]
+        d = analysis.describe_masks(_identity(ctx), ctx).iloc[0]
         assert d.harmonic_share >= 0.8, (inst, d.harmonic_share)
         assert d.pitch_correlation >= 0.8, (inst, d.pitch_correlation)
         assert d.temporal_sparsity < 0.3
@@ -150,7 +150,7 @@ def test_band_mask_and_silence():
     m = np.zeros((3, ctx.track.n_frames, NB), np.float32)
     m[0][:, FREQS < 180] = 1.0           # low band only
     m[1][:, FREQS > 2500] = 1.0          # high band only
-    d = analysis.descriptors(m, ctx)
+    d = analysis.describe_masks(m, ctx)
     assert d.low_share[0] > 0.99 and d.centroid_hz[0] < 200
     assert d.high_share[1] > 0.99 and d.centroid_hz[1] > 2500
     assert d.output_energy[2] == 0 and np.isnan(d.centroid_hz[2]) and d.onset_f[2] == 0
@@ -165,7 +165,7 @@ def test_fast_sdr_equals_mir_eval():
     ctx = _ctx(p)
     rng = np.random.default_rng(1)
     masks = rng.uniform(0, 1, (3, ctx.track.n_frames, NB)).astype(np.float32)
-    d = analysis.descriptors(masks, ctx)
+    d = analysis.describe_masks(masks, ctx)
     from mirdeconv.auralisation import stft_domain_mask
 
     a = ctx.istft(stft_domain_mask(masks, ctx.track) * ctx.X[None]).astype(np.float64)

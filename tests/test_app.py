@@ -59,6 +59,15 @@ def test_a_model_that_fails_to_load_shows_an_error(app, monkeypatch):
     assert not at.error and not at.exception
 
 
+def test_one_upload_limit():
+    import tomllib
+
+    from mirdeconv.options import UPLOAD_LIMIT_MB
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == UPLOAD_LIMIT_MB
+
+
 def test_uploads_are_decoded_or_refused_clearly(tmp_path):
     import io
 

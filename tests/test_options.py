@@ -130,16 +130,49 @@ def test_environment_is_read_in_one_place(tmp_path):
                        "MIRDECONV_ALLOW_MODEL_UPLOAD": "1", "MIRDECONV_VERBOSE": "yes",
                        "MIRDECONV_MEMORY": "3G", "MIRDECONV_MUSICNN_WHEEL": ""})
     assert env.cache == tmp_path and env.plugin_path == (tmp_path, Path("/x"))
-    assert env.allow_model_upload and env.verbose and env.memory == 3 << 30
+    assert env.allow_model_upload and env.verbose and env.memory == "3G"
     assert env.musicnn_wheel is None
     assert environment({}) == options.Environment()
 
 
 def test_only_options_reads_the_environment():
     """No other module of the library reads os.environ or getenv."""
+    import re
+
     root = Path(mirdeconv.__file__).parent
-    readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
-                     if "os.environ" in p.read_text() or "getenv" in p.read_text())
-    # backend sets TensorFlow's and Keras' own variables before importing them
-    assert readers == ["backend.py", "options.py"]
-    assert "environ.get(\"MIRDECONV" not in (root / "backend.py").read_text()
+    read = re.compile(r"os\.environ(\.get\(|\[)|getenv")
+    readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if read.search(p.read_text()))
+    assert readers == ["options.py"]
+
+
+def test_a_bad_memory_variable_is_refused_only_where_it_is_used(monkeypatch, capsys, keras):
+    from mirdeconv.cli import main
+    from mirdeconv.representations import LinearSpectrogram
+
+    from .conftest import tone_track
+
+    monkeypatch.setenv("MIRDECONV_MEMORY", "lots")
+    assert main(["zoo", "list"]) == 0                      # nothing here needs a budget
+    inp = keras.Input((33, 20, 1))
+    x = keras.layers.MaxPooling2D(2, name="p")(keras.layers.Conv2D(2, 3, padding="same")(inp))
+    rep = LinearSpectrogram(sr=8000, n_fft=64, hop_length=32)
+    m = mirdeconv.load_model(keras.Model(inp, x), representation=rep)
+    with pytest.raises(InvalidOptionError, match="cannot read the size 'lots'"):
+        mirdeconv.deconvolve(m, tone_track(8000, 1.0), 8000, layer="p")
+
+
+def test_unknown_model_options_and_foreign_tracks_are_refused(keras):
+    from mirdeconv.representations import LinearSpectrogram, choi2016_stft
+
+    from .conftest import tone_track
+
+    inp = keras.Input((33, 20, 1))
+    x = keras.layers.MaxPooling2D(2, name="p")(keras.layers.Conv2D(2, 3, padding="same")(inp))
+    rep = LinearSpectrogram(sr=8000, n_fft=64, hop_length=32)
+    with pytest.raises(InvalidOptionError, match="the keras adapter takes no option 'lables'; it "
+                                                 "takes allow_unsafe, input_axes, labels"):
+        mirdeconv.load_model(keras.Model(inp, x), representation=rep, lables=["a"])
+    m = mirdeconv.load_model(keras.Model(inp, x), representation=rep)
+    other = choi2016_stft().prepare(tone_track(11025, 1.0), 11025)
+    with pytest.raises(InvalidOptionError, match="the track was prepared with stft 257 bands"):
+        mirdeconv.deconvolve(m, layer="p", track=other)

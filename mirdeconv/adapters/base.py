@@ -36,11 +36,15 @@ class ModelAdapter(ABC):
         source; the first that says yes opens it.
     description : str
         One line for people.
+    options : tuple of str
+        The keyword options :meth:`open` takes besides ``representation`` (anything else
+        given to :func:`mirdeconv.load_model` is refused, naming these).
     """
 
     name: str = ""
     priority: int = 100
     description: str = ""
+    options: tuple[str, ...] = ()
 
     @abstractmethod
     def guess_can_open(self, source: Any) -> bool:

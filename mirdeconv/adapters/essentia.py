@@ -293,8 +293,8 @@ def open_graph(pb: Path, *, family: str, beside: bool, representation: Represent
     )
 
 
-_OPTIONS = ("representation", "input", "output", "algorithm", "input_axes", "input_length",
-            "labels", "name", "metadata")
+_OPTIONS = ("input", "output", "algorithm", "input_axes", "input_length", "labels", "name",
+            "metadata")
 
 
 class EssentiaAdapter(ModelAdapter):
@@ -303,6 +303,7 @@ class EssentiaAdapter(ModelAdapter):
     name = "essentia"
     priority = 20
     description = "Essentia's models: NAME.pb + NAME.json (and the musicnn zoo's names)"
+    options = _OPTIONS
 
     def guess_can_open(self, source: Any) -> bool:
         from ..zoo import is_zoo_name
@@ -318,8 +319,7 @@ class EssentiaAdapter(ModelAdapter):
         if is_zoo_name(source):
             options.setdefault("name", str(source).split(":")[-1])
             source = fetch(str(source))
-        return open_graph(Path(source), family=self.name, beside=True,
-                          **{k: v for k, v in options.items() if k in _OPTIONS})
+        return open_graph(Path(source), family=self.name, beside=True, **options)
 
 
 class GraphAdapter(ModelAdapter):
@@ -330,10 +330,10 @@ class GraphAdapter(ModelAdapter):
     name = "pb"
     priority = 90
     description = "a bare TensorFlow frozen graph (.pb)"
+    options = _OPTIONS
 
     def guess_can_open(self, source: Any) -> bool:
         return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".pb"
 
     def open(self, source: Any, **options: Any) -> EssentiaModel:
-        return open_graph(Path(source), family=self.name, beside=False,
-                          **{k: v for k, v in options.items() if k in _OPTIONS})
+        return open_graph(Path(source), family=self.name, beside=False, **options)

@@ -143,6 +143,49 @@ def _guess_input_axes(shape: tuple, rep: Representation) -> str:
     return axes + ("C" if chan else "")
 
 
+def _feature_outputs(model: Any, layers: list[str] | None) -> list[tuple[str, Any]]:
+    """(name, symbolic output) of the layers offered: those named, or every convolution and
+    the layers after it with a time axis.
+
+    Raises
+    ------
+    ModelLoadError, NoFeatureLayersError
+    """
+    candidates = []
+    for lyr in model.layers:
+        if layers is not None and lyr.name not in layers:
+            continue
+        if layers is None and type(lyr).__name__ not in _FEATURE_LAYER_TYPES:
+            continue
+        try:
+            out = lyr.output
+        except (AttributeError, ValueError):
+            continue
+        if isinstance(out, (list, tuple)) or len(out.shape) < 3:
+            continue
+        candidates.append((lyr.name, out))
+    if layers is not None:
+        missing = set(layers) - {n for n, _ in candidates}
+        if missing:
+            raise ModelLoadError(f"no such layers with a feature output: {sorted(missing)}")
+    if not any(type(lyr).__name__ in ("Conv1D", "Conv2D", "SeparableConv2D", "DepthwiseConv2D")
+               for lyr in model.layers):
+        raise NoFeatureLayersError(f"model {model.name!r} has no convolutional layer")
+    return candidates
+
+
+def _freeze(model: Any, outputs: list[Any], in_shape: tuple) -> Any:
+    """A concrete function from the model's input to ``outputs``, variables as constants."""
+    tf, keras = backend.tensorflow(), backend.keras()
+    probe = keras.Model(model.inputs, outputs)
+    spec = tf.TensorSpec([None, *in_shape[1:]], tf.float32)
+    fn = tf.function(lambda x: probe(x, training=False))
+    try:
+        return backend.convert_variables_to_constants(fn.get_concrete_function(spec))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot freeze model {model.name!r} into a graph: {exc}") from None
+
+
 def from_keras(
     model: Any,
     representation: Representation,
@@ -172,9 +215,7 @@ def from_keras(
         Keras layer names to offer; default: every convolution and the layers after it
         that keep a time axis.
     """
-    tf = backend.tensorflow()
     keras = backend.keras()
-
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"expected a keras.Model, got {type(model).__name__}")
     try:
@@ -192,35 +233,8 @@ def from_keras(
     in_shape = tuple(inputs[0].shape)
     axes = input_axes or _guess_input_axes(in_shape, representation)
 
-    candidates = []
-    for lyr in model.layers:
-        if layers is not None and lyr.name not in layers:
-            continue
-        if layers is None and type(lyr).__name__ not in _FEATURE_LAYER_TYPES:
-            continue
-        try:
-            out = lyr.output
-        except (AttributeError, ValueError):
-            continue
-        if isinstance(out, (list, tuple)) or len(out.shape) < 3:
-            continue
-        candidates.append((lyr.name, out))
-    if layers is not None:
-        missing = set(layers) - {n for n, _ in candidates}
-        if missing:
-            raise ModelLoadError(f"no such layers with a feature output: {sorted(missing)}")
-    if not any(type(lyr).__name__ in ("Conv1D", "Conv2D", "SeparableConv2D", "DepthwiseConv2D")
-               for lyr in model.layers):
-        raise NoFeatureLayersError(f"model {model.name!r} has no convolutional layer")
-
-    probe = keras.Model(inputs, [o for _, o in candidates] + list(outputs))
-    spec = tf.TensorSpec([None, *in_shape[1:]], tf.float32)
-    fn = tf.function(lambda x: probe(x, training=False))
-    try:
-        concrete = fn.get_concrete_function(spec)
-        frozen = backend.convert_variables_to_constants(concrete)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot freeze model {model.name!r} into a graph: {exc}") from None
+    candidates = _feature_outputs(model, layers)
+    frozen = _freeze(model, [o for _, o in candidates] + list(outputs), in_shape)
     gd = frozen.graph.as_graph_def()
     in_name = frozen.inputs[0].name
     out_names = [t.name for t in frozen.outputs]
@@ -241,6 +255,7 @@ class KerasAdapter(ModelAdapter):
     name = "keras"
     priority = 10
     description = "Keras models: keras.Model in memory, .keras and legacy .h5 files"
+    options = ("allow_unsafe", "input_axes", "labels", "name", "layers", "source")
 
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, (str, os.PathLike)):

@@ -79,7 +79,7 @@ from .context import (
     TrackContext,
     fast_sdr,
 )
-from .descriptors import DESCRIPTORS, describe, descriptors
+from .descriptors import DESCRIPTORS, describe, describe_masks
 from .labels import THRESHOLDS, add_labels, label
 from .references import Reference
 from .study import (
@@ -95,6 +95,6 @@ from .study import (
 __all__ = [
     "LOW_HZ", "HIGH_HZ", "ONSET_WINDOW", "SDR_FILTER", "ATTACK_WINDOW", "CHROMA_FFT",
     "THRESHOLDS", "DESCRIPTORS", "INVARIANCES", "Reference", "TrackContext", "describe",
-    "descriptors", "invariance", "probe_invariance", "label", "add_labels", "aggregate",
+    "describe_masks", "invariance", "probe_invariance", "label", "add_labels", "aggregate",
     "analyse", "AnalysisResult", "fast_sdr", "typical_features",
 ]

@@ -23,7 +23,7 @@ from .context import CHROMA_FFT, FFT_WORKERS, ONSET_WINDOW, TrackContext, fast_s
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["DESCRIPTORS", "describe", "descriptors"]
+__all__ = ["DESCRIPTORS", "describe", "describe_masks"]
 
 #: Descriptor columns per feature (besides ``pitch_profile``), in report order.
 DESCRIPTORS = (
@@ -87,7 +87,7 @@ def describe(result: DeconvResult, context: TrackContext, *, sound: SoundOptions
 
     if result.track.stft.shape != context.X.shape:
         raise InvalidOptionError("the deconvolution and the context describe different tracks")
-    d = descriptors(result.masks, context, activations=result.activations, sound=sound,
+    d = describe_masks(result.masks, context, activations=result.activations, sound=sound,
                     chunk=chunk, audio=audio)
     head = pd.DataFrame({
         "layer": result.layer.name, "feature": np.asarray(result.features, int),
@@ -99,7 +99,7 @@ def describe(result: DeconvResult, context: TrackContext, *, sound: SoundOptions
     return pd.concat([head, d], axis=1)
 
 
-def descriptors(masks: np.ndarray, context: TrackContext, *, activations: np.ndarray | None = None,
+def describe_masks(masks: np.ndarray, context: TrackContext, *, activations: np.ndarray | None = None,
                 sound: SoundOptions = SoundOptions(), chunk: int = 16,
                 audio: np.ndarray | None = None) -> pd.DataFrame:
     """Descriptors of masks in the model input's domain on one track.

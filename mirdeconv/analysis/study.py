@@ -15,7 +15,7 @@ from ..audio import validate
 from ..engine import check_model, deconvolve
 from ..model import FrozenModel
 from ..options import DeconvOptions, SoundOptions, resolve
-from ..probes import Probe, probe_set
+from ..probes import PROBE_SR, Probe, probe_set
 from ..progress import Progress, ProgressArg
 from .context import TrackContext
 from .descriptors import DESCRIPTORS, describe
@@ -182,7 +182,7 @@ def analyse(
     sign: str = SoundOptions.sign,
     options: DeconvOptions | None = None,
     sound: SoundOptions | None = None,
-    probe_sr: int = 22050,
+    probe_sr: int = PROBE_SR,
     progress: ProgressArg = False,
     thresholds: dict[str, float] | None = None,
 ) -> AnalysisResult:

@@ -20,7 +20,7 @@ from ..errors import AudioError, UnsupportedAudioError
 from ..loading import load_model
 from ..options import DeconvOptions, SoundOptions
 from ..plot import specshow
-from ..predict import predict, top_tags
+from ..prediction import TOP, predict, top_tags
 from ..registry import models
 from ..store import pcm16
 
@@ -187,7 +187,7 @@ def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def predictions(model: Any, y: np.ndarray, sr: int, top: int = 5) -> list[tuple[str, float]]:
+def predictions(model: Any, y: np.ndarray, sr: int, top: int = TOP) -> list[tuple[str, float]]:
     """The model's top tags for the track (Essentia's runtime for Essentia models)."""
     act, labels, _ = predict(model, y, sr)
     return top_tags(act, labels, top)

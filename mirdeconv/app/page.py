@@ -7,7 +7,6 @@ cache keys.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -18,7 +17,7 @@ import streamlit as st
 
 from .. import backend
 from ..errors import MirdeconvError
-from ..options import DeconvOptions, SoundOptions, environment
+from ..options import DeconvOptions, SoundOptions, choices, environment
 from . import logic
 
 UPLOAD_CHOICE = "upload a model ..."
@@ -94,17 +93,15 @@ def _descriptor_table(rows):
     return rows[cols].rename(columns=logic.SHOWN_DESCRIPTORS).round(3)
 
 
-def _pick(container: Any, cls: type, only: tuple[str, ...] | None = None) -> Any:
-    """One picker per field of an options class, from its table of choices."""
+def _pick(container: Any, cls: type, only: tuple[str, ...]) -> Any:
+    """One picker per option of an options class, from its table of choices."""
     values = {}
-    for f in dataclasses.fields(cls):
-        table = f.metadata.get("choices")
-        if table is None or (only is not None and f.name not in only):
-            continue
-        keys = list(table)
-        helptext = "\n".join(f"- **{k}**: {getattr(v, 'description', v)}" for k, v in table.items())
-        values[f.name] = container.selectbox(f.metadata["label"], keys, index=keys.index(f.default),
-                                             key=f.name, help=helptext)
+    for c in choices(cls, only):
+        keys = list(c.table)
+        values[c.name] = container.selectbox(
+            c.label, keys, index=keys.index(c.default), key=c.name,
+            format_func=lambda k, names=c.names: names.get(k, k),
+            help="\n".join(f"- **{k}**: {getattr(v, 'description', v)}" for k, v in c.table.items()))
     return cls(**values)
 
 
@@ -256,7 +253,7 @@ def _layer_view(ctx: dict) -> None:
 
 def run() -> None:
     """Draw the page."""
-    backend.quiet_warnings()
+    backend.quiet_mode()
     st.set_page_config(page_title="mirdeconv", layout="wide")
     st.title("mirdeconv: what does each feature map hear?")
     sb = st.sidebar

@@ -16,11 +16,11 @@ input's domain (time x bands), one mask per feature.
 """
 
 from .api import DeconvResult, check_model, deconvolve
-from .cache import forget, program
+from .cache import cached_count, compiled, forget
 from .forward import run_graph
 from .patches import Patching, model_input
 from .program import Program
 from .table import RULES, register
 
 __all__ = ["deconvolve", "DeconvResult", "check_model", "model_input", "Patching", "run_graph",
-           "program", "forget", "Program", "RULES", "register"]
+           "compiled", "forget", "cached_count", "Program", "RULES", "register"]

@@ -13,7 +13,7 @@ from ..model import FrozenModel
 from ..options import DeconvOptions, parse_features, resolve
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .cache import program
+from .cache import compiled
 from .patches import Patching, model_input
 from .program import Program
 from .stats import activation_stats
@@ -160,7 +160,7 @@ def deconvolve(
     track = _track(model, audio, sr, track)
     whole = _goes_whole(model, info, track, opts.mode)
     x, patching = model_input(model, track.frames, whole)
-    prog = program(model, info, opts.method, opts.precision)
+    prog = compiled(model, info, opts.method, opts.precision)
     act, saved, elems = prog.forward(x)
     stats = activation_stats(act.numpy(), info, feats, patching)
     native_ft = whole and model.input_axes.startswith("NFT")
@@ -180,6 +180,10 @@ def deconvolve(
 def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
            track: TrackInput | None) -> TrackInput:
     if track is not None:
+        if track.representation != model.representation:
+            raise InvalidOptionError(
+                f"the track was prepared with {track.representation.describe()}, but "
+                f"{model.name} takes {model.representation.describe()}")
         return track
     if audio is None or sr is None:
         raise InvalidOptionError("give audio and sr, or a precomputed track")
@@ -225,7 +229,7 @@ def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptio
     """
     act, saved = forward
     whole, native_ft = layout
-    n_frames, n_bands = patching.n_frames, model.representation.n_bands
+    n_frames, n_bands = patching.n_frames, model.representation.n_bands   # = the track's
     buf = np.zeros((len(feats), n_bands, n_frames) if native_ft else (len(feats), n_frames, n_bands),
                    np.float32)
     masks = np.swapaxes(buf, 1, 2) if native_ft else buf

@@ -1,8 +1,9 @@
 """Compiled programs, kept per model for as long as the model lives.
 
 The model description (:class:`mirdeconv.model.FrozenModel`) holds no engine state; the
-engine keeps its programs here, keyed by the model object (weakly: a model that is no
-longer used takes its programs with it) and by layer, method and precision.
+engine keeps its programs here, keyed by the model object's identity and by layer, method
+and precision.  A model that is no longer used takes its programs with it (a finaliser
+drops them), and nothing cached refers back to the model.
 """
 
 from __future__ import annotations
@@ -15,23 +16,31 @@ from ..graph import LayerInfo
 from ..model import FrozenModel
 from .program import Program
 
-__all__ = ["program", "graph_function", "forget"]
+__all__ = ["compiled", "graph_function", "forget", "cached_count"]
 
-_PROGRAMS: weakref.WeakKeyDictionary[FrozenModel, dict[tuple, Any]] = weakref.WeakKeyDictionary()
+_PROGRAMS: dict[int, dict[tuple, Any]] = {}   # id(model) -> key -> program
 _LOCK = threading.Lock()
 
 
-def _cached(model: FrozenModel, key: tuple, build: Any) -> Any:
+def _drop(ident: int) -> None:
     with _LOCK:
-        per_model = _PROGRAMS.setdefault(model, {})
-        if key in per_model:
-            return per_model[key]
+        _PROGRAMS.pop(ident, None)
+
+
+def _cached(model: FrozenModel, key: tuple, build: Any) -> Any:
+    ident = id(model)
+    with _LOCK:
+        if ident not in _PROGRAMS:
+            _PROGRAMS[ident] = {}
+            weakref.finalize(model, _drop, ident)
+        if key in _PROGRAMS[ident]:
+            return _PROGRAMS[ident][key]
     made = build()
     with _LOCK:
-        return _PROGRAMS[model].setdefault(key, made)
+        return _PROGRAMS.setdefault(ident, {}).setdefault(key, made)
 
 
-def program(model: FrozenModel, layer: LayerInfo, method: str, precision: str) -> Program:
+def compiled(model: FrozenModel, layer: LayerInfo, method: str, precision: str) -> Program:
     """The compiled program for a layer, method and precision of a model (made once)."""
     return _cached(model, ("program", layer.tensor, method, precision), lambda: Program(
         model.graph, model.input_tensor, layer.tensor, layer.feature_axis, method, precision))
@@ -45,5 +54,10 @@ def graph_function(model: FrozenModel, output: str, build: Any) -> Any:
 
 def forget(model: FrozenModel) -> None:
     """Drop every compiled program of ``model``."""
+    _drop(id(model))
+
+
+def cached_count(model: FrozenModel) -> int:
+    """How many compiled programs and functions the engine keeps for ``model``."""
     with _LOCK:
-        _PROGRAMS.pop(model, None)
+        return len(_PROGRAMS.get(id(model), {}))

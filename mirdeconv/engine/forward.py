@@ -45,14 +45,16 @@ def run_graph(model: FrozenModel, x: np.ndarray, output: str | None = None) -> n
 
 
 def _build(model: FrozenModel, out: str) -> Any:
+    """The wrapped function; it must not hold the model (the cache holds it by a weak key)."""
     tf = backend.tensorflow()
     gd = model.graph.subgraph_def([out])
     kernels = model.graph.conv_kernels(gd)
+    input_tensor = model.input_tensor
 
     def fn(inp: Any) -> Any:
         fed = {k: tf.identity(v) for k, v in kernels.items()}
         return tf.graph_util.import_graph_def(
-            gd, input_map={**fed, model.input_tensor: inp}, return_elements=[out], name="p")[0]
+            gd, input_map={**fed, input_tensor: inp}, return_elements=[out], name="p")[0]
 
     spec = tf.TensorSpec([None] * len(model.nominal_input_shape()), tf.float32)
     return tf.compat.v1.wrap_function(fn, [spec])

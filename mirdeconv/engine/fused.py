@@ -27,26 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from ..graph import BN_OPS, NONLINEAR_OPS, PASS_OPS
 from .rules.conv import conv_geometry, is_unit_stride, pads
 from .step import CellsMajor, Context, Step, split
 
 __all__ = ["channelwise_chain", "compact_chain", "fuse_first_layer"]
 
-_CHANNELWISE = ((PASS_OPS - {"StopGradient"}) | NONLINEAR_OPS | BN_OPS
-                | {"BiasAdd", "Add", "AddV2", "Sub", "Mul", "RealDiv"})
 #: Pools larger than this (e.g. over all bands) would need huge per-cell weights.
 MAX_FUSED_POOL = 16
 
 
-def _per_channel_constant(ctx: Context, step: Step) -> bool:
-    c = ctx.graph.const_value(step.inputs[1])
-    return c is not None and not (c.ndim > 1 and any(d != 1 for d in c.shape[:-1]))
-
-
 def channelwise_chain(ctx: Context, steps: Sequence[Step], start: str, *, pools: bool,
                       shared_start: bool) -> tuple[list[Step], Step] | None:
-    """The channel-by-channel steps from tensor ``start`` down to a convolution.
+    """The channel-by-channel steps (``Step.channelwise``, set by their rules) from tensor
+    ``start`` down to a convolution.
 
     Parameters
     ----------
@@ -78,12 +71,7 @@ def channelwise_chain(ctx: Context, steps: Sequence[Step], start: str, *, pools:
             return None
         if st.op == "Conv2D":
             return chain, st
-        if st.op in ("MaxPool", "MaxPoolV2"):
-            if not (pools and st.compact_pool):
-                return None
-        elif st.op not in _CHANNELWISE:
-            return None
-        elif st.op in ("Mul", "RealDiv") and not _per_channel_constant(ctx, st):
+        if not (st.channelwise or (pools and st.compact_pool)):
             return None
         chain.append(st)
         t = st.inputs[0]
@@ -150,13 +138,12 @@ def _channel_ops(ctx: Context, chain: list[Step]) -> list[tuple[str, Callable | 
     ``("scale" | "divide", env -> constant)`` or ``("relu", None)``."""
     ops: list[tuple[str, Callable | None]] = []
     for st in chain:
-        if st.op in BN_OPS:
-            ops.append(("scale", st.save[0]))
-        elif st.op in ("Mul", "RealDiv"):
-            ops.append(("scale" if st.op == "Mul" else "divide",
-                        lambda env, c_t=st.inputs[1]: env[c_t]))
-        elif st.op in NONLINEAR_OPS and ctx.method.rectify:
-            ops.append(("relu", None))
+        kind, fn = st.channel_op or (None, None)
+        if kind == "nonlinear":
+            if ctx.method.rectify:
+                ops.append(("relu", None))
+        elif kind is not None:
+            ops.append((kind, fn))
     return ops
 
 
@@ -174,7 +161,7 @@ def _cell_weights(ctx: Context, pool: Step, chain: list[Step], conv: Step, e_h: 
     tf = ctx.tf
     kp_h, kc_h = e_h.shape[0], e_h.shape[1]
     kp_w, kc_w = e_w.shape[0], e_w.shape[1]
-    derivs = [st.save[0] for st in chain if st.op in NONLINEAR_OPS] if ctx.method.derivative else []
+    derivs = [st.derivative for st in chain if st.derivative] if ctx.method.derivative else []
     switches = pool.save[0]
     conv_in, conv_out, w_t = conv.inputs[0], conv.output, conv.inputs[1]
 

@@ -55,6 +55,8 @@ class Program:
                  feature_axis: int, method: str | Method, precision: str) -> None:
         self.tf = tf = backend.tensorflow()
         self.graph = graph
+        if not isinstance(method, Method) and method not in METHODS:
+            raise InvalidOptionError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         self.method = method if isinstance(method, Method) else METHODS[method]
         if precision not in PRECISIONS:
             raise InvalidOptionError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")

@@ -43,6 +43,14 @@ class Step:
         Per pooled cell, the fused rule's output values.
     pool_geometry : tuple or None
         ``(kh, kw, padding)`` of a non-overlapping max-pool.
+    channelwise : bool
+        The step works channel by channel (its rule sets it): the fast paths of
+        :mod:`mirdeconv.engine.fused` may run through it.
+    channel_op : tuple or None
+        What a channelwise step does to the signal of each channel: ``("scale", env -> c)``,
+        ``("divide", env -> c)``, ``("nonlinear", None)``; None: nothing.
+    derivative : callable or None
+        ``env -> f'(x)`` of a non-linearity.
     """
 
     node: Any
@@ -55,6 +63,9 @@ class Step:
     fused_target: str | None = None
     fused_taps: int = 0
     pool_geometry: tuple | None = None
+    channelwise: bool = False
+    channel_op: tuple[str, Callable | None] | None = None
+    derivative: Callable | None = None
 
     @property
     def op(self) -> str:

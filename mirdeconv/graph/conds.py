@@ -12,32 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
+from .frozen import FrozenGraph
 from .ops import node_name
 
-__all__ = ["resolve_false_conds", "topological_order", "make_const"]
+__all__ = ["resolve_false_conds", "make_const"]
 
 
 def _tensor(i: str) -> str:
     nm, _, port = i.lstrip("^").partition(":")
     return f"{nm}:{port or 0}"
-
-
-def topological_order(nodes: dict[str, Any], outputs: list[str]) -> list[str]:
-    """The nodes ``outputs`` need (control inputs too), inputs first."""
-    order: list[str] = []
-    seen: set[str] = set()
-    stack = [(node_name(o), False) for o in outputs]
-    while stack:
-        x, done = stack.pop()
-        if done:
-            order.append(x)
-            continue
-        if x in seen:
-            continue
-        seen.add(x)
-        stack.append((x, True))
-        stack.extend((node_name(i), False) for i in nodes[x].input if node_name(i) not in seen)
-    return order
 
 
 def _liveness(order: list[str], nodes: dict[str, Any], falses: set[str]
@@ -77,8 +60,9 @@ def resolve_false_conds(graph_def: Any, outputs: list[str], flags: set[str]) -> 
         A Merge with no live input, or more than one.
     """
     tf = backend.tensorflow()
-    nodes = {n.name: n for n in graph_def.node}
-    order = topological_order(nodes, outputs)
+    graph = FrozenGraph(graph_def)
+    nodes = graph.nodes
+    order = graph.ancestors(outputs)
     falses = set(flags)
     for x in order:  # Identity chains of a flag are the flag too
         if nodes[x].op == "Identity" and node_name(nodes[x].input[0]) in falses:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UnsupportedGraphError
@@ -17,6 +18,7 @@ __all__ = ["DERIVATIVES"]
 def passthrough(ctx: Context, step: Step) -> None:
     step.rule = lambda g, sv, F: [g]
     step.compact_rule = lambda g, sv, feats: g
+    step.channelwise = True
 
 
 @register("StopGradient")
@@ -64,8 +66,10 @@ def nonlinear(ctx: Context, step: Step) -> None:
 
     rect_full = tf.nn.relu if method.rectify else identity
     rect = identity if step.node.name in ctx.rectified_by_pool else rect_full
+    step.derivative = lambda env: deriv(tf, env[x_t], env[out], alpha)
+    step.channelwise, step.channel_op = True, ("nonlinear", None)
     if method.derivative:
-        step.save = [lambda env: deriv(tf, env[x_t], env[out], alpha)]
+        step.save = [step.derivative]
         step.rule = lambda g, sv, F: [rect(g) * sv[0]]
         step.compact_rule = lambda g, sv, feats: rect_full(g) * per_feature(tf, sv[0], feats)
     else:
@@ -97,44 +101,67 @@ def bias_add(ctx: Context, step: Step) -> None:
         unsupported(ctx, step)
     step.rule = lambda g, sv, F: [g]
     step.compact_rule = lambda g, sv, feats: g
+    step.channelwise = True
 
 
-#: Op -> the gradient of operand k from the signal g and the saved operand values.
-_OPERAND_GRADS: dict[str, Callable[[Any, int, list], Any]] = {
-    "Add": lambda g, k, vals: g,
-    "AddV2": lambda g, k, vals: g,
-    "Sub": lambda g, k, vals: g if k == 0 else -g,
-    "Mul": lambda g, k, vals: g * vals[1 - k],
-    "RealDiv": lambda g, k, vals: g / vals[1],   # the numerator only
+@dataclass(frozen=True)
+class _Binary:
+    """How a binary operation's signal reaches its operands.
+
+    ``grad(g, k, values)``: operand k's gradient; ``values``: the rule needs the operands'
+    values; ``scale``: with the input first and a per-channel constant second, the channel's
+    signal is ``"scale"``-d or ``"divide"``-d by the constant (None: passed on);
+    ``second_may_vary``: the second operand may depend on the input.
+    """
+
+    grad: Callable[[Any, int, list], Any]
+    values: bool = False
+    scale: str | None = None
+    second_may_vary: bool = True
+
+
+_BINARY: dict[str, _Binary] = {
+    "Add": _Binary(lambda g, k, vals: g),
+    "AddV2": _Binary(lambda g, k, vals: g),
+    "Sub": _Binary(lambda g, k, vals: g if k == 0 else -g),
+    "Mul": _Binary(lambda g, k, vals: g * vals[1 - k], values=True, scale="scale"),
+    "RealDiv": _Binary(lambda g, k, vals: g / vals[1], values=True, scale="divide",
+                       second_may_vary=False),   # the numerator only
 }
+_SCALE = {"scale": lambda g, c: g * c, "divide": lambda g, c: g / c}
 
 
-@register(*_OPERAND_GRADS)
+def _per_channel_constant(ctx: Context, step: Step) -> bool:
+    c = ctx.graph.const_value(step.inputs[1])
+    return c is not None and not (c.ndim > 1 and any(d != 1 for d in c.shape[:-1]))
+
+
+@register(*_BINARY)
 def binary(ctx: Context, step: Step) -> None:
     """Add, Sub, Mul, RealDiv with broadcasting: the product rule, summed down to each
     operand's shape."""
-    tf, op, var = ctx.tf, step.op, step.var_inputs
-    if op == "RealDiv" and 1 in var:
+    tf, var, kind = ctx.tf, step.var_inputs, _BINARY[step.op]
+    if 1 in var and not kind.second_may_vary:
         unsupported(ctx, step)
     step.save = [lambda env, t=t: tf.shape(env[t]) for t in step.inputs]
-    if op in ("Mul", "RealDiv"):
+    if kind.values:
         step.save += [lambda env, t=t: env[t] for t in step.inputs]
-    grad = _OPERAND_GRADS[op]
 
     def rule(g: Any, sv: list, F: Any) -> list:
         shapes, vals = sv[:2], sv[2:]
-        return [unbroadcast(tf, grad(g, k, vals), shapes[k]) for k in var]
+        return [unbroadcast(tf, kind.grad(g, k, vals), shapes[k]) for k in var]
 
     step.rule = rule
     if var != [0]:
         return
-    # used only when the other operand is a per-channel constant (see .fused)
-    if op == "Mul":
-        step.compact_rule = lambda g, sv, feats: g * per_channel(tf, sv[3], feats)
-    elif op == "RealDiv":
-        step.compact_rule = lambda g, sv, feats: g / per_channel(tf, sv[3], feats)
-    else:
+    if kind.scale is None:                       # a constant added: the signal passes on
         step.compact_rule = lambda g, sv, feats: g
+        step.channelwise = True
+    elif _per_channel_constant(ctx, step):       # scaled per channel by a constant
+        apply, c_t = _SCALE[kind.scale], step.inputs[1]
+        step.compact_rule = lambda g, sv, feats: apply(g, per_channel(tf, sv[3], feats))
+        step.channelwise = True
+        step.channel_op = (kind.scale, lambda env: env[c_t])
 
 
 @register(*BN_OPS)
@@ -157,3 +184,4 @@ def batch_norm(ctx: Context, step: Step) -> None:
     step.save = [scale]
     step.rule = lambda g, sv, F: [g * sv[0]]
     step.compact_rule = lambda g, sv, feats: g * per_channel(tf, sv[0], feats)
+    step.channelwise, step.channel_op = True, ("scale", scale)

@@ -7,7 +7,10 @@ import numpy as np
 from .engine import check_model, model_input, run_graph
 from .model import FrozenModel
 
-__all__ = ["predict", "top_tags"]
+__all__ = ["predict", "top_tags", "TOP"]
+
+#: How many tags people are shown by default.
+TOP = 5
 
 
 def predict(model: FrozenModel, audio: np.ndarray, sr: float) -> tuple[np.ndarray, list[str], str]:
@@ -43,7 +46,7 @@ def predict(model: FrozenModel, audio: np.ndarray, sr: float) -> tuple[np.ndarra
     return act, labels, "the frozen graph"
 
 
-def top_tags(activations: np.ndarray, labels: list[str], top: int = 5) -> list[tuple[str, float]]:
+def top_tags(activations: np.ndarray, labels: list[str], top: int = TOP) -> list[tuple[str, float]]:
     """The ``top`` labels by mean activation over the patches, with their means."""
     mean = np.asarray(activations).mean(axis=0)
     return [(labels[k], float(mean[k])) for k in np.argsort(-mean)[:top]]

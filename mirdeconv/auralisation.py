@@ -355,7 +355,7 @@ def auralise(
     target: str = DeconvOptions.target,
     mode: str = DeconvOptions.mode,
     precision: str = DeconvOptions.precision,
-    memory: int | None = None,
+    memory: int | str | None = None,
     reading: str = SoundOptions.reading,
     sign: str = SoundOptions.sign,
     output_sr: str = SoundOptions.output_sr,

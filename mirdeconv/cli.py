@@ -47,9 +47,18 @@ def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...
 
 
 def options_from_args(cls: type, args: argparse.Namespace) -> Any:
-    """The options object from the parsed flags (fields without a flag keep their default)."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+    """The options object from the parsed flags (fields without a flag keep their default);
+    the memory budget is checked here, before any work."""
+    opts = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                   if hasattr(args, f.name)})
+    if isinstance(opts, DeconvOptions):
+        _ = opts.budget          # a bad MIRDECONV_MEMORY is refused now
+    return opts
+
+
+def _n(count: int, word: str) -> str:
+    """``1 track``, ``2 tracks``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -129,8 +138,8 @@ def cmd_auralise(args: argparse.Namespace) -> int:
                              analyse=not args.no_analysis)
     summary = run_batch(args.model, args.tracks, args.out, settings, jobs=args.jobs,
                         progress=True, model_options=_model_options(args))
-    print(f"{summary.n_tracks} tracks: {summary.n_layers_done} layers auralised, "
-          f"{summary.n_layers_skipped} already complete, {summary.n_files} files written "
+    print(f"{_n(summary.n_tracks, 'track')}: {_n(summary.n_layers_done, 'layer')} auralised, "
+          f"{summary.n_layers_skipped} already complete, {_n(summary.n_files, 'file')} written "
           f"in {summary.seconds:.1f} s -> {summary.out / 'index.parquet'}")
     for f in summary.failures:
         print(f"  failed: {f['track']}{' / ' + f['layer'] if f['layer'] else ''}: {f['error']}",
@@ -153,17 +162,16 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     from .analysis import analyse
     from .report import write_report
 
+    opts, sound = options_from_args(DeconvOptions, args), options_from_args(SoundOptions, args)
     model = _open_model(args)
     layers = "all" if args.layers == "all" else [x for x in args.layers.split(",") if x]
     features = None if args.features == "all" else args.features
-    result = analyse(model, args.tracks or None, layers=layers, features=features,
-                     options=options_from_args(DeconvOptions, args),
-                     sound=options_from_args(SoundOptions, args), probe_sr=args.probe_sr,
-                     progress=True)
+    result = analyse(model, args.tracks or None, layers=layers, features=features, options=opts,
+                     sound=sound, probe_sr=args.probe_sr, progress=True)
     files = write_report(result, model, args.out, progress=True)
     feats = result.per_feature
-    print(f"{len(feats)} features of {len(result.settings['layers'])} layers on "
-          f"{len(result.tracks)} tracks -> {files['features']}, {files['report']}")
+    print(f"{_n(len(feats), 'feature')} of {_n(len(result.settings['layers']), 'layer')} on "
+          f"{_n(len(result.tracks), 'track')} -> {files['features']}, {files['report']}")
     for layer, counts in feats.groupby("layer", sort=False)["primary"]:
         top = counts.value_counts().head(4)
         print(f"  {layer:<24} " + ", ".join(f"{k} {v}" for k, v in top.items()))
@@ -274,17 +282,20 @@ def cmd_app(args: argparse.Namespace) -> int:
            "--server.port", str(args.port)]
     if args.address:
         cmd += ["--server.address", args.address]
-    env = {**os.environ, "MIRDECONV_VERBOSE": "1"} if backend.verbose() else None
-    return subprocess.call(cmd, env=env)
+    if backend.verbose():
+        return subprocess.call(cmd, env={**os.environ, "MIRDECONV_VERBOSE": "1"})
+    return subprocess.call(cmd + ["--logger.level", "warning"])
 
 
 # -- the parser -------------------------------------------------------------------------------
 def _selection_args(p: argparse.ArgumentParser, many_layers: bool) -> None:
     if many_layers:
-        p.add_argument("--layers", default="all", help="'all' or comma-separated layer names")
+        p.add_argument("--layers", default="all",
+                       help="'all' or comma-separated layer names (default: all)")
     else:
         p.add_argument("--layer", "-l", required=True, help="layer name (see `mirdeconv layers`)")
-    p.add_argument("--features", "-f", default="all", help="e.g. 0-63, 3,5,10-12 or all")
+    p.add_argument("--features", "-f", default="all",
+                   help="e.g. 0-63, 3,5,10-12 or all (default: all)")
 
 
 def _deconvolve_args(p: argparse.ArgumentParser) -> None:
@@ -337,20 +348,24 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 def _zoo_args(p: argparse.ArgumentParser) -> None:
     zsub = p.add_subparsers(dest="zoo_command", required=True)
-    zsub.add_parser("list", help="the zoo's models")
-    z = zsub.add_parser("fetch", help="download and convert a zoo model now")
+    zsub.add_parser("list", help="the zoo's models", description="the zoo's models, and which "
+                                                                  "are converted already")
+    z = zsub.add_parser("fetch", help="download and convert a zoo model now",
+                        description="download the musicnn wheel and convert a zoo model now")
     z.add_argument("name", help="e.g. mtt-musicnn")
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument("--layers", default="pool1,pool3,pool5")
-    p.add_argument("--features", default="0-7")
-    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--layers", default="pool1,pool3,pool5",
+                   help="layers of vggnet5 to deconvolve (default: pool1,pool3,pool5)")
+    p.add_argument("--features", default="0-7", help="features per layer (default: 0-7)")
+    p.add_argument("--seconds", type=float, default=8.0,
+                   help="length of the demo track in seconds (default: 8)")
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=int, default=8501, help="the port (default: 8501)")
     p.add_argument("--address", help="the address to listen on (default: Streamlit's)")
 
 

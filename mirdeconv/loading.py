@@ -72,9 +72,15 @@ def _adapter_options(adapter: Any, options: dict[str, Any], sidecar: dict[str, A
     sidecar's that it takes and that were not given."""
     unknown = sorted(set(options) - set(adapter.options))
     if unknown:
+        import difflib
+
+        hints = [f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(
+            k, adapter.options, n=1)) else "" for k in unknown]
         raise InvalidOptionError(
-            f"the {adapter.name} adapter takes no option {', '.join(map(repr, unknown))}; it "
-            f"takes {', '.join(adapter.options)}")
+            f"the {adapter.name} adapter takes no option "
+            + ", ".join(f"{k!r}{h}" for k, h in zip(unknown, hints))
+            + f"; it takes {', '.join(adapter.options)} (and load_model's own representation, "
+              "adapter)")
     extra = {k: v for k, v in sidecar.items() if k in SIDECAR_KEYS and k in adapter.options}
     return {**extra, **options}
 

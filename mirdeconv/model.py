@@ -73,7 +73,7 @@ class FrozenModel:
     """
 
     name: str
-    graph: FrozenGraph
+    graph: FrozenGraph = field(repr=False)
     input_tensor: str
     input_axes: str
     representation: Representation
@@ -84,7 +84,7 @@ class FrozenModel:
     standardize_patches: bool = False
     family: str = ""
     source: str = ""
-    descriptions: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict, repr=False)
     _layers: list[LayerInfo] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -140,9 +140,9 @@ class DeconvOptions:
         Whole track at once, patches of the model's input length, or whichever fits.
     precision : {"float32", "bfloat16"}
         Arithmetic of the backward pass (the forward pass is always float32).
-    memory : int or None
-        Bytes one chunk of features may use in the backward pass; None: ``MIRDECONV_MEMORY``
-        or :data:`DEFAULT_MEMORY`.
+    memory : int, str or None
+        Bytes one chunk of features may use in the backward pass (an int, or a size such as
+        ``"2G"``); None: ``MIRDECONV_MEMORY`` or :data:`DEFAULT_MEMORY`.
 
     Raises
     ------
@@ -161,6 +161,8 @@ class DeconvOptions:
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        if isinstance(self.memory, str):
+            object.__setattr__(self, "memory", parse_size(self.memory))
         if self.memory is not None and not (
                 isinstance(self.memory, int | np.integer) and self.memory > 0):
             raise InvalidOptionError(f"memory must be a positive number of bytes; got {self.memory!r}")
@@ -182,7 +184,12 @@ class DeconvOptions:
         if self.memory is not None:
             return int(self.memory)
         env = environment().memory
-        return parse_size(env) if env else DEFAULT_MEMORY
+        if not env:
+            return DEFAULT_MEMORY
+        try:
+            return parse_size(env)
+        except InvalidOptionError as exc:
+            raise InvalidOptionError(f"{ENV_PREFIX}MEMORY: {exc}") from None
 
     def key(self) -> dict[str, str]:
         """What changes the result (the memory budget does not)."""

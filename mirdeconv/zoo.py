@@ -242,12 +242,13 @@ def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
     RandomUniform (dropout) is left.
     """
     from . import backend
+    from .graph import FrozenGraph
     from .graph.conds import make_const, resolve_false_conds
 
     tf = backend.tensorflow()
     meta = tf.compat.v1.MetaGraphDef()
     meta.ParseFromString((folder / ".meta").read_bytes())
-    gd = tf.compat.v1.graph_util.extract_sub_graph(meta.graph_def, outputs)
+    gd = FrozenGraph(meta.graph_def).subgraph_def(outputs)
     try:
         reader = tf.compat.v1.train.NewCheckpointReader(str(folder) + "/")
     except Exception as exc:
@@ -264,7 +265,7 @@ def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
         for k in ("_output_shapes", "_class"):
             if k in node.attr:
                 del node.attr[k]
-    out = tf.compat.v1.graph_util.extract_sub_graph(out, outputs)
+    out = FrozenGraph(out).subgraph_def(outputs)
     left = sorted({n.op for n in out.node} & {"Switch", "Merge", "RandomUniform", "VariableV2"})
     if left:
         raise ZooError(f"conversion left training operations in the graph: {left}")

@@ -167,7 +167,7 @@ def test_cli_auralise(setup, tmp_path, capsys):
                str(tmp_path / "o")])
     cap = capsys.readouterr()
     assert rc == 0
-    assert "2 tracks: 1 layers auralised" in cap.out and "failed:" in cap.err
+    assert "2 tracks: 1 layer auralised" in cap.out and "failed:" in cap.err
     assert sorted(p.name for p in (tmp_path / "o" / "a" / "p2").iterdir()) == \
         ["_done.json", "f000.flac", "f001.flac"]
     assert (tmp_path / "o" / "a" / "p2.png").is_file()

@@ -44,10 +44,11 @@ def test_memory_budget_one_default_everywhere(monkeypatch):
     monkeypatch.setenv("MIRDECONV_MEMORY", "512M")
     assert DeconvOptions().budget == 512 << 20
     assert DeconvOptions(memory=1 << 30).budget == 1 << 30          # given beats the environment
+    assert DeconvOptions(memory="1G") == DeconvOptions(memory=1 << 30)
     with pytest.raises(InvalidOptionError, match="memory must be a positive number of bytes"):
         DeconvOptions(memory=0)
     monkeypatch.setenv("MIRDECONV_MEMORY", "lots")
-    with pytest.raises(InvalidOptionError, match="cannot read the size 'lots'"):
+    with pytest.raises(InvalidOptionError, match="MIRDECONV_MEMORY: cannot read the size 'lots'"):
         _ = DeconvOptions().budget
 
 
@@ -169,10 +170,11 @@ def test_unknown_model_options_and_foreign_tracks_are_refused(keras):
     inp = keras.Input((33, 20, 1))
     x = keras.layers.MaxPooling2D(2, name="p")(keras.layers.Conv2D(2, 3, padding="same")(inp))
     rep = LinearSpectrogram(sr=8000, n_fft=64, hop_length=32)
-    with pytest.raises(InvalidOptionError, match="the keras adapter takes no option 'lables'; it "
-                                                 "takes allow_unsafe, input_axes, labels"):
+    with pytest.raises(InvalidOptionError, match="the keras adapter takes no option 'lables' "
+                                                 r"\(did you mean 'labels'\?\); it takes allow_unsafe"):
         mirdeconv.load_model(keras.Model(inp, x), representation=rep, lables=["a"])
     m = mirdeconv.load_model(keras.Model(inp, x), representation=rep)
+    assert len(repr(m)) < 1000 and "input_axes='NFTC'" in repr(m)     # not the whole graph
     other = choi2016_stft().prepare(tone_track(11025, 1.0), 11025)
     with pytest.raises(InvalidOptionError, match="the track was prepared with stft 257 bands"):
         mirdeconv.deconvolve(m, layer="p", track=other)

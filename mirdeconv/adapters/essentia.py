@@ -86,7 +86,7 @@ class EssentiaModel(FrozenModel):
 
     graph_file: Path | None = None
     algorithm: str = "TensorflowPredictMusiCNN"
-    metadata: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict, repr=False)
 
     def predict(self, audio: np.ndarray, sr: float, *, output: str | None = None,
                 patch_hop: int | None = None) -> tuple[np.ndarray, list[str]]:

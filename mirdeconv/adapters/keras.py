@@ -255,7 +255,7 @@ class KerasAdapter(ModelAdapter):
     name = "keras"
     priority = 10
     description = "Keras models: keras.Model in memory, .keras and legacy .h5 files"
-    options = ("allow_unsafe", "input_axes", "labels", "name", "layers", "source")
+    options = ("allow_unsafe", "input_axes", "labels", "name", "layers")
 
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, (str, os.PathLike)):
@@ -271,15 +271,15 @@ class KerasAdapter(ModelAdapter):
         allow_unsafe: bool = False,
         **options: Any,
     ) -> FrozenModel:
+        if isinstance(source, str | os.PathLike):
+            model = load_keras(source, allow_unsafe=allow_unsafe)
+            options.setdefault("name", Path(source).stem)
+            where = os.fspath(source)
+        else:
+            model, where = source, ""
         if representation is None:
             raise ModelLoadError(
                 "a Keras model needs its input representation: pass representation=... (e.g. "
-                "mirdeconv.representations.choi2016_stft())"
-            )
-        if isinstance(source, (str, os.PathLike)):
-            model = load_keras(source, allow_unsafe=allow_unsafe)
-            options.setdefault("source", os.fspath(source))
-            options.setdefault("name", Path(source).stem)
-        else:
-            model = source
-        return from_keras(model, representation, **options)
+                "mirdeconv.representations.choi2016_stft()), or -r PRESET on the command line, "
+                "or write NAME.mirdeconv.json beside the model file")
+        return from_keras(model, representation, source=where, **options)

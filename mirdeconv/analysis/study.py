@@ -177,7 +177,7 @@ def analyse(
     target: str = DeconvOptions.target,
     mode: str = DeconvOptions.mode,
     precision: str = DeconvOptions.precision,
-    memory: int | None = None,
+    memory: int | str | None = None,
     reading: str = SoundOptions.reading,
     sign: str = SoundOptions.sign,
     options: DeconvOptions | None = None,

@@ -101,7 +101,7 @@ def deconvolve(
     target: str = DeconvOptions.target,
     mode: str = DeconvOptions.mode,
     precision: str = DeconvOptions.precision,
-    memory: int | None = None,
+    memory: int | str | None = None,
     options: DeconvOptions | None = None,
     track: TrackInput | None = None,
     progress: ProgressArg = False,
@@ -131,8 +131,9 @@ def deconvolve(
         model's input length, 50 % overlap, overlap-added; ``"auto"``: whole when possible.
     precision : {"float32", "bfloat16"}
         Arithmetic of the backward pass.
-    memory : int, optional
-        Bytes one chunk of features may use (default: ``MIRDECONV_MEMORY`` or 4 GiB).
+    memory : int or str, optional
+        Bytes one chunk of features may use, or a size such as ``"2G"`` (default:
+        ``MIRDECONV_MEMORY`` or :data:`mirdeconv.options.DEFAULT_MEMORY`).
     options : DeconvOptions, optional
         All of ``method`` ... ``memory`` in one object (then leave those at their defaults).
     track : TrackInput, optional

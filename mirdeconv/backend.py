@@ -46,6 +46,7 @@ __all__ = [
     "quiet_mode",
     "verbose",
     "convert_variables_to_constants",
+    "op_is_stateful",
 ]
 
 _lock = threading.RLock()
@@ -219,3 +220,13 @@ def convert_variables_to_constants(concrete_function: Any) -> Any:
     )
 
     return convert_variables_to_constants_v2(concrete_function)
+
+
+def op_is_stateful(op_type: str) -> bool:
+    """Whether TensorFlow registers ``op_type`` as stateful (its value is not a function of
+    its inputs: variables, random numbers, queues); unknown types count as stateful."""
+    tensorflow()
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(op_type)
+    return op_def is None or bool(op_def.is_stateful)

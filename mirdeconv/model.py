@@ -27,6 +27,7 @@ from .graph import (
     tensor_name,
     trace_axes,
 )
+from .graph.canonical import canonicalise
 from .representations import Representation
 
 __all__ = ["FrozenModel", "DEFAULT_PATCH_FRAMES", "INPUT_AXES"]
@@ -95,6 +96,12 @@ class FrozenModel:
         self.input_tensor = tensor_name(self.input_tensor)
         if node_name(self.input_tensor) not in self.graph.nodes:
             raise ModelLoadError(f"the graph has no input node {node_name(self.input_tensor)!r}")
+        probe = {self.input_tensor: np.zeros(self.nominal_input_shape(), np.float32)}
+        try:
+            self.graph = FrozenGraph(canonicalise(self.graph.graph_def, [self.input_tensor], probe))
+        except Exception as exc:  # noqa: BLE001 - TensorFlow's errors for broken graphs
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"{self.name}: the graph cannot be read: {msg[:300]}") from None
 
     # -- input layout ---------------------------------------------------------------------
     def nominal_input_shape(self) -> tuple[int, ...]:

@@ -236,14 +236,15 @@ def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
     """A TF1 training checkpoint -> an inference-only frozen GraphDef.
 
     Keeps what ``outputs`` need; variables become constants from the checkpoint (whose
-    prefix is the folder itself: ``.index``, ``.data-...``); every boolean placeholder (the
-    ``is_training`` flag) becomes ``False`` and the ``tf.cond`` branches it selects are
-    resolved (:func:`mirdeconv.graph.conds.resolve_false_conds`), so no Switch, Merge or
-    RandomUniform (dropout) is left.
+    prefix is the folder itself: ``.index``, ``.data-...``); then the graph's canonical form
+    (:func:`mirdeconv.graph.canonical.canonicalise`): every boolean placeholder (the
+    ``is_training`` flag) becomes False and the ``tf.cond`` branches it selects are resolved,
+    so no Switch, Merge or RandomUniform (dropout) is left.
     """
     from . import backend
     from .graph import FrozenGraph
-    from .graph.conds import make_const, resolve_false_conds
+    from .graph.canonical import canonicalise
+    from .graph.conds import make_const
 
     tf = backend.tensorflow()
     meta = tf.compat.v1.MetaGraphDef()
@@ -253,18 +254,16 @@ def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
         reader = tf.compat.v1.train.NewCheckpointReader(str(folder) + "/")
     except Exception as exc:
         raise ZooError(f"cannot read the checkpoint in {folder}: {exc}") from None
-    flags = {n.name for n in gd.node
-             if n.op == "Placeholder" and n.attr["dtype"].type == tf.bool.as_datatype_enum}
-    try:
-        out = resolve_false_conds(gd, outputs, flags)
-    except ValueError as exc:
-        raise ZooError(str(exc)) from None
-    for node in out.node:
+    for node in gd.node:
         if node.op in ("VariableV2", "VarHandleOp", "Variable"):
             make_const(tf, node, reader.get_tensor(node.name))
         for k in ("_output_shapes", "_class"):
             if k in node.attr:
                 del node.attr[k]
+    try:
+        out = canonicalise(gd, ["model/Placeholder"])
+    except ValueError as exc:
+        raise ZooError(str(exc)) from None
     out = FrozenGraph(out).subgraph_def(outputs)
     left = sorted({n.op for n in out.node} & {"Switch", "Merge", "RandomUniform", "VariableV2"})
     if left:

@@ -20,31 +20,27 @@ from .conftest import tone_track
 REP = LinearSpectrogram(sr=8000, n_fft=64, hop_length=32)   # 33 bins
 
 
-def _softsign_net(keras):
+def _flip_net(keras):
     keras.utils.set_random_seed(3)
     L = keras.layers
     inp = keras.Input((33, None, 1))
-    x = L.Conv2D(4, 3, padding="same", activation="softsign", name="c")(inp)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="c")(inp)
+    x = keras.ops.flip(x, axis=1)                       # a ReverseV2 along frequency
     return keras.Model(inp, L.MaxPooling2D(2, name="p")(x))
 
 
 def test_a_new_operation_is_one_function_and_one_table_entry(keras):
-    """Softsign has no rule: refused with its name; one registered function makes it work."""
+    """ReverseV2 has no rule: refused with its name; one registered function makes it work."""
     tf = mirdeconv.backend.tensorflow()
-    net = _softsign_net(keras)
+    net = _flip_net(keras)
     y = tone_track(8000, 1.0)
-    with pytest.raises(UnsupportedGraphError, match="operation Softsign .* cannot deconvolve"):
+    with pytest.raises(UnsupportedGraphError, match="operation ReverseV2 .* cannot deconvolve"):
         mirdeconv.deconvolve(mirdeconv.load_model(net, representation=REP), y, 8000, layer="p")
 
-    @engine.register("Softsign")
-    def softsign(ctx, step):
-        x_t = step.inputs[0]
-        step.save = [lambda env: 1.0 / (1.0 + ctx.tf.abs(env[x_t])) ** 2]
-        rect = ctx.tf.nn.relu if ctx.method.rectify else (lambda g: g)
-        if ctx.method.derivative:
-            step.rule = lambda g, sv, F: [rect(g) * sv[0]]
-        else:
-            step.rule = lambda g, sv, F: [rect(g)]
+    @engine.register("ReverseV2")
+    def reverse(ctx, step):
+        axes = [int(a) + 1 for a in np.ravel(ctx.graph.const_value(step.inputs[1]))]  # after F
+        step.rule = lambda g, sv, F: [ctx.tf.reverse(g, axes)]
 
     try:
         m = mirdeconv.load_model(net, representation=REP)
@@ -57,7 +53,7 @@ def test_a_new_operation_is_one_function_and_one_table_entry(keras):
         want = m.from_input(tape.gradient(obj, x).numpy())[0]
         np.testing.assert_allclose(res.masks[0], want, atol=1e-5 * np.abs(want).max())
     finally:
-        engine.RULES.pop("Softsign")
+        engine.RULES.pop("ReverseV2")
 
 
 def test_the_engine_keeps_its_programs_off_the_model(keras):

@@ -22,12 +22,13 @@ import numpy as np
 from .. import backend
 from ..errors import InvalidOptionError, UnsupportedGraphError
 from ..graph import NONLINEAR_OPS, FrozenGraph, node_name, tensor_name
+from ..graph.patterns import Composite, composite_activations, normalisation_statistics
 from ..options import METHODS, PRECISIONS, Method
 from . import rules  # noqa: F401  (fills the rule table)
 from .fused import compact_chain, fuse_first_layer
 from .seeds import seed, select
 from .step import Context, Step, dense
-from .table import rule_for
+from .table import COMPOSITE, rule_for
 
 __all__ = ["Program"]
 
@@ -68,10 +69,13 @@ class Program:
         if node_name(self.input) not in order:
             raise UnsupportedGraphError(f"layer {self.layer} does not depend on the input {self.input}")
         var = graph.depends_on(order, self.input)
+        var = graph.depends_on(order, self.input, normalisation_statistics(graph, order, var))
+        composites = {c.sink: c for c in composite_activations(graph, order, var, {self.layer})}
+        inside = {n for c in composites.values() for n in c.nodes} - set(composites)
         pools, nonlinear = _rectify_pairs(graph, order, var, self.layer, self.method)
         ctx = Context(tf, graph, self.method, nonlinear, pools)
-        self.steps = [self._compile(ctx, name, var) for name in order
-                      if name in var and name != node_name(self.input)]
+        self.steps = [self._compile(ctx, name, var, composites.get(name)) for name in order
+                      if name in var and name != node_name(self.input) and name not in inside]
         self.compact = compact_chain(ctx, self.steps, self.layer, feature_axis)
         in_compact = {id(st) for st in self.compact or []}
         self.fused_skipped: set[int] = set()
@@ -85,8 +89,12 @@ class Program:
         self._backward_fn = tf.function(self._backward, reduce_retracing=True, autograph=False)
 
     @staticmethod
-    def _compile(ctx: Context, name: str, var: set[str]) -> Step:
+    def _compile(ctx: Context, name: str, var: set[str], composite: Composite | None) -> Step:
         node = ctx.graph.nodes[name]
+        if composite is not None:     # several operations that are one non-linearity
+            step = Step(node, [0], [composite.source])
+            rule_for(COMPOSITE)(ctx, step)
+            return step
         inputs = ctx.graph.data_inputs(node)
         step = Step(node, [i for i, t in enumerate(inputs) if node_name(t) in var], inputs)
         rule_for(node.op)(ctx, step)

@@ -16,7 +16,11 @@ from collections.abc import Callable
 from ..errors import UnsupportedGraphError
 from .step import Context, Step
 
-__all__ = ["Rule", "RULES", "register", "rule_for", "unsupported"]
+__all__ = ["Rule", "RULES", "COMPOSITE", "register", "rule_for", "unsupported"]
+
+#: The table's key for composite activations (several operations that are one element-wise
+#: non-linearity, :func:`mirdeconv.graph.patterns.composite_activations`).
+COMPOSITE = "_composite_activation"
 
 Rule = Callable[[Context, Step], None]
 

@@ -214,24 +214,50 @@ def _transpose(t: Trace) -> None:
 
 @axis_rule("Reshape")
 def _reshape(t: Trace) -> None:
-    """Only a reshape that adds or removes unit axes keeps the labels; either way the
-    graph is tied to its input length."""
-    core_in = [(a, d) for a, d in zip(t.axes, t.in_shape) if d != 1 or a == "N"]
-    out: list[str] = []
-    it = iter(core_in)
-    pending = next(it, None)
-    for d in t.out_shape:
-        if pending is not None and d == pending[1]:
-            out.append(pending[0])
-            pending = next(it, None)
-        elif d == 1:
-            out.append("1")
-        else:
-            t.lost()
-    if pending is not None:
+    """A reshape that adds or removes unit axes, or splits an axis into several and merges
+    them back (group normalisation's ``C -> (G, C / G)``), keeps the labels: the parts of a
+    split axis all carry its label, and merged axes keep the one label among them.  Either
+    way the graph is tied to its input length."""
+    axes = _regroup(t.axes, list(t.in_shape), list(t.out_shape))
+    if axes is None:
         t.lost()
-    t.axes = out
+    t.axes = axes
     t.time_agnostic = False
+
+
+def _regroup(axes: list[str], dims_in: list, dims_out: list) -> list[str] | None:
+    """Labels of a reshape's output from groups of input and output axes of equal size."""
+    if any(d is None for d in dims_in + dims_out):
+        return None
+    out: list[str] = []
+    i = j = 0
+    while i < len(dims_in) or j < len(dims_out):
+        if j < len(dims_out) and dims_out[j] == 1 and (i >= len(dims_in) or dims_in[i] != 1):
+            out.append("1")
+            j += 1
+            continue
+        if i < len(dims_in) and dims_in[i] == 1 and axes[i] != "N" and (
+                j >= len(dims_out) or dims_out[j] != 1):
+            i += 1
+            continue
+        if i >= len(dims_in) or j >= len(dims_out):
+            return None
+        gi, gj, pi, pj = [i], [j], dims_in[i], dims_out[j]
+        while pi != pj:
+            if pi < pj and gi[-1] + 1 < len(dims_in):
+                gi.append(gi[-1] + 1)
+                pi *= dims_in[gi[-1]]
+            elif pj < pi and gj[-1] + 1 < len(dims_out):
+                gj.append(gj[-1] + 1)
+                pj *= dims_out[gj[-1]]
+            else:
+                return None
+        labels = {axes[k] for k in gi if not (dims_in[k] == 1 and axes[k] != "N")} - {"1"}
+        if len(labels) > 1:
+            return None
+        out.extend([labels.pop() if labels else "1"] * len(gj))
+        i, j = gi[-1] + 1, gj[-1] + 1
+    return out
 
 
 @axis_rule("Max", "Mean", "Sum", "Min")

@@ -160,13 +160,15 @@ class FrozenGraph:
                         stack.append((dep, False))
         return order
 
-    def depends_on(self, order: list[str], input_tensor: str) -> set[str]:
-        """Nodes of ``order`` whose values depend on the input's values (not just its shape)."""
+    def depends_on(self, order: list[str], input_tensor: str, fixed: set[str] = frozenset()
+                   ) -> set[str]:
+        """Nodes of ``order`` whose values depend on the input's values (not just its shape);
+        the nodes in ``fixed`` count as constants (statistics held fixed)."""
         src = node_name(input_tensor)
         var = {src}
         for name in order:
             node = self.nodes[name]
-            if name == src or node.op in SHAPE_OPS:
+            if name == src or node.op in SHAPE_OPS or name in fixed:
                 continue
             if any(node_name(i) in var for i in node.input if not i.startswith("^")):
                 var.add(name)

@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["SHAPE_OPS", "CONV_OPS", "POOL_OPS", "NONLINEAR_OPS", "ELEMENTWISE_OPS", "PASS_OPS",
-           "BN_OPS", "TIME_AGNOSTIC_OPS", "node_name", "tensor_name", "attr"]
+           "BN_OPS", "TIME_AGNOSTIC_OPS", "UNARY_OPS", "BINARY_OPS", "node_name", "tensor_name",
+           "attr"]
 
 #: Operations that never make a gradient path (they read shapes, not values).
 SHAPE_OPS = {"Shape", "ShapeN", "Size", "Rank"}
 CONV_OPS = {"Conv2D", "DepthwiseConv2dNative", "Conv3D"}
 POOL_OPS = {"MaxPool", "MaxPoolV2", "AvgPool"}
 NONLINEAR_OPS = {"Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Softplus", "Sigmoid", "Tanh"}
-ELEMENTWISE_OPS = {"BiasAdd", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Neg"}
+#: Element-wise functions of one tensor (the parts of composite activations such as GELU,
+#: swish, mish, hard-swish; see :mod:`.patterns`).
+UNARY_OPS = NONLINEAR_OPS | {"Neg", "Abs", "Exp", "Expm1", "Log", "Log1p", "Sqrt", "Rsqrt",
+                             "Square", "Reciprocal", "Erf", "Erfc", "Softsign", "Sign", "Cast"}
+#: Element-wise functions of two tensors (with broadcasting).
+BINARY_OPS = {"BiasAdd", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum", "Minimum", "Pow",
+              "SquaredDifference"}
+ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS
 PASS_OPS = {"Identity", "Snapshot", "CheckNumerics", "PreventGradient", "StopGradient",
             "IdentityN", "EnsureShape"}
 BN_OPS = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}

@@ -9,7 +9,7 @@ from typing import Any
 from ...errors import UnsupportedGraphError
 from ...graph import BN_OPS, NONLINEAR_OPS, PASS_OPS
 from ..step import Context, Step, per_channel, per_feature
-from ..table import register, unsupported
+from ..table import COMPOSITE, register, unsupported
 
 __all__ = ["DERIVATIVES"]
 
@@ -75,6 +75,25 @@ def nonlinear(ctx: Context, step: Step) -> None:
     else:
         step.rule = lambda g, sv, F: [rect(g)]
         step.compact_rule = lambda g, sv, feats: rect_full(g)
+
+
+@register(COMPOSITE)
+def composite(ctx: Context, step: Step) -> None:
+    """A composite activation ``y = f(x)`` (GELU, swish, mish, PReLU ...) as one
+    non-linearity: the method's rule with ``f'(x)`` from TensorFlow's own gradient of the
+    element-wise operations (``d sum(y) / dx`` is ``f'(x)`` for an element-wise ``f``)."""
+    tf, method = ctx.tf, ctx.method
+    x_t, out = step.inputs[0], step.output
+    rect = tf.nn.relu if method.rectify else (lambda g: g)
+    step.derivative = lambda env: tf.gradients(env[out], env[x_t])[0]
+    step.channelwise, step.channel_op = True, ("nonlinear", None)
+    if method.derivative:
+        step.save = [step.derivative]
+        step.rule = lambda g, sv, F: [rect(g) * sv[0]]
+        step.compact_rule = lambda g, sv, feats: rect(g) * per_feature(tf, sv[0], feats)
+    else:
+        step.rule = lambda g, sv, F: [rect(g)]
+        step.compact_rule = lambda g, sv, feats: rect(g)
 
 
 # -- arithmetic -------------------------------------------------------------------------------

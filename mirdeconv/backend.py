@@ -47,6 +47,7 @@ __all__ = [
     "verbose",
     "convert_variables_to_constants",
     "op_is_stateful",
+    "function_graph_def",
 ]
 
 _lock = threading.RLock()
@@ -230,3 +231,13 @@ def op_is_stateful(op_type: str) -> bool:
 
     op_def = op_def_registry.get(op_type)
     return op_def is None or bool(op_def.is_stateful)
+
+
+def function_graph_def(function_def: Any) -> tuple[Any, dict[str, str]]:
+    """A FunctionDef's body as a GraphDef (its inputs as Placeholders named after the input
+    arguments) and the map from the function's nested tensor names (``node:arg:index``) to
+    the GraphDef's (``node:index``)."""
+    tensorflow()
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
+
+    return function_def_to_graph_def(function_def)

@@ -140,27 +140,12 @@ class FrozenModel:
     # -- layers -----------------------------------------------------------------------------
     def _static_shapes(self, tensors: list[str]) -> dict[str, tuple[int, ...] | None]:
         tf = backend.tensorflow()
-        gd = self.graph.subgraph_def(tensors)
-        g = tf.Graph()
-        with g.as_default():
-            x = tf.compat.v1.placeholder(tf.float32, self.nominal_input_shape())
-            try:
-                tf.graph_util.import_graph_def(gd, input_map={self.input_tensor: x}, name="m")
-            except (ValueError, tf.errors.InvalidArgumentError) as exc:
-                raise ModelLoadError(
-                    f"{self.name}: the graph does not accept an input of shape "
-                    f"{self.nominal_input_shape()} ({str(exc).splitlines()[0]})"
-                ) from None
-        shapes: dict[str, tuple[int, ...] | None] = {}
-        for op in g.get_operations():
-            if not op.name.startswith("m/"):
-                continue
-            for i, t in enumerate(op.outputs):
-                s = t.shape
-                key = f"{op.name[2:]}:{i}"
-                shapes[key] = tuple(s.as_list()) if s.rank is not None else None
-        shapes[self.input_tensor] = self.nominal_input_shape()  # replaced by the probe input
-        return shapes
+        try:
+            return self.graph.static_shapes(tensors, self.input_tensor, self.nominal_input_shape())
+        except (ValueError, tf.errors.InvalidArgumentError) as exc:
+            raise ModelLoadError(
+                f"{self.name}: the graph does not accept an input of shape "
+                f"{self.nominal_input_shape()} ({str(exc).splitlines()[0]})") from None
 
     @property
     def layers(self) -> list[LayerInfo]:

@@ -89,7 +89,7 @@ def compact_chain(ctx: Context, steps: Sequence[Step], layer: str, feature_axis:
         return None
     chain, conv = found
     strides, dil, _, _ = conv_geometry(ctx, conv)
-    return chain + [conv] if is_unit_stride(strides, dil) else None
+    return chain + [conv] if is_unit_stride(strides, dil) and conv.compact_rule else None
 
 
 def _tap_offsets(kp: int, kc: int) -> np.ndarray:
@@ -119,7 +119,7 @@ def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[St
     strides, dil, padding, _ = conv_geometry(ctx, conv)
     w = ctx.graph.const_value(conv.inputs[1])
     if (w is None or padding not in ("SAME", "VALID") or not is_unit_stride(strides, dil)
-            or w.shape[2] > 4):
+            or w.shape[2] > 4 or conv.grouped):
         return []
     kc_h, kc_w, cin, _ = (int(d) for d in w.shape)
     e_h, e_w = _tap_offsets(kp_h, kc_h), _tap_offsets(kp_w, kc_w)

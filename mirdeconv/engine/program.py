@@ -73,7 +73,11 @@ class Program:
         composites = {c.sink: c for c in composite_activations(graph, order, var, {self.layer})}
         inside = {n for c in composites.values() for n in c.nodes} - set(composites)
         pools, nonlinear = _rectify_pairs(graph, order, var, self.layer, self.method)
-        ctx = Context(tf, graph, self.method, nonlinear, pools)
+        try:
+            shapes = graph.static_shapes([self.layer], self.input, None)
+        except (ValueError, tf.errors.InvalidArgumentError):
+            shapes = {}
+        ctx = Context(tf, graph, self.method, nonlinear, pools, shapes)
         self.steps = [self._compile(ctx, name, var, composites.get(name)) for name in order
                       if name in var and name != node_name(self.input) and name not in inside]
         self.compact = compact_chain(ctx, self.steps, self.layer, feature_axis)

@@ -51,6 +51,8 @@ class Step:
         ``("divide", env -> c)``, ``("nonlinear", None)``; None: nothing.
     derivative : callable or None
         ``env -> f'(x)`` of a non-linearity.
+    grouped : bool
+        A grouped convolution (its kernel has fewer input channels than its input).
     """
 
     node: Any
@@ -66,6 +68,7 @@ class Step:
     channelwise: bool = False
     channel_op: tuple[str, Callable | None] | None = None
     derivative: Callable | None = None
+    grouped: bool = False
 
     @property
     def op(self) -> str:
@@ -92,6 +95,8 @@ class Context:
         Non-linearities whose rectification the max-pool after them already applies.
     rectify_before_unpool : frozenset of str
         Max-pools that rectify their (pooled) signal before unpooling.
+    shapes : dict
+        Tensor -> its static shape as far as TensorFlow knows it (None dimensions unknown).
     """
 
     tf: Any
@@ -99,6 +104,12 @@ class Context:
     method: Method
     rectified_by_pool: frozenset[str] = frozenset()
     rectify_before_unpool: frozenset[str] = frozenset()
+    shapes: dict = field(default_factory=dict)
+
+    def channels(self, tensor: str) -> int | None:
+        """The last dimension of ``tensor``, when TensorFlow knows it."""
+        shape = self.shapes.get(tensor)
+        return shape[-1] if shape else None
 
 
 class CellsMajor:

@@ -2,6 +2,8 @@
 
 One small rewrite each, applied in the order of :data:`REWRITES`:
 
+* :func:`inline_functions`: calls of the graph's own functions (``PartitionedCall``) become
+  the functions' bodies;
 * :func:`drop_control_edges`: control inputs order execution; they carry no value, and
   following them pulls unrelated parts (an RNN's loop, every variable read) into a cut;
 * :func:`inference_flags`: a boolean placeholder that is not the model's input (a training
@@ -30,8 +32,8 @@ from .. import backend
 from .conds import make_const, resolve_constant_conds
 from .ops import node_name
 
-__all__ = ["REWRITES", "canonicalise", "drop_control_edges", "inference_flags", "fold_constants",
-           "resolve_conds", "fuse_dilations"]
+__all__ = ["REWRITES", "canonicalise", "inline_functions", "drop_control_edges", "inference_flags",
+           "fold_constants", "resolve_conds", "fuse_dilations"]
 
 @dataclass(frozen=True)
 class Context:
@@ -72,6 +74,55 @@ def drop_control_edges(graph_def: Any, ctx: Context) -> Any:
             del node.input[:]
             node.input.extend(data)
     return out
+
+
+_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def inline_functions(graph_def: Any, ctx: Context) -> Any:
+    """Calls of the graph's own functions (``PartitionedCall``; Keras writes some layers,
+    such as grouped convolutions, as functions) replaced by the functions' bodies."""
+    tf = backend.tensorflow()
+    out = _copy(tf, graph_def)
+    functions = {f.signature.name: f for f in out.library.function}
+    for _ in range(16):                       # functions that call functions
+        calls = [n for n in out.node if n.op in _CALLS and n.attr["f"].func.name in functions]
+        if not calls:
+            break
+        for call in calls:
+            _inline(tf, out, call, functions[call.attr["f"].func.name])
+    return out
+
+
+def _inline(tf: Any, graph_def: Any, call: Any, fdef: Any) -> None:
+    body, flat = backend.function_graph_def(fdef)
+    prefix = f"{call.name}/_inlined/"
+    args = {a.name: call.input[k] for k, a in enumerate(fdef.signature.input_arg)}
+
+    def rename(t: str) -> str:
+        ctrl = t.startswith("^")
+        name, _, port = t.lstrip("^").partition(":")
+        new = args.get(name) if name in args else prefix + name + (f":{port}" if port else "")
+        return ("^" + node_name(new)) if ctrl else new
+
+    for node in body.node:
+        if node.name in args:               # the input arguments: the call's own inputs
+            continue
+        new = graph_def.node.add()
+        new.CopyFrom(node)
+        new.name = prefix + node.name
+        del new.input[:]
+        new.input.extend(rename(i) for i in node.input)
+    outputs = [rename(flat.get(fdef.ret[a.name], fdef.ret[a.name]))
+               for a in fdef.signature.output_arg]
+    kept = [n for n in graph_def.node if n.name != call.name]
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
+    for n in graph_def.node:
+        for k, i in enumerate(n.input):
+            name, _, port = i.lstrip("^").partition(":")
+            if name == call.name and not i.startswith("^"):
+                n.input[k] = outputs[int(port or 0)]
 
 
 def inference_flags(graph_def: Any, ctx: Context) -> Any:
@@ -213,22 +264,57 @@ def resolve_conds(graph_def: Any, ctx: Context) -> Any:
     return resolve_constant_conds(graph_def)
 
 
-def _dilated_triples(graph_def: Any) -> list[tuple[Any, Any, Any]]:
-    """(SpaceToBatchND, convolution, BatchToSpaceND) chains, each tensor read once."""
+@dataclass
+class _Dilated:
+    """``SpaceToBatchND -> [ExpandDims] -> convolution -> [Squeeze] -> BatchToSpaceND``."""
+
+    s2b: Any
+    expand: Any | None
+    conv: Any
+    squeeze: Any | None
+    b2s: Any
+
+    def spatial_axes(self, graph: Any) -> list[int] | None:
+        """The convolution's axes (of its 4-D input) that the blocks of SpaceToBatch cover."""
+        if self.expand is None:
+            return [1, 2]
+        dim = int(np.ravel(_const(self.expand.input[1], graph))[0]) if _const(
+            self.expand.input[1], graph) is not None else None
+        return {1: [2], 2: [1], -2: [1], -3: [2]}.get(dim)
+
+
+def _const(t: str, graph: Any) -> np.ndarray | None:
+    node = graph.get(node_name(t))
+    if node is None or node.op != "Const":
+        return None
+    return backend.tensorflow().make_ndarray(node.attr["value"].tensor)
+
+
+def _dilated_chains(graph_def: Any) -> list[_Dilated]:
+    """Dilated convolutions as TensorFlow writes them, each tensor on the way read once."""
     nodes = {n.name: n for n in graph_def.node}
     readers: dict[str, int] = {}
     for n in graph_def.node:
         for i in n.input:
             readers[node_name(i)] = readers.get(node_name(i), 0) + 1
+
+    def below(name: str, op: str) -> tuple[Any | None, Any | None]:
+        """(an optional ``op`` node read once, the node under it)."""
+        node = nodes.get(name)
+        if node is not None and node.op == op and readers.get(node.name) == 1:
+            return node, nodes.get(node_name(node.input[0]))
+        return None, node
+
     out = []
     for b2s in (n for n in graph_def.node if n.op == "BatchToSpaceND"):
-        conv = nodes.get(node_name(b2s.input[0]))
+        squeeze, conv = below(node_name(b2s.input[0]), "Squeeze")
         if conv is None or conv.op not in ("Conv2D", "DepthwiseConv2dNative") \
                 or readers.get(conv.name) != 1 or conv.attr["padding"].s.decode() != "VALID":
             continue
-        s2b = nodes.get(node_name(conv.input[0]))
-        if s2b is not None and s2b.op == "SpaceToBatchND" and readers.get(s2b.name) == 1:
-            out.append((s2b, conv, b2s))
+        expand, s2b = below(node_name(conv.input[0]), "ExpandDims")
+        if s2b is not None and s2b.op == "SpaceToBatchND" and readers.get(s2b.name) == 1 \
+                and (expand is None) == (squeeze is None):
+            out.append(_Dilated(s2b, expand, conv, squeeze, b2s))
     return out
 
 
@@ -241,31 +327,37 @@ def fuse_dilations(graph_def: Any, ctx: Context) -> Any:
     probe input."""
     tf = backend.tensorflow()
     out = _copy(tf, graph_def)
-    triples = _dilated_triples(out)
-    if not triples:
+    chains = _dilated_chains(out)
+    if not chains:
         return out
-    wanted = [_port0(t) for s2b, conv, b2s in triples
-              for t in (s2b.input[1], s2b.input[2], b2s.input[1], b2s.input[2], conv.input[1])]
+    wanted = [_port0(t) for c in chains for t in (c.s2b.input[1], c.s2b.input[2], c.b2s.input[1],
+                                                   c.b2s.input[2], c.conv.input[1])]
     try:
         values = _evaluate(tf, out, list(dict.fromkeys(wanted)), dict(ctx.probe))
     except Exception:  # noqa: BLE001 - a graph that needs more than the probe: left as it is
         return out
+    by_name = {n.name: n for n in out.node}
     fused: set[str] = set()
-    for s2b, conv, b2s in triples:
-        rate = values[_port0(s2b.input[1])]
-        if not np.array_equal(rate, values[_port0(b2s.input[1])]) or rate.shape != (2,):
+    for c in chains:
+        rate = values[_port0(c.s2b.input[1])]
+        axes = c.spatial_axes(by_name)
+        if axes is None or not np.array_equal(rate, values[_port0(c.b2s.input[1])]) \
+                or rate.shape != (len(axes),):
             continue
-        base = values[_port0(s2b.input[2])] - values[_port0(b2s.input[2])]
-        kernel = values[_port0(conv.input[1])]
-        padding = _padding_of(base, kernel.shape[:2], rate)
+        base = values[_port0(c.s2b.input[2])] - values[_port0(c.b2s.input[2])]
+        kernel = values[_port0(c.conv.input[1])]
+        padding = _padding_of(base, [kernel.shape[a - 1] for a in axes], rate)
         if padding is None:
             continue
-        conv.input[0] = s2b.input[0]
-        conv.attr["dilations"].list.ClearField("i")
-        conv.attr["dilations"].list.i.extend([1, int(rate[0]), int(rate[1]), 1])
-        conv.attr["padding"].s = padding.encode()
-        _rewire(out, b2s.name, conv.name)
-        fused.update({s2b.name, b2s.name})
+        dilations = [1, 1, 1, 1]
+        for a, r in zip(axes, rate):
+            dilations[a] = int(r)
+        (c.expand or c.conv).input[0] = c.s2b.input[0]
+        c.conv.attr["dilations"].list.ClearField("i")
+        c.conv.attr["dilations"].list.i.extend(dilations)
+        c.conv.attr["padding"].s = padding.encode()
+        _rewire(out, c.b2s.name, (c.squeeze or c.conv).name)
+        fused.update({c.s2b.name, c.b2s.name})
     if fused:
         kept = [n for n in out.node if n.name not in fused]
         del out.node[:]
@@ -278,12 +370,12 @@ def _port0(t: str) -> str:
     return f"{name}:{port or 0}"
 
 
-def _padding_of(base: np.ndarray, kernel_hw: tuple, rate: np.ndarray) -> str | None:
+def _padding_of(base: np.ndarray, kernel: list, rate: np.ndarray) -> str | None:
     """'VALID' for no base padding, 'SAME' for the dilated kernel's half-widths."""
     if not np.any(base):
         return "VALID"
-    for ax in range(2):
-        total = (int(kernel_hw[ax]) - 1) * int(rate[ax])
+    for ax in range(len(rate)):
+        total = (int(kernel[ax]) - 1) * int(rate[ax])
         if int(base[ax][0]) != total // 2 or int(base[ax][1]) != total - total // 2:
             return None
     return "SAME"
@@ -299,6 +391,7 @@ def _rewire(graph_def: Any, old: str, new: str) -> None:
 
 #: The rewrites, in order: (name, function(graph_def, context) -> graph_def).
 REWRITES: list[tuple[str, Callable[[Any, Context], Any]]] = [
+    ("inline functions", inline_functions),
     ("drop control edges", drop_control_edges),
     ("inference flags", inference_flags),
     ("fold constants", fold_constants),

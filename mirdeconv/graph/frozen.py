@@ -174,6 +174,34 @@ class FrozenGraph:
                 var.add(name)
         return var
 
+    def static_shapes(self, outputs: list[str], input_tensor: str, input_shape: tuple | None
+                      ) -> dict[str, tuple | None]:
+        """Static shapes of every tensor ``outputs`` need, as TensorFlow infers them when the
+        input has ``input_shape`` (None: the placeholder's own, unknown dimensions as None).
+
+        Raises
+        ------
+        ValueError, tensorflow.errors.InvalidArgumentError
+            The graph does not accept such an input.
+        """
+        tf = backend.tensorflow()
+        gd = self.subgraph_def(outputs)
+        if input_shape is None:
+            dims = self.attr(self.node(input_tensor), "shape")
+            input_shape = tuple(dims) if dims is not None else None
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, input_shape)
+            tf.graph_util.import_graph_def(gd, input_map={tensor_name(input_tensor): x}, name="m")
+        shapes: dict[str, tuple | None] = {}
+        for op in g.get_operations():
+            if op.name.startswith("m/"):
+                for i, t in enumerate(op.outputs):
+                    shapes[f"{op.name[2:]}:{i}"] = (tuple(t.shape.as_list())
+                                                    if t.shape.rank is not None else None)
+        shapes[tensor_name(input_tensor)] = input_shape
+        return shapes
+
     def subgraph_def(self, outputs: list[str]) -> Any:
         """A GraphDef with only what ``outputs`` need."""
         tf = backend.tensorflow()

@@ -54,13 +54,16 @@ def convolution(ctx: Context, step: Step) -> None:
     w = ctx.graph.const_value(step.inputs[1])
     depthwise = node.op == "DepthwiseConv2dNative"
     step.save = [saved_input(step, 1), saved_shape(ctx, step, 0)]
-    small = (not depthwise and w is not None and w.shape[2] * w.shape[0] * w.shape[1] <= 32
-             and w.shape[2] <= 4 and is_unit_stride(strides, dil))
+    step.grouped = (not depthwise and w is not None
+                    and ctx.channels(step.inputs[0]) not in (None, w.shape[2]))
+    small = (not depthwise and not step.grouped and w is not None
+             and w.shape[2] * w.shape[0] * w.shape[1] <= 32 and w.shape[2] <= 4
+             and is_unit_stride(strides, dil))
     if small:
         step.rule = _matmul_rule(ctx.tf, w.shape, padding, explicit)
     else:
         step.rule = _dense_rule(ctx.tf, depthwise, strides, dil, padding, explicit)
-    if not depthwise and padding in ("SAME", "VALID"):
+    if not depthwise and not step.grouped and padding in ("SAME", "VALID"):
         kh, kw = (w.shape[0], w.shape[1]) if w is not None else (None, None)
         step.compact_rule = _compact_rule(ctx.tf, padding, kh, kw)
 

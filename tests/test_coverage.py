@@ -33,7 +33,7 @@ def _fn(kind):
         "gelu": lambda x: ops.gelu(x, approximate=False),
         "gelu_tanh": lambda x: ops.gelu(x, approximate=True),
         "swish": ops.silu, "mish": lambda x: x * ops.tanh(ops.softplus(x)),
-        "hard_swish": ops.hard_silu,
+        "hard_swish": ops.hard_silu, "erf": ops.erf, "softsign": ops.softsign,
     }[kind]
 
 
@@ -193,6 +193,36 @@ def grouped(act):
     return inp, L.MaxPooling2D(2, name="p2")(x)
 
 
+def causal(act):
+    """Causal Conv1D (a Pad, then 'valid') and a strided 'valid' one."""
+    L = backend.keras().layers
+    inp = backend.keras().Input((None, BANDS))
+    x = act("relu", "a1")(L.Conv1D(6, 4, padding="causal", name="c1")(inp))
+    return inp, act("relu", "a2")(L.Conv1D(6, 3, strides=2, padding="valid", name="c2")(x))
+
+
+def elementwise(act):
+    """Element-wise functions on their own: erf, softsign."""
+    L = backend.keras().layers
+    inp = backend.keras().Input((BANDS, None, 1))
+    x = act("erf", "a1")(L.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(inp))
+    return inp, act("softsign", "a2")(L.Conv2D(4, 3, padding="same", use_bias=False, name="c2")(x))
+
+
+def branches(act):
+    """Channels split into two branches (Split), one convolved again, concatenated back; then
+    nearest-neighbour upsampling (Tile)."""
+    keras = backend.keras()
+    L = keras.layers
+    inp = keras.Input((BANDS, None, 1))
+    x = act("relu", "a1")(L.Conv2D(8, 3, padding="same", name="c1")(inp))
+    a, b = keras.ops.split(x, 2, axis=-1)
+    a = act("relu", "a2")(L.Conv2D(4, 3, padding="same", name="c2")(a))
+    x = L.MaxPooling2D(2, name="p2")(L.Concatenate(name="cat")([a, b]))
+    x = L.UpSampling2D(2, name="up")(x)
+    return inp, act("relu", "a3")(L.Conv2D(4, 3, padding="same", name="c3")(x))
+
+
 def crnn(act):
     """Conv blocks, then a GRU over time: the conv layers deconvolve, the GRU is not pulled
     into their cuts."""
@@ -220,6 +250,9 @@ ARCHITECTURES = {
     "groupnorm": (normalised("group"), "NFTC", ["c1", "n1", "a1", "c2", "a2"]),
     "grouped_conv": (grouped, "NFTC", ["c1", "a1", "c2", "a2", "p2"]),
     "crnn": (crnn, "NFTC", ["c1", "a1", "p1", "c2", "a2", "p2"]),
+    "causal_conv1d": (causal, "NTF", ["c1", "a1", "c2", "a2"]),
+    "erf_softsign": (elementwise, "NFTC", ["c1", "a1", "c2", "a2"]),
+    "split_upsample": (branches, "NFTC", ["c1", "a1", "c2", "a2", "cat", "p2", "c3", "a3"]),
 }
 
 
@@ -282,7 +315,8 @@ def test_layers_and_receptive_fields(arch):
     rf = {li.name: li.receptive_field[0] for li in fm.layers}
     expected = {"temporal_conv1d": {"c1": 5, "p1": 6, "c2": 14, "c3": 18},
                 "dilated": {"c1": 5, "p1": 6, "c2": 6 + 2 * 3 * 2},
-                "crnn": {"c1": 3, "p1": 4, "c2": 8, "p2": 10}}.get(name, {"c1": 3})
+                "crnn": {"c1": 3, "p1": 4, "c2": 8, "p2": 10},
+                "causal_conv1d": {"c1": 4, "c2": 6}}.get(name, {"c1": 3})
     for layer, frames in expected.items():
         assert rf[layer] == frames, (layer, rf[layer], frames)
 

@@ -86,7 +86,8 @@ class Program:
         for st in self.steps:
             if id(st) not in in_compact:
                 self.fused_skipped.update(id(s) for s in fuse_first_layer(ctx, self.steps, st))
-        fetch = {t for s in self.steps for t in s.inputs} | {s.output for s in self.steps} | {self.layer}
+        fetch = ({t for s in self.steps for t in s.inputs} | {t for s in self.steps for t in s.outputs}
+                 | {self.layer})
         self._fetch = sorted(t for t in fetch if node_name(t) != node_name(self.input))
         self._graph_def = graph.subgraph_def([self.layer])
         self._forward_fn: Any = None
@@ -193,7 +194,14 @@ class Program:
             grads = {self.layer: seed(tf, act, feats, self.feature_axis, target_max)}
             skip = set()
         for step, sv in zip(reversed(self.steps), reversed(saved)):
-            g = None if id(step) in skip else grads.pop(step.output, None)
+            if id(step) in skip:
+                continue
+            if step.n_outputs > 1:       # a signal per output (None for those with none)
+                g = [grads.pop(t, None) for t in step.outputs]
+                g = [dense(x) if x is not None else None for x in g] if any(
+                    x is not None for x in g) else None
+            else:
+                g = grads.pop(step.output, None)
             if g is not None:
                 _accumulate(grads, step, g, sv, F)
         g = grads.get(self.input)
@@ -223,7 +231,7 @@ def _accumulate(grads: dict, step: Step, g: Any, sv: Any, F: Any) -> None:
         gins = step.rule(g, sv, F)
     else:
         targets = [step.inputs[k] for k in step.var_inputs]
-        gins = step.rule(dense(g), sv, F)
+        gins = step.rule(g if step.n_outputs > 1 else dense(g), sv, F)
     for t, gi in zip(targets, gins):
         if gi is not None:
             grads[t] = dense(grads[t]) + gi if t in grads else gi

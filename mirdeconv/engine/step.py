@@ -53,6 +53,9 @@ class Step:
         ``env -> f'(x)`` of a non-linearity.
     grouped : bool
         A grouped convolution (its kernel has fewer input channels than its input).
+    n_outputs : int
+        Outputs of the operation (Split has several); with more than one, the rule takes the
+        list of the outputs' signals (None where an output has none).
     """
 
     node: Any
@@ -69,6 +72,7 @@ class Step:
     channel_op: tuple[str, Callable | None] | None = None
     derivative: Callable | None = None
     grouped: bool = False
+    n_outputs: int = 1
 
     @property
     def op(self) -> str:
@@ -76,8 +80,13 @@ class Step:
 
     @property
     def output(self) -> str:
-        """The tensor this step produces (``'node:0'``)."""
+        """The tensor this step produces (``'node:0'``; its first, when it has several)."""
         return tensor_name(self.node.name)
+
+    @property
+    def outputs(self) -> list[str]:
+        """Every tensor this step produces."""
+        return [f"{self.node.name}:{k}" for k in range(self.n_outputs)]
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ from typing import Any
 
 from ...errors import UnsupportedGraphError
 from ...graph import BN_OPS, NONLINEAR_OPS, PASS_OPS
+from ...graph.ops import UNARY_OPS
 from ..step import Context, Step, per_channel, per_feature
 from ..table import COMPOSITE, register, unsupported
 
 __all__ = ["DERIVATIVES"]
 
 
-@register(*(PASS_OPS - {"StopGradient"}))
+@register(*(PASS_OPS - {"StopGradient"}), "Cast")
 def passthrough(ctx: Context, step: Step) -> None:
     step.rule = lambda g, sv, F: [g]
     step.compact_rule = lambda g, sv, feats: g
@@ -77,7 +78,12 @@ def nonlinear(ctx: Context, step: Step) -> None:
         step.compact_rule = lambda g, sv, feats: rect_full(g)
 
 
-@register(COMPOSITE)
+#: Element-wise functions without a rule of their own: a non-linearity each, with the
+#: derivative TensorFlow gives them (Erf, Exp, Softsign, Square ...).
+_OTHER_UNARY = UNARY_OPS - NONLINEAR_OPS - {"Neg", "Cast"}
+
+
+@register(COMPOSITE, *_OTHER_UNARY)
 def composite(ctx: Context, step: Step) -> None:
     """A composite activation ``y = f(x)`` (GELU, swish, mish, PReLU ...) as one
     non-linearity: the method's rule with ``f'(x)`` from TensorFlow's own gradient of the

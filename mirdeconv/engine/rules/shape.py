@@ -132,3 +132,50 @@ def reduce(ctx: Context, step: Step) -> None:
         return [g * w]
 
     step.rule = rule
+
+
+@register("Split", "SplitV")
+def split(ctx: Context, step: Step) -> None:
+    """The outputs' signals concatenated back (zeros for an output that has none)."""
+    tf, g_ = ctx.tf, ctx.graph
+    if step.op == "Split":
+        axis_t, value_k = step.inputs[0], 1
+        step.n_outputs = int(g_.attr(step.node, "num_split"))
+    else:
+        axis_t, value_k = step.inputs[2], 0
+        step.n_outputs = int(g_.attr(step.node, "num_split"))
+    if step.var_inputs != [value_k]:
+        unsupported(ctx, step)
+    axis = g_.const_value(axis_t)
+    if axis is None:
+        unsupported(ctx, step)
+    axis = int(np.asarray(axis))
+    outs = step.outputs
+    step.save = [lambda env, t=t: tf.shape(env[t]) for t in outs]
+
+    def rule(gs: list, sv: list, F: Any) -> list:
+        like = next(g for g in gs if g is not None)
+        ax = axis % (like.shape.rank - 1)
+        parts = [g if g is not None else tf.zeros(tf.concat([tf.shape(like)[:1], shape], 0),
+                                                  like.dtype) for g, shape in zip(gs, sv)]
+        return [tf.concat(parts, axis=ax + 1)]
+
+    step.rule = rule
+
+
+@register("Tile")
+def tile(ctx: Context, step: Step) -> None:
+    """The sum over the copies: (F, m0 * d0, m1 * d1, ...) -> (F, d0, d1, ...)."""
+    tf = ctx.tf
+    if step.var_inputs != [0]:
+        unsupported(ctx, step)
+    step.save = [saved_shape(ctx, step), saved_input(step, 1)]
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        shape, reps = tf.cast(sv[0], tf.int32), tf.cast(sv[1], tf.int32)
+        split = tf.reshape(tf.stack([reps, shape], axis=1), [-1])       # m0, d0, m1, d1, ...
+        t = tf.reshape(g, tf.concat([[F], split], 0))
+        rank = tf.size(shape)
+        return [tf.reduce_sum(t, axis=1 + 2 * tf.range(rank))]
+
+    step.rule = rule

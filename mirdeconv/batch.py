@@ -39,7 +39,8 @@ from .store import atomic_path, feature_file, prepare_folder, save_json, write_a
 __all__ = ["BatchSettings", "BatchSummary", "run_batch", "INDEX_COLUMNS", "load_index"]
 
 INDEX_COLUMNS = [
-    "track", "track_path", "layer", "feature", "status", "error", "dead", "activation_max",
+    "track", "track_path", "layer", "feature", "status", "error", "dead", "dead_reason",
+    "activation_max",
     "activation_mean", "fraction_active", "audio_path", "grid_path", "sr", "duration",
     "method", "target", "reading", "sign", "normalize", "output_sr", "precision", "mode",
     "model_name", "model_family", "model_source", "model_graph_sha256", "representation",
@@ -257,7 +258,8 @@ class _Worker:
             write_audio(self.out / rel, aur.audio[i], aur.sr)
             layer_rows.append({
                 **base, "layer": layer, "feature": int(k), "status": "ok", "error": None,
-                "dead": bool(res.dead[i]), "activation_max": float(res.activation_max[i]),
+                "dead": bool(res.dead[i]), "dead_reason": str(res.dead_reason[i]),
+                "activation_max": float(res.activation_max[i]),
                 "activation_mean": float(res.activation_mean[i]),
                 "fraction_active": float(res.fraction_active[i]),
                 "audio_path": str(rel), "grid_path": str(grid),

@@ -69,6 +69,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "file; default: NAME.mirdeconv.json beside the model")
     p.add_argument("--input-axes", choices=INPUT_AXES, help="model input layout")
     p.add_argument("--input", help="input tensor of a frozen graph (.pb)")
+    p.add_argument("--output", help="the prediction tensor of a frozen graph (.pb)")
+    p.add_argument("--algorithm", help="Essentia's input algorithm of a frozen graph "
+                                       "(TensorflowPredictMusiCNN, TempoCNN, ...)")
+    p.add_argument("--input-length", type=int,
+                   help="frames per input patch, when the model's input leaves it free")
     p.add_argument("--adapter", help="open the model with this adapter (keras, essentia, pb, ...)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="let Lambda layers in a Keras file run (only for files you trust)")
@@ -77,7 +82,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     """load_model options from the command line's model arguments."""
     opts: dict[str, Any] = {"representation": args.representation}
-    for key in ("input_axes", "input", "adapter"):
+    for key in ("input_axes", "input", "output", "algorithm", "input_length", "adapter"):
         if getattr(args, key):
             opts[key] = getattr(args, key)
     if args.allow_unsafe:
@@ -183,14 +188,16 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
-    from .prediction import predict, top_tags
+    from .prediction import predict, tempo, top_tags
 
     model = _open_model(args)
     y, sr = audio_mod.load(args.audio)
     act, labels, how = predict(model, y, sr)
     print(f"{model.name} on {args.audio} ({len(act)} patches, through {how}):")
+    if model.task == "tempo":
+        print(f"  tempo: {tempo(act, labels):g} BPM")
     for tag, score in top_tags(act, labels, args.top):
-        print(f"  {tag:<24} {score:.3f}")
+        print(f"  {tag + (' BPM' if model.task == 'tempo' else ''):<24} {score:.3f}")
     return 0
 
 

@@ -26,6 +26,7 @@ def summary(result: DeconvResult, identity: dict[str, Any] | None = None) -> dic
         "seconds_per_frame": result.track.representation.seconds_per_frame,
         "features": [
             {"feature": int(k), "dead": bool(result.dead[i]),
+             "dead_reason": str(result.dead_reason[i]),
              "activation_max": float(result.activation_max[i]),
              "activation_mean": float(result.activation_mean[i]),
              "fraction_active": float(result.fraction_active[i]),
@@ -39,7 +40,7 @@ def _figure(result: DeconvResult, i: int, path: Path) -> Path:
     from .plot import mask_figure, save_figure
 
     k = result.features[i]
-    dead = " (dead: never active)" if result.dead[i] else ""
+    dead = f" (dead: {result.dead_reason[i]})" if result.dead[i] else ""
     fig = mask_figure(result.track.frames, result.masks[i], result.track.representation,
                       f"{result.model} / {result.layer.name} / feature {k} / "
                       f"{result.method}, {result.target}{dead}")

@@ -67,6 +67,8 @@ class FrozenModel:
     standardize_patches : bool
         Each input patch is standardised (zero mean, unit variance) before the network
         (TempoCNN); such models always take patches.
+    task : {"tags", "tempo"}
+        What the output says: class activations, or tempo classes whose labels are BPM.
     family : str
         Which adapter opened it.
     source : str
@@ -83,6 +85,7 @@ class FrozenModel:
     layer_tensors: dict[str, str] | None = None
     output_tensor: str | None = None
     standardize_patches: bool = False
+    task: str = "tags"
     family: str = ""
     source: str = ""
     descriptions: dict[str, str] = field(default_factory=dict, repr=False)
@@ -96,12 +99,31 @@ class FrozenModel:
         self.input_tensor = tensor_name(self.input_tensor)
         if node_name(self.input_tensor) not in self.graph.nodes:
             raise ModelLoadError(f"the graph has no input node {node_name(self.input_tensor)!r}")
+        self._check_bands()
         probe = {self.input_tensor: np.zeros(self.nominal_input_shape(), np.float32)}
         try:
             self.graph = FrozenGraph(canonicalise(self.graph.graph_def, [self.input_tensor], probe))
         except Exception as exc:  # noqa: BLE001 - TensorFlow's errors for broken graphs
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"{self.name}: the graph cannot be read: {msg[:300]}") from None
+
+    def _check_bands(self) -> None:
+        """The input's frequency axis, when the graph fixes it, has the representation's bands.
+
+        Raises
+        ------
+        ModelLoadError
+            Naming both numbers.
+        """
+        shape = self.graph.attr(self.graph.node(self.input_tensor), "shape")
+        if not shape or len(shape) != len(self.input_axes):
+            return
+        bands = shape[self.input_axes.index("F")]
+        if bands not in (None, -1) and bands != self.representation.n_bands:
+            raise ModelLoadError(
+                f"{self.name}: the model's input has {bands} bands (input_axes "
+                f"{self.input_axes}), the representation {self.representation.n_bands}: "
+                f"{self.representation.describe()}")
 
     # -- input layout ---------------------------------------------------------------------
     def nominal_input_shape(self) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ import numpy as np
 from .engine import check_model, model_input, run_graph
 from .model import FrozenModel
 
-__all__ = ["predict", "top_tags", "TOP"]
+__all__ = ["predict", "top_tags", "tempo", "TOP"]
 
 #: How many tags people are shown by default.
 TOP = 5
@@ -50,3 +50,9 @@ def top_tags(activations: np.ndarray, labels: list[str], top: int = TOP) -> list
     """The ``top`` labels by mean activation over the patches, with their means."""
     mean = np.asarray(activations).mean(axis=0)
     return [(labels[k], float(mean[k])) for k in np.argsort(-mean)[:top]]
+
+
+def tempo(activations: np.ndarray, labels: list[str]) -> float:
+    """The global tempo in BPM of a tempo model's output (the class with the largest mean
+    probability over the patches, as Essentia's ``TempoCNN`` gives its global tempo)."""
+    return float(labels[int(np.asarray(activations).mean(axis=0).argmax())])

@@ -11,6 +11,7 @@ from mirdeconv.errors import (
     AudioTooShortError,
     FeatureIndexError,
     InvalidOptionError,
+    ModelLoadError,
     UnknownLayerError,
 )
 from mirdeconv.options import parse_features
@@ -169,3 +170,34 @@ def test_audio_shorter_than_receptive_field(fcn):
     with pytest.raises(AudioTooShortError, match=r"0.10 s \(7 frames\).*p2 \(10 frames = 0.16 s\)"):
         deconvolve(fcn, short, 16000, layer="p2")
     assert deconvolve(fcn, short, 16000, layer="p1").masks.shape == (8, 7, 48)
+
+
+def test_never_positive_features_are_dead_with_their_reason(keras):
+    """A map negative everywhere (all-negative weights on a non-negative input, then an ELU)
+    is dead for "never positive"; an all-zero one (ReLU) for "all zero"."""
+    L = keras.layers
+    inp = keras.Input((33, 40, 1))
+    conv = L.Conv2D(3, 3, padding="same", name="c")
+    x = L.ELU(name="e")(conv(inp))
+    r = L.ReLU(name="r")(conv(inp))
+    model = keras.Model(inp, [x, r])
+    w = np.abs(np.random.default_rng(0).standard_normal((3, 3, 1, 3))).astype(np.float32)
+    w[..., 1] *= -1.0
+    conv.set_weights([w, np.array([0.1, -1.0, 0.1], np.float32)])
+    fm = from_keras(model, LinearSpectrogram(sr=8000, n_fft=64, hop_length=32))
+    y = tone_track(sr=8000, seconds=1.0)
+    elu = deconvolve(fm, y, 8000, layer="e")
+    assert elu.dead.tolist() == [False, True, False]
+    assert list(elu.dead_reason) == ["", "never positive", ""]
+    assert elu.activation_max[1] < 0
+    assert not elu.masks[1].any()                    # the ELU rectifies the negative seed
+    relu = deconvolve(fm, y, 8000, layer="r")
+    assert list(relu.dead_reason) == ["", "all zero", ""]
+
+
+def test_a_representation_with_the_wrong_bands_is_refused(keras):
+    L = keras.layers
+    inp = keras.Input((64, None, 1))
+    model = keras.Model(inp, L.Conv2D(2, 3, padding="same", name="c")(inp))
+    with pytest.raises(ModelLoadError, match="input has 64 bands .* the representation 33"):
+        from_keras(model, LinearSpectrogram(sr=8000, n_fft=64, hop_length=32), input_axes="NFTC")

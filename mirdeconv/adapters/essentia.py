@@ -39,24 +39,68 @@ from ..model import FrozenModel
 from ..representations import Representation, musicnn, tempocnn, vggish
 from .base import ModelAdapter
 
-__all__ = ["EssentiaAdapter", "GraphAdapter", "EssentiaModel", "SUPPORTED_ALGORITHMS", "open_graph"]
-
-MUSICNN_INPUT = ("TensorflowPredictMusiCNN", "TensorflowPredictEffnetDiscogs",
-                 "TensorflowPredictMAEST")
-SUPPORTED_ALGORITHMS = (*MUSICNN_INPUT, "TensorflowPredictVGGish", "TensorflowPredictTempoCNN")
+__all__ = ["EssentiaAdapter", "GraphAdapter", "EssentiaModel", "ALGORITHMS", "SUPPORTED_ALGORITHMS",
+           "Algorithm", "open_graph"]
 
 
-def _representation(algorithm: str) -> Representation:
-    if algorithm in MUSICNN_INPUT:
-        return musicnn()
-    if algorithm == "TensorflowPredictVGGish":
-        return vggish()
-    if algorithm == "TensorflowPredictTempoCNN":
-        return tempocnn()
+@dataclass(frozen=True)
+class Algorithm:
+    """One of Essentia's input algorithms as mirdeconv reproduces it.
+
+    Attributes
+    ----------
+    name : str
+        Essentia's name (``TensorflowPredictMusiCNN``).
+    representation : callable
+        Makes the representation (:mod:`mirdeconv.representations`).
+    patch : int or None
+        Input frames per patch when the graph leaves the length free (TempoCNN: 256).
+    standardize : bool
+        Each patch is standardised before the network (Essentia's ``TensorNormalize``).
+    aliases : tuple of str
+        Other names Essentia's code uses for it (``TempoCNN``).
+    task : str
+        What the output says: ``"tags"`` (classes), ``"tempo"`` (BPM classes).
+    labels : list of str or None
+        The classes when a model's description gives none (TempoCNN: 30 ... 285 BPM).
+    """
+
+    name: str
+    representation: Any
+    patch: int | None = None
+    standardize: bool = False
+    aliases: tuple[str, ...] = ()
+    task: str = "tags"
+    labels: tuple[str, ...] | None = None
+
+
+#: Essentia's input algorithms, by name.
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
+    Algorithm("TensorflowPredictMusiCNN", musicnn, 187),
+    Algorithm("TensorflowPredictEffnetDiscogs", musicnn, 128),
+    Algorithm("TensorflowPredictMAEST", musicnn),
+    Algorithm("TensorflowPredictVGGish", vggish, 96),
+    Algorithm("TensorflowPredictTempoCNN", tempocnn, 256, standardize=True, aliases=("TempoCNN",),
+              task="tempo", labels=tuple(str(bpm) for bpm in range(30, 286))),
+)}
+SUPPORTED_ALGORITHMS = tuple(ALGORITHMS)
+
+
+def _algorithm(name: str) -> Algorithm:
+    """The algorithm called ``name`` (or one of its aliases).
+
+    Raises
+    ------
+    ModelLoadError
+        An algorithm mirdeconv does not reproduce, naming those it does.
+    """
+    for a in ALGORITHMS.values():
+        if name == a.name or name in a.aliases:
+            return a
     raise ModelLoadError(
-        f"Essentia input algorithm {algorithm!r} is not supported yet; supported: "
-        + ", ".join(SUPPORTED_ALGORITHMS)
-    )
+        f"Essentia input algorithm {name!r} is not supported yet; supported: "
+        + ", ".join(f"{a.name}{' (' + ', '.join(a.aliases) + ')' if a.aliases else ''}"
+                    for a in ALGORITHMS.values()))
 
 
 def _guess_algorithm(shape: list[int | None] | None) -> str | None:
@@ -241,8 +285,9 @@ def _essentia_representation(pb: Path, algorithm: str | None, shape: list | None
     if algorithm is None:
         raise ModelLoadError(
             f"{pb.name}: cannot tell the input algorithm from the input shape {shape}; pass "
-            "algorithm='TensorflowPredictMusiCNN' (or representation= and input_axes=)")
-    rep = _representation(algorithm)
+            "algorithm='TensorflowPredictMusiCNN' (--algorithm on the command line), or "
+            "representation= and input_axes=")
+    rep = _algorithm(algorithm).representation()
     sr = meta.get("inference", {}).get("sample_rate")
     if sr and int(sr) != rep.sr:
         raise ModelLoadError(f"{pb.name}: inference.sample_rate {sr} does not match {algorithm}'s "
@@ -275,21 +320,25 @@ def open_graph(pb: Path, *, family: str, beside: bool, representation: Represent
     output = _find_output(graph, schema, output)
     shape = graph.attr(graph.node(input), "shape")
     algorithm = algorithm or meta.get("inference", {}).get("algorithm") or _guess_algorithm(shape)
+    algo = _algorithm(algorithm) if algorithm else None
     if representation is None:
         representation = _essentia_representation(pb, algorithm, shape, meta)
     input_axes = input_axes or _input_axes(pb, shape, representation)
     if input_length is None and shape:
         t = input_axes.index("T")
         input_length = shape[t] if len(shape) > t and shape[t] and shape[t] > 0 else None
+    if input_length is None and algo is not None:
+        input_length = algo.patch
     layer_names, desc = _musicnn_names(graph)
     return EssentiaModel(
         name=name or pb.stem, graph=graph, input_tensor=tensor_name(node_name(input)),
         input_axes=input_axes, representation=representation, input_length=input_length,
-        labels=labels or meta.get("classes"), layer_tensors=layer_names or None,
+        labels=labels or meta.get("classes") or (list(algo.labels) if algo and algo.labels else None),
+        task=algo.task if algo else "tags", layer_tensors=layer_names or None,
         output_tensor=tensor_name(node_name(output)) if output else None, family=family,
         source=os.fspath(pb), descriptions=desc,
-        standardize_patches=algorithm == "TensorflowPredictTempoCNN",
-        graph_file=pb, algorithm=algorithm or "", metadata=meta,
+        standardize_patches=bool(algo and algo.standardize),
+        graph_file=pb, algorithm=algo.name if algo else "", metadata=meta,
     )
 
 

@@ -195,6 +195,7 @@ def from_keras(
     name: str | None = None,
     layers: list[str] | None = None,
     source: str = "",
+    input_length: int | None = None,
 ) -> FrozenModel:
     """Freeze an in-memory ``keras.Model`` into a :class:`FrozenModel`.
 
@@ -214,6 +215,9 @@ def from_keras(
     layers : list of str, optional
         Keras layer names to offer; default: every convolution and the layers after it
         that keep a time axis.
+    input_length : int, optional
+        Frames per input patch, for a model whose input length is free but that was trained
+        on patches (TempoCNN: 256); default: the input's own length, if fixed.
     """
     keras = backend.keras()
     if not isinstance(model, keras.Model):
@@ -240,7 +244,7 @@ def from_keras(
     out_names = [t.name for t in frozen.outputs]
     layer_tensors = {n: out_names[i] for i, (n, _) in enumerate(candidates)}
     t_axis = axes.index("T")
-    length = in_shape[t_axis] if in_shape[t_axis] is not None else None
+    length = input_length or (in_shape[t_axis] if in_shape[t_axis] is not None else None)
     return FrozenModel(
         name=name or model.name, graph=FrozenGraph(gd), input_tensor=in_name, input_axes=axes,
         representation=representation, input_length=length, labels=labels,
@@ -255,7 +259,7 @@ class KerasAdapter(ModelAdapter):
     name = "keras"
     priority = 10
     description = "Keras models: keras.Model in memory, .keras and legacy .h5 files"
-    options = ("allow_unsafe", "input_axes", "labels", "name", "layers")
+    options = ("allow_unsafe", "input_axes", "labels", "name", "layers", "input_length")
 
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, (str, os.PathLike)):

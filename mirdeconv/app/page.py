@@ -208,7 +208,8 @@ def _feature_view(ctx: dict, feats: list[int]) -> None:
     for k in feats:
         i = result.features.index(int(k))
         if result.dead[i]:
-            st.warning(f"Feature {k} never fires on this track (dead): its sound is silence.")
+            st.warning(f"Feature {k} never fires on this track (dead: its map is "
+                       f"{result.dead_reason[i]}).")
         wav, png = _sound(*ctx["key"], int(k), ctx["sound"], result, ctx["y"], ctx["sr"])
         st.subheader(f"Feature {k}  (max activation {result.activation_max[i]:.3g}, "
                      f"{100 * result.fraction_active[i]:.0f} % active)")

@@ -33,7 +33,10 @@ class DeconvResult:
     features : list of int
         The feature indices, in the order of ``masks``.
     dead : np.ndarray, bool, shape (n_features,)
-        True where the feature never responds on this track (its mask is all zero).
+        True where the feature never responds on this track: its map is never above zero.
+    dead_reason : np.ndarray of str, shape (n_features,)
+        ``"all zero"`` (the map is zero everywhere, and so is the mask), ``"never positive"``
+        (negative everywhere, e.g. after batch norm or an ELU), or ``""`` (alive).
     activation_max, activation_mean, fraction_active : np.ndarray, shape (n_features,)
         Statistics of each feature's activation map: its maximum, its mean, and the
         fraction of its units that are > 0.
@@ -63,6 +66,7 @@ class DeconvResult:
     mode: str
     track: TrackInput
     model: str
+    dead_reason: np.ndarray | None = None
 
     @property
     def method(self) -> str:
@@ -170,12 +174,12 @@ def deconvolve(
                       margin=min(info.receptive_field[0], patching.length // 4),
                       progress=Progress(progress, len(feats), f"{info.name} ({opts.method})",
                                         "feature"))
-    masks[stats.dead] = 0.0
+    masks[stats.all_zero] = 0.0
     return DeconvResult(
         masks=masks, features=feats, dead=stats.dead, activation_max=stats.max,
         activation_mean=stats.mean, fraction_active=stats.fraction, activations=stats.over_time,
         layer=info, options=opts, mode="whole" if whole else "patches", track=track,
-        model=model.name)
+        model=model.name, dead_reason=stats.dead_reason)
 
 
 def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
@@ -193,7 +197,7 @@ def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
 
 def _goes_whole(model: FrozenModel, info: LayerInfo, track: TrackInput, mode: str) -> bool:
     """Whether the track goes through the graph in one piece (else in patches)."""
-    rf = info.receptive_field[0]
+    rf = min(info.receptive_field[0], model.input_length or info.receptive_field[0])
     if track.n_frames < rf:
         spf = model.representation.seconds_per_frame
         raise AudioTooShortError(

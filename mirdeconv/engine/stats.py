@@ -9,23 +9,40 @@ import numpy as np
 from ..graph import LayerInfo
 from .patches import Patching
 
-__all__ = ["ActivationStats", "activation_stats"]
+__all__ = ["ActivationStats", "activation_stats", "DEAD_REASONS"]
+
+
+#: Why a feature is dead: its map is zero everywhere, or never above zero.
+DEAD_REASONS = ("", "all zero", "never positive")
 
 
 @dataclass(frozen=True)
 class ActivationStats:
-    """Per selected feature: ``max``, ``mean``, ``fraction`` of units > 0 (each shape (F,)),
-    and ``over_time`` (F, n_units): the activation's maximum over every axis but time."""
+    """Per selected feature: ``max``, ``mean``, ``fraction`` of units > 0, ``min`` (each
+    shape (F,)), and ``over_time`` (F, n_units): the activation's maximum over every axis
+    but time."""
 
     max: np.ndarray
     mean: np.ndarray
     fraction: np.ndarray
     over_time: np.ndarray
+    min: np.ndarray
+
+    @property
+    def all_zero(self) -> np.ndarray:
+        """Features whose map is zero everywhere (their masks are zero)."""
+        return (self.max == 0) & (self.min == 0)
 
     @property
     def dead(self) -> np.ndarray:
-        """Features that never respond (their activation is zero everywhere)."""
-        return (self.max == 0) & (self.mean == 0)
+        """Features that never respond: never above zero (after batch norm or an ELU, a map
+        can be negative everywhere without being zero)."""
+        return self.max <= 0
+
+    @property
+    def dead_reason(self) -> np.ndarray:
+        """``""``, ``"all zero"`` or ``"never positive"`` per feature."""
+        return np.where(self.all_zero, DEAD_REASONS[1], np.where(self.dead, DEAD_REASONS[2], ""))
 
 
 def activation_stats(act: np.ndarray, info: LayerInfo, feats: list[int],
@@ -40,7 +57,8 @@ def activation_stats(act: np.ndarray, info: LayerInfo, feats: list[int],
     else:
         over_time = _units_over_time(np.moveaxis(per_t, 0, -1), patching, info.stride[0])
     return ActivationStats(flat.max(axis=1).astype(np.float32), flat.mean(axis=1).astype(np.float32),
-                           (flat > 0).mean(axis=1).astype(np.float32), over_time.astype(np.float32))
+                           (flat > 0).mean(axis=1).astype(np.float32), over_time.astype(np.float32),
+                           flat.min(axis=1).astype(np.float32))
 
 
 def _units_over_time(per_t: np.ndarray, patching: Patching, stride: int) -> np.ndarray:

@@ -274,6 +274,16 @@ def _reduce(t: Trace) -> None:
         t.axes = [a for i, a in enumerate(t.axes) if i not in red]
 
 
+@axis_rule("Split", "SplitV")
+def _split(t: Trace) -> None:
+    """Parts along an axis: fully convolutional still, unless the time axis is cut."""
+    g, node = t.graph, t.node
+    axis = g.const_value(node.input[0] if node.op == "Split" else node.input[2])
+    parts = g.attr(node, "num_split") or 1
+    if axis is None or (parts > 1 and t.axes[int(np.asarray(axis)) % len(t.axes)] == "T"):
+        t.time_agnostic = False
+
+
 @axis_rule("MatMul")
 def _matmul(t: Trace) -> None:
     t.axes = ["N", "C"]

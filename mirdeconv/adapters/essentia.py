@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..graph import FrozenGraph, node_name, tensor_name
 from ..model import FrozenModel
-from ..representations import Representation, musicnn, tempocnn, vggish
+from ..representations import Representation, Waveform, crepe, musicnn, tempocnn, vggish
 from .base import ModelAdapter
 
 __all__ = ["EssentiaAdapter", "GraphAdapter", "EssentiaModel", "ALGORITHMS", "SUPPORTED_ALGORITHMS",
@@ -82,6 +82,9 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("TensorflowPredictVGGish", vggish, 96),
     Algorithm("TensorflowPredictTempoCNN", tempocnn, 256, standardize=True, aliases=("TempoCNN",),
               task="tempo", labels=tuple(str(bpm) for bpm in range(30, 286))),
+    Algorithm("TensorflowPredictCREPE", crepe, aliases=("PitchCREPE",), task="pitch",
+              labels=tuple(f"{10 * 2 ** ((1997.3794084376191 + 20 * i) / 1200):.2f}"
+                           for i in range(360))),
 )}
 SUPPORTED_ALGORITHMS = tuple(ALGORITHMS)
 
@@ -105,6 +108,8 @@ def _algorithm(name: str) -> Algorithm:
 
 def _guess_algorithm(shape: list[int | None] | None) -> str | None:
     dims = [d for d in (shape or [])[1:]]
+    if dims == [1024]:
+        return "TensorflowPredictCREPE"
     if dims[-1:] == [96]:
         return "TensorflowPredictMusiCNN"
     if dims == [96, 64]:
@@ -241,14 +246,19 @@ def _read_metadata(pb: Path, metadata: str | os.PathLike | None, beside: bool) -
         raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
 
 
-def _find_input(graph: FrozenGraph, pb: Path, schema: dict, given: str | None) -> str:
-    """The input placeholder: given, from the schema, or the one float placeholder shaped like
-    a spectrogram (rank >= 3)."""
+def _find_input(graph: FrozenGraph, pb: Path, schema: dict, given: str | None,
+                output: str | None) -> str:
+    """The input placeholder: given, from the schema, or the one float placeholder of rank 2
+    or more (a batch of spectrograms or of waveform frames) that the output depends on."""
     name = given or (schema["inputs"][0]["name"] if schema.get("inputs") else None)
     if name is None:
+        nodes = graph.nodes
         phs = [n for n in graph.placeholders()
-               if graph.nodes[n].attr["dtype"].type == 1  # DT_FLOAT
-               and len(graph.attr(graph.nodes[n], "shape") or [0, 0, 0]) >= 3]
+               if nodes[n].attr["dtype"].type == 1  # DT_FLOAT
+               and len(graph.attr(nodes[n], "shape") or [0, 0, 0]) >= 2]
+        if len(phs) > 1 and output and node_name(output) in nodes:
+            above = set(graph.ancestors([tensor_name(output)]))
+            phs = [n for n in phs if n in above]
         if len(phs) != 1:
             raise ModelLoadError(
                 f"{pb.name}: cannot tell the input among placeholders {phs}; pass input=...")
@@ -260,18 +270,23 @@ def _find_input(graph: FrozenGraph, pb: Path, schema: dict, given: str | None) -
 
 def _find_output(graph: FrozenGraph, schema: dict, given: str | None) -> str | None:
     """The predictions: given, the schema's ``output_purpose == "predictions"`` (or its first
-    output), else ``model/Sigmoid`` when the graph has it."""
+    output), else ``model/Sigmoid`` when the graph has it, else the graph's one output."""
     if given:
         return given
     outputs = schema.get("outputs", [])
     preds = [o["name"] for o in outputs if o.get("output_purpose") == "predictions"]
     if preds or outputs:
         return preds[0] if preds else outputs[0]["name"]
-    return "model/Sigmoid" if "model/Sigmoid" in graph.nodes else None
+    if "model/Sigmoid" in graph.nodes:
+        return "model/Sigmoid"
+    sinks = graph.sinks()
+    return sinks[0] if len(sinks) == 1 else None
 
 
 def _input_axes(pb: Path, shape: list | None, representation: Representation) -> str:
     rank = len(shape) if shape else 3
+    if isinstance(representation, Waveform) and rank in (2, 3):
+        return "NT" if rank == 2 else "NTC"
     if rank == 3:
         return "NTF"
     if rank == 4 and shape[-1] == 1:
@@ -316,8 +331,8 @@ def open_graph(pb: Path, *, family: str, beside: bool, representation: Represent
     graph = FrozenGraph.from_file(pb)
     meta = _read_metadata(pb, metadata, beside)
     schema = meta.get("schema", {})
-    input = _find_input(graph, pb, schema, input)  # noqa: A001
     output = _find_output(graph, schema, output)
+    input = _find_input(graph, pb, schema, input, output)  # noqa: A001
     shape = graph.attr(graph.node(input), "shape")
     algorithm = algorithm or meta.get("inference", {}).get("algorithm") or _guess_algorithm(shape)
     algo = _algorithm(algorithm) if algorithm else None

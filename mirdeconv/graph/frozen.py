@@ -76,6 +76,13 @@ class FrozenGraph:
         """Names of the graph's Placeholder nodes."""
         return [n.name for n in self.graph_def.node if n.op in ("Placeholder",)]
 
+    def sinks(self) -> list[str]:
+        """Names of the nodes whose outputs no node reads (the graph's outputs), constants,
+        placeholders and no-ops left out."""
+        read = {node_name(i) for n in self.graph_def.node for i in n.input}
+        return [n.name for n in self.graph_def.node if n.name not in read
+                and n.op not in ("Const", "Placeholder", "NoOp", "VarHandleOp")]
+
     def conv_kernels(self, graph_def: Any) -> dict[str, Any]:
         """``input_map`` entries that feed the constant kernels of the convolutions in
         ``graph_def`` as captured tensors instead of Const nodes.

@@ -41,7 +41,7 @@ from .engine import DeconvResult, deconvolve
 from .model import FrozenModel
 from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, check_choice, resolve
 from .progress import ProgressArg
-from .representations import MelSpectrogram, Representation, TrackInput
+from .representations import MelSpectrogram, Representation, TrackInput, Waveform
 from .store import feature_file, prepare_folder, write_audio
 
 __all__ = [
@@ -122,9 +122,12 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
     Returns
     -------
     np.ndarray, float32, shape (n_features, 1 + n_fft // 2, n_frames)
-        Multiplies ``track.stft``.
+        Multiplies ``track.stft``.  For a waveform model (the mask is a signal) the ratio of
+        the signal's STFT to the track's, complex: times ``track.stft`` it is the signal's.
     """
     rep = track.representation
+    if isinstance(rep, Waveform):
+        return _waveform_ratio(masks, track, sound)
     m = apply_sign(np.asarray(masks, np.float32), sound.sign)
     T = _bands_to_bins(rep)
     if sound.reading == "magnitude":
@@ -136,6 +139,22 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
         return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)
     out = m if T is None else m @ T.T                                   # (F, frames, bins)
     return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)
+
+
+def _waveform_ratio(masks: np.ndarray, track: TrackInput, sound: SoundOptions) -> np.ndarray:
+    """STFT(signal) / STFT(track) of a waveform model's masks (0 where the track is silent)."""
+    rep = track.representation
+    Y = rep.stft(_signals(masks, track, sound))                       # (F, bins, frames)
+    X = track.stft[None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(np.abs(X) > 0, Y / np.where(np.abs(X) > 0, X, 1), 0)
+    return out.astype(np.complex64)
+
+
+def _signals(masks: np.ndarray, track: TrackInput, sound: SoundOptions) -> np.ndarray:
+    """A waveform model's masks as signals (F, n_samples), the sign rule applied."""
+    return apply_sign(track.representation.signal(masks, len(track.audio)).astype(np.float32),
+                      sound.sign)
 
 
 def _track_grid(rep: Representation, sr_track: int) -> dict[str, Any]:
@@ -239,6 +258,8 @@ def auralise_masks(
     rep = track.representation
     track_rate = (sound.output_sr == "track" and audio is not None and sr is not None
                   and int(sr) > rep.sr)
+    if isinstance(rep, Waveform):
+        return _waveform_sound(masks, track, sr if track_rate else None, sound, thumbnail)
     if track_rate:
         grid = _track_grid(rep, int(sr))
         S = librosa.stft(np.asarray(audio, np.float64), window=stft_window(rep, grid),
@@ -265,6 +286,24 @@ def auralise_masks(
         for i, m in enumerate(sub):
             thumbs[c0 + i] = _thumbnail_db(m, thumbnail)
     return normalise(out, out_sr, sound.normalize), out_sr, thumbs
+
+
+def _waveform_sound(masks: np.ndarray, track: TrackInput, sr: int | None, sound: SoundOptions,
+                    thumbnail: tuple[int, int]) -> tuple[np.ndarray, int, np.ndarray]:
+    """A waveform model's masks are the sound: cut to the track (and resampled to its own rate
+    when asked), normalised; thumbnails from their STFTs."""
+    from .audio import resample
+
+    rep = track.representation
+    out = _signals(masks, track, sound)
+    out_sr = rep.sr
+    if sr is not None:
+        out = np.stack([resample(a, rep.sr, sr) for a in out]) if len(out) else out
+        out_sr = int(sr)
+    spec = np.abs(rep.stft(out)) if len(out) else np.zeros((0, rep.n_bins, 1))
+    thumbs = np.stack([_thumbnail_db(s, thumbnail) for s in spec]) if len(out) else \
+        np.zeros((0, *thumbnail), np.float32)
+    return normalise(out, out_sr, sound.normalize), out_sr, thumbs.astype(np.float32)
 
 
 def _thumbnail_db(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -188,16 +188,14 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
-    from .prediction import predict, tempo, top_tags
+    from .prediction import predict, summary
 
     model = _open_model(args)
     y, sr = audio_mod.load(args.audio)
     act, labels, how = predict(model, y, sr)
     print(f"{model.name} on {args.audio} ({len(act)} patches, through {how}):")
-    if model.task == "tempo":
-        print(f"  tempo: {tempo(act, labels):g} BPM")
-    for tag, score in top_tags(act, labels, args.top):
-        print(f"  {tag + (' BPM' if model.task == 'tempo' else ''):<24} {score:.3f}")
+    for name, value in summary(act, labels, model.task, args.top):
+        print(f"  {name:<24} {value}")
     return 0
 
 
@@ -390,7 +388,8 @@ COMMANDS: dict[str, tuple[Any, str, Any]] = {
                            "annotations", _probes_args),
     "analyse": (cmd_analyse, "describe and label every feature (probe set or tracks): "
                              "features.parquet and an HTML report", _analyse_args),
-    "predict": (cmd_predict, "a model's top tags for a track", _predict_args),
+    "predict": (cmd_predict, "a model's top tags (or tempo, or pitch) for a track",
+                _predict_args),
     "zoo": (cmd_zoo, "pretrained models (musicnn/vgg, MTT/MSD)", _zoo_args),
     "plugins": (cmd_plugins, "every model plugin and adapter found, with its status", _no_args),
     "models": (cmd_models, "every model id that load_model and the CLI accept", _no_args),

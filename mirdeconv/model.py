@@ -35,8 +35,9 @@ __all__ = ["FrozenModel", "DEFAULT_PATCH_FRAMES", "INPUT_AXES"]
 #: Nominal number of input frames used to probe graphs whose input length is free.
 DEFAULT_PATCH_FRAMES = 128
 
-#: Input layouts: batch, then time / frequency (and a channel axis of size 1).
-INPUT_AXES = ("NTF", "NFT", "NTFC", "NFTC")
+#: Input layouts: batch, then time / frequency (and a channel axis of size 1); raw-waveform
+#: models: batch and samples (and a channel axis of size 1).
+INPUT_AXES = ("NTF", "NFT", "NTFC", "NFTC", "NT", "NTC")
 
 
 @dataclass(eq=False)
@@ -51,8 +52,9 @@ class FrozenModel:
         The frozen graph.
     input_tensor : str
         The graph's input tensor; its axis 0 is the batch.
-    input_axes : {"NTF", "NFT", "NTFC", "NFTC"}
-        Layout of the input: batch, then time / frequency (and a channel axis of size 1).
+    input_axes : {"NTF", "NFT", "NTFC", "NFTC", "NT", "NTC"}
+        Layout of the input: batch, then time / frequency (and a channel axis of size 1);
+        ``NT`` and ``NTC``: a waveform (:class:`mirdeconv.representations.Waveform`).
     representation : Representation
         How audio becomes the input.
     input_length : int or None
@@ -99,6 +101,13 @@ class FrozenModel:
         self.input_tensor = tensor_name(self.input_tensor)
         if node_name(self.input_tensor) not in self.graph.nodes:
             raise ModelLoadError(f"the graph has no input node {node_name(self.input_tensor)!r}")
+        waveform = getattr(self.representation, "kind", "") == "waveform"
+        if waveform == ("F" in self.input_axes):
+            raise ModelLoadError(
+                f"{self.name}: input_axes {self.input_axes} do not fit "
+                f"{self.representation.describe()} (a waveform takes NT or NTC)")
+        if self.input_length is None and self.frames_per_patch:
+            self.input_length = self.frames_per_patch
         self._check_bands()
         probe = {self.input_tensor: np.zeros(self.nominal_input_shape(), np.float32)}
         try:
@@ -116,7 +125,7 @@ class FrozenModel:
             Naming both numbers.
         """
         shape = self.graph.attr(self.graph.node(self.input_tensor), "shape")
-        if not shape or len(shape) != len(self.input_axes):
+        if not shape or len(shape) != len(self.input_axes) or "F" not in self.input_axes:
             return
         bands = shape[self.input_axes.index("F")]
         if bands not in (None, -1) and bands != self.representation.n_bands:
@@ -125,10 +134,34 @@ class FrozenModel:
                 f"{self.input_axes}), the representation {self.representation.n_bands}: "
                 f"{self.representation.describe()}")
 
-    # -- input layout ---------------------------------------------------------------------
+    # -- how a track is cut ---------------------------------------------------------------------
+    @property
+    def frames_per_patch(self) -> int | None:
+        """A framed waveform's frame (CREPE: 1024 samples), else None."""
+        return getattr(self.representation, "frame", None)
+
+    @property
+    def patch_hop(self) -> int | None:
+        """Frames between the starts of patches: a framed waveform's hop (CREPE: 160), else
+        None (half a patch)."""
+        return getattr(self.representation, "hop", None)
+
+    @property
+    def patches_add_up(self) -> bool:
+        """The patches' masks add up (each patch is one application of the model, as CREPE's
+        frames), instead of being averaged with weights that ignore their edges."""
+        return self.frames_per_patch is not None
+
+    @property
+    def standardizes(self) -> bool:
+        """Each patch is standardised before the network (TempoCNN, CREPE)."""
+        return self.standardize_patches or bool(getattr(self.representation, "normalize_frames",
+                                                        False))
+
     def nominal_input_shape(self) -> tuple[int, ...]:
         """Shape of one input patch, batch 1, e.g. ``(1, 96, 1366, 1)``."""
-        n_frames = self.input_length or DEFAULT_PATCH_FRAMES
+        n_frames = self.input_length or getattr(self.representation, "nominal_frames",
+                                                DEFAULT_PATCH_FRAMES)
         sizes = {"N": 1, "T": n_frames, "F": self.representation.n_bands, "C": 1}
         return tuple(sizes[a] for a in self.input_axes)
 
@@ -144,6 +177,10 @@ class FrozenModel:
         np.ndarray, float32, shape (..., *input_axes[1:])
         """
         x = np.asarray(features, np.float32)
+        if self.input_axes == "NT":          # a waveform: its one band is no axis of the model's
+            return x[..., 0]
+        if self.input_axes == "NTC":         # ... or the channel axis
+            return x
         if self.input_axes.startswith("NFT"):
             x = np.swapaxes(x, -1, -2)
         if self.input_axes.endswith("C"):
@@ -153,6 +190,10 @@ class FrozenModel:
     def from_input(self, x: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`to_input`: ``(..., *input_axes[1:]) -> (..., n_frames, n_bands)``."""
         x = np.asarray(x)
+        if self.input_axes == "NT":
+            return x[..., None]
+        if self.input_axes == "NTC":
+            return x
         if self.input_axes.endswith("C"):
             x = x[..., 0]
         if self.input_axes.startswith("NFT"):
@@ -198,6 +239,8 @@ class FrozenModel:
             shape = known[t]
             ax = ti.axes
             rf_t, jump_t = ti.rf["T"]
+            if rf_t is not None and self.input_length:   # a unit sees at most its patch
+                rf_t = min(rf_t, self.input_length)
             rf_f, jump_f = ti.rf["F"] if "F" in ax else (None, None)
             layers.append(LayerInfo(
                 name=name, tensor=t, n_features=int(shape[ax.index("C")]), axes=ax,

@@ -8,7 +8,7 @@ import numpy as np
 
 from .representations import MelSpectrogram, Representation
 
-__all__ = ["specshow", "mask_figure", "save_figure", "feature_grid"]
+__all__ = ["specshow", "mask_figure", "save_figure", "feature_grid", "pictures"]
 
 
 def specshow(ax: Any, data: np.ndarray, rep: Representation, **kw: Any) -> Any:
@@ -23,6 +23,26 @@ def specshow(ax: Any, data: np.ndarray, rep: Representation, **kw: Any) -> Any:
         data.T, sr=rep.sr, hop_length=rep.hop_length, x_axis="time", y_axis=y_axis, ax=ax,
         **extra, **kw,
     )
+
+
+def pictures(frames: np.ndarray, mask: np.ndarray, rep: Representation
+             ) -> tuple[np.ndarray, np.ndarray, Representation]:
+    """What to draw for a track's model input and a feature's mask: the frames and the mask
+    themselves on the representation's axes; for a waveform model their spectrograms (the
+    magnitude of the track's, the mask signal's), on a linear-frequency axis.
+
+    Returns
+    -------
+    (input (n, bins), mask (n, bins), the representation to draw them with)
+    """
+    from .representations import LinearSpectrogram, Waveform
+
+    if not isinstance(rep, Waveform):
+        return frames, mask, rep
+    axes = LinearSpectrogram(sr=rep.sr, n_fft=rep.n_fft, hop_length=rep.hop_length)
+    n = len(frames) - 2 * rep.pad
+    return (np.abs(rep.stft(rep.signal(frames[None], n)[0])).T,
+            np.abs(rep.stft(rep.signal(mask[None], n)[0])).T, axes)
 
 
 def mask_figure(
@@ -47,6 +67,7 @@ def mask_figure(
     """
     from matplotlib.figure import Figure
 
+    frames, mask, rep = pictures(frames, mask, rep)
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, sharex=True, sharey=True)
     shown, label = frames, "input"

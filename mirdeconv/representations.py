@@ -31,6 +31,8 @@ __all__ = [
     "musicnn",
     "vggish",
     "tempocnn",
+    "crepe",
+    "Waveform",
     "from_dict",
     "presets",
 ]
@@ -186,6 +188,10 @@ class Representation:
         S = self.stft(y)
         frames = self.frames_from_stft(S).astype(np.float32, copy=False)
         return TrackInput(frames=frames, stft=S, audio=y, sr=self.sr, representation=self)
+
+    def silence(self, frames: np.ndarray) -> float:
+        """What pads a patch: the track's minimum (silence in any compression)."""
+        return float(frames.min())
 
     def n_frames_for(self, n_samples: int) -> int:
         """Number of frames the STFT gives for ``n_samples`` samples at :attr:`sr`."""
@@ -420,8 +426,87 @@ def _essentia_filterbank(sr: int, n_bins: int, n_mels: int, fmin: float, fmax: f
     return fb
 
 
+@dataclass(frozen=True)
+class Waveform(Representation):
+    """The samples themselves (raw-waveform models: sample-level CNNs, CREPE).
+
+    The model's time axis is the samples: ``frames`` of a :class:`TrackInput` is the
+    waveform, shape ``(n_samples, 1)`` (one "band"), and a deconvolution is a waveform too,
+    so a feature's auralisation *is* its deconvolved signal.  A model that takes frames of
+    the signal (CREPE: 1024 samples every 10 ms) goes through the engine as patches of
+    ``frame`` samples ``hop`` apart, the signal padded with ``frame // 2`` zeros at both
+    ends when ``center`` (CREPE's framing), each frame standardised when
+    ``normalize_frames``; the patches' masks add up (each frame is one application of the
+    model).  ``n_fft`` and ``hop_length`` are those of the STFT kept for pictures and for
+    the analysis' descriptors.
+
+    Parameters
+    ----------
+    frame : int or None
+        Samples per frame the model takes (None: the model takes the signal in patches of
+        its own input length, or whole).
+    hop : int or None
+        Samples between frames (with ``frame``).
+    normalize_frames : bool
+        Each frame to zero mean and unit standard deviation before the network (CREPE).
+    """
+
+    kind: ClassVar[str] = "waveform"
+    #: Samples of the input probed when a model's input length is free.
+    nominal_frames: ClassVar[int] = 16384
+
+    n_fft: int = 1024
+    hop_length: int = 256
+    frame: int | None = None
+    hop: int | None = None
+    normalize_frames: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.frame is None) != (self.hop is None):
+            raise InvalidOptionError("give a waveform's frame and hop together, or neither")
+        for key in ("frame", "hop"):
+            v = getattr(self, key)
+            if v is not None and (not isinstance(v, int | np.integer) or v <= 0):
+                raise InvalidOptionError(f"{key} must be a positive integer, got {v!r}")
+
+    @property
+    def n_bands(self) -> int:
+        return 1
+
+    @property
+    def seconds_per_frame(self) -> float:
+        """One "frame" of the model's time axis is one sample."""
+        return 1.0 / self.sr
+
+    @property
+    def pad(self) -> int:
+        """Zeros before the signal in ``frames`` (CREPE's centred frames)."""
+        return self.frame // 2 if self.frame and self.center else 0
+
+    def prepare(self, y: np.ndarray, sr: float) -> TrackInput:
+        """Resample; ``frames`` is the (padded) waveform ``(n_samples + 2 * pad, 1)``."""
+        y = validate(y, sr)
+        y = resample(y, sr, self.sr)
+        frames = np.pad(y, self.pad)[:, None].astype(np.float32)
+        return TrackInput(frames=frames, stft=self.stft(y), audio=y, sr=self.sr,
+                          representation=self)
+
+    def silence(self, frames: np.ndarray) -> float:
+        """What pads a patch: zero."""
+        return 0.0
+
+    def signal(self, masks: np.ndarray, n_samples: int) -> np.ndarray:
+        """Masks on ``frames`` ``(F, n_samples + 2 * pad, 1)`` -> signals ``(F, n_samples)``."""
+        return np.asarray(masks)[:, self.pad:self.pad + n_samples, 0]
+
+    def describe(self) -> str:
+        framing = f", frames of {self.frame} every {self.hop}" if self.frame else ""
+        return f"waveform, {self.sr} Hz{framing}"
+
+
 _KINDS: dict[str, type[Representation]] = {
-    cls.kind: cls for cls in (LinearSpectrogram, MelSpectrogram)
+    cls.kind: cls for cls in (LinearSpectrogram, MelSpectrogram, Waveform)
 }
 
 
@@ -498,7 +583,15 @@ def tempocnn() -> MelSpectrogram:
         power=1.0, compression=None)
 
 
+def crepe() -> Waveform:
+    """CREPE's input (Kim et al. 2018; Essentia's ``TensorflowPredictCREPE``): 16 kHz,
+    frames of 1024 samples every 10 ms (160 samples), centred (512 zeros before and after
+    the signal), each standardised.  Checked against Essentia's own predictions (6e-7)."""
+    return Waveform(sr=16000, frame=1024, hop=160, normalize_frames=True, n_fft=1024,
+                    hop_length=160)
+
+
 def presets() -> dict[str, Any]:
     """Named presets: name -> function returning the representation."""
     return {"choi2016-stft": choi2016_stft, "choi2016-mel": choi2016_mel, "musicnn": musicnn,
-            "vggish": vggish, "tempocnn": tempocnn}
+            "vggish": vggish, "tempocnn": tempocnn, "crepe": crepe}

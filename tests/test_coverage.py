@@ -17,10 +17,13 @@ import pytest
 
 import mirdeconv
 from mirdeconv import backend
-from mirdeconv.representations import LinearSpectrogram, TrackInput
+from mirdeconv.representations import LinearSpectrogram, TrackInput, Waveform
 
 BANDS, FRAMES = 24, 48
 REP = LinearSpectrogram(sr=8000, n_fft=2 * (BANDS - 1), hop_length=16)
+#: Raw-waveform nets take samples: 3 ** 6 of them, as a sample-level net takes 3 ** 10.
+SAMPLES = 729
+WAVE = Waveform(sr=8000)
 METHODS = ("saliency", "guided", "deconvnet")
 
 
@@ -237,6 +240,20 @@ def crnn(act):
     return inp, L.Dense(3, activation="sigmoid")(L.GRU(8)(x))
 
 
+def sample_level(act):
+    """A sample-level net on raw audio (Lee et al. 2017): a strided Conv1D (3, stride 3) on
+    the samples, then blocks of Conv1D (3) + batch norm + ReLU + MaxPool1D (3)."""
+    L = backend.keras().layers
+    inp = backend.keras().Input((SAMPLES, 1))
+    x = act("relu", "a1")(L.BatchNormalization(name="b1")(L.Conv1D(8, 3, strides=3,
+                                                                     name="c1")(inp)))
+    for k in (2, 3):
+        x = L.Conv1D(8, 3, padding="same", name=f"c{k}")(x)
+        x = act("relu", f"a{k}")(L.BatchNormalization(name=f"b{k}")(x))
+        x = L.MaxPooling1D(3, name=f"p{k}")(x)
+    return inp, act("relu", "a4")(L.Conv1D(16, 3, padding="same", name="c4")(x))
+
+
 ARCHITECTURES = {
     "temporal_conv1d": (temporal, "NTF", ["c1", "a1", "p1", "c2", "a2", "c3", "a3"]),
     "dilated": (dilated, "NFTC", ["c1", "a1", "p1", "c2", "a2"]),
@@ -253,6 +270,8 @@ ARCHITECTURES = {
     "causal_conv1d": (causal, "NTF", ["c1", "a1", "c2", "a2"]),
     "erf_softsign": (elementwise, "NFTC", ["c1", "a1", "c2", "a2"]),
     "split_upsample": (branches, "NFTC", ["c1", "a1", "c2", "a2", "cat", "p2", "c3", "a3"]),
+    "sample_level": (sample_level, "NTC",
+                     ["c1", "b1", "a1", "c2", "b2", "a2", "p2", "c3", "b3", "a3", "p3", "c4", "a4"]),
 }
 
 
@@ -279,10 +298,11 @@ def arch(request, keras):
             w.assign(rng.uniform(0.5, 1.5, w.shape) if "gamma" in w.path
                      else 0.3 * rng.standard_normal(w.shape))
     axes = ARCHITECTURES[name][1]
-    fm = mirdeconv.load_model(plain, representation=REP, input_axes=axes, layers=layers)
-    X = rng.standard_normal((FRAMES, BANDS)).astype(np.float32)
+    rep, shape = (REP, (FRAMES, BANDS)) if "F" in axes else (WAVE, (SAMPLES, 1))
+    fm = mirdeconv.load_model(plain, representation=rep, input_axes=axes, layers=layers)
+    X = rng.standard_normal(shape).astype(np.float32)
     track = TrackInput(frames=X, stft=np.zeros((BANDS, FRAMES), np.complex64),
-                       audio=np.zeros(16 * FRAMES, np.float32), sr=8000, representation=REP)
+                       audio=np.zeros(16 * FRAMES, np.float32), sr=8000, representation=rep)
     return name, plain, fm, track
 
 
@@ -316,7 +336,9 @@ def test_layers_and_receptive_fields(arch):
     expected = {"temporal_conv1d": {"c1": 5, "p1": 6, "c2": 14, "c3": 18},
                 "dilated": {"c1": 5, "p1": 6, "c2": 6 + 2 * 3 * 2},
                 "crnn": {"c1": 3, "p1": 4, "c2": 8, "p2": 10},
-                "causal_conv1d": {"c1": 4, "c2": 6}}.get(name, {"c1": 3})
+                "causal_conv1d": {"c1": 4, "c2": 6},
+                "sample_level": {"c1": 3, "c2": 9, "p2": 15, "c3": 33, "p3": 51, "c4": 105},
+                }.get(name, {"c1": 3})
     for layer, frames in expected.items():
         assert rf[layer] == frames, (layer, rf[layer], frames)
 
@@ -335,3 +357,25 @@ def test_every_layer_matches_gradient_tape(arch, method):
             continue
         np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * scale,
                                    err_msg=f"{name} / {layer} / {method}")
+
+
+def test_a_sample_level_net_end_to_end(keras, tmp_path):
+    """Saved as .keras, opened with nothing but its representation: the layout and the input
+    length come from the file; a 1-s track goes through whole (the layers below a3 are
+    convolutional along time) or in patches of 729 samples, and its auralisation is the
+    deconvolved signal, as long as the track."""
+    plain, _ = _model("sample_level", _Act())
+    plain.save(tmp_path / "samplecnn.keras")
+    fm = mirdeconv.load_model(tmp_path / "samplecnn.keras", representation=WAVE)
+    assert fm.input_axes == "NTC" and fm.input_length == SAMPLES
+    t = np.arange(WAVE.sr) / WAVE.sr
+    y = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    aur = mirdeconv.auralise(fm, y, WAVE.sr, layer="a3", features="0-3", normalize="none")
+    assert aur.audio.shape == (4, len(y)) and aur.sr == WAVE.sr
+    np.testing.assert_array_equal(aur.audio, aur.deconvolution.masks[:, :, 0])
+    assert aur.deconvolution.mode == "whole" and np.abs(aur.audio).max() > 0
+    patched = mirdeconv.deconvolve(fm, y, WAVE.sr, layer="a3", features="0-3", mode="patches")
+    assert patched.mode == "patches" and patched.masks.shape == (4, len(y), 1)
+    inner = slice(SAMPLES, len(y) - SAMPLES)      # away from the track's ends
+    corr = np.corrcoef(patched.masks[:, inner].ravel(), aur.audio[:, inner].ravel())[0, 1]
+    assert corr > 0.9, corr

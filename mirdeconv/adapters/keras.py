@@ -118,6 +118,10 @@ def load_keras(path: str | os.PathLike, *, allow_unsafe: bool = False) -> Any:
 
 def _guess_input_axes(shape: tuple, rep: Representation) -> str:
     dims = list(shape[1:])
+    if getattr(rep, "kind", "") == "waveform":   # samples, and a channel axis of size 1
+        if len(dims) == 1 or (len(dims) == 2 and dims[1] == 1):
+            return "NT" if len(dims) == 1 else "NTC"
+        raise ModelLoadError(f"the model input {tuple(shape)} is not a waveform (batch, samples[, 1])")
     chan = len(dims) == 3
     if chan:
         if dims[-1] not in (1, None):

@@ -133,7 +133,7 @@ def describe_masks(masks: np.ndarray, context: TrackContext, *, activations: np.
     for c0 in range(0, n_feat, chunk):
         sl = slice(c0, min(n_feat, c0 + chunk))
         M = stft_domain_mask(masks[sl], ctx.track, sound)
-        M2 = M.astype(np.float32) ** 2                               # (F, bins, frames)
+        M2 = np.square(np.abs(M), dtype=np.float32)                  # (F, bins, frames)
         Pw = M2 * ctx.power[None]
         frame_energy[sl] = Pw.sum(axis=1, dtype=np.float64)
         live = _energy(M, M2, Pw, frame_energy[sl], ctx, out, sl)

@@ -19,8 +19,8 @@ from ..engine import DeconvResult, deconvolve
 from ..errors import AudioError, UnsupportedAudioError
 from ..loading import load_model
 from ..options import DeconvOptions, SoundOptions
-from ..plot import specshow
-from ..prediction import TOP, predict, top_tags
+from ..plot import pictures, specshow
+from ..prediction import TOP, predict, summary
 from ..registry import models
 from ..store import pcm16
 
@@ -134,12 +134,11 @@ def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any
     import librosa
     from matplotlib.figure import Figure
 
-    rep = result.track.representation
     i = result.features.index(feature)
+    feats, m, rep = pictures(result.track.frames, result.masks[i], result.track.representation)
     fig = Figure(figsize=(13, 5.2), layout="constrained")
     axes = fig.subplot_mosaic([["input", "mask", "sound"], ["act", "act", "act"]],
                               height_ratios=[3, 1])
-    feats = result.track.frames
     if getattr(rep, "compression", None) is None:
         feats = librosa.amplitude_to_db(np.maximum(feats, 0), ref=np.max, top_db=80.0)
     from dataclasses import replace
@@ -149,7 +148,6 @@ def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any
     img = specshow(axes["input"], feats, thin_rep, cmap="magma")
     fig.colorbar(img, ax=axes["input"])
     axes["input"].set_title("input")
-    m = result.masks[i]
     lim = float(np.percentile(np.abs(m), 99.5)) or float(np.abs(m).max()) or 1.0
     peak = np.where(m.max(axis=0, keepdims=True) >= -m.min(axis=0, keepdims=True), 1, -1)
     m_thin, _ = _thin(m * peak, rep.hop_length)      # keep each band's larger-magnitude sign
@@ -164,7 +162,7 @@ def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any
     fig.colorbar(img, ax=axes["sound"])
     axes["sound"].set_title("auralisation (dB)")
     act = result.activations[i]
-    t = np.arange(len(act)) * result.layer.stride[0] * rep.seconds_per_frame
+    t = np.arange(len(act)) * result.layer.stride[0] * result.track.representation.seconds_per_frame
     axes["act"].plot(t, act, lw=0.8)
     axes["act"].set_xlim(0, result.track.duration)
     axes["act"].set_xlabel("time (s)")
@@ -187,10 +185,11 @@ def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def predictions(model: Any, y: np.ndarray, sr: int, top: int = TOP) -> list[tuple[str, float]]:
-    """The model's top tags for the track (Essentia's runtime for Essentia models)."""
+def predictions(model: Any, y: np.ndarray, sr: int, top: int = TOP) -> list[tuple[str, str]]:
+    """What the model says of the track: its top tags, tempo or pitch (Essentia's runtime for
+    Essentia models), as (name, value) pairs."""
     act, labels, _ = predict(model, y, sr)
-    return top_tags(act, labels, top)
+    return summary(act, labels, model.task, top)
 
 
 def layer_auralisation(result: DeconvResult, y: np.ndarray, sr: int,

@@ -221,7 +221,7 @@ def _feature_view(ctx: dict, feats: list[int]) -> None:
     st.caption(ONSET_NOTE)
     try:
         preds = _predictions(ctx["model_id"], ctx["track_key"], ctx["y"], ctx["sr"], ctx["model"])
-        st.write("Top predictions: " + ", ".join(f"{t} {s:.2f}" for t, s in preds))
+        st.write("Predictions: " + ", ".join(f"{t} {s}" for t, s in preds))
     except MirdeconvError as exc:
         st.info(f"No predictions: {exc}")
 

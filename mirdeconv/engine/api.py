@@ -164,7 +164,7 @@ def deconvolve(
     feats = parse_features(features, info.n_features)
     track = _track(model, audio, sr, track)
     whole = _goes_whole(model, info, track, opts.mode)
-    x, patching = model_input(model, track.frames, whole)
+    x, patching = model_input(model, track.frames, whole, info.stride[0] or 1)
     prog = compiled(model, info, opts.method, opts.precision)
     act, saved, elems = prog.forward(x)
     stats = activation_stats(act.numpy(), info, feats, patching)
@@ -197,7 +197,7 @@ def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
 
 def _goes_whole(model: FrozenModel, info: LayerInfo, track: TrackInput, mode: str) -> bool:
     """Whether the track goes through the graph in one piece (else in patches)."""
-    rf = min(info.receptive_field[0], model.input_length or info.receptive_field[0])
+    rf = info.receptive_field[0]
     if track.n_frames < rf:
         spf = model.representation.seconds_per_frame
         raise AudioTooShortError(
@@ -207,10 +207,10 @@ def _goes_whole(model: FrozenModel, info: LayerInfo, track: TrackInput, mode: st
         raise InvalidOptionError(
             f"layer {info.name} cannot take a whole track at once (the graph before it is not "
             "fully convolutional along time); use mode='patches' or 'auto'")
-    if mode == "whole" and model.standardize_patches:
-        raise InvalidOptionError(f"{model.name} standardises every input patch; use patches")
-    return ((info.time_agnostic and mode != "patches" and not model.standardize_patches)
-            or model.input_length is None)
+    if mode == "whole" and (model.standardizes or model.patches_add_up):
+        raise InvalidOptionError(f"{model.name} takes its input in patches; use mode='patches'")
+    return ((info.time_agnostic and mode != "patches" and not model.standardizes
+             and not model.patches_add_up) or model.input_length is None)
 
 
 def _chunk_size(opts: DeconvOptions, elems: int, n: int) -> int:
@@ -249,6 +249,6 @@ def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptio
                 masks[c0:c0 + len(sel)] = model.from_input(raw)[:, 0, :n_frames]
             else:
                 masks[c0:c0 + len(sel)] = patching.overlap_add(model.from_input(raw), margin,
-                                                               opts.target)
+                                                               opts.target, model.patches_add_up)
             progress.update(len(sel))
     return masks

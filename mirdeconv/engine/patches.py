@@ -18,11 +18,17 @@ from ..model import FrozenModel
 __all__ = ["Patching", "model_input", "patch_starts", "patch_weights"]
 
 
-def patch_starts(n_frames: int, length: int) -> list[int]:
-    """First frame of every patch: hop ``length // 2``, the last patch reaching the end."""
+def patch_starts(n_frames: int, length: int, hop: int | None = None, stride: int = 1
+                 ) -> list[int]:
+    """First frame of every patch: ``hop`` apart (default: half a patch, rounded down to a
+    multiple of ``stride``, so that every patch decimates the track on the same grid as the
+    whole track would be), the last patch reaching the end."""
     if n_frames <= length:
         return [0]
-    hop = max(1, length // 2)
+    if hop is None:
+        half = length // 2
+        hop = half // max(1, stride) * max(1, stride) or half
+    hop = max(1, hop)
     n = int(math.ceil((n_frames - length) / hop)) + 1
     return [i * hop for i in range(n)]
 
@@ -65,13 +71,15 @@ class Patching:
     length: int
     n_frames: int
 
-    def overlap_add(self, g: np.ndarray, margin: int, target: str) -> np.ndarray:
+    def overlap_add(self, g: np.ndarray, margin: int, target: str, add_up: bool = False
+                    ) -> np.ndarray:
         """Masks of the items ``(F, N, length, bands)`` -> masks of the track
         ``(F, n_frames, bands)``.  With ``target="max"`` the one seeded unit lies in one
-        patch and its mask is placed unweighted."""
+        patch and its mask is placed unweighted; with ``add_up`` the patches are separate
+        applications of the model (framed waveforms) and their masks add up."""
         L, starts = self.length, self.starts
         acc = np.zeros((len(g), starts[-1] + L, g.shape[-1]), np.float64)
-        if target == "max":
+        if target == "max" or add_up:
             for i, s in enumerate(starts):
                 acc[:, s:s + L] += g[:, i]
             return acc[:, :self.n_frames]
@@ -85,7 +93,7 @@ class Patching:
         return acc[:, :self.n_frames]
 
 
-def model_input(model: FrozenModel, frames: np.ndarray, whole: bool
+def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int = 1
                 ) -> tuple[np.ndarray, Patching]:
     """The model input for a track: one item (whole) or patches of the model's length, the
     last padded with the track's minimum (silence in any compression); standardised per
@@ -98,6 +106,9 @@ def model_input(model: FrozenModel, frames: np.ndarray, whole: bool
         The track through the model's representation.
     whole : bool
         One item of the whole track.
+    stride : int
+        The layer's stride along time (frames): patches start on its grid (unless the model
+        fixes its own hop).
 
     Returns
     -------
@@ -108,12 +119,13 @@ def model_input(model: FrozenModel, frames: np.ndarray, whole: bool
     if whole:
         return model.to_input(frames[None]), Patching([0], n_frames, n_frames)
     length = model.input_length or n_frames
-    starts = patch_starts(n_frames, length)
+    starts = patch_starts(n_frames, length, model.patch_hop, stride)
     total = starts[-1] + length
-    pad = np.full((total - n_frames, frames.shape[1]), frames.min(), np.float32)
+    fill = model.representation.silence(frames)
+    pad = np.full((total - n_frames, frames.shape[1]), fill, np.float32)
     padded = np.concatenate([frames, pad]) if len(pad) else frames
     patches = np.stack([padded[s:s + length] for s in starts])
-    if model.standardize_patches:
+    if model.standardizes:
         mean = patches.mean(axis=(1, 2), keepdims=True)
         std = patches.std(axis=(1, 2), keepdims=True)
         patches = np.where(std > 0, (patches - mean) / np.where(std > 0, std, 1), patches)

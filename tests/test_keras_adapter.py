@@ -124,3 +124,29 @@ def test_subclassed_model_is_refused(keras):
 
     with pytest.raises(ModelLoadError, match="subclassed"):
         mirdeconv.load_model(Net(), representation=REP)
+
+
+@pytest.mark.parametrize("name", ["none", "track", "track-max", "patch"])
+def test_input_normalizations(keras, name):
+    """The whole track is normalised once before it is cut (its patches share one mean and
+    standard deviation, or one maximum); "patch" standardises each patch on its own."""
+    from mirdeconv.engine import model_input
+
+    m = mirdeconv.load_model(small(keras), representation=REP, input_normalization=name)
+    frames = REP.prepare(tone_track(16000, 3.0), 16000).frames         # (188, 32)
+    x, patching = model_input(m, frames, whole=False)
+    patches = m.from_input(x)                                            # (n, 40, 32)
+    first = patches[0]
+    want = {"none": frames[:40], "track": (frames[:40] - frames.mean()) / frames.std(),
+            "track-max": frames[:40] / frames.max(),
+            "patch": (frames[:40] - frames[:40].mean()) / frames[:40].std()}[name]
+    np.testing.assert_allclose(first, want, rtol=1e-4, atol=1e-5)
+    assert len(patches) == len(patching.starts) > 1
+
+
+def test_an_unknown_normalization_is_refused(keras):
+    from mirdeconv.errors import InvalidOptionError
+
+    with pytest.raises(InvalidOptionError, match="unknown input normalization 'global'; known: "
+                                                 "none, patch, track, track-max"):
+        mirdeconv.load_model(small(keras), representation=REP, input_normalization="global")

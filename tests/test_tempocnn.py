@@ -70,7 +70,7 @@ def model(published):
 def test_loads_as_essentia_publishes_it(model, published, tmp_path):
     assert model.algorithm == "TensorflowPredictTempoCNN" and model.task == "tempo"
     assert model.representation == tempocnn() and model.input_axes == "NFTC"
-    assert model.input_length == 256 and model.standardize_patches
+    assert model.input_length == 256 and model.input_normalization == "patch"
     assert model.labels[0] == "30" and model.labels[-1] == "285" and len(model.labels) == 256
     assert model.output_tensor == "output:0"
     # the algorithm named as Essentia's own code names it, and the bare graph

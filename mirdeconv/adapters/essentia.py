@@ -352,7 +352,7 @@ def open_graph(pb: Path, *, family: str, beside: bool, representation: Represent
         task=algo.task if algo else "tags", layer_tensors=layer_names or None,
         output_tensor=tensor_name(node_name(output)) if output else None, family=family,
         source=os.fspath(pb), descriptions=desc,
-        standardize_patches=bool(algo and algo.standardize),
+        input_normalization="patch" if algo and algo.standardize else "none",
         graph_file=pb, algorithm=algo.name if algo else "", metadata=meta,
     )
 

@@ -200,6 +200,8 @@ def from_keras(
     layers: list[str] | None = None,
     source: str = "",
     input_length: int | None = None,
+    task: str = "tags",
+    input_normalization: str = "none",
 ) -> FrozenModel:
     """Freeze an in-memory ``keras.Model`` into a :class:`FrozenModel`.
 
@@ -222,6 +224,11 @@ def from_keras(
     input_length : int, optional
         Frames per input patch, for a model whose input length is free but that was trained
         on patches (TempoCNN: 256); default: the input's own length, if fixed.
+    task : {"tags", "tempo", "pitch"}
+        What the output says (its labels are tags, BPM or Hz).
+    input_normalization : str
+        How the input is normalised before the network
+        (:data:`mirdeconv.normalization.NORMALIZATIONS`).
     """
     keras = backend.keras()
     if not isinstance(model, keras.Model):
@@ -253,7 +260,8 @@ def from_keras(
         name=name or model.name, graph=FrozenGraph(gd), input_tensor=in_name, input_axes=axes,
         representation=representation, input_length=length, labels=labels,
         layer_tensors=layer_tensors, output_tensor=out_names[len(candidates)],
-        family="keras", source=source or f"<keras.Model {model.name}>",
+        task=task, input_normalization=input_normalization, family="keras",
+        source=source or f"<keras.Model {model.name}>",
     )
 
 
@@ -263,7 +271,8 @@ class KerasAdapter(ModelAdapter):
     name = "keras"
     priority = 10
     description = "Keras models: keras.Model in memory, .keras and legacy .h5 files"
-    options = ("allow_unsafe", "input_axes", "labels", "name", "layers", "input_length")
+    options = ("allow_unsafe", "input_axes", "labels", "name", "layers", "input_length", "task",
+               "input_normalization")
 
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, (str, os.PathLike)):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import FrozenModel
+from ..normalization import get_normalization, standardize
 
 __all__ = ["Patching", "model_input", "patch_starts", "patch_weights"]
 
@@ -96,8 +97,9 @@ class Patching:
 def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int = 1
                 ) -> tuple[np.ndarray, Patching]:
     """The model input for a track: one item (whole) or patches of the model's length, the
-    last padded with the track's minimum (silence in any compression); standardised per
-    patch when the model asks for it (as Essentia's ``TensorNormalize``).
+    last padded with the track's minimum (silence in any compression); normalised as the
+    model asks (:mod:`mirdeconv.normalization`: the track before it is cut, or each patch as
+    Essentia's ``TensorNormalize``).
 
     Parameters
     ----------
@@ -115,6 +117,9 @@ def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int
     x : np.ndarray, float32, shape (n_items, *input_shape[1:])
     patching : Patching
     """
+    norm = get_normalization(model.input_normalization)
+    if not norm.per_patch:
+        frames = norm.apply(frames[None])[0]
     n_frames = frames.shape[0]
     if whole:
         return model.to_input(frames[None]), Patching([0], n_frames, n_frames)
@@ -126,7 +131,5 @@ def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int
     padded = np.concatenate([frames, pad]) if len(pad) else frames
     patches = np.stack([padded[s:s + length] for s in starts])
     if model.standardizes:
-        mean = patches.mean(axis=(1, 2), keepdims=True)
-        std = patches.std(axis=(1, 2), keepdims=True)
-        patches = np.where(std > 0, (patches - mean) / np.where(std > 0, std, 1), patches)
+        patches = standardize(patches)
     return model.to_input(patches.astype(np.float32)), Patching(starts, length, n_frames)

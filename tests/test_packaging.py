@@ -42,7 +42,8 @@ def test_the_wheel_holds_the_plugins_and_their_entry_points(installed):
     wheel, _ = installed
     names = zipfile.ZipFile(wheel).namelist()
     for f in ("mirdeconv_plugins/__init__.py", "mirdeconv_plugins/choi2016/__init__.py",
-              "mirdeconv_plugins/musicnn_zoo/__init__.py", "mirdeconv/engine/rules/conv.py",
+              "mirdeconv_plugins/musicnn_zoo/__init__.py", "mirdeconv_plugins/tempocnn/__init__.py",
+              "mirdeconv/normalization.py", "mirdeconv/engine/rules/conv.py",
               "mirdeconv/analysis/study.py", "mirdeconv/app/main.py"):
         assert f in names, f
     (ep,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
@@ -50,6 +51,7 @@ def test_the_wheel_holds_the_plugins_and_their_entry_points(installed):
     assert "[mirdeconv.plugins]" in text
     assert "musicnn = mirdeconv_plugins.musicnn_zoo" in text
     assert "choi2016 = mirdeconv_plugins.choi2016" in text
+    assert "tempocnn = mirdeconv_plugins.tempocnn" in text
 
 
 def test_installed_from_the_wheel_the_models_are_listed(installed, tmp_path, zoo_cache):
@@ -66,7 +68,7 @@ def test_installed_from_the_wheel_the_models_are_listed(installed, tmp_path, zoo
     assert lines[0].startswith(str(target)) and lines[1].startswith(str(target))  # not the checkout
     listed = {line.split()[0] for line in lines[2:]}
     assert {"musicnn:mtt-vgg", "musicnn:mtt-musicnn", "musicnn:msd-vgg", "musicnn:msd-musicnn",
-            "choi2016:music_tagger_cnn"} <= listed
+            "choi2016:music_tagger_cnn", "tempocnn:deeptemp_k4", "tempocnn:fcn"} <= listed
 
 
 def test_installed_from_the_wheel_the_app_opens_on_its_default_model(installed, tmp_path, zoo_cache):

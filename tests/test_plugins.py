@@ -202,6 +202,8 @@ def test_first_party_plugins_come_through_their_entry_points():
     infos = {i.name: i for i in registry.discover()}
     assert infos["musicnn"].source == "entry point musicnn = mirdeconv_plugins.musicnn_zoo"
     assert infos["choi2016"].source == "entry point choi2016 = mirdeconv_plugins.choi2016"
+    assert infos["tempocnn"].source == "entry point tempocnn = mirdeconv_plugins.tempocnn"
+    assert len(infos["tempocnn"].models) == 24
     import mirdeconv_plugins
 
     assert Path(mirdeconv_plugins.__file__).parent == ROOT / "plugins"

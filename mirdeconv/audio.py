@@ -16,10 +16,11 @@ from .errors import (
     AudioFileNotFoundError,
     InvalidAudioError,
     SilentAudioError,
+    TruncatedAudioError,
     UnsupportedAudioError,
 )
 
-__all__ = ["load", "validate", "to_mono", "resample", "SILENCE_PEAK"]
+__all__ = ["load", "validate", "to_mono", "resample", "integrity", "SILENCE_PEAK"]
 
 #: Peak amplitude at or below which a track counts as digital silence (-140 dBFS).
 SILENCE_PEAK = 1e-7
@@ -30,6 +31,7 @@ def load(
     sr: float | None = None,
     *,
     mono: bool = True,
+    allow_truncated: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Read an audio file.
 
@@ -41,6 +43,9 @@ def load(
         Target sample rate in Hz; ``None`` keeps the file's own rate.
     mono : bool
         Average the channels into one.
+    allow_truncated : bool
+        Decode what there is of a file that is cut short (see :func:`integrity`) instead of
+        refusing it.
 
     Returns
     -------
@@ -55,6 +60,8 @@ def load(
         The file does not exist.
     UnsupportedAudioError
         The file is empty, corrupt or in a format that cannot be decoded.
+    TruncatedAudioError
+        The file is cut short (unless ``allow_truncated``).
     InvalidAudioError, SilentAudioError
         The decoded samples are unusable (see :func:`validate`).
     """
@@ -76,6 +83,11 @@ def load(
     y = data.T  # (channels, samples)
     if y.shape[1] == 0:
         raise InvalidAudioError(f"audio file {p} holds no samples")
+    problem = "" if allow_truncated else integrity(p, y.shape[1])
+    if problem:
+        raise TruncatedAudioError(
+            f"{p.name} is truncated or damaged: {problem}; refusing half a song (pass "
+            "allow_truncated=True, or --allow-truncated, to use what decodes)")
     if mono:
         y = to_mono(y)
     if sr is not None and int(round(sr)) != file_sr:
@@ -83,6 +95,73 @@ def load(
         file_sr = int(round(sr))
     validate(y, file_sr, name=p.name, mono=mono)
     return y, int(file_sr)
+
+
+def _ogg_complete(path: Path) -> str:
+    """An Ogg stream ends with a complete page that carries the end-of-stream flag."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - (1 << 16)))      # a page is at most 65,307 bytes
+        tail = fh.read()
+    k = tail.rfind(b"OggS")
+    if k < 0 or len(tail) < k + 27:
+        return "no Ogg page at its end"
+    n_seg = tail[k + 26]
+    body = sum(tail[k + 27:k + 27 + n_seg])
+    if len(tail) < k + 27 + n_seg + body:
+        return "its last Ogg page is cut off"
+    if not tail[k + 5] & 0x04:
+        return "its Ogg stream has no end-of-stream page"
+    return ""
+
+
+def _wav_complete(path: Path) -> str:
+    """A RIFF/WAVE file holds as many bytes of samples as its data chunk declares."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+    k = head.find(b"data", 12)
+    if head[:4] != b"RIFF" or k < 0 or len(head) < k + 8:
+        return ""                              # RF64 and others: libsndfile's own checks
+    declared = int.from_bytes(head[k + 4:k + 8], "little")
+    have = size - (k + 8)
+    if declared not in (0, 0xFFFFFFFF) and have < declared:
+        return f"its data chunk declares {declared} bytes of samples, the file holds {have}"
+    return ""
+
+
+#: Per container (soundfile's format name): how to tell that a file is complete.
+CONTAINER_CHECKS = {"OGG": _ogg_complete, "WAV": _wav_complete}
+
+
+def integrity(path: str | os.PathLike, n_decoded: int) -> str:
+    """Why a decoded file looks cut short or damaged, or ``""``.
+
+    The decoded length is checked against the length the container declares (soundfile's
+    ``frames``: FLAC's STREAMINFO, an MP3's Xing header), and each container in
+    :data:`CONTAINER_CHECKS` by its own structure (an Ogg stream's last page is complete and
+    marks the end of the stream, since its length is read from that page; a WAV's data
+    chunk holds what it declares).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    n_decoded : int
+        Samples per channel that decoding gave.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    try:
+        info = sf.info(str(p))
+    except (sf.LibsndfileError, RuntimeError):
+        return "its header cannot be read"
+    if 0 < n_decoded < info.frames:
+        return f"it decodes to {n_decoded} of the {info.frames} samples its header declares"
+    check = CONTAINER_CHECKS.get(info.format)
+    return check(p) if check else ""
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:

@@ -32,14 +32,14 @@ from .auralisation import auralise_result
 from .engine import deconvolve
 from .errors import AudioError, InvalidOptionError, MirdeconvError, OutputError
 from .loading import load_model
-from .options import DeconvOptions, SoundOptions, parse_features
+from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
 from .progress import Progress
 from .store import atomic_path, feature_file, prepare_folder, save_json, write_audio
 
 __all__ = ["BatchSettings", "BatchSummary", "run_batch", "INDEX_COLUMNS", "load_index"]
 
 INDEX_COLUMNS = [
-    "track", "track_path", "layer", "feature", "status", "error", "dead", "dead_reason",
+    "track", "track_path", "truncated", "layer", "feature", "status", "error", "dead", "dead_reason",
     "activation_max",
     "activation_mean", "fraction_active", "audio_path", "grid_path", "sr", "duration",
     "method", "target", "reading", "sign", "normalize", "output_sr", "precision", "mode",
@@ -58,7 +58,8 @@ class BatchSettings:
     such as ``"0-7,12"``); ``deconv`` and ``sound`` are the options of
     :func:`mirdeconv.auralise`; ``analyse`` adds every feature's descriptors and label
     (:mod:`mirdeconv.analysis`; reference onsets from ``TRACK.jams`` beside the audio, else
-    detected by librosa).
+    detected by librosa); ``allow_truncated`` processes tracks that are cut short (what
+    decodes of them) instead of refusing them, and flags them in the index (``truncated``).
     """
 
     layers: tuple[str, ...] | str = "all"
@@ -66,9 +67,11 @@ class BatchSettings:
     deconv: DeconvOptions = DeconvOptions()
     sound: SoundOptions = SoundOptions()
     analyse: bool = True
+    allow_truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything that changes the output, flat (the memory budget does not)."""
+        """Everything that changes the output, flat (the memory budget does not, nor whether
+        cut-short tracks are let through: those are flagged per track)."""
         return {"layers": self.layers, "features": self.features, **self.deconv.key(),
                 **self.sound.key(), "analyse": self.analyse}
 
@@ -90,6 +93,14 @@ class BatchSummary:
     n_files: int = 0
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0: everything done; 1: some tracks (or layers) failed, the rest is done; 2: nothing
+        could be done (every track failed)."""
+        if not self.failures:
+            return 0
+        return 2 if self.n_layers_done + self.n_layers_skipped == 0 else 1
 
 
 def _size(n: int) -> str:
@@ -185,6 +196,8 @@ class _Worker:
         base = self._base_row(tid, path)
         try:
             loaded = self._load(path)
+            base["truncated"] = audio_mod.integrity(path, len(loaded[0])) \
+                if self.s.allow_truncated else ""
         except AudioError as exc:
             rows.append({**base, "layer": None, "feature": None, "status": "error",
                          "error": str(exc)})
@@ -200,7 +213,7 @@ class _Worker:
 
     def _load(self, path: Path) -> tuple[Any, ...]:
         """The track (samples, rate), its model input, and its context for the descriptors."""
-        y, sr = audio_mod.load(path)
+        y, sr = audio_mod.load(path, allow_truncated=self.s.allow_truncated)
         track = self.model.representation.prepare(y, sr)
         context = TrackContext(track, Reference.for_track(path, y, sr)) if self.s.analyse else None
         return y, sr, track, context
@@ -329,6 +342,8 @@ def run_batch(
     model_options = dict(model_options or {})
     if jobs < 1:
         raise InvalidOptionError(f"jobs must be >= 1; got {jobs}")
+    if isinstance(settings.features, str):
+        feature_ranges(settings.features)          # its syntax, before the model loads
     out = prepare_folder(out)
     model = load_model(model_source, **model_options)
     worker = _Worker(model, settings, out)
@@ -385,7 +400,8 @@ def _write_summary(summary: BatchSummary, rows: list[dict], settings: BatchSetti
         "tracks": summary.n_tracks, "failed_tracks": summary.n_failed_tracks,
         "layers_done": summary.n_layers_done, "layers_skipped": summary.n_layers_skipped,
         "files_written": summary.n_files, "seconds": round(summary.seconds, 3),
-        "failures": summary.failures, "settings": settings.to_dict(), "model": identity,
+        "exit_code": summary.exit_code, "failures": summary.failures,
+        "settings": settings.to_dict(), "model": identity,
     })
 
 

@@ -119,14 +119,16 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
     from .engine import deconvolve
     from .export import save_result
-    from .options import parse_features
+    from .options import feature_ranges, parse_features
     from .store import prepare_folder
 
     opts = options_from_args(DeconvOptions, args)
+    feature_ranges(args.features)                 # all of this before the model loads
+    prepare_folder(args.out)
+    y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
     model = _open_model(args)
     info = model.layer(args.layer)
     feats = parse_features(args.features, info.n_features)
-    y, sr = audio_mod.load(args.audio)
     res = deconvolve(model, y, sr, layer=info.name, features=feats, options=opts, progress=True)
     out = prepare_folder(Path(args.out) / Path(args.audio).stem / info.name)
     files = save_result(res, out, png=not args.no_png, identity=model.identity(), progress=True)
@@ -143,7 +145,7 @@ def cmd_auralise(args: argparse.Namespace) -> int:
     settings = BatchSettings(layers=layers, features=args.features,
                              deconv=options_from_args(DeconvOptions, args),
                              sound=options_from_args(SoundOptions, args),
-                             analyse=not args.no_analysis)
+                             analyse=not args.no_analysis, allow_truncated=args.allow_truncated)
     summary = run_batch(args.model, args.tracks, args.out, settings, jobs=args.jobs,
                         progress=True, model_options=_model_options(args))
     print(f"{_n(summary.n_tracks, 'track')}: {_n(summary.n_layers_done, 'layer')} auralised, "
@@ -152,7 +154,11 @@ def cmd_auralise(args: argparse.Namespace) -> int:
     for f in summary.failures:
         print(f"  failed: {f['track']}{' / ' + f['layer'] if f['layer'] else ''}: {f['error']}",
               file=sys.stderr)
-    return 0
+    if summary.exit_code:
+        print("mirdeconv: " + ("nothing could be done" if summary.exit_code == 2 else
+                               f"{_n(len(summary.failures), 'failure')}") + " (exit code "
+              f"{summary.exit_code}; see {summary.out / 'summary.json'})", file=sys.stderr)
+    return summary.exit_code
 
 
 def cmd_probes(args: argparse.Namespace) -> int:
@@ -168,9 +174,11 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     from .analysis import analyse
+    from .options import feature_ranges
     from .report import write_report
 
     opts, sound = options_from_args(DeconvOptions, args), options_from_args(SoundOptions, args)
+    feature_ranges(args.features)                 # before the model loads
     model = _open_model(args)
     layers = "all" if args.layers == "all" else [x for x in args.layers.split(",") if x]
     features = None if args.features == "all" else args.features
@@ -193,8 +201,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
     from .prediction import predict, summary
 
+    y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
     model = _open_model(args)
-    y, sr = audio_mod.load(args.audio)
     act, labels, how = predict(model, y, sr)
     print(f"{model.name} on {args.audio} ({len(act)} patches, through {how}):")
     for name, value in summary(act, labels, model.task, args.top):
@@ -306,9 +314,15 @@ def _selection_args(p: argparse.ArgumentParser, many_layers: bool) -> None:
                    help="e.g. 0-63, 3,5,10-12 or all (default: all)")
 
 
+def _truncation_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="use what decodes of a file that is cut short (refused by default)")
+
+
 def _deconvolve_args(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     p.add_argument("audio", help="audio file (wav, flac, ogg, mp3, ...)")
+    _truncation_arg(p)
     _selection_args(p, many_layers=False)
     add_option_flags(p, DeconvOptions)
     p.add_argument("--out", "-o", required=True, help="output folder")
@@ -318,6 +332,7 @@ def _deconvolve_args(p: argparse.ArgumentParser) -> None:
 def _auralise_args(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     p.add_argument("tracks", nargs="+", help="audio files")
+    _truncation_arg(p)
     _selection_args(p, many_layers=True)
     add_option_flags(p, DeconvOptions)
     add_option_flags(p, SoundOptions)
@@ -351,6 +366,7 @@ def _analyse_args(p: argparse.ArgumentParser) -> None:
 def _predict_args(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     p.add_argument("audio", help="audio file")
+    _truncation_arg(p)
     p.add_argument("--top", type=int, default=TOP, help=f"how many tags (default {TOP})")
 
 

@@ -31,6 +31,10 @@ class InvalidAudioError(AudioError):
     """The samples are unusable: empty, not finite (NaN/inf), or wrong shape."""
 
 
+class TruncatedAudioError(UnsupportedAudioError):
+    """The file is cut short or damaged: it decodes to less than its container declares."""
+
+
 class SilentAudioError(AudioError):
     """The audio is digital silence, so every feature would be zero."""
 

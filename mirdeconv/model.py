@@ -69,7 +69,7 @@ class FrozenModel:
         The model's prediction output.
     input_normalization : str
         How the input is normalised before the network, a name in
-        :data:`mirdeconv.normalization.NORMALIZATIONS`: ``"none"``, ``"patch"`` (each patch
+        :data:`mirdeconv.normalization.INPUT_NORMALIZATIONS`: ``"none"``, ``"patch"`` (each patch
         standardised, as Essentia's TempoCNN; such models always take patches), ``"track"``
         or ``"track-max"`` (the whole track standardised or divided by its maximum, as
         Schreiber's tempocnn package).

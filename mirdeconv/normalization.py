@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import InvalidOptionError
 
-__all__ = ["Normalization", "NORMALIZATIONS", "get_normalization", "standardize", "divide_by_max"]
+__all__ = ["Normalization", "INPUT_NORMALIZATIONS", "get_normalization", "standardize", "divide_by_max"]
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -63,7 +63,7 @@ def _identity(x: np.ndarray) -> np.ndarray:
 
 
 #: Every input normalisation, by name.
-NORMALIZATIONS: dict[str, Normalization] = {n.name: n for n in (
+INPUT_NORMALIZATIONS: dict[str, Normalization] = {n.name: n for n in (
     Normalization("none", False, _identity, "the frames as the representation gives them"),
     Normalization("patch", True, standardize,
                   "each patch to zero mean and unit variance (Essentia's TempoCNN, CREPE)"),
@@ -82,7 +82,7 @@ def get_normalization(name: str) -> Normalization:
     InvalidOptionError
         Naming the known ones.
     """
-    if name not in NORMALIZATIONS:
+    if name not in INPUT_NORMALIZATIONS:
         raise InvalidOptionError(f"unknown input normalization {name!r}; "
-                                 f"known: {', '.join(NORMALIZATIONS)}")
-    return NORMALIZATIONS[name]
+                                 f"known: {', '.join(INPUT_NORMALIZATIONS)}")
+    return INPUT_NORMALIZATIONS[name]

@@ -36,7 +36,7 @@ from .errors import FeatureIndexError, InvalidOptionError
 __all__ = [
     "Method", "METHODS", "TARGETS", "MODES", "PRECISIONS", "READINGS", "SIGNS", "OUTPUT_RATES",
     "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "UPLOAD_LIMIT_MB", "DeconvOptions", "SoundOptions",
-    "parse_features", "parse_size", "Environment", "environment", "env_value", "Choice",
+    "parse_features", "feature_ranges", "parse_size", "Environment", "environment", "env_value", "Choice",
     "choices", "check_choice", "resolve",
 ]
 
@@ -297,17 +297,39 @@ def parse_features(features: Any, n_features: int) -> list[int]:
 _RANGE = re.compile(r"^([+-]?\d+)(?:-(\d+))?$")
 
 
-def _parse_feature_string(text: str, n_features: int) -> list[int]:
-    out: list[int] = []
+def feature_ranges(text: str) -> list[tuple[int, int]]:
+    """The ``(first, last)`` ranges of a feature selection string such as ``"0-7,12"``,
+    its syntax checked without any layer (``"all"``: no ranges).  No range is built, so
+    ``"0-99999999999999999999"`` costs nothing here; :func:`parse_features` checks it
+    against the layer.
+
+    Raises
+    ------
+    InvalidOptionError
+        Naming the token that cannot be read.
+    """
+    if text.strip().lower() == "all":
+        return []
+    out = []
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
         m = _RANGE.match(part)
         if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
             raise InvalidOptionError(
-                f"cannot read feature selection {text!r}: use e.g. '0-63' or '3,5,10-12'")
+                f"cannot read {part!r} in the feature selection {text!r}: use e.g. '0-63' or "
+                "'3,5,10-12'")
         lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
+        out.append((lo, int(m.group(2)) if m.group(2) is not None else lo))
+    if not out:
+        raise InvalidOptionError("the feature selection is empty")
+    return out
+
+
+def _parse_feature_string(text: str, n_features: int) -> list[int]:
+    out: list[int] = []
+    for lo, hi in feature_ranges(text):
+        _check_index(lo, n_features)
         _check_index(hi, n_features)
         out.extend(range(lo, hi + 1))
     return out

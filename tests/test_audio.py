@@ -94,3 +94,23 @@ def test_validate_shapes(bad, msg):
 def test_bad_sample_rate():
     with pytest.raises(InvalidAudioError, match="sample rate"):
         audio.validate(sine(), 0)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "ogg"])
+def test_a_file_cut_in_half_is_refused(tmp_path, fmt):
+    """Each container's own evidence: a WAV's data chunk, an MP3's header length, an Ogg
+    stream's last page; with allow_truncated what decodes comes back."""
+    from mirdeconv.audio import integrity, load
+    from mirdeconv.errors import TruncatedAudioError
+
+    y = (0.3 * np.random.default_rng(1).standard_normal(22050 * 8)).astype(np.float32)
+    whole = tmp_path / f"whole.{fmt}"
+    sf.write(whole, y, 22050)
+    assert load(whole)[0].shape[0] >= len(y) - 2048 and integrity(whole, len(y)) == ""
+    half = tmp_path / f"half.{fmt}"
+    half.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    with pytest.raises(TruncatedAudioError, match=f"half.{fmt} is truncated or damaged: .*"
+                                                  "--allow-truncated"):
+        load(half)
+    part, _ = load(half, allow_truncated=True)
+    assert 0.3 * len(y) < len(part) < 0.7 * len(y)

@@ -166,8 +166,10 @@ def test_cli_auralise(setup, tmp_path, capsys):
                "--layers", "p2", "--features", "0-1", "--format", "flac", "--out",
                str(tmp_path / "o")])
     cap = capsys.readouterr()
-    assert rc == 0
+    assert rc == 1                                       # one of the two tracks failed
     assert "2 tracks: 1 layer auralised" in cap.out and "failed:" in cap.err
+    assert "1 failure (exit code 1" in cap.err
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["exit_code"] == 1
     assert sorted(p.name for p in (tmp_path / "o" / "a" / "p2").iterdir()) == \
         ["_done.json", "f000.flac", "f001.flac"]
     assert (tmp_path / "o" / "a" / "p2.png").is_file()
@@ -209,3 +211,41 @@ def test_index_has_descriptors_and_labels(setup, tmp_path):
     run_batch(d / "net.keras", [tracks / "a.wav"], out2,
               BatchSettings(layers=("p1",), analyse=False), progress=False)
     assert load_index(out2).onset_f.isna().all()
+
+
+def test_exit_codes_all_done_and_nothing_done(setup, tmp_path, capsys):
+    """0 when every track is done (again: skipped counts as done); 2 when every track fails,
+    in the return code and in summary.json."""
+    d = setup
+    args = ["--layers", "p2", "--features", "0-1", "--no-analysis"]
+    assert main(["auralise", str(d / "net.keras"), str(d / "a.wav"), *args,
+                 "--out", str(tmp_path / "ok")]) == 0
+    assert main(["auralise", str(d / "net.keras"), str(d / "a.wav"), *args,
+                 "--out", str(tmp_path / "ok")]) == 0
+    capsys.readouterr()
+    assert main(["auralise", str(d / "net.keras"), str(d / "broken.wav"), *args,
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "nothing could be done (exit code 2" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "bad" / "summary.json").read_text())
+    assert summary["exit_code"] == 2 and summary["failed_tracks"] == 1
+
+
+def test_a_truncated_track_is_refused_or_flagged(setup, tmp_path):
+    """An OGG cut in half is refused (its last page is incomplete); with allow_truncated it
+    is processed and flagged in the index."""
+    from dataclasses import replace
+
+    y = 0.3 * np.random.default_rng(0).standard_normal(8000 * 20)    # noise: most bytes are audio
+    sf.write(tmp_path / "whole.ogg", y.astype(np.float32), 8000)
+    data = (tmp_path / "whole.ogg").read_bytes()
+    (tmp_path / "half.ogg").write_bytes(data[:len(data) // 2])
+    tracks = [tmp_path / "whole.ogg", tmp_path / "half.ogg"]
+    quick = replace(SETTINGS, analyse=False)
+    s = run_batch(setup / "net.keras", tracks, tmp_path / "o1", quick, progress=False)
+    assert s.exit_code == 1 and "truncated or damaged" in s.failures[0]["error"]
+    s = run_batch(setup / "net.keras", tracks, tmp_path / "o2",
+                  replace(quick, allow_truncated=True), progress=False)
+    assert s.exit_code == 0
+    idx = load_index(tmp_path / "o2")
+    flags = idx.groupby("track")["truncated"].first()
+    assert flags["whole"] == "" and "last Ogg page is cut off" in flags["half"]

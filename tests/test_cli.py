@@ -102,3 +102,28 @@ def test_demo(tmp_path, capsys):
     assert (tmp_path / "vggnet5.keras").is_file() and (tmp_path / "demo.wav").is_file()
     for layer in ("pool1", "pool5"):
         assert len(list((tmp_path / "deconvolution" / layer).glob("*.png"))) == 2
+
+
+def test_selections_and_folders_are_refused_before_the_model_loads(files, tmp_path, capsys,
+                                                                    monkeypatch):
+    """A feature typo, an unwritable folder or a bad track is named before the model is
+    opened: here the model does not even exist, and its error never comes."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for extra, msg in ((["--features", "0-3,x"], "cannot read 'x' in the feature selection"),
+                       (["--features", "0-99999999999999999999x"], "cannot read"),
+                       (["--out", str(blocker / "sub")], "cannot write to output folder"),
+                       (["--features", "0"], "cannot decode broken.wav")):
+        track = "broken.wav" if "broken" in msg else "song.wav"
+        argv = ["deconvolve", str(tmp_path / "missing.keras"), str(files / track), "--layer", "c",
+                "--out", str(tmp_path / "o"), *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "model file not found" not in err, err
+    from mirdeconv import batch
+
+    opened = []
+    monkeypatch.setattr(batch, "load_model", lambda *a, **k: opened.append(a))
+    assert main(["auralise", str(files / "net.keras"), str(files / "song.wav"), "--features",
+                 "7-3", "--out", str(tmp_path / "o2")]) == 2
+    assert "cannot read '7-3'" in capsys.readouterr().err and not opened

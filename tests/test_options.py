@@ -98,7 +98,7 @@ def test_feature_selection_is_checked_before_any_range_is_built():
     with pytest.raises(FeatureIndexError, match="feature index 300000000 is out of range"):
         parse_features("0-300000000", 64)
     assert time.perf_counter() - t0 < 1.0        # nothing was materialised
-    with pytest.raises(InvalidOptionError, match="cannot read feature selection '3-1'"):
+    with pytest.raises(InvalidOptionError, match="cannot read '3-1' in the feature selection '3-1'"):
         parse_features("3-1", 8)
 
 

@@ -13,7 +13,7 @@ import mirdeconv
 from mirdeconv import backend, registry
 from mirdeconv.cli import main
 from mirdeconv.engine import run_graph
-from mirdeconv.normalization import NORMALIZATIONS
+from mirdeconv.normalization import INPUT_NORMALIZATIONS
 from mirdeconv.prediction import tempo
 from mirdeconv.representations import tempocnn_librosa
 from mirdeconv.zoo import ZooError
@@ -91,7 +91,7 @@ def test_predictions_equal_keras(wheel_models):
     y = drums(120.0)
     m = mirdeconv.load_model("tempocnn:deeptemp_k4")
     feats = schreiber_features(y)
-    z = NORMALIZATIONS["track"].apply(feats[None])[0]
+    z = INPUT_NORMALIZATIONS["track"].apply(feats[None])[0]
     windows = np.stack([z[:, s:s + 256] for s in range(0, z.shape[1] - 256 + 1, 128)])[..., None]
     keras_out = load_keras(wheel_models.fetch("deeptemp_k4")).predict(windows, verbose=0)
     ours = run_graph(m, windows)

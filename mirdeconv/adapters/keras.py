@@ -228,7 +228,7 @@ def from_keras(
         What the output says (its labels are tags, BPM or Hz).
     input_normalization : str
         How the input is normalised before the network
-        (:data:`mirdeconv.normalization.NORMALIZATIONS`).
+        (:data:`mirdeconv.normalization.INPUT_NORMALIZATIONS`).
     """
     keras = backend.keras()
     if not isinstance(model, keras.Model):

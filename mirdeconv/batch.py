@@ -3,6 +3,7 @@
 Output folder layout::
 
     OUT/index.parquet                one row per (track, layer, feature); failed tracks too
+    OUT/<track>/.claim               held (flock, with its pid) by the run working on the track
     OUT/summary.json                 totals, failures, settings, model identity
     OUT/<track>/<layer>/f000.wav     one file per feature (or .flac)
     OUT/<track>/<layer>.png          the layer's features as a grid of spectrograms
@@ -10,7 +11,9 @@ Output folder layout::
 
 Every file is written to a temporary name and renamed, so an interrupted job (Ctrl-C, a
 crash) leaves only whole files; running the same command again skips every (track,
-layer) whose ``_done.json`` matches the settings and model, and redoes the rest.
+layer) whose ``_done.json`` matches the settings and model, and redoes the rest.  Runs
+into one folder merge their rows into the one index and claim each track while they work
+on it (:mod:`mirdeconv.runstore`).
 """
 
 from __future__ import annotations
@@ -27,27 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from . import audio as audio_mod
-from .analysis import DESCRIPTORS, Reference, TrackContext, add_labels, describe
+from .analysis import Reference, TrackContext, add_labels, describe
 from .auralisation import auralise_result
 from .engine import deconvolve
 from .errors import AudioError, InvalidOptionError, MirdeconvError, OutputError
 from .loading import load_model
 from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
 from .progress import Progress
-from .store import atomic_path, feature_file, prepare_folder, save_json, write_audio
+from .runstore import AUDIO_SUFFIXES, DESCRIPTOR_COLUMNS, INDEX_COLUMNS, claim, load_index, write_index
+from .store import feature_file, prepare_folder, save_json, write_audio
 
 __all__ = ["BatchSettings", "BatchSummary", "run_batch", "INDEX_COLUMNS", "load_index"]
 
-INDEX_COLUMNS = [
-    "track", "track_path", "truncated", "layer", "feature", "status", "error", "dead", "dead_reason",
-    "activation_max",
-    "activation_mean", "fraction_active", "audio_path", "grid_path", "sr", "duration",
-    "method", "target", "reading", "sign", "normalize", "output_sr", "precision", "mode",
-    "model_name", "model_family", "model_source", "model_graph_sha256", "representation",
-]
-#: Descriptor columns of the index (see :mod:`mirdeconv.analysis`); NaN with ``analyse=False``.
-DESCRIPTOR_COLUMNS = ["label", "onsets_from", *DESCRIPTORS]
-INDEX_COLUMNS += DESCRIPTOR_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -177,9 +171,16 @@ class _Worker:
             return None
         return data["rows"]
 
-    def run_track(self, tid: str, path: Path, layers: list[str],
-                  tick: Callable[[int, str], None]) -> tuple[list[dict], dict[str, int]]:
-        """All layers of one track. Returns (index rows, counts)."""
+    def run_track(self, tid: str, path: Path, layers: list[str], tick: Callable[[int, str], None],
+                  wait: bool = True) -> tuple[list[dict], dict[str, int]] | None:
+        """All layers of one track, under the track's claim (:func:`mirdeconv.runstore.claim`).
+        Returns (index rows, counts), or None when another run holds the track and
+        ``wait`` is False."""
+        with claim(self.out, tid, wait=wait) as held:
+            return self._run_track(tid, path, layers, tick) if held else None
+
+    def _run_track(self, tid: str, path: Path, layers: list[str],
+                   tick: Callable[[int, str], None]) -> tuple[list[dict], dict[str, int]]:
         counts = {"done": 0, "skipped": 0, "files": 0}
         rows: list[dict] = []
         todo = []
@@ -258,6 +259,9 @@ class _Worker:
         """Auralise one layer's masks, write the audio, the grid and the done-marker (and
         describe every feature when there is a track context)."""
         folder = prepare_folder(self.out / tid / _safe(layer))
+        for old in [*folder.glob("f*.*"), folder / "_done.json"]:   # an earlier run's, redone
+            if old.suffix in (*AUDIO_SUFFIXES, ".json"):
+                old.unlink(missing_ok=True)
         aur = auralise_result(res, y, sr, self.s.sound)
         desc = None
         if context is not None:
@@ -360,7 +364,7 @@ def run_batch(
         summary.n_layers_done += counts["done"]
         summary.n_layers_skipped += counts["skipped"]
         summary.n_files += counts["files"]
-        _write_index(out, all_rows)
+        write_index(out, all_rows)
 
     try:
         with Progress(progress, len(tracks) * per_track, "auralise", "feature") as bar:
@@ -368,7 +372,14 @@ def run_batch(
                 bar.update(n)
 
             if jobs == 1 or len(tracks) == 1:
+                busy = []
                 for tid, path in tracks:
+                    done = worker.run_track(tid, path, layers, tick, wait=False)
+                    if done is None:
+                        busy.append((tid, path))
+                    else:
+                        collect(*done)
+                for tid, path in busy:      # another run has them: wait, then skip its work
                     collect(*worker.run_track(tid, path, layers, tick))
             else:
                 if not isinstance(model_source, str | os.PathLike):
@@ -442,22 +453,4 @@ def _run_parallel(model_source, model_options, settings, out, tracks, layers, jo
 def _plain(v: Any) -> Any:
     """numpy scalars -> Python (the done-marker is JSON); NaN stays NaN."""
     return v.item() if hasattr(v, "item") else v
-
-
-def _write_index(out: Path, rows: list[dict]) -> None:
-    """``index.parquet`` with one row per (track, layer, feature), written atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    cols = {c: [r.get(c) for r in rows] for c in INDEX_COLUMNS}
-    table = pa.table(cols)
-    with atomic_path(out / "index.parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def load_index(out: str | os.PathLike) -> Any:
-    """The index of a batch folder as a pandas DataFrame."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(Path(out) / "index.parquet").to_pandas()
 

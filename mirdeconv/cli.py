@@ -161,6 +161,28 @@ def cmd_auralise(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from .runstore import check_index, repair_index
+
+    out = Path(args.folder)
+    if not (out / "index.parquet").is_file() and not any(out.glob("*/*/_done.json")):
+        print(f"mirdeconv: error: {out} is not a batch output folder (no index.parquet, no "
+              "completed layers)", file=sys.stderr)
+        return 2
+    if args.repair:
+        print(f"{out / 'index.parquet'}: rebuilt from the files, {_n(repair_index(out), 'row')}")
+    problems = check_index(out)
+    for kind, items in problems.items():
+        for item in items[:20]:
+            print(f"  {kind}: {item}")
+        if len(items) > 20:
+            print(f"  ... {len(items) - 20} more {kind}")
+    bad = sum(map(len, problems.values()))
+    print(f"{out / 'index.parquet'}: " + ("every file listed, every listed file on disk" if not bad
+                                         else f"{_n(bad, 'problem')} (--repair rebuilds it)"))
+    return 1 if bad else 0
+
+
 def cmd_probes(args: argparse.Namespace) -> int:
     from .probes import FAMILIES, probe_set, write_probes
 
@@ -342,6 +364,13 @@ def _auralise_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", required=True, help="output folder")
 
 
+def _index_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="a batch output folder (mirdeconv auralise --out)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="compare the index with the files (default)")
+    g.add_argument("--repair", action="store_true", help="rebuild the index from the files")
+
+
 def _probes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--sr", type=int, default=PROBE_SR, help=f"sample rate (default {PROBE_SR})")
@@ -403,6 +432,8 @@ COMMANDS: dict[str, tuple[Any, str, Any]] = {
     "deconvolve": (cmd_deconvolve, "deconvolve features of a layer for a track", _deconvolve_args),
     "auralise": (cmd_auralise, "auralise every feature of layers for many tracks (the batch "
                                "job: audio, grids, index.parquet)", _auralise_args),
+    "index": (cmd_index, "check (or --repair) a batch folder's index against its files",
+              _index_args),
     "probes": (cmd_probes, "write the probe stimuli (chords, drums, notes, onsets) with their "
                            "annotations", _probes_args),
     "analyse": (cmd_analyse, "describe and label every feature (probe set or tracks): "

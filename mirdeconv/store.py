@@ -14,7 +14,8 @@ import numpy as np
 
 from .errors import OutputError
 
-__all__ = ["atomic_path", "save_npy", "save_json", "prepare_folder", "feature_file", "write_audio", "pcm16"]
+__all__ = ["atomic_path", "save_npy", "save_json", "prepare_folder", "file_lock", "feature_file",
+           "write_audio", "pcm16"]
 
 
 def feature_file(feature: int, suffix: str) -> str:
@@ -60,6 +61,45 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike, *, blocking: bool = True, owner: str = ""
+              ) -> Iterator[bool]:
+    """An exclusive inter-process lock on ``path`` (``fcntl.flock``: released by the kernel
+    when its holder exits or dies, so a crashed run never leaves a stale lock behind).
+
+    Parameters
+    ----------
+    blocking : bool
+        Wait for the lock; otherwise yield False at once when another process holds it.
+    owner : str
+        Written into the file while held (e.g. ``"pid 1234"``), for people looking.
+
+    Yields
+    ------
+    bool
+        Whether the lock is held.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            if owner:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(owner + "\n")
+                fh.flush()
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def prepare_folder(folder: str | os.PathLike) -> Path:

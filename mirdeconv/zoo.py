@@ -23,13 +23,13 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import MirdeconvError, ModelLoadError
 from .options import env_value, environment
+from .store import file_lock as cache_lock
 
 __all__ = ["ZOO", "ZooEntry", "fetch", "cache_dir", "cache_lock", "is_zoo_name", "ZooError",
            "Wheel", "get_wheel", "MUSICNN_WHEEL"]
@@ -90,20 +90,6 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("mirdeconv"))
-
-
-@contextmanager
-def cache_lock(path: Path):
-    """An exclusive inter-process lock on ``path`` (two processes never convert at once)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _sha256(path: Path) -> str:

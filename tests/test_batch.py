@@ -249,3 +249,68 @@ def test_a_truncated_track_is_refused_or_flagged(setup, tmp_path):
     idx = load_index(tmp_path / "o2")
     flags = idx.groupby("track")["truncated"].first()
     assert flags["whole"] == "" and "last Ogg page is cut off" in flags["half"]
+
+
+def test_runs_into_one_folder_merge(setup, tmp_path, capsys):
+    """Run A on track a, then run B on tracks b and a with other features: the index holds
+    both tracks, a's rows are B's (its old files gone with them), no duplicates, no orphans."""
+    d, out = setup, tmp_path / "o"
+    quick = BatchSettings(layers=("p1", "p2"), features="0-1", analyse=False)
+    run_batch(d / "net.keras", [d / "a.wav"], out, quick, progress=False)
+    assert len(load_index(out)) == 4
+    from dataclasses import replace
+
+    run_batch(d / "net.keras", [d / "b.flac", d / "a.wav"], out, replace(quick, features="2"),
+              progress=False)
+    idx = load_index(out)
+    assert sorted(idx.groupby("track").size().items()) == [("a", 2), ("b", 2)]
+    assert set(idx.feature) == {2}
+    from mirdeconv.runstore import check_index
+
+    assert check_index(out) == {"missing": [], "unlisted": [], "duplicates": []}
+    assert main(["index", str(out), "--check"]) == 0
+    assert "every file listed" in capsys.readouterr().out
+
+
+def test_index_check_and_repair(setup, tmp_path, capsys):
+    d, out = setup, tmp_path / "o"
+    run_batch(d / "net.keras", [d / "a.wav", d / "broken.wav"], out,
+              BatchSettings(layers=("p2",), features="0-2", analyse=False), progress=False)
+    (out / "a" / "p2" / "f001.wav").unlink()                       # a file lost
+    (out / "a" / "p2" / "f009.wav").write_bytes(b"x")              # a stray file
+    assert main(["index", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "missing: a/p2/f001.wav" in text and "unlisted: a/p2/f009.wav" in text
+    (out / "a" / "p2" / "f009.wav").unlink()
+    assert main(["index", str(out), "--repair"]) == 0
+    assert "rebuilt from the files, 2 rows" in capsys.readouterr().out
+    assert sorted(load_index(out).feature) == [0, 2]
+    assert main(["index", str(tmp_path)]) == 2
+    assert "is not a batch output folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_at_once_share_a_folder(setup, tmp_path):
+    """Two `mirdeconv auralise` processes on the same tracks into one folder, started
+    together: both succeed, every (track, layer) is done once (claims: the second waits and
+    skips), and the index lists every file once."""
+    import subprocess
+    import sys
+
+    d, out = setup, tmp_path / "o"
+    cmd = [sys.executable, "-m", "mirdeconv.cli", "auralise", str(d / "net.keras"),
+           str(d / "a.wav"), str(d / "b.flac"), "--layers", "p1,p2", "--features", "all",
+           "--no-analysis", "--out", str(out)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    import re
+
+    done = [int(re.search(r"(\d+) layers? auralised", o).group(1)) for o, _ in outs]
+    assert sum(done) == 4, outs                        # 2 tracks x 2 layers, each once
+    from mirdeconv.runstore import check_index
+
+    idx = load_index(out)
+    assert len(idx) == 2 * (4 + 3) and not idx.duplicated(["track", "layer", "feature"]).any()
+    assert check_index(out) == {"missing": [], "unlisted": [], "duplicates": []}

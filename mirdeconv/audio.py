@@ -169,6 +169,8 @@ def to_mono(y: np.ndarray) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 1:
         return y
+    if len(y) == 1:                       # one channel: no copy
+        return y[0]
     return np.mean(y, axis=0, dtype=np.float64).astype(np.float32)
 
 
@@ -224,7 +226,7 @@ def validate(
     if not finite.all():
         bad = int(y.size - np.count_nonzero(finite))
         raise InvalidAudioError(f"{name}: audio holds {bad} NaN or infinite samples")
-    if float(np.max(np.abs(y))) <= SILENCE_PEAK:
+    if max(float(y.max()), -float(y.min())) <= SILENCE_PEAK:      # (no |y| copy)
         raise SilentAudioError(
             f"{name}: audio is silent (peak <= {SILENCE_PEAK:g}); every feature map would be zero"
         )

@@ -219,6 +219,11 @@ def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize) -> 
     return out
 
 
+#: What one chunk of features may hold while it is turned into sound (a float32 mask and
+#: its complex product with the STFT, about 20 bytes per STFT bin and frame and feature).
+CHUNK_BYTES = 512 << 20
+
+
 def auralise_masks(
     masks: np.ndarray,
     track: TrackInput,
@@ -243,7 +248,9 @@ def auralise_masks(
     thumbnail : (int, int)
         Size (bins, frames) of the returned spectrogram thumbnails.
     chunk : int
-        Features inverted together (small chunks keep the buffers warm in memory).
+        Features inverted together at most (small chunks keep the buffers warm in memory;
+        long tracks take fewer, so that one chunk's STFT-domain buffers stay within
+        :data:`CHUNK_BYTES`).
 
     Returns
     -------
@@ -271,6 +278,7 @@ def auralise_masks(
         out_sr, n = rep.sr, len(track.audio)
     window = stft_window(rep, grid)
     absS = np.abs(S)
+    chunk = max(1, min(chunk, CHUNK_BYTES // max(1, S.size * 20)))   # mask, product, istft
     out = np.empty((len(masks), n), np.float32)
     thumbs = np.empty((len(masks), *thumbnail), np.float32)
     for c0 in range(0, len(masks), chunk):

@@ -123,7 +123,9 @@ class FrozenModel:
             raise ModelLoadError(f"{self.name}: the graph cannot be read: {msg[:300]}") from None
 
     def _check_bands(self) -> None:
-        """The input's frequency axis, when the graph fixes it, has the representation's bands.
+        """The input's shape, where the graph fixes it, fits the representation: its frequency
+        axis has the representation's bands, its channel axis one channel, a framed
+        waveform's time axis the frame's samples.
 
         Raises
         ------
@@ -131,14 +133,22 @@ class FrozenModel:
             Naming both numbers.
         """
         shape = self.graph.attr(self.graph.node(self.input_tensor), "shape")
-        if not shape or len(shape) != len(self.input_axes) or "F" not in self.input_axes:
+        if not shape or len(shape) != len(self.input_axes):
             return
-        bands = shape[self.input_axes.index("F")]
-        if bands not in (None, -1) and bands != self.representation.n_bands:
+        sizes = {a: n for a, n in zip(self.input_axes, shape) if n not in (None, -1)}
+        rep = self.representation
+        if "F" in sizes and sizes["F"] != rep.n_bands:
             raise ModelLoadError(
-                f"{self.name}: the model's input has {bands} bands (input_axes "
-                f"{self.input_axes}), the representation {self.representation.n_bands}: "
-                f"{self.representation.describe()}")
+                f"{self.name}: the model's input has {sizes['F']} bands (input_axes "
+                f"{self.input_axes}), the representation {rep.n_bands}: {rep.describe()}")
+        if sizes.get("C", 1) != 1:
+            raise ModelLoadError(
+                f"{self.name}: the model's input has {sizes['C']} channels on its last axis "
+                f"(input_axes {self.input_axes}); {rep.describe()} gives one")
+        if self.frames_per_patch and sizes.get("T", self.frames_per_patch) != self.frames_per_patch:
+            raise ModelLoadError(
+                f"{self.name}: the model takes {sizes['T']} samples per frame, "
+                f"{rep.describe()} gives {self.frames_per_patch}")
 
     # -- how a track is cut ---------------------------------------------------------------------
     @property

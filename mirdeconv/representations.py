@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 _COMPRESSIONS = (None, "db", "log10", "log")
+#: Frames of the STFT computed at once (its float64 buffers stay a few tens of MB).
+STFT_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -156,15 +158,27 @@ class Representation:
             return self._stft(librosa, y)
 
     def _stft(self, librosa: Any, y: np.ndarray) -> np.ndarray:
-        return librosa.stft(
-            np.asarray(y, dtype=np.float64),
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=self.window_array(),
-            center=self.center,
-            pad_mode=self.pad_mode,
-        ).astype(np.complex64, copy=False)
+        """Blocks of :data:`STFT_BLOCK` frames, each in float64 from its own stretch of the
+        (padded) signal, into one complex64 array: the same frames as one call, in memory
+        bounded by the block, not the track."""
+        y = np.asarray(y, dtype=np.float32)
+        if self.center:              # along the last axis (signals may come stacked)
+            pad = [(0, 0)] * (y.ndim - 1) + [(self.n_fft // 2, self.n_fft // 2)]
+            y = np.pad(y, pad, mode=self.pad_mode)
+        if y.shape[-1] < self.n_fft:      # too short: librosa's own error or warning
+            return librosa.stft(np.asarray(y, np.float64), n_fft=self.n_fft,
+                                hop_length=self.hop_length, win_length=self.win_length,
+                                window=self.window_array(), center=False).astype(np.complex64)
+        n_frames = 1 + (y.shape[-1] - self.n_fft) // self.hop_length
+        out = np.empty((*y.shape[:-1], 1 + self.n_fft // 2, n_frames), np.complex64)
+        window = self.window_array()
+        for t0 in range(0, n_frames, STFT_BLOCK):
+            t1 = min(n_frames, t0 + STFT_BLOCK)
+            seg = y[..., t0 * self.hop_length:(t1 - 1) * self.hop_length + self.n_fft]
+            out[..., t0:t1] = librosa.stft(seg.astype(np.float64), n_fft=self.n_fft,
+                                         hop_length=self.hop_length, win_length=self.win_length,
+                                         window=window, center=False)
+        return out
 
     def frames_from_stft(self, stft: np.ndarray) -> np.ndarray:
         """Model input from a complex STFT: ``(n_bins, n_frames) -> (n_frames, n_bands)``."""
@@ -361,8 +375,11 @@ class MelSpectrogram(Representation):
         ).astype(np.float32)
 
     def frames_from_stft(self, stft: np.ndarray) -> np.ndarray:
-        mag = np.abs(stft.astype(np.complex128, copy=False)) ** self.power
-        x = self.filterbank().astype(np.float64) @ mag
+        fb = self.filterbank().astype(np.float64)
+        x = np.empty((len(fb), stft.shape[1]), np.float64)
+        for t0 in range(0, stft.shape[1], STFT_BLOCK):     # float64 buffers of one block
+            block = stft[:, t0:t0 + STFT_BLOCK].astype(np.complex128)
+            x[:, t0:t0 + STFT_BLOCK] = fb @ (np.abs(block) ** self.power)
         if self.square:
             x = x * x
         return _compress(x, self).T

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import mirdeconv
 from mirdeconv.adapters.keras import from_keras
 from mirdeconv.engine import deconvolve
 from mirdeconv.errors import (
@@ -72,8 +73,9 @@ def test_chunks_do_not_change_the_result(fcn, track):
     b = deconvolve(fcn, track, 16000, layer="c2", memory=1)  # one feature per chunk
     np.testing.assert_allclose(a.masks, b.masks, atol=1e-6 * np.abs(a.masks).max())
     calls = []
-    deconvolve(fcn, track, 16000, layer="c2", memory=1, progress=lambda d, t: calls.append(d))
-    assert calls == list(range(1, 9))
+    deconvolve(fcn, track, 16000, layer="c2", memory=1, progress=lambda d, t: calls.append((d, t)))
+    n = len(calls)          # one byte: the track goes in chunks too, each chunk 8 features
+    assert n > 8 and n % 8 == 0 and calls == [(k, n) for k in range(1, n + 1)]
 
 
 def test_feature_subset_equals_slice_of_all(fcn, track):
@@ -201,3 +203,49 @@ def test_a_representation_with_the_wrong_bands_is_refused(keras):
     model = keras.Model(inp, L.Conv2D(2, 3, padding="same", name="c")(inp))
     with pytest.raises(ModelLoadError, match="input has 64 bands .* the representation 33"):
         from_keras(model, LinearSpectrogram(sr=8000, n_fft=64, hop_length=32), input_axes="NFTC")
+
+
+def test_plan_chunks_partitions_the_track():
+    from mirdeconv.engine.chunks import plan_chunks
+
+    plan = plan_chunks(1000, 96, rf=37, stride=8)
+    cores = [range(c.start + c.core.start, c.start + c.core.stop) for c in plan]
+    assert [f for r in cores for f in r] == list(range(1000))          # every frame once
+    for c in plan:
+        a = c.start + c.core.start
+        assert a % 8 == 0 and c.core.start >= min(40, a) and c.stop - (c.start + c.core.stop) \
+            >= min(40, 1000 - (c.start + c.core.stop))                  # margins >= rf, on the stride
+        assert c.units == slice(c.core.start // 8, -(-c.core.stop // 8))
+    assert len(plan_chunks(90, 96, rf=37, stride=8)) == 1
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+def test_a_long_track_in_chunks_equals_one_piece(keras, method):
+    """With a budget so small that every chunk's core is shorter than twice the layer's
+    receptive field (so fields reach across the cuts), the chunked masks and statistics equal the
+    one-piece result."""
+    from mirdeconv.engine.api import _plan
+    from mirdeconv.engine.cache import compiled
+
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    inp = keras.Input((32, None, 1))
+    x = inp
+    for i, c in enumerate((8, 8, 16)):
+        x = L.MaxPooling2D(2, name=f"p{i}")(L.Conv2D(c, 3, padding="same", activation="relu",
+                                                       name=f"c{i}")(x))
+    rep = MelSpectrogram(sr=8000, n_fft=256, hop_length=64, n_mels=32, compression="log10")
+    m = mirdeconv.load_model(keras.Model(inp, x), representation=rep)
+    y = (0.3 * np.random.default_rng(0).standard_normal(8000 * 12)).astype(np.float32)
+    info = m.layer("p2")
+    plan = _plan(compiled(m, info, method, "float32"), m, info, rep.prepare(y, 8000),
+                 mirdeconv.DeconvOptions(memory="1M"))
+    assert len(plan) > 20 and all(c.core.stop - c.core.start < 2 * info.receptive_field[0]
+                                  for c in plan)
+    one = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="64G")
+    parts = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="1M")
+    np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-5 * np.abs(one.masks).max())
+    np.testing.assert_array_equal(parts.activation_max, one.activation_max)
+    np.testing.assert_allclose(parts.activation_mean, one.activation_mean, rtol=1e-5)
+    np.testing.assert_allclose(parts.fraction_active, one.fraction_active, rtol=1e-6)
+    np.testing.assert_array_equal(parts.activations, one.activations)

@@ -129,9 +129,13 @@ def test_json_variants_and_unsupported_algorithm(zoo_cache, tmp_path):
     m = mirdeconv.load_model(pb)
     assert m.algorithm == "TensorflowPredictMusiCNN" and m.labels[:5] == MUSICNN_MSD_TAGS_HEAD
     assert m.output_tensor == "model/Sigmoid:0"
-    meta["inference"]["algorithm"] = "TensorflowPredictCREPE"
+    meta["inference"]["algorithm"] = "TensorflowPredictFSDSINet"
     pb.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(ModelLoadError, match="'TensorflowPredictCREPE' is not supported yet"):
+    with pytest.raises(ModelLoadError, match="'TensorflowPredictFSDSINet' is not supported yet"):
+        mirdeconv.load_model(pb)
+    meta["inference"]["algorithm"] = "TensorflowPredictCREPE"      # a claim the graph belies
+    pb.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="input has 96 channels on its last axis"):
         mirdeconv.load_model(pb)
 
 

@@ -19,9 +19,10 @@ from ..engine import DeconvResult, deconvolve
 from ..errors import AudioError, UnsupportedAudioError
 from ..loading import load_model
 from ..options import DeconvOptions, SoundOptions
-from ..plot import pictures, specshow
+from ..plot import pictures, specshow, thin
 from ..prediction import TOP, predict, summary
 from ..registry import models
+from ..representations import LinearSpectrogram
 from ..store import pcm16
 
 __all__ = ["DEMO_TRACKS", "DEFAULT_MODEL", "model_choices", "open_model", "demo_audio",
@@ -35,6 +36,8 @@ DEMO_TRACKS = {"demo: drums, bass and chords": ("mix", 30.0), "demo: drums": ("d
 DEMO_SR = 22050
 DEFAULT_MODEL = "musicnn:mtt-vgg"
 UPLOAD_TYPES = ["wav", "flac", "ogg", "mp3"]
+#: Frames a panel of the feature figure shows at most.
+APP_COLUMNS = 320
 
 
 def model_choices() -> list[str]:
@@ -117,17 +120,6 @@ def feature_sound(result: DeconvResult, feature: int, y: np.ndarray, sr: int,
     return audio[0], out_sr, thumbs[0]
 
 
-def _thin(data: np.ndarray, hop: int, columns: int = 320) -> tuple[np.ndarray, int]:
-    """(frames, bins) -> at most ``columns`` frames (block maxima), with the matching hop:
-    a panel a few hundred pixels wide needs no more, and drawing is much faster."""
-    f = max(1, -(-data.shape[0] // columns))
-    if f == 1:
-        return data, hop
-    n = data.shape[0] // f * f
-    thin = data[:n].reshape(-1, f, data.shape[1]).max(axis=1)
-    return thin, hop * f
-
-
 def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any:
     """Input spectrogram, mask and auralisation side by side on one time axis, and the
     feature's activation over time below."""
@@ -141,23 +133,19 @@ def feature_figure(result: Any, feature: int, audio: np.ndarray, sr: int) -> Any
                               height_ratios=[3, 1])
     if getattr(rep, "compression", None) is None:
         feats = librosa.amplitude_to_db(np.maximum(feats, 0), ref=np.max, top_db=80.0)
-    from dataclasses import replace
-
-    feats, hop = _thin(feats, rep.hop_length)
-    thin_rep = replace(rep, hop_length=hop)
+    feats, thin_rep = thin(feats, rep, APP_COLUMNS)
     img = specshow(axes["input"], feats, thin_rep, cmap="magma")
     fig.colorbar(img, ax=axes["input"])
     axes["input"].set_title("input")
     lim = float(np.percentile(np.abs(m), 99.5)) or float(np.abs(m).max()) or 1.0
-    peak = np.where(m.max(axis=0, keepdims=True) >= -m.min(axis=0, keepdims=True), 1, -1)
-    m_thin, _ = _thin(m * peak, rep.hop_length)      # keep each band's larger-magnitude sign
-    img = specshow(axes["mask"], m_thin * peak, thin_rep, cmap="coolwarm", vmin=-lim, vmax=lim)
+    m_thin, _ = thin(m, rep, APP_COLUMNS, signed=True)
+    img = specshow(axes["mask"], m_thin, thin_rep, cmap="coolwarm", vmin=-lim, vmax=lim)
     fig.colorbar(img, ax=axes["mask"])
     axes["mask"].set_title(f"deconvolution of feature {feature}")
     S = librosa.amplitude_to_db(np.abs(librosa.stft(audio, n_fft=1024, hop_length=512)),
                                 ref=np.max, top_db=80.0)
-    S, s_hop = _thin(S.T, 512)
-    img = librosa.display.specshow(S.T, sr=sr, hop_length=s_hop, x_axis="time", y_axis="log",
+    S, s_rep = thin(S.T, LinearSpectrogram(sr=sr, n_fft=1024, hop_length=512), APP_COLUMNS)
+    img = librosa.display.specshow(S.T, sr=sr, hop_length=s_rep.hop_length, x_axis="time", y_axis="log",
                                    ax=axes["sound"], cmap="magma")
     fig.colorbar(img, ax=axes["sound"])
     axes["sound"].set_title("auralisation (dB)")

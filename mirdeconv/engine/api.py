@@ -14,9 +14,10 @@ from ..options import DeconvOptions, parse_features, resolve
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .cache import compiled
-from .patches import Patching, model_input
+from .chunks import Chunk, combine_stats, plan_chunks
+from .patches import Patching, model_input, normalize_track
 from .program import Program
-from .stats import activation_stats
+from .stats import ActivationStats, activation_stats
 
 __all__ = ["DeconvResult", "deconvolve", "check_model"]
 
@@ -164,22 +165,89 @@ def deconvolve(
     feats = parse_features(features, info.n_features)
     track = _track(model, audio, sr, track)
     whole = _goes_whole(model, info, track, opts.mode)
-    x, patching = model_input(model, track.frames, whole, info.stride[0] or 1)
     prog = compiled(model, info, opts.method, opts.precision)
-    act, saved, elems = prog.forward(x)
-    stats = activation_stats(act.numpy(), info, feats, patching)
-    native_ft = whole and model.input_axes.startswith("NFT")
-    masks = _backward(prog, (act, saved), feats, opts, model, patching, (whole, native_ft),
-                      _chunk_size(opts, elems * len(patching.starts), len(feats)),
-                      margin=min(info.receptive_field[0], patching.length // 4),
-                      progress=Progress(progress, len(feats), f"{info.name} ({opts.method})",
-                                        "feature"))
+    plan = _plan(prog, model, info, track, opts) if whole and info.time_agnostic else None
+    label = f"{info.name} ({opts.method})"
+    if plan is None or len(plan) == 1:
+        x, patching = model_input(model, track.frames, whole, info.stride[0] or 1)
+        with Progress(progress, len(feats), label, "feature") as bar:
+            masks, act = _piece(prog, x, patching, model, info, feats, opts, whole, bar)
+        stats = activation_stats(act, info, feats, patching)
+    else:
+        masks, stats = _chunked(prog, plan, model, info, track, feats, opts,
+                                Progress(progress, len(feats) * len(plan), label, "feature"))
     masks[stats.all_zero] = 0.0
     return DeconvResult(
         masks=masks, features=feats, dead=stats.dead, activation_max=stats.max,
         activation_mean=stats.mean, fraction_active=stats.fraction, activations=stats.over_time,
         layer=info, options=opts, mode="whole" if whole else "patches", track=track,
         model=model.name, dead_reason=stats.dead_reason)
+
+
+def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel, info: LayerInfo,
+           feats: list[int], opts: DeconvOptions, whole: bool, bar: Progress
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass over ``x`` (the track, a chunk of it, or its patches), then every
+    feature's mask: (masks (F, n_frames, n_bands), the layer's output as numpy)."""
+    act, saved, elems = prog.forward(x)
+    native_ft = whole and model.input_axes.startswith("NFT")
+    masks = _backward(prog, (act, saved), feats, opts, model, patching, (whole, native_ft),
+                      _chunk_size(opts, elems * len(patching.starts), len(feats)),
+                      margin=min(info.receptive_field[0], patching.length // 4), progress=bar)
+    return masks, act.numpy()
+
+
+#: Share of the memory budget the forward pass of one chunk may hold.
+FORWARD_SHARE = 16
+#: Frames of the probe that measures a layer's forward memory per frame.
+PROBE_FRAMES = 512
+
+
+def _plan(prog: Program, model: FrozenModel, info: LayerInfo, track: TrackInput,
+          opts: DeconvOptions) -> list[Chunk] | None:
+    """Chunks of the track whose forward pass holds at most 1/FORWARD_SHARE of the budget
+    (measured per frame on a probe), or None when the track fits in one."""
+    stride, rf = info.stride[0] or 1, info.receptive_field[0]
+    n = track.n_frames
+    probe = min(n, max(PROBE_FRAMES, 2 * rf))
+    if probe >= n:
+        return None
+    x, _ = model_input(model, track.frames[:probe], True, stride)
+    elems = prog.forward(x)[2]
+    per_frame = 4.0 * elems / probe
+    core = int(opts.budget / FORWARD_SHARE / per_frame) - 2 * rf
+    if core >= n:
+        return None
+    return plan_chunks(n, max(core, 4 * stride, rf), rf, stride)
+
+
+def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerInfo,
+             track: TrackInput, feats: list[int], opts: DeconvOptions, bar: Progress
+             ) -> tuple[np.ndarray, ActivationStats]:
+    """The whole-track result, chunk by chunk (:mod:`mirdeconv.engine.chunks`): each chunk's
+    core of the masks into one (F, n_frames, n_bands) array, the statistics combined."""
+    frames = normalize_track(model, track.frames)
+    masks = np.zeros((len(feats), track.n_frames, model.representation.n_bands), np.float32)
+    parts = []
+    with bar:
+        for c in plan:
+            x, patching = model_input(model, frames[c.start:c.stop], True, info.stride[0] or 1,
+                                      normalized=True)
+            m, act = _piece(prog, x, patching, model, info, feats, opts, True, bar)
+            masks[:, c.start + c.core.start:c.start + c.core.stop] = m[:, c.core]
+            act = _crop_units(act, info, c)
+            n_units = act.shape[info.time_axis]
+            if n_units:                 # (a last core shorter than the layer's stride has none)
+                parts.append((activation_stats(act, info, feats,
+                                               Patching([0], n_units, n_units)), n_units))
+    return masks, combine_stats(parts)
+
+
+def _crop_units(act: np.ndarray, info: LayerInfo, chunk: Chunk) -> np.ndarray:
+    """The layer's output over the chunk's core units only."""
+    index = [slice(None)] * act.ndim
+    index[info.time_axis] = chunk.units
+    return act[tuple(index)]
 
 
 def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,

@@ -16,7 +16,7 @@ import numpy as np
 from ..model import FrozenModel
 from ..normalization import get_normalization, standardize
 
-__all__ = ["Patching", "model_input", "patch_starts", "patch_weights"]
+__all__ = ["Patching", "model_input", "normalize_track", "patch_starts", "patch_weights"]
 
 
 def patch_starts(n_frames: int, length: int, hop: int | None = None, stride: int = 1
@@ -94,8 +94,15 @@ class Patching:
         return acc[:, :self.n_frames]
 
 
-def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int = 1
-                ) -> tuple[np.ndarray, Patching]:
+def normalize_track(model: FrozenModel, frames: np.ndarray) -> np.ndarray:
+    """The track's frames (n_frames, n_bands) normalised as the model normalises a whole
+    track (unchanged for models that normalise each patch, or nothing)."""
+    norm = get_normalization(model.input_normalization)
+    return frames if norm.per_patch else norm.apply(frames[None])[0]
+
+
+def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int = 1,
+                normalized: bool = False) -> tuple[np.ndarray, Patching]:
     """The model input for a track: one item (whole) or patches of the model's length, the
     last padded with the track's minimum (silence in any compression); normalised as the
     model asks (:mod:`mirdeconv.normalization`: the track before it is cut, or each patch as
@@ -111,15 +118,17 @@ def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int
     stride : int
         The layer's stride along time (frames): patches start on its grid (unless the model
         fixes its own hop).
+    normalized : bool
+        ``frames`` are already normalised as the whole track (:func:`normalize_track`): a
+        chunk of a long track.
 
     Returns
     -------
     x : np.ndarray, float32, shape (n_items, *input_shape[1:])
     patching : Patching
     """
-    norm = get_normalization(model.input_normalization)
-    if not norm.per_patch:
-        frames = norm.apply(frames[None])[0]
+    if not normalized:
+        frames = normalize_track(model, frames)
     n_frames = frames.shape[0]
     if whole:
         return model.to_input(frames[None]), Patching([0], n_frames, n_frames)

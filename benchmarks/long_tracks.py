@@ -1,0 +1,69 @@
+"""Long tracks: peak RSS and seconds per audio-minute for 1, 3, 10 and 30-minute tracks.
+
+Each run is a fresh process (``mirdeconv deconvolve musicnn:mtt-vgg TRACK --layer 3CNN
+--features 0-3``, the default memory budget) on the demo mix tiled to the length; the
+table gives peak RSS (``resource.getrusage``), wall time, seconds per audio-minute, and both
+as a ratio to the 3-minute track's, side by side in one run.
+
+Run: python benchmarks/long_tracks.py [--minutes 1,3,10,30] [--layer 3CNN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from mirdeconv.demo import demo_track
+
+CODE = ("import json, resource, sys; from mirdeconv.cli import main; rc = main(sys.argv[1:]); "
+        "print(json.dumps({'rc': rc, 'peak': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
+
+
+def run(track: Path, layer: str, out: Path) -> tuple[float, float]:
+    """(peak RSS in GB, wall seconds) of one deconvolution in a fresh process."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", CODE, "deconvolve", "musicnn:mtt-vgg", str(track),
+                        "--layer", layer, "--features", "0-3", "--out", str(out)],
+                       capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak"] * 1024 / 1e9, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", default="1,3,10,30")
+    ap.add_argument("--layer", default="3CNN")
+    args = ap.parse_args()
+    minutes = [int(m) for m in args.minutes.split(",")]
+    base = demo_track(sr=16000, seconds=60.0, kind="mix")
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="mirdeconv-long-") as tmp:
+        tmp = Path(tmp)
+        run_short = tmp / "warm.flac"           # the zoo model converted, caches warm
+        sf.write(run_short, base[:16000 * 10], 16000)
+        run(run_short, args.layer, tmp / "warm")
+        for m in minutes:
+            path = tmp / f"{m}min.flac"
+            sf.write(path, np.tile(base, m), 16000)
+            rows[m] = run(path, args.layer, tmp / f"out{m}")
+    ref = rows.get(3, rows[minutes[0]])
+    print(f"mtt-vgg {args.layer}, features 0-3, default memory budget; ratios to the "
+          f"{3 if 3 in rows else minutes[0]}-minute track")
+    print("| track | peak RSS GB | vs ref | wall s | s per audio-minute | vs ref |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for m, (peak, wall) in rows.items():
+        per = wall / m
+        print(f"| {m} min | {peak:.2f} | {peak / ref[0]:.2f}x | {wall:.1f} | {per:.2f} | "
+              f"{per / (ref[1] / (3 if 3 in rows else minutes[0])):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,6 +39,10 @@ class SilentAudioError(AudioError):
     """The audio is digital silence, so every feature would be zero."""
 
 
+class AudioTooLongError(AudioError):
+    """The audio is longer than this front end takes (the app's upload limit)."""
+
+
 class AudioTooShortError(AudioError):
     """The audio is shorter than the receptive field of the requested layer."""
 

@@ -35,7 +35,8 @@ from .errors import FeatureIndexError, InvalidOptionError
 
 __all__ = [
     "Method", "METHODS", "TARGETS", "MODES", "PRECISIONS", "READINGS", "SIGNS", "OUTPUT_RATES",
-    "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "UPLOAD_LIMIT_MB", "DeconvOptions", "SoundOptions",
+    "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "UPLOAD_LIMIT_MB", "UPLOAD_LIMIT_MINUTES",
+    "DeconvOptions", "SoundOptions",
     "parse_features", "feature_ranges", "parse_size", "Environment", "environment", "env_value", "Choice",
     "choices", "check_choice", "resolve",
 ]
@@ -110,6 +111,8 @@ FORMATS: dict[str, str] = {"wav": "16-bit WAV", "flac": "16-bit FLAC"}
 #: Largest upload the app takes, in MB (Streamlit enforces it: ``.streamlit/config.toml`` for
 #: ``streamlit run streamlit_app.py``, a flag for ``mirdeconv app``; a test keeps them equal).
 UPLOAD_LIMIT_MB = 50
+#: Longest track the app takes as an upload, in minutes, unless ``MIRDECONV_UPLOAD_MINUTES``.
+UPLOAD_LIMIT_MINUTES = 10.0
 
 #: Memory one chunk of the engine's backward pass may use, in bytes, unless overridden
 #: (``memory=``, ``--memory``, ``MIRDECONV_MEMORY``).
@@ -383,6 +386,9 @@ class Environment:
         ``MIRDECONV_PLUGIN_PATH``: folders of plugin files (``os.pathsep``-separated).
     allow_model_upload : bool
         ``MIRDECONV_ALLOW_MODEL_UPLOAD=1``: the app offers model uploads.
+    upload_minutes : float
+        ``MIRDECONV_UPLOAD_MINUTES``: the longest track the app takes as an upload
+        (default :data:`UPLOAD_LIMIT_MINUTES`).
     verbose : bool
         ``MIRDECONV_VERBOSE=1``: TensorFlow's and dependencies' log lines reach the terminal.
     memory : str or None
@@ -394,12 +400,26 @@ class Environment:
     musicnn_wheel: Path | None = None
     plugin_path: tuple[Path, ...] = ()
     allow_model_upload: bool = False
+    upload_minutes: float = UPLOAD_LIMIT_MINUTES
     verbose: bool = False
     memory: str | None = None
 
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _minutes(value: str | None) -> float:
+    if value is None:
+        return UPLOAD_LIMIT_MINUTES
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise InvalidOptionError(f"MIRDECONV_UPLOAD_MINUTES must be a positive number of "
+                                 f"minutes, got {value!r}")
+    return minutes
 
 
 def _paths(value: str | None) -> tuple[Path, ...]:
@@ -419,6 +439,7 @@ def environment(environ: Mapping[str, str] | None = None) -> Environment:
         musicnn_wheel=Path(get("MUSICNN_WHEEL")) if get("MUSICNN_WHEEL") else None,
         plugin_path=_paths(get("PLUGIN_PATH")),
         allow_model_upload=_flag(get("ALLOW_MODEL_UPLOAD")),
+        upload_minutes=_minutes(get("UPLOAD_MINUTES")),
         verbose=_flag(get("VERBOSE")),
         memory=get("MEMORY"),
     )

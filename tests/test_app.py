@@ -143,3 +143,25 @@ def test_operator_can_allow_model_uploads(zoo_cache, monkeypatch):
     assert not at.exception and any("Upload a model" in i.value for i in at.info)
     monkeypatch.delenv("MIRDECONV_ALLOW_MODEL_UPLOAD")
     importlib.reload(page)
+
+
+def test_uploads_are_limited_by_duration(tmp_path, monkeypatch):
+    """Checked from the header before decoding; the limit comes from MIRDECONV_UPLOAD_MINUTES
+    (default 10) and the message names it."""
+    import io
+
+    import soundfile as sf
+
+    from mirdeconv.errors import AudioTooLongError, InvalidOptionError
+
+    buf = io.BytesIO()
+    sf.write(buf, tone_track(8000, 6.0), 8000, format="WAV")
+    assert logic.upload_minutes() == 10.0
+    assert logic.decode_upload(buf.getvalue(), "six.wav")[0].shape == (48000,)
+    monkeypatch.setenv("MIRDECONV_UPLOAD_MINUTES", "0.05")          # 3 s
+    with pytest.raises(AudioTooLongError, match=r"six.wav is 0.1 minutes long; the app takes "
+                                                r"tracks up to 0.05 minutes"):
+        logic.decode_upload(buf.getvalue(), "six.wav")
+    monkeypatch.setenv("MIRDECONV_UPLOAD_MINUTES", "ten")
+    with pytest.raises(InvalidOptionError, match="MIRDECONV_UPLOAD_MINUTES must be a positive"):
+        logic.upload_minutes()

@@ -16,9 +16,9 @@ from ..audio import load
 from ..auralisation import Auralisation, auralise_masks, auralise_result
 from ..demo import demo_track
 from ..engine import DeconvResult, deconvolve
-from ..errors import AudioError, UnsupportedAudioError
+from ..errors import AudioError, AudioTooLongError, UnsupportedAudioError
 from ..loading import load_model
-from ..options import DeconvOptions, SoundOptions
+from ..options import DeconvOptions, SoundOptions, environment
 from ..plot import pictures, specshow, thin
 from ..prediction import TOP, predict, summary
 from ..registry import models
@@ -57,13 +57,19 @@ def demo_audio(name: str) -> tuple[np.ndarray, int]:
     return demo_track(sr=DEMO_SR, seconds=seconds, kind=kind), DEMO_SR
 
 
-def decode_upload(data: bytes, filename: str) -> tuple[np.ndarray, int]:
+def decode_upload(data: bytes, filename: str, max_minutes: float | None = None
+                  ) -> tuple[np.ndarray, int]:
     """Decode an uploaded audio file; the temporary copy is removed at once.
+
+    ``max_minutes`` (default ``MIRDECONV_UPLOAD_MINUTES`` or
+    :data:`mirdeconv.options.UPLOAD_LIMIT_MINUTES`) is checked from the file's header,
+    before it is decoded.
 
     Raises
     ------
     AudioError
-        (UnsupportedAudioError, InvalidAudioError, SilentAudioError) naming the file.
+        (UnsupportedAudioError, InvalidAudioError, SilentAudioError, AudioTooLongError)
+        naming the file.
     """
     suffix = Path(filename).suffix.lower()
     if suffix.lstrip(".") not in UPLOAD_TYPES:
@@ -73,12 +79,32 @@ def decode_upload(data: bytes, filename: str) -> tuple[np.ndarray, int]:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         try:
+            _check_duration(tmp, filename, max_minutes)
             return load(tmp)
         except AudioError as exc:  # name the user's file, not the temporary copy
             raise type(exc)(str(exc).replace(tmp, filename).replace(Path(tmp).name, filename)) \
                 from None
     finally:
         os.unlink(tmp)
+
+
+def upload_minutes() -> float:
+    """The longest track the app takes as an upload, in minutes."""
+    return environment().upload_minutes
+
+
+def _check_duration(path: str, filename: str, max_minutes: float | None) -> None:
+    import soundfile as sf
+
+    limit = upload_minutes() if max_minutes is None else max_minutes
+    try:
+        seconds = sf.info(path).duration
+    except (sf.LibsndfileError, RuntimeError):
+        return                       # load() names what is wrong with the file
+    if seconds > 60 * limit:
+        raise AudioTooLongError(f"{filename} is {seconds / 60:.1f} minutes long; the app takes "
+                                f"tracks up to {limit:g} minutes (MIRDECONV_UPLOAD_MINUTES); "
+                                "use mirdeconv auralise on the command line for longer ones")
 
 
 def layer_result(model: Any, y: np.ndarray, sr: int, layer: str,

@@ -17,7 +17,7 @@ import streamlit as st
 
 from .. import backend
 from ..errors import MirdeconvError
-from ..options import DeconvOptions, SoundOptions, choices, environment
+from ..options import UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, environment
 from . import logic
 
 UPLOAD_CHOICE = "upload a model ..."
@@ -169,7 +169,9 @@ def _pick_layer(sb, model):
 
 def _pick_track(sb):
     tracks = list(logic.DEMO_TRACKS)
-    uploaded = sb.file_uploader("Upload a track", type=logic.UPLOAD_TYPES, key="upload")
+    uploaded = sb.file_uploader("Upload a track", type=logic.UPLOAD_TYPES, key="upload",
+                                help=f"up to {UPLOAD_LIMIT_MB} MB and "
+                                     f"{logic.upload_minutes():g} minutes")
     if uploaded is not None:
         tracks.insert(0, f"upload: {uploaded.name}")
     track = sb.selectbox("Track", tracks, key="track")

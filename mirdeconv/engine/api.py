@@ -197,16 +197,21 @@ def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel,
     return masks, act.numpy()
 
 
-#: Share of the memory budget the forward pass of one chunk may hold.
-FORWARD_SHARE = 16
+#: Share of the memory budget one chunk's forward pass and one feature's backward pass
+#: may hold together (the rest goes to backward passes of more features at once).
+FORWARD_SHARE = 4
+#: Bytes per element of a layer's tensors the forward pass and one feature's backward pass
+#: hold: float32, saved once, and about three temporaries on the way back.
+BYTES_PER_ELEMENT = 4 * (1 + 3)
 #: Frames of the probe that measures a layer's forward memory per frame.
 PROBE_FRAMES = 512
 
 
 def _plan(prog: Program, model: FrozenModel, info: LayerInfo, track: TrackInput,
           opts: DeconvOptions) -> list[Chunk] | None:
-    """Chunks of the track whose forward pass holds at most 1/FORWARD_SHARE of the budget
-    (measured per frame on a probe), or None when the track fits in one."""
+    """Chunks of the track whose forward pass and one feature's backward pass hold at most
+    1/FORWARD_SHARE of the budget (measured per frame on a probe), or None when the track
+    fits in one."""
     stride, rf = info.stride[0] or 1, info.receptive_field[0]
     n = track.n_frames
     probe = min(n, max(PROBE_FRAMES, 2 * rf))
@@ -214,7 +219,7 @@ def _plan(prog: Program, model: FrozenModel, info: LayerInfo, track: TrackInput,
         return None
     x, _ = model_input(model, track.frames[:probe], True, stride)
     elems = prog.forward(x)[2]
-    per_frame = 4.0 * elems / probe
+    per_frame = BYTES_PER_ELEMENT * elems / probe
     core = int(opts.budget / FORWARD_SHARE / per_frame) - 2 * rf
     if core >= n:
         return None

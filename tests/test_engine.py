@@ -249,3 +249,6 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     np.testing.assert_allclose(parts.activation_mean, one.activation_mean, rtol=1e-5)
     np.testing.assert_allclose(parts.fraction_active, one.fraction_active, rtol=1e-6)
     np.testing.assert_array_equal(parts.activations, one.activations)
+    top = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="1M")
+    ref = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max")
+    np.testing.assert_allclose(top.masks, ref.masks, rtol=0, atol=1e-6 * np.abs(ref.masks).max())

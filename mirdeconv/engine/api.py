@@ -166,7 +166,9 @@ def deconvolve(
     track = _track(model, audio, sr, track)
     whole = _goes_whole(model, info, track, opts.mode)
     prog = compiled(model, info, opts.method, opts.precision)
-    plan = _plan(prog, model, info, track, opts) if whole and info.time_agnostic else None
+    # chunks for the map target (the strongest unit of the track is not any chunk's own)
+    plan = _plan(prog, model, info, track, opts) \
+        if whole and info.time_agnostic and opts.target == "map" else None
     label = f"{info.name} ({opts.method})"
     if plan is None or len(plan) == 1:
         x, patching = model_input(model, track.frames, whole, info.stride[0] or 1)

@@ -2,7 +2,7 @@
 
 Each run is a fresh process (``mirdeconv deconvolve musicnn:mtt-vgg TRACK --layer 3CNN
 --features 0-3``, the default memory budget) on the demo mix tiled to the length; the
-table gives peak RSS (``resource.getrusage``), wall time, seconds per audio-minute, and both
+table gives peak RSS (``VmHWM``), wall time, seconds per audio-minute, and both
 as a ratio to the 3-minute track's, side by side in one run.
 
 Run: python benchmarks/long_tracks.py [--minutes 1,3,10,30] [--layer 3CNN]
@@ -23,8 +23,11 @@ import soundfile as sf
 
 from mirdeconv.demo import demo_track
 
-CODE = ("import json, resource, sys; from mirdeconv.cli import main; rc = main(sys.argv[1:]); "
-        "print(json.dumps({'rc': rc, 'peak': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
+#: The peak is /proc/self/status's VmHWM (this process's own, since exec; ru_maxrss would keep
+#: the high-water mark inherited from the parent at fork).
+CODE = ("import json, re, sys; from mirdeconv.cli import main; rc = main(sys.argv[1:]); "
+        "kb = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+        "print(json.dumps({'rc': rc, 'peak': int(kb)}))")
 
 
 def run(track: Path, layer: str, out: Path) -> tuple[float, float]:

@@ -22,10 +22,11 @@ PEAK_GB = 2.5
 def test_a_30_minute_track_stays_under_the_memory_target(zoo_cache, tmp_path):
     y = np.tile(demo_track(sr=16000, seconds=60.0, kind="mix"), 30)
     sf.write(tmp_path / "set.flac", y, 16000)
-    code = ("import json, resource, sys; from mirdeconv.cli import main; "
-            "rc = main(sys.argv[1:]); "
-            "print(json.dumps({'rc': rc, 'peak': resource.getrusage("
-            "resource.RUSAGE_SELF).ru_maxrss * 1024}))")
+    # VmHWM: the peak of this process's own memory since exec (ru_maxrss would keep the
+    # parent's high-water mark, inherited at fork: the whole pytest session's)
+    code = ("import json, re, sys; from mirdeconv.cli import main; rc = main(sys.argv[1:]); "
+            "kb = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+            "print(json.dumps({'rc': rc, 'peak': int(kb) * 1024}))")
     r = subprocess.run([sys.executable, "-c", code, "deconvolve", "musicnn:mtt-vgg",
                         str(tmp_path / "set.flac"), "--layer", "3CNN", "--features", "0-3",
                         "--out", str(tmp_path / "out")], capture_output=True, text=True,

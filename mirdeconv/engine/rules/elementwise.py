@@ -67,9 +67,16 @@ def nonlinear(ctx: Context, step: Step) -> None:
 
     rect_full = tf.nn.relu if method.rectify else identity
     rect = identity if step.node.name in ctx.rectified_by_pool else rect_full
-    step.derivative = lambda env: deriv(tf, env[x_t], env[out], alpha)
+    _method_rule(ctx, step, lambda env: deriv(tf, env[x_t], env[out], alpha), rect, rect_full)
+
+
+def _method_rule(ctx: Context, step: Step, derivative: Any, rect: Any, rect_full: Any) -> None:
+    """A non-linearity's step under the method: ``rect(g)``, times ``f'(x)`` (``derivative``,
+    from the forward pass) when the method uses it; ``rect_full`` on the compact path."""
+    tf = ctx.tf
+    step.derivative = derivative
     step.channelwise, step.channel_op = True, ("nonlinear", None)
-    if method.derivative:
+    if ctx.method.derivative:
         step.save = [step.derivative]
         step.rule = lambda g, sv, F: [rect(g) * sv[0]]
         step.compact_rule = lambda g, sv, feats: rect_full(g) * per_feature(tf, sv[0], feats)
@@ -88,18 +95,10 @@ def composite(ctx: Context, step: Step) -> None:
     """A composite activation ``y = f(x)`` (GELU, swish, mish, PReLU ...) as one
     non-linearity: the method's rule with ``f'(x)`` from TensorFlow's own gradient of the
     element-wise operations (``d sum(y) / dx`` is ``f'(x)`` for an element-wise ``f``)."""
-    tf, method = ctx.tf, ctx.method
+    tf = ctx.tf
     x_t, out = step.inputs[0], step.output
-    rect = tf.nn.relu if method.rectify else (lambda g: g)
-    step.derivative = lambda env: tf.gradients(env[out], env[x_t])[0]
-    step.channelwise, step.channel_op = True, ("nonlinear", None)
-    if method.derivative:
-        step.save = [step.derivative]
-        step.rule = lambda g, sv, F: [rect(g) * sv[0]]
-        step.compact_rule = lambda g, sv, feats: rect(g) * per_feature(tf, sv[0], feats)
-    else:
-        step.rule = lambda g, sv, F: [rect(g)]
-        step.compact_rule = lambda g, sv, feats: rect(g)
+    rect = tf.nn.relu if ctx.method.rectify else (lambda g: g)
+    _method_rule(ctx, step, lambda env: tf.gradients(env[out], env[x_t])[0], rect, rect)
 
 
 # -- arithmetic -------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_deconvolve(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
-    from .engine import deconvolve
+    from .engine import deconvolve, memory_plan
     from .export import save_result
     from .options import feature_ranges, parse_features
     from .store import prepare_folder
@@ -129,7 +129,11 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     model = _open_model(args)
     info = model.layer(args.layer)
     feats = parse_features(args.features, info.n_features)
-    res = deconvolve(model, y, sr, layer=info.name, features=feats, options=opts, progress=True)
+    track = model.representation.prepare(y, sr)
+    print(memory_plan(model, track, layer=info.name, features=feats, options=opts).describe(),
+          file=sys.stderr)             # refuses (exit 2) when one piece cannot fit
+    res = deconvolve(model, track=track, layer=info.name, features=feats, options=opts,
+                     progress=True)
     out = prepare_folder(Path(args.out) / Path(args.audio).stem / info.name)
     files = save_result(res, out, png=not args.no_png, identity=model.identity(), progress=True)
     n_dead = int(res.dead.sum())

@@ -84,6 +84,10 @@ class InvalidOptionError(MirdeconvError, ValueError):
     """An option has a value outside the allowed set (method, target, ...)."""
 
 
+class MemoryBudgetError(InvalidOptionError):
+    """Even the smallest piece of the work does not fit in the memory budget."""
+
+
 class OutputError(MirdeconvError, OSError):
     """The output folder cannot be written."""
 

@@ -35,7 +35,8 @@ from .errors import FeatureIndexError, InvalidOptionError
 
 __all__ = [
     "Method", "METHODS", "TARGETS", "MODES", "PRECISIONS", "READINGS", "SIGNS", "OUTPUT_RATES",
-    "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "UPLOAD_LIMIT_MB", "UPLOAD_LIMIT_MINUTES",
+    "NORMALIZATIONS", "FORMATS", "DEFAULT_MEMORY", "default_memory", "machine_memory",
+    "UPLOAD_LIMIT_MB", "UPLOAD_LIMIT_MINUTES",
     "DeconvOptions", "SoundOptions",
     "parse_features", "feature_ranges", "parse_size", "Environment", "environment", "env_value", "Choice",
     "choices", "check_choice", "resolve",
@@ -114,9 +115,36 @@ UPLOAD_LIMIT_MB = 50
 #: Longest track the app takes as an upload, in minutes, unless ``MIRDECONV_UPLOAD_MINUTES``.
 UPLOAD_LIMIT_MINUTES = 10.0
 
-#: Memory one chunk of the engine's backward pass may use, in bytes, unless overridden
-#: (``memory=``, ``--memory``, ``MIRDECONV_MEMORY``).
-DEFAULT_MEMORY = 4 << 30
+def machine_memory() -> int | None:
+    """Bytes of RAM this process may use: the machine's, or its cgroup's limit if lower
+    (None when neither can be read)."""
+    found = []
+    try:
+        found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            found.append(int(limit))
+    except OSError:
+        pass
+    return min(found) if found else None
+
+
+def default_memory(ram: int | None = None) -> int:
+    """The default budget: a fifth of the RAM (:func:`machine_memory`), in steps of 256 MiB,
+    between 512 MiB and 4 GiB (4 GiB when the RAM is unknown)."""
+    ram = machine_memory() if ram is None else ram
+    if ram is None:
+        return 4 << 30
+    step = 256 << 20
+    return int(min(4 << 30, max(512 << 20, ram // 5 // step * step)))
+
+
+#: The memory budget, in bytes, unless overridden (``memory=``, ``--memory``,
+#: ``MIRDECONV_MEMORY``): :func:`default_memory` of this machine (4 GiB with 24 GB of RAM).
+DEFAULT_MEMORY = default_memory()
 
 
 def _choice(table: Mapping[str, Any], label: str, short: str | None = None) -> dict[str, Any]:
@@ -144,8 +172,10 @@ class DeconvOptions:
     precision : {"float32", "bfloat16"}
         Arithmetic of the backward pass (the forward pass is always float32).
     memory : int, str or None
-        Bytes one chunk of features may use in the backward pass (an int, or a size such as
-        ``"2G"``); None: ``MIRDECONV_MEMORY`` or :data:`DEFAULT_MEMORY`.
+        The memory budget of the work (an int, or a size such as ``"2G"``): one piece of a
+        track (a chunk or a batch of patches) holds at most a quarter of it, and features go
+        backward in groups that fit it (:mod:`mirdeconv.engine.memory`); None:
+        ``MIRDECONV_MEMORY`` or :data:`DEFAULT_MEMORY`.
 
     Raises
     ------
@@ -159,8 +189,9 @@ class DeconvOptions:
     mode: str = field(default="auto", metadata=_choice(MODES, "Mode"))
     precision: str = field(default="float32", metadata=_choice(PRECISIONS, "Precision"))
     memory: int | None = field(default=None, metadata={
-        "label": "Memory", "help": f"bytes one chunk of features may use (e.g. 2G; default: "
-                                   f"MIRDECONV_MEMORY or {DEFAULT_MEMORY >> 30}G)"})
+        "label": "Memory", "help": f"memory budget of the work (e.g. 2G; default: "
+                                   f"MIRDECONV_MEMORY or {DEFAULT_MEMORY / 2**30:g}G, from this "
+                                   "machine's RAM)"})
 
     def __post_init__(self) -> None:
         _check_choices(self)

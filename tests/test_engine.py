@@ -12,6 +12,7 @@ from mirdeconv.errors import (
     AudioTooShortError,
     FeatureIndexError,
     InvalidOptionError,
+    MemoryBudgetError,
     ModelLoadError,
     UnknownLayerError,
 )
@@ -70,12 +71,19 @@ def test_auto_mode_picks_whole_for_fully_convolutional(fcn, track):
 
 def test_chunks_do_not_change_the_result(fcn, track):
     a = deconvolve(fcn, track, 16000, layer="c2")
-    b = deconvolve(fcn, track, 16000, layer="c2", memory=1)  # one feature per chunk
+    b = deconvolve(fcn, track, 16000, layer="c2", memory="512k")  # ~2 features per pass
     np.testing.assert_allclose(a.masks, b.masks, atol=1e-6 * np.abs(a.masks).max())
     calls = []
-    deconvolve(fcn, track, 16000, layer="c2", memory=1, progress=lambda d, t: calls.append((d, t)))
-    n = len(calls)          # one byte: the track goes in chunks too, each chunk 8 features
-    assert n > 8 and n % 8 == 0 and calls == [(k, n) for k in range(1, n + 1)]
+    deconvolve(fcn, track, 16000, layer="c2", memory="512k",
+               progress=lambda d, t: calls.append((d, t)))
+    total = calls[-1][1]     # the track goes in chunks too (79), each chunk 8 features
+    assert total == 8 * 79 and calls[-1] == (total, total) and len(calls) > 79
+    assert all(t == total for _, t in calls) and all(a < b for (a, _), (b, _) in
+                                                     zip(calls, calls[1:]))
+    with pytest.raises(MemoryBudgetError, match=r"the smallest chunk of layer c2 \(two receptive "
+                       r"fields\) needs ~\d+ KiB, more than the memory budget of 1 B; give a "
+                       r"larger --memory"):
+        deconvolve(fcn, track, 16000, layer="c2", memory=1)
 
 
 def test_feature_subset_equals_slice_of_all(fcn, track):
@@ -224,8 +232,8 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     """With a budget so small that every chunk's core is shorter than twice the layer's
     receptive field (so fields reach across the cuts), the chunked masks and statistics equal the
     one-piece result."""
-    from mirdeconv.engine.api import _plan
     from mirdeconv.engine.cache import compiled
+    from mirdeconv.engine.memory import plan_memory
 
     keras.utils.set_random_seed(3)
     L = keras.layers
@@ -238,8 +246,8 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     m = mirdeconv.load_model(keras.Model(inp, x), representation=rep)
     y = (0.3 * np.random.default_rng(0).standard_normal(8000 * 12)).astype(np.float32)
     info = m.layer("p2")
-    plan = _plan(compiled(m, info, method, "float32"), m, info, rep.prepare(y, 8000),
-                 mirdeconv.DeconvOptions(memory="1M"))
+    plan = plan_memory(compiled(m, info, method, "float32"), m, info, rep.prepare(y, 8000),
+                       mirdeconv.DeconvOptions(memory="1M"), True, 16).chunks
     assert len(plan) > 20 and all(c.core.stop - c.core.start < 2 * info.receptive_field[0]
                                   for c in plan)
     one = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="64G")
@@ -249,6 +257,27 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     np.testing.assert_allclose(parts.activation_mean, one.activation_mean, rtol=1e-5)
     np.testing.assert_allclose(parts.fraction_active, one.fraction_active, rtol=1e-6)
     np.testing.assert_array_equal(parts.activations, one.activations)
-    top = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="1M")
-    ref = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max")
-    np.testing.assert_allclose(top.masks, ref.masks, rtol=0, atol=1e-6 * np.abs(ref.masks).max())
+    with pytest.raises(MemoryBudgetError, match=r"target 'max' takes the whole track in one "
+                       r"piece .*: ~\d+ MiB, more than the memory budget of 1 MiB"):
+        mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="1M")
+
+
+def test_patches_in_batches_equal_one_pass(fcn, track):
+    """Under a small budget the track's patches go through the graph a few at a time; the
+    weighted overlap-add of the batches and the statistics equal one pass over all patches."""
+    from mirdeconv.engine import memory_plan
+
+    tr = fcn.representation.prepare(track, 16000)
+    opts = mirdeconv.DeconvOptions(mode="patches", memory="10M")
+    plan = memory_plan(fcn, tr, layer="p2", options=opts)
+    assert plan.unit == "patch" and plan.n_patches == 19 and 1 < plan.patches_per_pass < 19
+    assert plan.n_pieces == -(-19 // plan.patches_per_pass)
+    one = deconvolve(fcn, track=tr, layer="p2", mode="patches", memory="1G")
+    parts = deconvolve(fcn, track=tr, layer="p2", options=opts)
+    np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-6 * np.abs(one.masks).max())
+    np.testing.assert_allclose(parts.activation_max, one.activation_max, rtol=1e-6)
+    np.testing.assert_allclose(parts.activation_mean, one.activation_mean, rtol=1e-5)
+    np.testing.assert_allclose(parts.fraction_active, one.fraction_active, rtol=1e-5)
+    np.testing.assert_allclose(parts.activations, one.activations, rtol=0,   # batch size
+                               atol=1e-6 * np.abs(one.activations).max())  # changes oneDNN's sums
+    assert "batches of" in plan.describe() and "budget 10 MiB" in plan.describe()

@@ -40,7 +40,13 @@ def test_every_choice_is_validated_with_its_choices(cls, field, bad):
 
 def test_memory_budget_one_default_everywhere(monkeypatch):
     monkeypatch.delenv("MIRDECONV_MEMORY", raising=False)
-    assert DeconvOptions().budget == options.DEFAULT_MEMORY == 4 << 30
+    ram = options.machine_memory()
+    assert DeconvOptions().budget == options.DEFAULT_MEMORY == options.default_memory(ram)
+    if ram and ram >= 20 << 30:
+        assert options.DEFAULT_MEMORY == 4 << 30                       # these machines (24 GB)
+    assert options.default_memory(8 << 30) == 1536 << 20               # a fifth, 256 MiB steps
+    assert options.default_memory(1 << 30) == 512 << 20                # at least 512 MiB
+    assert options.default_memory(64 << 30) == 4 << 30                 # at most 4 GiB
     monkeypatch.setenv("MIRDECONV_MEMORY", "512M")
     assert DeconvOptions().budget == 512 << 20
     assert DeconvOptions(memory=1 << 30).budget == 1 << 30          # given beats the environment

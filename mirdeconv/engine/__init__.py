@@ -4,6 +4,8 @@ Rooms, from the public call down:
 
 * :mod:`.api`: :func:`deconvolve` and :class:`DeconvResult`;
 * :mod:`.patches`: whole tracks or patches, overlap-add; :mod:`.stats`: activation statistics;
+* :mod:`.memory`: the memory plan (chunks of a long track, batches of patches) under the
+  budget; :mod:`.chunks`: chunks extended by the receptive field, stitched;
 * :mod:`.cache`: compiled programs per model (weakly referenced);
 * :mod:`.program`: one graph cut compiled into backward steps, forward once, backward in chunks;
 * :mod:`.fused`: the fast paths (one channel per feature below the seed; the fused first layer);
@@ -15,12 +17,14 @@ The methods are rows of :data:`mirdeconv.options.METHODS`.  The result lives in 
 input's domain (time x bands), one mask per feature.
 """
 
-from .api import DeconvResult, check_model, deconvolve
+from .api import DeconvResult, check_model, deconvolve, memory_plan
 from .cache import cached_count, compiled, forget
 from .forward import run_graph
+from .memory import MemoryPlan
 from .patches import Patching, model_input
 from .program import Program
 from .table import RULES, register
 
-__all__ = ["deconvolve", "DeconvResult", "check_model", "model_input", "Patching", "run_graph",
+__all__ = ["deconvolve", "DeconvResult", "check_model", "memory_plan", "MemoryPlan", "model_input",
+           "Patching", "run_graph",
            "compiled", "forget", "cached_count", "Program", "RULES", "register"]

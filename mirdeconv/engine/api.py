@@ -14,12 +14,13 @@ from ..options import DeconvOptions, parse_features, resolve
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .cache import compiled
-from .chunks import Chunk, combine_stats, plan_chunks
-from .patches import Patching, model_input, normalize_track
+from .chunks import Chunk, combine_stats
+from .memory import MemoryPlan, features_per_pass, plan_memory
+from .patches import Patching, model_input, normalize_track, patch_input, plan_patches
 from .program import Program
 from .stats import ActivationStats, activation_stats
 
-__all__ = ["DeconvResult", "deconvolve", "check_model"]
+__all__ = ["DeconvResult", "deconvolve", "check_model", "memory_plan"]
 
 
 @dataclass
@@ -166,18 +167,18 @@ def deconvolve(
     track = _track(model, audio, sr, track)
     whole = _goes_whole(model, info, track, opts.mode)
     prog = compiled(model, info, opts.method, opts.precision)
-    # chunks for the map target (the strongest unit of the track is not any chunk's own)
-    plan = _plan(prog, model, info, track, opts) \
-        if whole and info.time_agnostic and opts.target == "map" else None
+    plan = plan_memory(prog, model, info, track, opts, whole, len(feats), probe_short=False)
     label = f"{info.name} ({opts.method})"
-    if plan is None or len(plan) == 1:
-        x, patching = model_input(model, track.frames, whole, info.stride[0] or 1)
-        with Progress(progress, len(feats), label, "feature") as bar:
-            masks, act = _piece(prog, x, patching, model, info, feats, opts, whole, bar)
-        stats = activation_stats(act, info, feats, patching)
+    bar = Progress(progress, len(feats) * plan.n_pieces, label, "feature")
+    if plan.chunks:
+        masks, stats = _chunked(prog, plan.chunks, model, info, track, feats, opts, bar)
+    elif plan.unit == "patch" and plan.n_pieces > 1:
+        masks, stats = _batched(prog, plan, model, info, track, feats, opts, bar)
     else:
-        masks, stats = _chunked(prog, plan, model, info, track, feats, opts,
-                                Progress(progress, len(feats) * len(plan), label, "feature"))
+        x, patching = model_input(model, track.frames, whole, info.stride[0] or 1)
+        with bar:
+            masks, act = _piece(prog, x, patching, model, info, feats, opts, whole, bar)
+        stats = activation_stats(act, info, patching)
     masks[stats.all_zero] = 0.0
     return DeconvResult(
         masks=masks, features=feats, dead=stats.dead, activation_max=stats.max,
@@ -186,46 +187,75 @@ def deconvolve(
         model=model.name, dead_reason=stats.dead_reason)
 
 
+def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, features: Any = None,
+                options: DeconvOptions | None = None) -> MemoryPlan:
+    """How :func:`deconvolve` would take ``track`` through ``layer``, and what it would hold
+    (one probe forward pass), before the work starts.
+
+    Returns
+    -------
+    MemoryPlan
+        Chunks or patch batches, bytes per piece, bytes of masks; ``plan.describe()``.
+
+    Raises
+    ------
+    MemoryBudgetError
+        Even the smallest piece does not fit in the budget.
+    """
+    opts = options or DeconvOptions()
+    model = check_model(model)
+    info = model.layer(layer)
+    feats = parse_features(features, info.n_features)
+    track = _track(model, None, None, track)
+    whole = _goes_whole(model, info, track, opts.mode)
+    return plan_memory(compiled(model, info, opts.method, opts.precision), model, info, track,
+                       opts, whole, len(feats))
+
+
 def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel, info: LayerInfo,
-           feats: list[int], opts: DeconvOptions, whole: bool, bar: Progress
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """One forward pass over ``x`` (the track, a chunk of it, or its patches), then every
-    feature's mask: (masks (F, n_frames, n_bands), the layer's output as numpy)."""
+           feats: list[int], opts: DeconvOptions, whole: bool, bar: Progress,
+           out: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass over ``x`` (the track, a chunk of it, or some of its patches), then
+    every feature's mask: (masks (F, n_frames, n_bands), the selected features of the layer's
+    output, in order, as numpy).
+
+    ``out``: (the track's masks, the first patch of ``x``) for a batch of patches, whose
+    weighted masks are added there (the caller normalises once all batches are in)."""
     act, saved, elems = prog.forward(x)
     native_ft = whole and model.input_axes.startswith("NFT")
     masks = _backward(prog, (act, saved), feats, opts, model, patching, (whole, native_ft),
-                      _chunk_size(opts, elems * len(patching.starts), len(feats)),
-                      margin=min(info.receptive_field[0], patching.length // 4), progress=bar)
-    return masks, act.numpy()
+                      features_per_pass(opts, elems * len(x), len(feats)),
+                      margin=_margin(info, patching), progress=bar, out=out)
+    return masks, prog.tf.gather(act, feats, axis=info.feature_axis).numpy()
 
 
-#: Share of the memory budget one chunk's forward pass and one feature's backward pass
-#: may hold together (the rest goes to backward passes of more features at once).
-FORWARD_SHARE = 4
-#: Bytes per element of a layer's tensors the forward pass and one feature's backward pass
-#: hold: float32, saved once, and about three temporaries on the way back.
-BYTES_PER_ELEMENT = 4 * (1 + 3)
-#: Frames of the probe that measures a layer's forward memory per frame.
-PROBE_FRAMES = 512
+def _margin(info: LayerInfo, patching: Patching) -> int:
+    """Frames next to a patch's edges that the overlap-add ignores."""
+    return min(info.receptive_field[0], patching.length // 4)
 
 
-def _plan(prog: Program, model: FrozenModel, info: LayerInfo, track: TrackInput,
-          opts: DeconvOptions) -> list[Chunk] | None:
-    """Chunks of the track whose forward pass and one feature's backward pass hold at most
-    1/FORWARD_SHARE of the budget (measured per frame on a probe), or None when the track
-    fits in one."""
-    stride, rf = info.stride[0] or 1, info.receptive_field[0]
-    n = track.n_frames
-    probe = min(n, max(PROBE_FRAMES, 2 * rf))
-    if probe >= n:
-        return None
-    x, _ = model_input(model, track.frames[:probe], True, stride)
-    elems = prog.forward(x)[2]
-    per_frame = BYTES_PER_ELEMENT * elems / probe
-    core = int(opts.budget / FORWARD_SHARE / per_frame) - 2 * rf
-    if core >= n:
-        return None
-    return plan_chunks(n, max(core, 4 * stride, rf), rf, stride)
+def _batched(prog: Program, plan: MemoryPlan, model: FrozenModel, info: LayerInfo,
+             track: TrackInput, feats: list[int], opts: DeconvOptions, bar: Progress
+             ) -> tuple[np.ndarray, ActivationStats]:
+    """A track's patches in batches of ``plan.patches_per_pass``: each batch's weighted masks
+    added into the track's, normalised once at the end; the statistics combined."""
+    stride = info.stride[0] or 1
+    frames = normalize_track(model, track.frames)
+    patching = plan_patches(model, track.n_frames, stride)
+    masks = np.zeros((len(feats), track.n_frames, model.representation.n_bands), np.float32)
+    over_time, parts = None, []
+    with bar:
+        for first in range(0, plan.n_patches, plan.patches_per_pass):
+            items = range(first, min(plan.n_patches, first + plan.patches_per_pass))
+            x = patch_input(model, frames, patching, items)
+            _, act = _piece(prog, x, patching, model, info, feats, opts, False, bar,
+                            out=(masks, first))
+            part = activation_stats(act, info, patching, first, over_time)
+            over_time = part.over_time
+            parts.append((part, len(items)))
+    if not model.patches_add_up:
+        patching.normalise(masks, _margin(info, patching))
+    return masks, combine_stats(parts, over_time)
 
 
 def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerInfo,
@@ -245,8 +275,8 @@ def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerIn
             act = _crop_units(act, info, c)
             n_units = act.shape[info.time_axis]
             if n_units:                 # (a last core shorter than the layer's stride has none)
-                parts.append((activation_stats(act, info, feats,
-                                               Patching([0], n_units, n_units)), n_units))
+                parts.append((activation_stats(act, info, Patching([0], n_units, n_units)),
+                              n_units))
     return masks, combine_stats(parts)
 
 
@@ -288,31 +318,27 @@ def _goes_whole(model: FrozenModel, info: LayerInfo, track: TrackInput, mode: st
              and not model.patches_add_up) or model.input_length is None)
 
 
-def _chunk_size(opts: DeconvOptions, elems: int, n: int) -> int:
-    """Features per chunk: per feature the backward pass holds the gradients on the way and
-    about two temporaries each; equal chunks keep to one traced backward function."""
-    width = 2 if opts.precision == "bfloat16" else 4
-    chunk = int(max(1, min(n, opts.budget // max(width * 3 * elems, 1))))
-    n_chunks = -(-n // chunk)
-    return -(-n // n_chunks)
-
-
 def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptions,
               model: FrozenModel, patching: Patching, layout: tuple[bool, bool], chunk: int, *,
-              margin: int, progress: Progress) -> np.ndarray:
+              margin: int, progress: Progress, out: tuple[np.ndarray, int] | None = None
+              ) -> np.ndarray:
     """Every feature's mask, chunk by chunk: ``(F, n_frames, n_bands)``.
 
     ``layout`` is (the track went through whole, the model input is frequency-first).
 
     Frequency-first models fill an (F, bands, frames) buffer without transposing it; the
     result is its (F, frames, bands) view (auralisation reads it back frequency-first).
+    ``out`` (the track's masks, the first patch): a batch of patches, added there.
     """
     act, saved = forward
     whole, native_ft = layout
     n_frames, n_bands = patching.n_frames, model.representation.n_bands   # = the track's
-    buf = np.zeros((len(feats), n_bands, n_frames) if native_ft else (len(feats), n_frames, n_bands),
-                   np.float32)
-    masks = np.swapaxes(buf, 1, 2) if native_ft else buf
+    if out is not None:
+        buf = masks = out[0]
+    else:
+        buf = np.zeros((len(feats), n_bands, n_frames) if native_ft else
+                       (len(feats), n_frames, n_bands), np.float32)
+        masks = np.swapaxes(buf, 1, 2) if native_ft else buf
     with progress:
         for c0 in range(0, len(feats), chunk):
             sel = feats[c0:c0 + chunk]
@@ -322,6 +348,9 @@ def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptio
                 buf[c0:c0 + len(sel)] = raw[:, 0, ..., 0] if raw.ndim == 5 else raw[:, 0]
             elif whole:
                 masks[c0:c0 + len(sel)] = model.from_input(raw)[:, 0, :n_frames]
+            elif out is not None:
+                patching.add(masks[c0:c0 + len(sel)], model.from_input(raw), margin,
+                             not model.patches_add_up, first=out[1])
             else:
                 masks[c0:c0 + len(sel)] = patching.overlap_add(model.from_input(raw), margin,
                                                                opts.target, model.patches_add_up)

@@ -64,8 +64,10 @@ def plan_chunks(n_frames: int, core_frames: int, rf: int, stride: int) -> list[C
     return out
 
 
-def combine_stats(parts: list[tuple[ActivationStats, int]]) -> ActivationStats:
-    """The statistics of the whole track from its chunks' (statistics, units) pairs."""
+def combine_stats(parts: list[tuple[ActivationStats, int]],
+                  over_time: np.ndarray | None = None) -> ActivationStats:
+    """The statistics of the whole track from its pieces' (statistics, units) pairs (their
+    activations over time concatenated, unless the whole track's ``over_time`` is given)."""
     units = np.array([n for _, n in parts], np.float64)
     w = units / max(units.sum(), 1.0)
 
@@ -76,6 +78,7 @@ def combine_stats(parts: list[tuple[ActivationStats, int]]) -> ActivationStats:
         max=stack("max").max(axis=0),
         mean=(stack("mean") * w[:, None]).sum(axis=0).astype(np.float32),
         fraction=(stack("fraction") * w[:, None]).sum(axis=0).astype(np.float32),
-        over_time=np.concatenate([p.over_time for p, _ in parts], axis=1),
+        over_time=np.concatenate([p.over_time for p, _ in parts], axis=1)
+        if over_time is None else over_time,
         min=stack("min").min(axis=0),
     )

@@ -16,7 +16,8 @@ import numpy as np
 from ..model import FrozenModel
 from ..normalization import get_normalization, standardize
 
-__all__ = ["Patching", "model_input", "normalize_track", "patch_starts", "patch_weights"]
+__all__ = ["Patching", "model_input", "normalize_track", "patch_input", "patch_starts",
+           "patch_weights", "plan_patches"]
 
 
 def patch_starts(n_frames: int, length: int, hop: int | None = None, stride: int = 1
@@ -72,26 +73,41 @@ class Patching:
     length: int
     n_frames: int
 
+    def weights(self, item: int, margin: int) -> np.ndarray:
+        """Overlap-add weights of one item (:func:`patch_weights`), shape (length,)."""
+        return patch_weights(self.length, margin, item == 0, item == len(self.starts) - 1)
+
+    def add(self, out: np.ndarray, g: np.ndarray, margin: int, weighted: bool,
+            first: int = 0) -> None:
+        """Add items ``first, first + 1, ...`` of ``g`` (F, n, length, bands) into the track's
+        masks ``out`` (F, n_frames, bands), weighted (or not: one seeded unit, or patches
+        that add up); :meth:`normalise` divides by the weights' sum once all are in."""
+        for j in range(g.shape[1]):
+            s = self.starts[first + j]
+            e = min(s + self.length, self.n_frames)
+            part = g[:, j, :e - s]
+            out[:, s:e] += part * self.weights(first + j, margin)[None, :e - s, None] \
+                if weighted else part
+
+    def normalise(self, out: np.ndarray, margin: int) -> None:
+        """Divide weighted sums ``out`` (F, n_frames, bands) by the sum of the weights."""
+        norm = np.zeros(self.starts[-1] + self.length)
+        for i, s in enumerate(self.starts):
+            norm[s:s + self.length] += self.weights(i, margin)
+        out /= norm[None, :self.n_frames, None]
+
     def overlap_add(self, g: np.ndarray, margin: int, target: str, add_up: bool = False
                     ) -> np.ndarray:
         """Masks of the items ``(F, N, length, bands)`` -> masks of the track
         ``(F, n_frames, bands)``.  With ``target="max"`` the one seeded unit lies in one
         patch and its mask is placed unweighted; with ``add_up`` the patches are separate
         applications of the model (framed waveforms) and their masks add up."""
-        L, starts = self.length, self.starts
-        acc = np.zeros((len(g), starts[-1] + L, g.shape[-1]), np.float64)
-        if target == "max" or add_up:
-            for i, s in enumerate(starts):
-                acc[:, s:s + L] += g[:, i]
-            return acc[:, :self.n_frames]
-        weights = [patch_weights(L, margin, i == 0, i == len(starts) - 1)
-                   for i in range(len(starts))]
-        norm = np.zeros(starts[-1] + L)
-        for i, (s, w) in enumerate(zip(starts, weights)):
-            norm[s:s + L] += w
-            acc[:, s:s + L] += g[:, i] * w[None, :, None]
-        acc /= norm[None, :, None]
-        return acc[:, :self.n_frames]
+        weighted = target != "max" and not add_up
+        acc = np.zeros((len(g), self.n_frames, g.shape[-1]), np.float64)
+        self.add(acc, g, margin, weighted)
+        if weighted:
+            self.normalise(acc, margin)
+        return acc
 
 
 def normalize_track(model: FrozenModel, frames: np.ndarray) -> np.ndarray:
@@ -132,13 +148,27 @@ def model_input(model: FrozenModel, frames: np.ndarray, whole: bool, stride: int
     n_frames = frames.shape[0]
     if whole:
         return model.to_input(frames[None]), Patching([0], n_frames, n_frames)
+    patching = plan_patches(model, n_frames, stride)
+    return patch_input(model, frames, patching, range(len(patching.starts))), patching
+
+
+def plan_patches(model: FrozenModel, n_frames: int, stride: int = 1) -> Patching:
+    """Where the patches of a track of ``n_frames`` lie (:func:`patch_starts`)."""
     length = model.input_length or n_frames
-    starts = patch_starts(n_frames, length, model.patch_hop, stride)
-    total = starts[-1] + length
+    return Patching(patch_starts(n_frames, length, model.patch_hop, stride), length, n_frames)
+
+
+def patch_input(model: FrozenModel, frames: np.ndarray, patching: Patching, items: range
+                ) -> np.ndarray:
+    """The model input of some patches, shape (len(items), *input_shape[1:]): each cut from
+    the (normalised) track, the last padded with the track's minimum, standardised when
+    the model standardises each patch."""
     fill = model.representation.silence(frames)
-    pad = np.full((total - n_frames, frames.shape[1]), fill, np.float32)
-    padded = np.concatenate([frames, pad]) if len(pad) else frames
-    patches = np.stack([padded[s:s + length] for s in starts])
+    L = patching.length
+    patches = np.full((len(items), L, frames.shape[1]), fill, np.float32)
+    for j, i in enumerate(items):
+        part = frames[patching.starts[i]:patching.starts[i] + L]
+        patches[j, :len(part)] = part
     if model.standardizes:
         patches = standardize(patches)
-    return model.to_input(patches.astype(np.float32)), Patching(starts, length, n_frames)
+    return model.to_input(patches.astype(np.float32, copy=False))

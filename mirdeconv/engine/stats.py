@@ -45,28 +45,35 @@ class ActivationStats:
         return np.where(self.all_zero, DEAD_REASONS[1], np.where(self.dead, DEAD_REASONS[2], ""))
 
 
-def activation_stats(act: np.ndarray, info: LayerInfo, feats: list[int],
-                     patching: Patching) -> ActivationStats:
-    """Statistics of the selected features of a layer's output ``act`` (batch = items)."""
-    a = np.moveaxis(np.take(act, feats, axis=info.feature_axis), info.feature_axis, 0)
-    flat = a.reshape(len(feats), -1)
+def activation_stats(act: np.ndarray, info: LayerInfo, patching: Patching, first: int = 0,
+                     over_time: np.ndarray | None = None) -> ActivationStats:
+    """Statistics of the selected features of a layer's output, ``act`` (only those features,
+    in order; batch = items ``first, first + 1, ...`` of ``patching``; their activations over
+    time written into ``over_time``, the whole track's (F, n_units), when given)."""
+    n_feats = act.shape[info.feature_axis]
+    a = np.moveaxis(act, info.feature_axis, 0)
+    flat = a.reshape(n_feats, -1)
     per_t = np.moveaxis(a, info.time_axis + (info.time_axis < info.feature_axis), 2)
-    per_t = per_t.reshape(len(feats), per_t.shape[1], per_t.shape[2], -1).max(axis=3)  # F, N, T
+    per_t = per_t.reshape(n_feats, per_t.shape[1], per_t.shape[2], -1).max(axis=3)  # F, N, T
     if len(patching.starts) == 1:
         over_time = per_t[:, 0]
     else:
-        over_time = _units_over_time(np.moveaxis(per_t, 0, -1), patching, info.stride[0])
+        over_time = _units_over_time(np.moveaxis(per_t, 0, -1), patching, info.stride[0],
+                                     first, over_time)
     return ActivationStats(flat.max(axis=1).astype(np.float32), flat.mean(axis=1).astype(np.float32),
                            (flat > 0).mean(axis=1).astype(np.float32), over_time.astype(np.float32),
                            flat.min(axis=1).astype(np.float32))
 
 
-def _units_over_time(per_t: np.ndarray, patching: Patching, stride: int) -> np.ndarray:
-    """Activation over time from patches (N, units, F): later patches overwrite the overlap."""
-    starts, L = patching.starts, patching.length
+def _units_over_time(per_t: np.ndarray, patching: Patching, stride: int, first: int = 0,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """Activation over time from patches ``first, first + 1, ...`` (N, units, F): later patches
+    overwrite the overlap (into ``out``, the whole track's, when given)."""
+    starts = patching.starts
     step = max(stride, 1)
     n_units = per_t.shape[1]
-    out = np.zeros((per_t.shape[2], (starts[-1] + L) // step + n_units), np.float32)
-    for s, p in zip(starts, per_t):
+    if out is None:
+        out = np.zeros((per_t.shape[2], starts[-1] // step + n_units), np.float32)
+    for s, p in zip(starts[first:], per_t):
         out[:, s // step:s // step + n_units] = p.T
-    return out[:, :starts[-1] // step + n_units]
+    return out

@@ -1,0 +1,185 @@
+"""How much of a track goes through the graph at once: the memory plan under one budget.
+
+The engine measures, on a probe (512 frames of the track, or one patch), what one piece of
+work holds per frame: the layer's output (as a tensor, its numpy copy and the statistics'
+temporaries), the tensors the forward pass saves for the backward pass (exact sizes), and
+the gradients of one feature's backward pass (``Program.forward``'s ``elems``, with about
+three temporaries each).  A whole track is cut into chunks (:mod:`.chunks`) and patches go in
+batches so that one piece holds at most ``budget / FORWARD_SHARE``; the rest of the budget
+goes to more features' backward passes at once (:func:`features_per_pass`).  What stays
+proportional to the track is the output: the masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MemoryBudgetError
+from ..graph import LayerInfo
+from ..model import FrozenModel
+from ..options import DeconvOptions
+from ..representations import TrackInput
+from .chunks import Chunk, plan_chunks
+from .patches import model_input, patch_starts
+from .program import Program
+
+__all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "FORWARD_SHARE",
+           "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
+
+#: Share of the memory budget one piece's forward pass and one feature's backward pass may
+#: hold together (the rest goes to backward passes of more features at once).
+FORWARD_SHARE = 4
+#: Bytes per element of the gradients one feature's backward pass holds: float32, and about
+#: three temporaries on the way back.
+BYTES_PER_ELEMENT = 4 * (1 + 3)
+#: Copies of the layer's output one piece holds: the tensor, its numpy copy, the statistics'.
+ACTIVATION_COPIES = 3
+#: Frames of the probe that measures a whole track's memory per frame.
+PROBE_FRAMES = 512
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a track goes through one layer under the budget.
+
+    Attributes
+    ----------
+    budget : int
+        Bytes (:attr:`DeconvOptions.budget`).
+    unit : {"frame", "patch"}
+        What ``per_unit`` counts.
+    per_unit : float
+        Bytes one frame (whole track) or one patch holds in the forward pass plus one
+        feature's backward pass.
+    chunks : list of Chunk or None
+        The whole track's chunks (None: one piece, or patches).
+    patches_per_pass : int
+        Patches per forward pass (patch mode; 0 for a whole track).
+    n_patches : int
+        The track's patches (0 for a whole track).
+    piece_bytes : int
+        What the largest piece holds (its forward pass and one feature's backward pass).
+    output_bytes : int
+        The masks (n_features x n_frames x n_bands float32): the part that grows with the track.
+    """
+
+    budget: int
+    unit: str
+    per_unit: float
+    chunks: list[Chunk] | None
+    patches_per_pass: int
+    n_patches: int
+    piece_bytes: int
+    output_bytes: int
+
+    @property
+    def n_pieces(self) -> int:
+        """Forward passes the track takes."""
+        if self.unit == "patch":
+            return -(-self.n_patches // self.patches_per_pass)
+        return len(self.chunks) if self.chunks else 1
+
+    def describe(self) -> str:
+        """One line for the CLI: the estimate before the work starts."""
+        what = (f"{self.n_pieces} batch{'es' if self.n_pieces != 1 else ''} of "
+                f"{self.patches_per_pass} patches" if self.unit == "patch" else
+                f"{self.n_pieces} chunk{'s' if self.n_pieces != 1 else ''}")
+        return (f"memory: ~{_gb(self.piece_bytes)} per piece ({what}) + "
+                f"{_gb(self.output_bytes)} of masks; budget {_gb(self.budget)}")
+
+
+def _gb(n: float) -> str:
+    """A size for people: ``1.50 GiB``, ``300 MiB``, ``315 KiB``, ``12 B``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale * (0.25 if unit == "GiB" else 1):
+            return f"{n / scale:.2f} {unit}" if unit == "GiB" else f"{n / scale:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _probe_bytes(prog: Program, x: np.ndarray) -> int:
+    """What a forward pass over ``x`` and one feature's backward pass hold, in bytes."""
+    act, saved, elems = prog.forward(x)
+    held = sum(int(np.prod(t.shape)) * t.dtype.size for t in prog.tf.nest.flatten(saved)
+               if hasattr(t, "dtype"))
+    n_items = max(1, int(np.shape(x)[0]))
+    act_bytes = int(np.prod(act.shape)) * 4
+    return ACTIVATION_COPIES * act_bytes + held + BYTES_PER_ELEMENT * elems * n_items
+
+
+def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: TrackInput,
+                opts: DeconvOptions, whole: bool, n_features: int, *, probe_short: bool = True
+                ) -> MemoryPlan:
+    """The plan for one layer and track (one probe forward pass).
+
+    Parameters
+    ----------
+    whole : bool
+        The track goes through the layer whole (else in patches).
+    n_features : int
+        Features deconvolved (for the size of the masks).
+    probe_short : bool
+        Measure even a track no longer than the probe (or one patch); False: such a track
+        goes in one piece unmeasured (``per_unit`` and ``piece_bytes`` 0).
+
+    Raises
+    ------
+    MemoryBudgetError
+        Even the smallest piece (a chunk of two receptive fields, one patch, or the whole
+        track for ``target="max"``, whose strongest unit belongs to the whole track) does
+        not fit in the budget.
+    """
+    budget, n = opts.budget, track.n_frames
+    out_bytes = 4 * n_features * n * model.representation.n_bands
+    stride, rf = info.stride[0] or 1, info.receptive_field[0]
+    length = model.input_length or n
+    short = n <= PROBE_FRAMES if whole else n <= length
+    if short and not probe_short:
+        return MemoryPlan(budget, "frame" if whole else "patch", 0.0, None, int(not whole),
+                          int(not whole), 0, out_bytes)
+    if whole:
+        probe = min(n, max(PROBE_FRAMES, 2 * rf))
+        x, _ = model_input(model, track.frames[:probe], True, stride)
+        per = _probe_bytes(prog, x) / probe
+        chunks = None
+        if info.time_agnostic and opts.target == "map" and per * n > budget / FORWARD_SHARE:
+            core = int(budget / FORWARD_SHARE / per) - 2 * rf
+            chunks = plan_chunks(n, max(core, 4 * stride, rf), rf, stride)
+            if len(chunks) == 1:
+                chunks = None
+        frames = max(c.stop - c.start for c in chunks) if chunks else n
+        plan = MemoryPlan(budget, "frame", per, chunks, 0, 0, int(per * frames), out_bytes)
+    else:
+        n_patches = len(patch_starts(n, length, model.patch_hop, stride))
+        x, _ = model_input(model, track.frames[:length], False, stride)
+        per = float(_probe_bytes(prog, x[:1]))
+        batch = n_patches if opts.target == "max" else \
+            int(min(n_patches, max(1, budget / FORWARD_SHARE // per)))
+        plan = MemoryPlan(budget, "patch", per, None, batch, n_patches, int(per * batch),
+                          out_bytes)
+    if plan.piece_bytes > budget:
+        raise MemoryBudgetError(_refusal(plan, opts, info))
+    return plan
+
+
+def _refusal(plan: MemoryPlan, opts: DeconvOptions, info: LayerInfo) -> str:
+    if opts.target == "max":
+        why = (f"target 'max' takes the whole track in one piece (its strongest unit is the "
+               f"track's): ~{_gb(plan.piece_bytes)}")
+        fix = "use target 'map', a shorter excerpt, or a larger --memory"
+    else:
+        what = "one patch" if plan.unit == "patch" else \
+            f"the smallest chunk of layer {info.name} (two receptive fields)"
+        why = f"{what} needs ~{_gb(plan.piece_bytes)}"
+        fix = "give a larger --memory (or MIRDECONV_MEMORY)"
+    return f"{why}, more than the memory budget of {_gb(plan.budget)}; {fix}"
+
+
+def features_per_pass(opts: DeconvOptions, elems: int, n: int) -> int:
+    """Features per backward pass: per feature the backward pass holds the gradients on the
+    way and about two temporaries each; equal groups keep to one traced backward function."""
+    width = 2 if opts.precision == "bfloat16" else 4
+    chunk = int(max(1, min(n, opts.budget // max(width * 3 * elems, 1))))
+    n_chunks = -(-n // chunk)
+    return -(-n // n_chunks)

@@ -46,7 +46,7 @@ from .store import feature_file, prepare_folder, write_audio
 
 __all__ = [
     "apply_sign", "stft_domain_mask", "signals", "auralise_masks", "normalise",
-    "stft_window", "Auralisation", "auralise", "auralise_result",
+    "stft_window", "Auralisation", "auralise", "auralise_result", "features_per_group",
 ]
 
 #: Peak level of ``normalize="peak"`` (-0.09 dBFS) and the ceiling of ``"loudness"``.
@@ -222,6 +222,16 @@ def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize) -> 
 #: What one chunk of features may hold while it is turned into sound (a float32 mask and
 #: its complex product with the STFT, about 20 bytes per STFT bin and frame and feature).
 CHUNK_BYTES = 512 << 20
+#: Bytes per output sample per feature that turning a group of features into sound and
+#: describing it holds: the sound (float32) and its normalised copy, the STFT-domain mask
+#: and product, and the descriptors' float64 spectra of the whole signal.
+GROUP_BYTES_PER_SAMPLE = 48
+
+
+def features_per_group(n_samples: int, limit: int = 16) -> int:
+    """Features turned into sound (and described, and written) together: as many as keep
+    their buffers within :data:`CHUNK_BYTES`, at least one, at most ``limit``."""
+    return int(max(1, min(limit, CHUNK_BYTES // max(1, n_samples * GROUP_BYTES_PER_SAMPLE))))
 
 
 def auralise_masks(

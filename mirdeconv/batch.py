@@ -29,13 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from . import audio as audio_mod
 from .analysis import Reference, TrackContext, add_labels, describe
-from .auralisation import auralise_result
+from .auralisation import auralise_result, features_per_group
 from .engine import deconvolve
 from .errors import AudioError, InvalidOptionError, MirdeconvError, OutputError
 from .loading import load_model
 from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
+from .plot import feature_grid
 from .progress import Progress
 from .runstore import AUDIO_SUFFIXES, DESCRIPTOR_COLUMNS, INDEX_COLUMNS, claim, load_index, write_index
 from .store import feature_file, prepare_folder, save_json, write_audio
@@ -262,32 +266,45 @@ class _Worker:
         for old in [*folder.glob("f*.*"), folder / "_done.json"]:   # an earlier run's, redone
             if old.suffix in (*AUDIO_SUFFIXES, ".json"):
                 old.unlink(missing_ok=True)
-        aur = auralise_result(res, y, sr, self.s.sound)
-        desc = None
-        if context is not None:
-            same = aur.sr == res.track.sr and aur.audio.shape[1] == context.n   # reuse the sound
-            desc = add_labels(describe(res, context, sound=self.s.sound,
-                                       audio=aur.audio if same else None))
         grid = Path(tid) / f"{_safe(layer)}.png"
-        layer_rows = []
-        for i, k in enumerate(res.features):
-            rel = Path(tid) / _safe(layer) / feature_file(k, self.s.sound.format)
-            write_audio(self.out / rel, aur.audio[i], aur.sr)
-            layer_rows.append({
-                **base, "layer": layer, "feature": int(k), "status": "ok", "error": None,
-                "dead": bool(res.dead[i]), "dead_reason": str(res.dead_reason[i]),
-                "activation_max": float(res.activation_max[i]),
-                "activation_mean": float(res.activation_mean[i]),
-                "fraction_active": float(res.fraction_active[i]),
-                "audio_path": str(rel), "grid_path": str(grid),
-                "sr": int(aur.sr), "duration": aur.audio.shape[1] / aur.sr,
-                **({} if desc is None else
-                   {c: _plain(desc[c].iloc[i]) for c in DESCRIPTOR_COLUMNS}),
-            })
-        aur.grid(self.out / grid, title=f"{tid} / {self.model.name} / {res.layer.name} / "
-                                        f"{res.method}, {res.target}")
+        layer_rows, thumbs, descs = [], [], []
+        group = features_per_group(len(y) if self.s.sound.output_sr == "track" else
+                                   len(res.track.audio))
+        for g0 in range(0, len(res.features), group):     # a few features' sounds at a time
+            part = res.select(slice(g0, g0 + group))
+            aur = auralise_result(part, y, sr, self.s.sound)
+            thumbs.append(aur.thumbnails)
+            if context is not None:
+                same = aur.sr == res.track.sr and aur.audio.shape[1] == context.n  # reuse it
+                descs.append(describe(part, context, sound=self.s.sound, chunk=group,
+                                      audio=aur.audio if same else None))
+            for i, k in enumerate(part.features):
+                rel = Path(tid) / _safe(layer) / feature_file(k, self.s.sound.format)
+                write_audio(self.out / rel, aur.audio[i], aur.sr)
+                layer_rows.append(self._row(base, layer, part, i, rel, grid, aur))
+        if descs:
+            desc = add_labels(pd.concat(descs, ignore_index=True))
+            for i, row in enumerate(layer_rows):
+                row.update({c: _plain(desc[c].iloc[i]) for c in DESCRIPTOR_COLUMNS})
+        feature_grid(np.concatenate(thumbs), res.features, res.dead, res.activation_max,
+                     self.out / grid, title=f"{tid} / {self.model.name} / {res.layer.name} / "
+                                            f"{res.method}, {res.target}")
         save_json(folder / "_done.json", {"key": self.key, "rows": layer_rows})
         return layer, layer_rows
+
+    @staticmethod
+    def _row(base: dict, layer: str, part: Any, i: int, rel: Path, grid: Path, aur: Any
+             ) -> dict[str, Any]:
+        """The index row of one feature's sound (the descriptors are added later)."""
+        return {
+            **base, "layer": layer, "feature": int(part.features[i]), "status": "ok",
+            "error": None, "dead": bool(part.dead[i]), "dead_reason": str(part.dead_reason[i]),
+            "activation_max": float(part.activation_max[i]),
+            "activation_mean": float(part.activation_mean[i]),
+            "fraction_active": float(part.fraction_active[i]),
+            "audio_path": str(rel), "grid_path": str(grid),
+            "sr": int(aur.sr), "duration": aur.audio.shape[1] / aur.sr,
+        }
 
 
 # -- worker processes -----------------------------------------------------------------------

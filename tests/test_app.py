@@ -34,6 +34,8 @@ def test_app_opens_with_a_result_and_pickers_change_it(app):
     assert len(detects) == 1 and len(detects[0]) > len("**What it detects:** ")
     table = at.dataframe[0].value                                   # the feature's descriptors
     assert list(table["feature"]) == [0] and "onset F" in table.columns
+    assert len(at.dataframe) == 1                                   # the layer waits ...
+    at.toggle(key="whole_layer").set_value(True).run()              # ... until asked for
     layer_table = at.dataframe[1].value                             # every feature of the layer
     assert len(layer_table) == 128 and layer_table["label"].map(len).min() > 0
     assert any("librosa detected" in c.value for c in at.caption)

@@ -115,3 +115,55 @@ def test_pick_a_layer_and_a_feature_in_chromium(server):
         page.screenshot(path=str(shots / "app.png"), full_page=False)
         browser.close()
     assert (shots / "app.png").stat().st_size > 10_000
+
+
+def test_two_sessions_at_once_keep_to_themselves(server, tmp_path):
+    """Two browser contexts at once: each sees only its own upload and its own result; a
+    25-minute upload is refused clearly in one while the other goes on working."""
+    import numpy as np
+    import soundfile as sf
+    from playwright.sync_api import expect, sync_playwright
+
+    sr = 8000
+    t = np.arange(20 * sr) / sr
+    sf.write(tmp_path / "alice_tone.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
+    sf.write(tmp_path / "bob_chirp.wav", (0.3 * np.sin(2 * np.pi * 200 * t * (1 + t / 20))
+                                          ).astype(np.float32), sr)
+    long = np.tile((0.2 * np.sin(2 * np.pi * 220 * t[:sr])).astype(np.float32), 25 * 60)
+    sf.write(tmp_path / "alice_set.wav", long, sr, subtype="PCM_16")      # 25 min, 24 MB
+
+    def upload(page, name):
+        page.locator("[data-testid='stSidebar'] input[type='file']").first.set_input_files(
+            str(tmp_path / name))
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        alice, bob = (browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                      for _ in range(2))
+        for page in (alice, bob):
+            page.goto(server, wait_until="domcontentloaded")
+        for page in (alice, bob):
+            page.locator("[data-testid='stImage'] img").first.wait_for(timeout=240_000)
+        upload(alice, "alice_tone.wav")
+        upload(bob, "bob_chirp.wav")
+        for page, mine, theirs in ((alice, "alice_tone", "bob_chirp"),
+                                   (bob, "bob_chirp", "alice_tone")):
+            expect(page.get_by_role("combobox", name="Track")).to_have_value(
+                f"upload: {mine}.wav", timeout=120_000)                     # chosen at once
+            _settled(page)
+            page.get_by_text("Feature 0").first.wait_for(timeout=240_000)
+            assert theirs not in page.content()
+            assert page.locator("[data-testid='stException']").count() == 0
+        upload(alice, "alice_set.wav")                 # refused, and bob keeps working
+        box = bob.locator("[data-testid='stSidebar'] input[type='number']")
+        box.fill("3")
+        box.press("Enter")
+        alice.get_by_text("minutes long; the app takes tracks up to").first.wait_for(
+            timeout=120_000)
+        bob.get_by_text("Feature 3").first.wait_for(timeout=240_000)
+        _settled(bob)
+        assert "bob_chirp" in bob.content() and "alice" not in bob.content()
+        assert "bob_chirp" not in alice.content()
+        for page in (alice, bob):
+            assert page.locator("[data-testid='stException']").count() == 0
+        browser.close()

@@ -141,3 +141,24 @@ def test_the_app_shows_and_plays_a_waveform_model(model):
                             ).namelist()
     assert "model/conv1/Relu/index.csv" in names
     assert sum(n.endswith(".wav") for n in names) == 128
+
+
+def test_frames_in_bounded_batches_add_up_to_one_pass(model):
+    """A framed waveform model's patches (one per 10 ms) go through the graph a batch at a
+    time under a small budget; their masks add up to the one-pass result."""
+    from mirdeconv.engine import memory_plan
+
+    y, _ = sweep(seconds=3.0)
+    track = model.representation.prepare(y, SR)
+    opts = mirdeconv.DeconvOptions(memory="64M")
+    plan = memory_plan(model, track, layer="model/conv2/Relu", features="0-3", options=opts)
+    assert plan.unit == "patch" and plan.n_patches == 301 and plan.n_pieces >= 4
+    assert plan.piece_bytes <= 16 << 20                     # a quarter of the budget
+    parts = mirdeconv.deconvolve(model, track=track, layer="model/conv2/Relu", features="0-3",
+                                 options=opts)
+    one = mirdeconv.deconvolve(model, track=track, layer="model/conv2/Relu", features="0-3",
+                               memory="16G")
+    np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-5 * np.abs(one.masks).max())
+    np.testing.assert_allclose(parts.activation_max, one.activation_max, rtol=1e-5)
+    np.testing.assert_allclose(parts.activations, one.activations, rtol=0,
+                               atol=1e-5 * np.abs(one.activations).max())

@@ -76,10 +76,12 @@ def _layer_sound(model_id: str, track_key: str, layer: str, opts: DeconvOptions,
     return aur, logic.layer_sounds(aur)
 
 
-@st.cache_data(show_spinner="Describing every feature ...", max_entries=8)
+@st.cache_data(show_spinner="Describing the features ...", max_entries=16)
 def _descriptors(model_id: str, track_key: str, layer: str, opts: DeconvOptions,
-                 sound: SoundOptions, _result, _y, sr: int):
-    return logic.layer_descriptors(_result, _y, sr, sound)
+                 sound: SoundOptions, positions: tuple[int, ...] | None, _result, _y, sr: int):
+    """The descriptors of some features (by position; None: all), one row each, in order."""
+    part = _result if positions is None else _result.select(list(positions))
+    return logic.layer_descriptors(part, _y, sr, sound)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -167,11 +169,19 @@ def _pick_layer(sb, model):
     return layers[i]
 
 
+def _select_upload() -> None:
+    """A new upload becomes the track shown."""
+    f = st.session_state.get("upload")
+    if f is not None:
+        st.session_state["track"] = f"upload: {f.name}"
+
+
 def _pick_track(sb):
     tracks = list(logic.DEMO_TRACKS)
     uploaded = sb.file_uploader("Upload a track", type=logic.UPLOAD_TYPES, key="upload",
                                 help=f"up to {UPLOAD_LIMIT_MB} MB and "
-                                     f"{logic.upload_minutes():g} minutes")
+                                     f"{logic.upload_minutes():g} minutes",
+                                on_change=_select_upload)
     if uploaded is not None:
         tracks.insert(0, f"upload: {uploaded.name}")
     track = sb.selectbox("Track", tracks, key="track")
@@ -202,20 +212,24 @@ ONSET_NOTE = ("Onset F-measures compare with onsets librosa detected on this tra
 
 
 def _feature_view(ctx: dict, feats: list[int]) -> None:
-    result, desc = ctx["result"], ctx["desc"]
+    result = ctx["result"]
+    if not feats:
+        st.info("Pick one or more features in the sidebar.")
+        return
+    positions = tuple(result.features.index(int(k)) for k in feats)
+    desc = _descriptors(*ctx["key"], ctx["sound"], positions, result, ctx["y"], ctx["sr"])
     st.caption(f"{ctx['model'].name} / {ctx['layer'].name} / {ctx['opts'].method}, "
                f"{ctx['opts'].target}  ({result.mode})")
     st.audio(logic.wav_bytes(ctx["y"], ctx["sr"]))
     st.caption("original")
-    for k in feats:
-        i = result.features.index(int(k))
+    for j, (k, i) in enumerate(zip(feats, positions)):
         if result.dead[i]:
             st.warning(f"Feature {k} never fires on this track (dead: its map is "
                        f"{result.dead_reason[i]}).")
         wav, png = _sound(*ctx["key"], int(k), ctx["sound"], result, ctx["y"], ctx["sr"])
         st.subheader(f"Feature {k}  (max activation {result.activation_max[i]:.3g}, "
                      f"{100 * result.fraction_active[i]:.0f} % active)")
-        row = desc.iloc[[i]]
+        row = desc.iloc[[j]]
         st.markdown(f"**What it detects:** {row['label'].iloc[0]}")
         st.image(png, width="stretch")
         st.audio(wav)
@@ -229,7 +243,15 @@ def _feature_view(ctx: dict, feats: list[int]) -> None:
 
 
 def _layer_view(ctx: dict) -> None:
-    result, desc, layer = ctx["result"], ctx["desc"], ctx["layer"]
+    """Every feature of the layer, heard and described: on demand (it is the page's slowest
+    part, so the first page does not wait for it)."""
+    result, layer = ctx["result"], ctx["layer"]
+    if not st.toggle(f"Auralise and describe all {layer.n_features} features of {layer.name}",
+                     key="whole_layer"):
+        st.caption("The layer's grid of spectrograms, its labels and every feature's sound "
+                   "appear here when switched on.")
+        return
+    desc = _descriptors(*ctx["key"], ctx["sound"], None, result, ctx["y"], ctx["sr"])
     aur, (wavs, grid) = _layer_sound(*ctx["key"], ctx["sound"], result, ctx["y"], ctx["sr"])
     order = aur.most_active_first()
     st.caption(f"All {layer.n_features} features of {layer.name}, most active first; "
@@ -279,7 +301,6 @@ def run() -> None:
     ctx = {"model_id": model_id, "model": model, "layer": layer, "y": y, "sr": sr,
            "track_key": track_key, "opts": opts, "sound": sound, "result": result,
            "key": (model_id, track_key, layer.name, opts)}
-    ctx["desc"] = _descriptors(*ctx["key"], sound, result, y, sr)
     tab_feature, tab_layer = st.tabs(["Features", "Layer"])
     with tab_feature:
         _feature_view(ctx, feats)

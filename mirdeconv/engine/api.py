@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,17 @@ class DeconvResult:
     @property
     def target(self) -> str:
         return self.options.target
+
+    def select(self, positions: slice | list[int]) -> DeconvResult:
+        """The same result for some of its features (by position; masks are views for a
+        slice)."""
+        idx = positions if isinstance(positions, slice) else np.asarray(positions, int)
+        feats = np.asarray(self.features)[idx].tolist()
+        return dataclasses.replace(
+            self, masks=self.masks[idx], features=feats, dead=self.dead[idx],
+            activation_max=self.activation_max[idx], activation_mean=self.activation_mean[idx],
+            fraction_active=self.fraction_active[idx], activations=self.activations[idx],
+            dead_reason=None if self.dead_reason is None else self.dead_reason[idx])
 
     def mask(self, feature: int) -> np.ndarray:
         """The mask of one feature index, shape (n_frames, n_bands)."""

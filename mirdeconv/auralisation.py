@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .engine import DeconvResult, deconvolve
+from .inversion import BLOCK_FRAMES, invert_blocks, stft_frames
 from .model import FrozenModel
 from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, check_choice, resolve
 from .progress import ProgressArg
@@ -107,8 +108,8 @@ def _invert_compression(values: np.ndarray, rep: Representation) -> np.ndarray:
     return np.maximum(lin, 0.0) ** (1.0 / power)
 
 
-def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions = SoundOptions()
-                     ) -> np.ndarray:
+def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions = SoundOptions(),
+                     frames: slice | None = None, peak: float | None = None) -> np.ndarray:
     """Masks in the model input's domain -> masks on the track's STFT grid (model rate).
 
     Parameters
@@ -118,6 +119,10 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
         The track seen through the model's representation.
     sound : SoundOptions
         Its ``reading`` and ``sign`` apply.
+    frames : slice, optional
+        The track's frames ``masks`` cover (default: all of them).
+    peak : float, optional
+        The track's largest STFT magnitude (``reading="magnitude"``; default: computed).
 
     Returns
     -------
@@ -133,12 +138,19 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
     if sound.reading == "magnitude":
         mag = _invert_compression(m.astype(np.float64), rep)          # (F, frames, bands)
         mag = mag if T is None else mag @ T.T.astype(np.float64)       # (F, frames, bins)
-        orig = np.abs(track.stft).T.astype(np.float64)                 # (frames, bins)
-        floor = 1e-3 * max(float(orig.max()), 1e-12)
+        orig = np.abs(track.stft[:, frames or slice(None)]).T.astype(np.float64)  # frames, bins
+        floor = 1e-3 * max(stft_peak(track) if peak is None else peak, 1e-12)
         out = mag / np.maximum(orig, floor)
         return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)
     out = m if T is None else m @ T.T                                   # (F, frames, bins)
     return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)
+
+
+def stft_peak(track: TrackInput) -> float:
+    """The largest magnitude of the track's STFT (computed block by block)."""
+    S = track.stft
+    return max((float(np.abs(S[:, t:t + BLOCK_FRAMES]).max(initial=0.0))
+                for t in range(0, S.shape[1], BLOCK_FRAMES)), default=0.0)
 
 
 def _waveform_ratio(masks: np.ndarray, track: TrackInput, sound: SoundOptions) -> np.ndarray:
@@ -166,36 +178,51 @@ def _track_grid(rep: Representation, sr_track: int) -> dict[str, Any]:
     return {"n_fft": n_fft, "hop_length": hop, "win_length": win}
 
 
-def _interpolate_mask(mask: np.ndarray, rep: Representation, sr_track: int, grid: dict,
-                      n_frames_track: int) -> np.ndarray:
-    """(F, bins_model, frames_model) -> (F, bins_track, frames_track), linear in Hz and seconds."""
+def _time_weights(rep: Representation, sr_track: int, grid: dict, f0: int, f1: int,
+                  n_model: int) -> tuple[np.ndarray, np.ndarray]:
+    """For track frames f0 .. f1-1: the model frame before each (index) and the weight of the
+    one after it, linear in seconds."""
+    t_model = np.arange(n_model) * rep.hop_length / rep.sr
+    t_track = np.arange(f0, f1) * grid["hop_length"] / sr_track
+    ti = np.clip(np.searchsorted(t_model, t_track) - 1, 0, max(n_model - 2, 0))
+    if n_model < 2:
+        return ti, np.zeros(len(ti))
+    return ti, np.clip((t_track - t_model[ti]) / (t_model[ti + 1] - t_model[ti]), 0, 1)
+
+
+def _interpolate_mask(mask_of: Any, rep: Representation, sr_track: int, grid: dict,
+                      f0: int, f1: int, n_model: int) -> np.ndarray:
+    """Track frames f0 .. f1-1 of a mask on the model's grid -> (F, bins_track, f1 - f0) on the
+    track's, linear in Hz and seconds; ``mask_of(m0, m1)`` gives the model frames m0 .. m1-1
+    as (F, bins_model, m1 - m0)."""
+    ti, tw = _time_weights(rep, sr_track, grid, f0, f1, n_model)
+    m0, m1 = int(ti.min()), min(n_model, int(ti.max()) + 2)
+    mask = mask_of(m0, m1)
+    if n_model > 1:
+        m = mask[:, :, ti - m0] * (1 - tw) + mask[:, :, np.minimum(ti + 1, n_model - 1) - m0] * tw
+    else:
+        m = np.repeat(mask, f1 - f0, axis=2)
     f_model = np.arange(mask.shape[1]) * rep.sr / rep.n_fft
     f_track = np.arange(grid["n_fft"] // 2 + 1) * sr_track / grid["n_fft"]
-    t_model = np.arange(mask.shape[2]) * rep.hop_length / rep.sr
-    t_track = np.arange(n_frames_track) * grid["hop_length"] / sr_track
     # frequency: interpolate inside the model's band, silence above its Nyquist
     fi = np.clip(np.searchsorted(f_model, f_track) - 1, 0, len(f_model) - 2)
     fw = np.clip((f_track - f_model[fi]) / (f_model[fi + 1] - f_model[fi]), 0, 1)
-    ti = np.clip(np.searchsorted(t_model, t_track) - 1, 0, max(len(t_model) - 2, 0))
-    if len(t_model) > 1:
-        tw = np.clip((t_track - t_model[ti]) / (t_model[ti + 1] - t_model[ti]), 0, 1)
-        m = mask[:, :, ti] * (1 - tw) + mask[:, :, np.minimum(ti + 1, len(t_model) - 1)] * tw
-    else:
-        m = np.repeat(mask, n_frames_track, axis=2)
     out = m[:, fi, :] * (1 - fw)[None, :, None] + m[:, fi + 1, :] * fw[None, :, None]
     out[:, f_track > rep.sr / 2] = 0.0
     return out.astype(np.float32)
 
 
-def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize) -> np.ndarray:
+def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, copy: bool = True
+              ) -> np.ndarray:
     """Normalise each row of ``audio`` (n_signals, n_samples).
 
     ``peak``: to a peak of 0.99; ``loudness``: to -23 LUFS (ITU-R BS.1770 with pyloudnorm),
     lowered if needed so that no sample exceeds 0.99; ``none``: unchanged.  Silent rows stay
-    silent.
+    silent.  ``copy=False``: in place when ``audio`` is float32.
     """
     check_choice("normalize", how, NORMALIZATIONS)
-    out = np.array(audio, dtype=np.float32, copy=True)
+    out = np.array(audio, dtype=np.float32, copy=True) if copy else \
+        np.asarray(audio, dtype=np.float32)
     if how == "none":
         return out
     meter = None
@@ -270,40 +297,55 @@ def auralise_masks(
     thumbnails : np.ndarray, float32, shape (n_features, *thumbnail)
         Each output's spectrogram in dB (low frequencies in row 0), block maxima; for pictures.
     """
-    import librosa
-
     rep = track.representation
     track_rate = (sound.output_sr == "track" and audio is not None and sr is not None
                   and int(sr) > rep.sr)
     if isinstance(rep, Waveform):
         return _waveform_sound(masks, track, sr if track_rate else None, sound, thumbnail)
+    n_model, peak = track.stft.shape[1], None
+    if sound.reading == "magnitude":
+        peak = stft_peak(track)
+
+    def model_mask(sel: slice) -> Any:
+        return lambda f0, f1: stft_domain_mask(masks[sel, f0:f1], track, sound,
+                                               frames=slice(f0, f1), peak=peak)
+
     if track_rate:
         grid = _track_grid(rep, int(sr))
-        S = librosa.stft(np.asarray(audio, np.float64), window=stft_window(rep, grid),
-                         center=rep.center, pad_mode=rep.pad_mode, **grid).astype(np.complex64)
-        out_sr, n = int(sr), len(audio)
+        window = stft_window(rep, grid)
+        y = np.asarray(audio, np.float32)
+        out_sr, n = int(sr), len(y)
+        off = grid["n_fft"] // 2 if rep.center else 0
+        n_frames = 1 + (n + 2 * off - grid["n_fft"]) // grid["hop_length"]
+
+        def stft_of(f0: int, f1: int) -> np.ndarray:
+            return stft_frames(y, f0, f1, grid, window, rep.center, rep.pad_mode)
+
+        def mask_of(sel: slice) -> Any:
+            return lambda f0, f1: _interpolate_mask(model_mask(sel), rep, out_sr, grid, f0, f1,
+                                                    n_model)
     else:
         grid = {"n_fft": rep.n_fft, "hop_length": rep.hop_length, "win_length": rep.win_length}
-        S = track.stft.astype(np.complex64, copy=False)
-        out_sr, n = rep.sr, len(track.audio)
-    window = stft_window(rep, grid)
-    absS = np.abs(S)
-    chunk = max(1, min(chunk, CHUNK_BYTES // max(1, S.size * 20)))   # mask, product, istft
+        window = stft_window(rep, grid)
+        S = track.stft
+        out_sr, n, n_frames = rep.sr, len(track.audio), n_model
+
+        def stft_of(f0: int, f1: int) -> np.ndarray:
+            return S[:, f0:f1].astype(np.complex64, copy=False)
+
+        mask_of = model_mask
+    n_bins = grid["n_fft"] // 2 + 1
+    chunk = max(1, min(chunk, CHUNK_BYTES // max(1, BLOCK_FRAMES * n_bins * 20)))
+    step = (max(1, n_bins // (2 * thumbnail[0])), max(1, n_frames // (2 * thumbnail[1])))
     out = np.empty((len(masks), n), np.float32)
     thumbs = np.empty((len(masks), *thumbnail), np.float32)
     for c0 in range(0, len(masks), chunk):
-        M = stft_domain_mask(masks[c0:c0 + chunk], track, sound)
-        if track_rate:
-            M = _interpolate_mask(M, rep, out_sr, grid, S.shape[1])
-        out[c0:c0 + chunk] = librosa.istft(M * S, window=window, center=rep.center, length=n,
-                                           **grid)
-        # thumbnails from a strided subsample (about 2 values per pixel each way)
-        sb = max(1, M.shape[1] // (2 * thumbnail[0]))
-        st = max(1, M.shape[2] // (2 * thumbnail[1]))
-        sub = np.abs(M[:, ::sb, ::st]) * absS[None, ::sb, ::st]
-        for i, m in enumerate(sub):
+        sel = slice(c0, min(len(masks), c0 + chunk))
+        out[sel], coarse = invert_blocks(n_frames, n, grid, window, rep.center, mask_of(sel),
+                                         stft_of, step)
+        for i, m in enumerate(coarse):
             thumbs[c0 + i] = _thumbnail_db(m, thumbnail)
-    return normalise(out, out_sr, sound.normalize), out_sr, thumbs
+    return normalise(out, out_sr, sound.normalize, copy=False), out_sr, thumbs
 
 
 def _waveform_sound(masks: np.ndarray, track: TrackInput, sr: int | None, sound: SoundOptions,

@@ -136,6 +136,11 @@ def _estimate_bytes(tracks: list[tuple[str, Path]], n_outputs: int, model_sr: in
     return total * n_outputs
 
 
+#: A layer whose masks hold more than 1/OVERLAP_SHARE of the memory budget is finished
+#: before the next layer is deconvolved.
+OVERLAP_SHARE = 16
+
+
 class _Worker:
     """Runs (track, layer) units with one model, in this process or a worker process."""
 
@@ -226,7 +231,9 @@ class _Worker:
     def _layers(self, tid: str, todo: list[str], loaded: tuple, base: dict,
                 counts: dict[str, int], tick: Callable[[int, str], None]) -> list[dict]:
         """Deconvolve layer L+1 while a second thread turns layer L into sound and files
-        (TensorFlow, FFTs and soundfile release the GIL); one layer waits at most."""
+        (TensorFlow, FFTs and soundfile release the GIL); one layer waits at most.  A long
+        track's layers go one after the other (masks over :data:`OVERLAP_SHARE` of the
+        budget), so that two layers' work never adds up."""
         from concurrent.futures import ThreadPoolExecutor
 
         y, sr, track, context = loaded
@@ -245,6 +252,9 @@ class _Worker:
                 if pending is not None:
                     rows.extend(self._collect(pending.result(), counts, tick))
                 pending = finisher.submit(self._finish, tid, layer, res, y, sr, base, context)
+                if res.masks.nbytes > self.s.deconv.budget // OVERLAP_SHARE:
+                    rows.extend(self._collect(pending.result(), counts, tick))
+                    pending = None
             if pending is not None:
                 rows.extend(self._collect(pending.result(), counts, tick))
         return rows

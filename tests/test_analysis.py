@@ -350,3 +350,17 @@ def test_soundfont_renderer_plays_the_same_notes():
         f0, voiced, _ = librosa.pyin(seg, fmin=150, fmax=500, sr=22050)
         assert abs(12 * np.log2(np.nanmedian(f0[voiced]) / 440) + 69 - pitch) < 0.3
     assert np.corrcoef(sf_.audio, synth.audio)[0, 1] < 0.5
+
+
+@pytest.mark.parametrize("block", [1 << 18, 700, 100])
+def test_lag_correlation_block_by_block(monkeypatch, block):
+    """bss_eval's correlations D[k] = sum_n r[n] e[n + k], k < 512, block by block (blocks
+    shorter than the filter too) equal the direct sums."""
+    from mirdeconv.analysis import context
+
+    monkeypatch.setattr(context, "SDR_BLOCK", block)
+    rng = np.random.default_rng(block)
+    n = 3000
+    r, e = rng.standard_normal(n), rng.standard_normal((2, n))
+    ref = np.array([[np.dot(r[:n - k], e[f, k:]) for k in range(512)] for f in range(2)])
+    np.testing.assert_allclose(context.lag_correlation(e, r), ref, rtol=0, atol=1e-9)

@@ -185,3 +185,36 @@ def test_api_auralise_and_save(keras, tmp_path):
                                              "grid.png"]
     back, sr = sf.read(tmp_path / "out" / "f002.flac")
     assert sr == 22050 and back.shape == (y.size,)
+
+
+@pytest.mark.parametrize("center,pad_mode", [(True, "constant"), (True, "reflect"),
+                                             (False, "constant")])
+@pytest.mark.parametrize("n,n_fft,hop", [(16000 * 7 + 123, 512, 256), (44100 * 3 + 7, 1412, 706),
+                                         (5000, 512, 128)])
+def test_block_by_block_inversion_equals_librosa(monkeypatch, center, pad_mode, n, n_fft, hop):
+    """The STFT of a stretch of frames and the inverse of (mask x STFT) in blocks of 64
+    frames (every block shorter than many windows) equal librosa's one-call results."""
+    import librosa
+    import scipy.signal
+
+    from mirdeconv import inversion
+
+    monkeypatch.setattr(inversion, "BLOCK_FRAMES", 64)
+    rng = np.random.default_rng(n)
+    y = rng.standard_normal(n).astype(np.float32)
+    win = scipy.signal.get_window("hann", n_fft, fftbins=True)
+    grid = {"n_fft": n_fft, "hop_length": hop, "win_length": None}
+    S = librosa.stft(y.astype(np.float64), window=win, center=center, pad_mode=pad_mode,
+                     **grid).astype(np.complex64)
+    whole = inversion.stft_frames(y, 0, S.shape[1], grid, win, center, pad_mode)
+    np.testing.assert_allclose(whole, S, rtol=0, atol=1e-5 * np.abs(S).max())
+    e = min(50, S.shape[1])
+    np.testing.assert_allclose(inversion.stft_frames(y, 3, e, grid, win, center, pad_mode),
+                               S[:, 3:e], rtol=0, atol=1e-5 * np.abs(S).max())
+    M = rng.standard_normal((2, *S.shape)).astype(np.float32)
+    ref = librosa.istft(M * S[None], window=win, center=center, length=n, **grid)
+    out, coarse = inversion.invert_blocks(S.shape[1], n, grid, win, center,
+                                          lambda a, b: M[:, :, a:b], lambda a, b: S[:, a:b], (4, 3))
+    assert S.shape[1] > 2 * 64 or n == 5000
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    np.testing.assert_allclose(coarse, np.abs(M[:, ::4, ::3]) * np.abs(S[::4, ::3]), rtol=1e-6)

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 
 from ..auralisation import stft_window
+from ..inversion import invert_blocks
 from ..representations import TrackInput
 from .references import Reference
 
-__all__ = ["LOW_HZ", "HIGH_HZ", "ONSET_WINDOW", "SDR_FILTER", "ATTACK_WINDOW", "FFT_WORKERS",
-           "CHROMA_FFT", "TrackContext", "fast_sdr"]
+__all__ = ["LOW_HZ", "HIGH_HZ", "ONSET_WINDOW", "SDR_FILTER", "SDR_BLOCK", "ATTACK_WINDOW",
+           "FFT_WORKERS", "CHROMA_FFT", "TrackContext", "fast_sdr", "lag_correlation"]
 
 LOW_HZ = 200.0
 HIGH_HZ = 2000.0
@@ -19,6 +20,8 @@ HIGH_HZ = 2000.0
 ONSET_WINDOW = 0.05
 #: Length of bss_eval's distortion filter in samples (mir_eval's default).
 SDR_FILTER = 512
+#: Samples of the estimates correlated with the reference at once.
+SDR_BLOCK = 1 << 18
 #: Half-width in seconds of the attack window of ``attack_lift``.
 ATTACK_WINDOW = 0.025
 #: Threads of the descriptors' long FFTs.
@@ -73,34 +76,51 @@ class TrackContext:
         self.near_onsets = near
         share = float(self.power[:, near].sum()) / self.total
         self.attack_share = share if share > 0 else None
-        # the separation references and their correlations (bss_eval's G), once per track
-        self.n_fft_sdr = _next_fast_len(self.n + SDR_FILTER - 1)
+        # the separation references and their autocorrelations (bss_eval's G), once per track
         self.refs = {}
         for name, mask in (("percussive", mp), ("harmonic", mh)):
-            r = self.istft(mask[None] * X[None])[0].astype(np.float64)
-            R = np.fft.rfft(r, self.n_fft_sdr)
+            r = self.istft(mask[None] * X[None])[0]
             if not np.any(r):
                 self.refs[name] = None
                 continue
-            acf = np.fft.irfft(np.abs(R) ** 2, self.n_fft_sdr)[:SDR_FILTER]
-            G = scipy.linalg.toeplitz(acf)
-            self.refs[name] = (R, scipy.linalg.lu_factor(G))
+            G = scipy.linalg.toeplitz(lag_correlation(r[None], r)[0])
+            self.refs[name] = (r, scipy.linalg.lu_factor(G))
 
     def istft(self, Y: np.ndarray) -> np.ndarray:
-        """(F, bins, frames) -> (F, n_samples) at the model's rate."""
-        import librosa
+        """(F, bins, frames) -> (F, n_samples) at the model's rate (block by block)."""
+        return invert_blocks(Y.shape[2], self.n, self.grid, self.window, self.center,
+                             lambda a, b: Y[:, :, a:b], None)[0]
 
-        return librosa.istft(Y, window=self.window, center=self.center, length=self.n, **self.grid)
 
+def lag_correlation(estimates: np.ndarray, reference: np.ndarray, n_lags: int = SDR_FILTER
+                    ) -> np.ndarray:
+    """``D[f, k] = sum_n reference[n] * estimates[f, n + k]`` for lags ``k < n_lags``,
+    in blocks of :data:`SDR_BLOCK` samples (float64, FFTs of the block's size).
 
-def _next_fast_len(n: int) -> int:
+    Returns
+    -------
+    np.ndarray, float64, shape (n_estimates, n_lags)
+    """
     import scipy.fft
 
-    return int(scipy.fft.next_fast_len(n, real=True))
+    F, n = estimates.shape
+    D = np.zeros((F, n_lags))
+    size = int(scipy.fft.next_fast_len(SDR_BLOCK + 2 * n_lags, real=True))
+    lags = np.arange(n_lags)
+    for a in range(0, n, SDR_BLOCK):
+        b = min(n, a + SDR_BLOCK)
+        lo = max(0, a - n_lags + 1)               # the reference from n_lags - 1 before
+        RS = scipy.fft.rfft(np.asarray(reference[lo:b], np.float64), size)
+        EB = scipy.fft.rfft(np.asarray(estimates[:, a:b], np.float64), size, axis=1,
+                            workers=FFT_WORKERS)
+        xc = scipy.fft.irfft(RS[None] * np.conj(EB), size, axis=1, workers=FFT_WORKERS)
+        # xc[s] = sum_i e[a + i] r[lo + i + s]; lag k is s = a - lo - k (negative at the
+        # track's start: the padding past the reference's end is zero, so no wrap-around)
+        D += xc[:, (a - lo - lags) % size]
+    return D
 
 
-def fast_sdr(estimates: np.ndarray, reference: tuple[np.ndarray, Any], n_fft: int,
-             spectra: np.ndarray | None = None) -> np.ndarray:
+def fast_sdr(estimates: np.ndarray, reference: tuple[np.ndarray, Any]) -> np.ndarray:
     """bss_eval's SDR of each estimate against one reference source, in closed form.
 
     With a single reference source, ``mir_eval.separation.bss_eval_sources`` projects the
@@ -112,28 +132,23 @@ def fast_sdr(estimates: np.ndarray, reference: tuple[np.ndarray, Any], n_fft: in
     ----------
     estimates : np.ndarray, shape (n_estimates, n_samples)
     reference : (np.ndarray, lu)
-        The reference's rFFT of size ``n_fft`` and the LU factors of its ``G``
-        (see :class:`TrackContext`).
-    n_fft : int
-        At least ``n_samples + 511``.
-    spectra : np.ndarray, shape (n_estimates, n_fft // 2 + 1), optional
-        The estimates' rFFTs of size ``n_fft``, when already computed.
+        The reference signal (n_samples,) and the LU factors of its ``G``
+        (see :class:`TrackContext`).  The correlations go block by block
+        (:func:`lag_correlation`), in memory bounded by the block.
 
     Returns
     -------
     np.ndarray, shape (n_estimates,)
         dB; NaN for a silent estimate.
     """
-    import scipy.fft
     import scipy.linalg
 
-    R, lu = reference
-    E = spectra if spectra is not None else scipy.fft.rfft(
-        np.asarray(estimates, np.float64), n_fft, axis=1, workers=FFT_WORKERS)
-    D = scipy.fft.irfft(np.conj(R)[None] * E, n_fft, axis=1, workers=FFT_WORKERS)[:, :SDR_FILTER]
+    r, lu = reference
+    D = lag_correlation(estimates, r)                                           # (F, flen)
     C = scipy.linalg.lu_solve(lu, D.T)                                          # (flen, F)
     proj = np.einsum("fk,kf->f", D, C)
-    energy = np.einsum("ft,ft->f", estimates, estimates, dtype=np.float64)
+    energy = sum(np.einsum("ft,ft->f", e, e, dtype=np.float64)
+                 for e in np.array_split(estimates, max(1, estimates.shape[1] // SDR_BLOCK), 1))
     out = np.full(len(estimates), np.nan)
     ok = energy > 0
     resid = np.maximum(energy - proj, 0.0)

@@ -227,6 +227,10 @@ def _onset_scores(Pw: np.ndarray, live: np.ndarray, ctx: TrackContext,
         out["onset_f"][k], out["onset_precision"][k], out["onset_recall"][k] = f, p, r
 
 
+#: Frames of the pitch-class profile's FFTs computed at once.
+CHROMA_BLOCK = 256
+
+
 def _pitch(a: np.ndarray, ctx: TrackContext, out: dict[str, np.ndarray], c0: int) -> np.ndarray:
     """Pitch-class profiles (F, 12) of the sounds, and their correlation with the notes."""
     import scipy.fft
@@ -234,8 +238,13 @@ def _pitch(a: np.ndarray, ctx: TrackContext, out: dict[str, np.ndarray], c0: int
     n_fr = max(1, len(a[0]) // CHROMA_FFT)
     frames = a[:, :n_fr * CHROMA_FFT].reshape(len(a), n_fr, -1) if len(a[0]) >= CHROMA_FFT else \
         np.pad(a, ((0, 0), (0, CHROMA_FFT - len(a[0]))))[:, None]
-    mean_pow = (np.abs(scipy.fft.rfft(frames * np.hanning(CHROMA_FFT), axis=2,
-                                      workers=FFT_WORKERS)) ** 2).mean(axis=1)
+    window = np.hanning(CHROMA_FFT)
+    mean_pow = np.zeros((len(a), CHROMA_FFT // 2 + 1))
+    for f0 in range(0, n_fr, CHROMA_BLOCK):          # a few hundred frames' FFTs at a time
+        spec = scipy.fft.rfft(frames[:, f0:f0 + CHROMA_BLOCK] * window, axis=2,
+                              workers=FFT_WORKERS)
+        mean_pow += (np.abs(spec) ** 2).sum(axis=1)
+    mean_pow /= n_fr
     chroma = mean_pow @ ctx.chroma.T                               # (F, 12)
     csum = chroma.sum(axis=1, keepdims=True)
     prof = np.where(csum > 0, chroma / np.where(csum > 0, csum, 1), np.nan)
@@ -249,9 +258,6 @@ def _pitch(a: np.ndarray, ctx: TrackContext, out: dict[str, np.ndarray], c0: int
 
 def _separation(a: np.ndarray, ctx: TrackContext, out: dict[str, np.ndarray], sl: slice) -> None:
     """SDRs of the sounds against the track's percussive and harmonic parts."""
-    import scipy.fft
-
-    A = scipy.fft.rfft(a.astype(np.float64), ctx.n_fft_sdr, axis=1, workers=FFT_WORKERS)
     for name in ("percussive", "harmonic"):
         if ctx.refs[name] is not None:
-            out[f"sdr_{name}"][sl] = fast_sdr(a, ctx.refs[name], ctx.n_fft_sdr, spectra=A)
+            out[f"sdr_{name}"][sl] = fast_sdr(a, ctx.refs[name])

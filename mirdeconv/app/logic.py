@@ -108,9 +108,10 @@ def _check_duration(path: str, filename: str, max_minutes: float | None) -> None
 
 
 def layer_result(model: Any, y: np.ndarray, sr: int, layer: str,
-                 options: DeconvOptions = DeconvOptions(), progress: Any = None) -> DeconvResult:
-    """Every feature of a layer deconvolved (one engine call; features then come from it)."""
-    return deconvolve(model, y, sr, layer=layer, features="all", options=options,
+                 options: DeconvOptions = DeconvOptions(), progress: Any = None,
+                 features: Any = "all") -> DeconvResult:
+    """Features of a layer deconvolved (default: all of them, in one engine call)."""
+    return deconvolve(model, y, sr, layer=layer, features=features, options=options,
                       progress=progress or False)
 
 

@@ -44,15 +44,20 @@ _LAYERS_MAX = 6
 
 
 def _layer(model, model_id: str, track_key: str, y: np.ndarray, sr: int, layer: str,
-           opts: DeconvOptions, progress=None):
-    """Every feature of a layer, computed once per key (a small LRU shared by sessions: the
-    key holds the track's content hash, so nobody sees a result of a track they lack)."""
-    key = (model_id, track_key, layer, opts)
+           opts: DeconvOptions, progress=None, features: tuple[int, ...] | None = None):
+    """Some features of a layer (None: all of them), computed once per key (a small LRU
+    shared by sessions: the key holds the track's content hash, so nobody sees a result of a
+    track they lack); taken from the whole layer's result when that is there."""
+    whole = (model_id, track_key, layer, opts, None)
+    key = whole[:-1] + (features,)
     with _LAYERS_LOCK:
-        if key in _LAYERS:
-            _LAYERS.move_to_end(key)
-            return _LAYERS[key]
-    result = logic.layer_result(model, y, sr, layer, opts, progress)
+        for k in (whole, key):
+            if k in _LAYERS:
+                _LAYERS.move_to_end(k)
+                res = _LAYERS[k]
+                return res if k == key else res.select(list(features))
+    result = logic.layer_result(model, y, sr, layer, opts, progress,
+                                features="all" if features is None else list(features))
     with _LAYERS_LOCK:
         _LAYERS[key] = result
         while len(_LAYERS) > _LAYERS_MAX:
@@ -78,9 +83,10 @@ def _layer_sound(model_id: str, track_key: str, layer: str, opts: DeconvOptions,
 
 @st.cache_data(show_spinner="Describing the features ...", max_entries=16)
 def _descriptors(model_id: str, track_key: str, layer: str, opts: DeconvOptions,
-                 sound: SoundOptions, positions: tuple[int, ...] | None, _result, _y, sr: int):
-    """The descriptors of some features (by position; None: all), one row each, in order."""
-    part = _result if positions is None else _result.select(list(positions))
+                 sound: SoundOptions, features: tuple[int, ...] | None, _result, _y, sr: int):
+    """The descriptors of some features (None: all), one row each, in order."""
+    part = _result if features is None else _result.select(
+        [_result.features.index(k) for k in features])
     return logic.layer_descriptors(part, _y, sr, sound)
 
 
@@ -197,14 +203,15 @@ def _pick_track(sb):
         st.stop()
 
 
-def _pick_features(sb, layer, result) -> list[int]:
+def _pick_features(sb, layer) -> tuple[int, ...] | None:
+    """The features asked for (None: the 8 most active, which takes the whole layer)."""
     mode = sb.radio("Features", ["one", "several", "the 8 most active"], key="fmode")
     if mode == "one":
-        return [sb.number_input("Feature", 0, layer.n_features - 1, 0, key="feature")]
+        return (int(sb.number_input("Feature", 0, layer.n_features - 1, 0, key="feature")),)
     if mode == "several":
-        return sb.multiselect("Features", list(range(layer.n_features)), default=[0, 1],
-                              key="features")
-    return logic.most_active(result, 8)
+        return tuple(int(k) for k in sb.multiselect(
+            "Features", list(range(layer.n_features)), default=[0, 1], key="features"))
+    return None
 
 
 ONSET_NOTE = ("Onset F-measures compare with onsets librosa detected on this track "
@@ -213,11 +220,9 @@ ONSET_NOTE = ("Onset F-measures compare with onsets librosa detected on this tra
 
 def _feature_view(ctx: dict, feats: list[int]) -> None:
     result = ctx["result"]
-    if not feats:
-        st.info("Pick one or more features in the sidebar.")
-        return
-    positions = tuple(result.features.index(int(k)) for k in feats)
-    desc = _descriptors(*ctx["key"], ctx["sound"], positions, result, ctx["y"], ctx["sr"])
+    positions = [result.features.index(int(k)) for k in feats]
+    desc = _descriptors(*ctx["key"], ctx["sound"], tuple(int(k) for k in feats), result,
+                        ctx["y"], ctx["sr"])
     st.caption(f"{ctx['model'].name} / {ctx['layer'].name} / {ctx['opts'].method}, "
                f"{ctx['opts'].target}  ({result.mode})")
     st.audio(logic.wav_bytes(ctx["y"], ctx["sr"]))
@@ -245,12 +250,13 @@ def _feature_view(ctx: dict, feats: list[int]) -> None:
 def _layer_view(ctx: dict) -> None:
     """Every feature of the layer, heard and described: on demand (it is the page's slowest
     part, so the first page does not wait for it)."""
-    result, layer = ctx["result"], ctx["layer"]
+    layer = ctx["layer"]
     if not st.toggle(f"Auralise and describe all {layer.n_features} features of {layer.name}",
                      key="whole_layer"):
         st.caption("The layer's grid of spectrograms, its labels and every feature's sound "
                    "appear here when switched on.")
         return
+    result = _deconvolved(ctx, None)
     desc = _descriptors(*ctx["key"], ctx["sound"], None, result, ctx["y"], ctx["sr"])
     aur, (wavs, grid) = _layer_sound(*ctx["key"], ctx["sound"], result, ctx["y"], ctx["sr"])
     order = aur.most_active_first()
@@ -276,6 +282,23 @@ def _layer_view(ctx: dict) -> None:
                            mime="application/zip", key="download")
 
 
+def _deconvolved(ctx: dict, features: tuple[int, ...] | None):
+    """The layer's result for some features (None: all), with a progress bar; an error
+    message (and the page stops) when the track cannot go through the layer."""
+    layer = ctx["layer"]
+    bar = st.progress(0.0, text=f"Deconvolving {layer.name} ...")
+    try:
+        result = _layer(ctx["model"], ctx["model_id"], ctx["track_key"], ctx["y"], ctx["sr"],
+                        layer.name, ctx["opts"], features=features,
+                        progress=lambda done, total: bar.progress(done / total))
+    except MirdeconvError as exc:
+        bar.empty()
+        st.error(f"{layer.name} cannot be deconvolved for this track: {exc}")
+        st.stop()
+    bar.empty()
+    return result
+
+
 def run() -> None:
     """Draw the page."""
     backend.quiet_mode()
@@ -288,19 +311,16 @@ def run() -> None:
     opts = _pick(sb, DeconvOptions, only=("method", "target"))
     with sb.expander("Auralisation"):
         sound = _pick(st, SoundOptions, only=("reading", "sign", "output_sr", "normalize"))
-    bar = st.progress(0.0, text=f"Deconvolving {layer.name} ...")
-    try:
-        result = _layer(model, model_id, track_key, y, sr, layer.name, opts,
-                        progress=lambda done, total: bar.progress(done / total))
-    except MirdeconvError as exc:
-        bar.empty()
-        st.error(f"{layer.name} cannot be deconvolved for this track: {exc}")
+    wanted = _pick_features(sb, layer)
+    if wanted == ():
+        st.info("Pick one or more features in the sidebar.")
         st.stop()
-    bar.empty()
-    feats = _pick_features(sb, layer, result)
     ctx = {"model_id": model_id, "model": model, "layer": layer, "y": y, "sr": sr,
-           "track_key": track_key, "opts": opts, "sound": sound, "result": result,
+           "track_key": track_key, "opts": opts, "sound": sound,
            "key": (model_id, track_key, layer.name, opts)}
+    result = _deconvolved(ctx, wanted)
+    feats = list(wanted) if wanted is not None else logic.most_active(result, 8)
+    ctx["result"] = result
     tab_feature, tab_layer = st.tabs(["Features", "Layer"])
     with tab_feature:
         _feature_view(ctx, feats)

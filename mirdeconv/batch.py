@@ -18,6 +18,7 @@ on it (:mod:`mirdeconv.runstore`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -243,7 +244,8 @@ class _Worker:
             for layer in todo:
                 try:
                     res = deconvolve(self.model, track=track, layer=layer,
-                                     features=self.s.features, options=self.s.deconv)
+                                     features=self.s.features,
+                                     options=self._engine_options(layer, track, context))
                 except AudioError as exc:  # e.g. shorter than this layer's receptive field
                     rows.append({**base, "layer": layer, "feature": None, "status": "error",
                                  "error": str(exc)})
@@ -258,6 +260,15 @@ class _Worker:
             if pending is not None:
                 rows.extend(self._collect(pending.result(), counts, tick))
         return rows
+
+    def _engine_options(self, layer: str, track: Any, context: Any) -> DeconvOptions:
+        """The settings' options with what this track holds anyway (its STFT and frames, its
+        analysis context, the layer's masks) taken off the memory budget, down to an eighth
+        of it: one budget for the whole job."""
+        opts = self.s.deconv
+        n_masks = self.features_of(layer) * track.n_frames * self.model.representation.n_bands
+        held = _nbytes(track, context) + 4 * n_masks
+        return dataclasses.replace(opts, memory=max(opts.budget // 8, opts.budget - held))
 
     @staticmethod
     def _collect(result: tuple[str, list[dict]], counts: dict[str, int],
@@ -475,6 +486,19 @@ def _run_parallel(model_source, model_options, settings, out, tracks, layers, jo
                     tick(q.get_nowait())
                 except queue_mod.Empty:
                     break
+
+
+def _nbytes(*objs: Any) -> int:
+    """Bytes of the numpy arrays among some objects' attributes (shared ones once)."""
+    seen, total = set(), 0
+    for v in (v for obj in objs if obj is not None for v in vars(obj).values()):
+        values = v.values() if isinstance(v, dict) else v if isinstance(v, tuple) else [v]
+        for a in values:
+            a = a[0] if isinstance(a, tuple) and a else a
+            if isinstance(a, np.ndarray) and id(a) not in seen:
+                seen.add(id(a))
+                total += a.nbytes
+    return total
 
 
 def _plain(v: Any) -> Any:

@@ -313,20 +313,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    """Serve the Streamlit app (the same page as ``streamlit run streamlit_app.py``)."""
+    """Serve the Streamlit app (the same page as ``streamlit run streamlit_app.py``): this
+    process becomes the server (``exec``), so stopping it stops the server."""
     import importlib.util
-    import subprocess
 
     spec = importlib.util.find_spec("mirdeconv.app")
     page = Path(next(iter(spec.submodule_search_locations))) / "main.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.headless", "true",
            "--server.maxUploadSize", str(UPLOAD_LIMIT_MB), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none",
            "--server.port", str(args.port)]
     if args.address:
         cmd += ["--server.address", args.address]
+    sys.stdout.flush()
+    sys.stderr.flush()
     if backend.verbose():
-        return subprocess.call(cmd, env={**os.environ, "MIRDECONV_VERBOSE": "1"})
-    return subprocess.call(cmd + ["--logger.level", "warning"])
+        os.execve(sys.executable, cmd, {**os.environ, "MIRDECONV_VERBOSE": "1"})
+    os.execv(sys.executable, cmd + ["--logger.level", "warning"])
+    return 0                        # not reached
 
 
 # -- the parser -------------------------------------------------------------------------------

@@ -167,3 +167,33 @@ def test_uploads_are_limited_by_duration(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRDECONV_UPLOAD_MINUTES", "ten")
     with pytest.raises(InvalidOptionError, match="MIRDECONV_UPLOAD_MINUTES must be a positive"):
         logic.upload_minutes()
+
+
+def test_demo_results_are_kept_on_disk_between_runs(keras, tmp_path, monkeypatch):
+    """A demo track's result is written once as plain arrays (no pickles) and read back the
+    next time (a fresh server) equal, without deconvolving again; other features, options or
+    tracks are other entries."""
+    import mirdeconv
+    from mirdeconv.representations import choi2016_stft
+
+    monkeypatch.setenv("MIRDECONV_CACHE", str(tmp_path))
+    keras.utils.set_random_seed(2)
+    L = keras.layers
+    inp = keras.Input((257, 64, 1))
+    x = L.MaxPooling2D(2, name="p")(L.Conv2D(5, 3, padding="same", activation="relu")(inp))
+    m = mirdeconv.load_model(keras.Model(inp, x), representation=choi2016_stft())
+    y = tone_track(11025, 3.0)
+    first = logic.demo_layer_result(m, "demo: a tone", y, 11025, "p", features=(1, 3))
+    files = list((tmp_path / "app-results").glob("*.npz"))
+    assert len(files) == 1 and not np.load(files[0], allow_pickle=False)["masks"].dtype.hasobject
+
+    def no_work(*a, **k):
+        raise AssertionError("deconvolved again")
+
+    monkeypatch.setattr(logic, "deconvolve", no_work)
+    again = logic.demo_layer_result(m, "demo: a tone", y, 11025, "p", features=(1, 3))
+    assert again.features == [1, 3] and again.layer == first.layer and again.mode == first.mode
+    for k in ("masks", "dead", "activation_max", "activations", "dead_reason"):
+        np.testing.assert_array_equal(getattr(again, k), getattr(first, k))
+    with pytest.raises(AssertionError, match="deconvolved again"):
+        logic.demo_layer_result(m, "demo: a tone", y, 11025, "p", features=(2,))

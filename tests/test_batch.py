@@ -314,3 +314,29 @@ def test_two_processes_at_once_share_a_folder(setup, tmp_path):
     idx = load_index(out)
     assert len(idx) == 2 * (4 + 3) and not idx.duplicated(["track", "layer", "feature"]).any()
     assert check_index(out) == {"missing": [], "unlisted": [], "duplicates": []}
+
+
+def test_the_engine_gets_the_budget_less_what_the_track_holds(setup, tmp_path):
+    """One budget for the job: the engine's share is the budget less the track's arrays, its
+    analysis context and the layer's masks (the STFT the context shares counted once), never
+    below an eighth of it."""
+    import dataclasses as dc
+
+    import mirdeconv
+    from mirdeconv.analysis import Reference, TrackContext
+    from mirdeconv.batch import _nbytes, _Worker
+
+    model = mirdeconv.load_model(setup / "net.keras")
+    y, sr = sf.read(setup / "a.wav", dtype="float32")
+    track = model.representation.prepare(y, sr)
+    ctx = TrackContext(track, Reference.detect(y, sr))
+    assert ctx.X is track.stft or np.shares_memory(ctx.X, track.stft)
+    shared = _nbytes(track, ctx)
+    assert shared == _nbytes(track) + _nbytes(ctx) - track.stft.nbytes
+    settings = dc.replace(SETTINGS, deconv=mirdeconv.DeconvOptions(memory="64M"))
+    worker = _Worker(model, settings, tmp_path)
+    masks = 4 * 4 * track.n_frames * model.representation.n_bands          # p1: 4 features
+    assert worker._engine_options("p1", track, ctx).budget == (64 << 20) - shared - masks
+    tiny = _Worker(model, dc.replace(SETTINGS, deconv=mirdeconv.DeconvOptions(memory="1M")),
+                   tmp_path)
+    assert tiny._engine_options("p1", track, ctx).budget == (1 << 20) // 8

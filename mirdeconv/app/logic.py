@@ -115,6 +115,55 @@ def layer_result(model: Any, y: np.ndarray, sr: int, layer: str,
                       progress=progress or False)
 
 
+#: Demo tracks' results kept between runs of the app, at most this many (oldest go first).
+DEMO_RESULTS_KEPT = 64
+#: The arrays of a result that are kept (the rest comes back from the model and the track).
+_RESULT_ARRAYS = ("masks", "features", "dead", "activation_max", "activation_mean",
+                  "fraction_active", "activations", "dead_reason")
+
+
+def demo_layer_result(model: Any, track_name: str, y: np.ndarray, sr: int, layer: str,
+                      options: DeconvOptions = DeconvOptions(), progress: Any = None,
+                      features: tuple[int, ...] | None = None) -> DeconvResult:
+    """:func:`layer_result` of a demo track, kept on disk between runs of the app (plain
+    ``.npz`` arrays, no pickles; keyed by the model's graph digest, the track, the layer, the
+    options and the features), so that a fresh server's first page does not wait for it."""
+    import hashlib
+    import json
+
+    from ..store import atomic_path
+    from ..zoo import cache_dir
+
+    key = hashlib.sha256(json.dumps(
+        [model.graph.content_digest(), model.representation.to_dict(), track_name, len(y),
+         int(sr), layer, options.key(), features], sort_keys=True).encode()).hexdigest()[:32]
+    path = cache_dir() / "app-results" / f"{key}.npz"
+    info = model.layer(layer)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in _RESULT_ARRAYS}
+            mode = str(z["mode"])
+        return DeconvResult(**{**arrays, "features": arrays["features"].tolist()}, layer=info,
+                            options=options, mode=mode, track=model.representation.prepare(y, sr),
+                            model=model.name)
+    except (OSError, KeyError, ValueError):
+        pass
+    result = layer_result(model, y, sr, layer, options, progress,
+                          features="all" if features is None else list(features))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, mode=np.array(result.mode),
+                         **{k: np.asarray(getattr(result, k)) for k in _RESULT_ARRAYS})
+        old = sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+        for p in old[:-DEMO_RESULTS_KEPT]:
+            p.unlink(missing_ok=True)
+    except OSError:          # a read-only cache: the app works without it
+        pass
+    return result
+
+
 #: Descriptor columns the app shows, in order, with their captions.
 SHOWN_DESCRIPTORS = {
     "onset_f": "onset F", "attack_lift": "attack lift", "percussive_share": "percussive",

@@ -56,8 +56,12 @@ def _layer(model, model_id: str, track_key: str, y: np.ndarray, sr: int, layer: 
                 _LAYERS.move_to_end(k)
                 res = _LAYERS[k]
                 return res if k == key else res.select(list(features))
-    result = logic.layer_result(model, y, sr, layer, opts, progress,
-                                features="all" if features is None else list(features))
+    if track_key.startswith("upload-"):
+        result = logic.layer_result(model, y, sr, layer, opts, progress,
+                                    features="all" if features is None else list(features))
+    else:     # a demo track: kept on disk between runs of the app, so a fresh server is quick
+        result = logic.demo_layer_result(model, track_key, y, sr, layer, opts, progress,
+                                         features)
     with _LAYERS_LOCK:
         _LAYERS[key] = result
         while len(_LAYERS) > _LAYERS_MAX:

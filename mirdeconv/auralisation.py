@@ -285,9 +285,9 @@ def auralise_masks(
     thumbnail : (int, int)
         Size (bins, frames) of the returned spectrogram thumbnails.
     chunk : int
-        Features inverted together at most (small chunks keep the buffers warm in memory;
-        long tracks take fewer, so that one chunk's STFT-domain buffers stay within
-        :data:`CHUNK_BYTES`).
+        Features inverted together at most (fewer when one block's STFT-domain buffers,
+        :data:`mirdeconv.inversion.BLOCK_FRAMES` frames of each, would pass
+        :data:`CHUNK_BYTES`); the track goes block by block (:mod:`mirdeconv.inversion`).
 
     Returns
     -------

@@ -93,19 +93,27 @@ def test_uploads_are_decoded_or_refused_clearly(tmp_path):
     assert not list(Path(tempfile.gettempdir()).glob("mirdeconv-upload-*"))  # removed at once
 
 
+def _stft_net(keras, n_features: int, seed: int):
+    """A conv + pool net ("p", ``n_features`` features) on Choi's STFT, and a 3-s tone."""
+    import mirdeconv
+    from mirdeconv.representations import choi2016_stft
+
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input((257, 64, 1))
+    x = L.MaxPooling2D(2, name="p")(L.Conv2D(n_features, 3, padding="same",
+                                             activation="relu")(inp))
+    return (mirdeconv.load_model(keras.Model(inp, x), representation=choi2016_stft()),
+            tone_track(11025, 3.0))
+
+
 def test_most_active_and_zip(keras):
     import io
     import zipfile
 
     import mirdeconv
-    from mirdeconv.representations import choi2016_stft
 
-    keras.utils.set_random_seed(1)
-    L = keras.layers
-    inp = keras.Input((257, 64, 1))
-    x = L.MaxPooling2D(2, name="p")(L.Conv2D(6, 3, padding="same", activation="relu")(inp))
-    m = mirdeconv.load_model(keras.Model(inp, x), representation=choi2016_stft())
-    y = tone_track(11025, 3.0)
+    m, y = _stft_net(keras, 6, seed=1)
     res = logic.layer_result(m, y, 11025, "p", mirdeconv.DeconvOptions())
     top = logic.most_active(res, 3)
     assert top == [int(k) for k in np.argsort(-res.activation_max, kind="stable")[:3]]
@@ -173,16 +181,8 @@ def test_demo_results_are_kept_on_disk_between_runs(keras, tmp_path, monkeypatch
     """A demo track's result is written once as plain arrays (no pickles) and read back the
     next time (a fresh server) equal, without deconvolving again; other features, options or
     tracks are other entries."""
-    import mirdeconv
-    from mirdeconv.representations import choi2016_stft
-
     monkeypatch.setenv("MIRDECONV_CACHE", str(tmp_path))
-    keras.utils.set_random_seed(2)
-    L = keras.layers
-    inp = keras.Input((257, 64, 1))
-    x = L.MaxPooling2D(2, name="p")(L.Conv2D(5, 3, padding="same", activation="relu")(inp))
-    m = mirdeconv.load_model(keras.Model(inp, x), representation=choi2016_stft())
-    y = tone_track(11025, 3.0)
+    m, y = _stft_net(keras, 5, seed=2)
     first = logic.demo_layer_result(m, "demo: a tone", y, 11025, "p", features=(1, 3))
     files = list((tmp_path / "app-results").glob("*.npz"))
     assert len(files) == 1 and not np.load(files[0], allow_pickle=False)["masks"].dtype.hasobject

@@ -157,6 +157,37 @@ def test_band_mask_and_silence():
     assert np.isnan(d.sdr_percussive[2]) and np.isnan(d.percussive_share[2])
 
 
+def test_context_and_descriptors_block_by_block(monkeypatch):
+    """The track context (HPSS, references) and the descriptors go block by block; with
+    16-frame blocks (a 4-s probe has ~170 frames) they equal librosa's whole-track HPSS and
+    the one-block descriptors."""
+    import librosa
+
+    import mirdeconv.analysis.context as context_mod
+    import mirdeconv.analysis.descriptors as descriptors_mod
+    import mirdeconv.inversion as inversion_mod
+
+    p = probes.probe_set(families=("drums",), rhythms=["rock"])[0]
+    whole = _ctx(p)
+    rng = np.random.default_rng(3)
+    masks = rng.uniform(0, 1, (3, whole.track.n_frames, NB)).astype(np.float32)
+    want = analysis.describe_masks(masks, whole)
+    for mod in (context_mod, descriptors_mod, inversion_mod):
+        monkeypatch.setattr(mod, "BLOCK_FRAMES", 16)
+    ctx = _ctx(p)
+    assert ctx.X.shape[1] > 8 * 16
+    mh, mp = librosa.decompose.hpss(np.abs(ctx.X), mask=True)
+    power = np.abs(ctx.X) ** 2
+    np.testing.assert_allclose(ctx.p_power, mp ** 2 * power, rtol=1e-5, atol=1e-6 * power.max())
+    np.testing.assert_allclose(ctx.h_power, mh ** 2 * power, rtol=1e-5, atol=1e-6 * power.max())
+    ref = ctx.istft(mp[None] * ctx.X[None])[0]
+    np.testing.assert_allclose(ctx.refs["percussive"][0], ref, atol=1e-6 * np.abs(ref).max())
+    got = analysis.describe_masks(masks, ctx)
+    for col in ("output_energy", "energy_ratio", "percussive_share", "centroid_hz", "low_share",
+                "attack_lift", "onset_f", "sdr_percussive", "sdr_harmonic", "temporal_sparsity"):
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-5, err_msg=col)
+
+
 def test_fast_sdr_equals_mir_eval():
     import mir_eval
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..auralisation import stft_window
-from ..inversion import invert_blocks
+from ..inversion import BLOCK_FRAMES, invert_blocks
 from ..representations import TrackInput
 from .references import Reference
 
 __all__ = ["LOW_HZ", "HIGH_HZ", "ONSET_WINDOW", "SDR_FILTER", "SDR_BLOCK", "ATTACK_WINDOW",
-           "FFT_WORKERS", "CHROMA_FFT", "TrackContext", "fast_sdr", "lag_correlation"]
+           "FFT_WORKERS", "CHROMA_FFT", "HPSS_KERNEL", "HPSS_MARGIN", "TrackContext", "fast_sdr",
+           "lag_correlation"]
 
 LOW_HZ = 200.0
 HIGH_HZ = 2000.0
@@ -28,6 +30,10 @@ ATTACK_WINDOW = 0.025
 FFT_WORKERS = 2
 #: FFT size of the pitch-class profile.
 CHROMA_FFT = 4096
+#: librosa's HPSS median-filter length (its default), in frames and in bins.
+HPSS_KERNEL = 31
+#: Frames read on each side of a block for its HPSS: half the filter.
+HPSS_MARGIN = HPSS_KERNEL // 2
 
 
 class TrackContext:
@@ -57,11 +63,7 @@ class TrackContext:
         self.n = len(track.audio)
         X = track.stft.astype(np.complex64, copy=False)
         self.X = X
-        self.power = (np.abs(X) ** 2).astype(np.float32)
-        self.total = float(self.power.sum()) or 1.0
-        mh, mp = librosa.decompose.hpss(np.abs(X), mask=True)
-        self.p_power = (mp ** 2 * self.power).astype(np.float32)
-        self.h_power = (mh ** 2 * self.power).astype(np.float32)
+        n_fr = X.shape[1]
         freqs = librosa.fft_frequencies(sr=self.sr, n_fft=rep.n_fft)
         self.freqs = freqs
         self.bands = np.stack([freqs < LOW_HZ, (freqs >= LOW_HZ) & (freqs < HIGH_HZ),
@@ -69,27 +71,61 @@ class TrackContext:
         self.mel = librosa.filters.mel(sr=self.sr, n_fft=rep.n_fft,
                                        n_mels=min(128, max(32, rep.n_fft // 8))).astype(np.float32)
         self.chroma = librosa.filters.chroma(sr=self.sr, n_fft=CHROMA_FFT)
-        t = librosa.frames_to_time(np.arange(X.shape[1]), sr=self.sr, hop_length=self.hop)
-        near = np.zeros(X.shape[1], bool)
+        t = librosa.frames_to_time(np.arange(n_fr), sr=self.sr, hop_length=self.hop)
+        near = np.zeros(n_fr, bool)
         for o in self.reference.onsets:
             near |= np.abs(t - o) <= ATTACK_WINDOW
         self.near_onsets = near
-        share = float(self.power[:, near].sum()) / self.total
+        frame_power = np.concatenate([self.power(a, min(n_fr, a + BLOCK_FRAMES)).sum(0, np.float64)
+                                      for a in range(0, n_fr, BLOCK_FRAMES)] or [np.zeros(0)])
+        self.total = float(frame_power.sum()) or 1.0
+        share = float(frame_power[near].sum()) / self.total
         self.attack_share = share if share > 0 else None
-        # the separation references and their autocorrelations (bss_eval's G), once per track
+        # the percussive and harmonic parts of the power (HPSS block by block) and their
+        # signals, the separation references with their autocorrelations (bss_eval's G)
+        self.p_power = np.empty(X.shape, np.float32)
+        self.h_power = np.empty(X.shape, np.float32)
+        parts = self.istft_masks(self._hpss)
         self.refs = {}
-        for name, mask in (("percussive", mp), ("harmonic", mh)):
-            r = self.istft(mask[None] * X[None])[0]
+        for name, r in zip(("percussive", "harmonic"), parts):
             if not np.any(r):
                 self.refs[name] = None
                 continue
             G = scipy.linalg.toeplitz(lag_correlation(r[None], r)[0])
             self.refs[name] = (r, scipy.linalg.lu_factor(G))
 
+    def power(self, f0: int, f1: int) -> np.ndarray:
+        """``|X|^2`` of frames f0 .. f1 - 1, float32 (bins, f1 - f0)."""
+        return np.square(np.abs(self.X[:, f0:f1]), dtype=np.float32)
+
+    def _hpss(self, f0: int, f1: int) -> np.ndarray:
+        """librosa's HPSS soft masks of frames f0 .. f1 - 1 (percussive, harmonic), from the
+        magnitudes of those frames and :data:`HPSS_MARGIN` more on each side: the median
+        filters see what they see on the whole track, so the masks are its masks.  Fills
+        :attr:`p_power` and :attr:`h_power` there on the way."""
+        import librosa
+
+        n_fr = self.X.shape[1]
+        a, b = max(0, f0 - HPSS_MARGIN), min(n_fr, f1 + HPSS_MARGIN)
+        mh, mp = librosa.decompose.hpss(np.abs(self.X[:, a:b]), kernel_size=HPSS_KERNEL,
+                                        mask=True)
+        mh, mp = mh[:, f0 - a:f1 - a], mp[:, f0 - a:f1 - a]
+        P = self.power(f0, f1)
+        self.p_power[:, f0:f1] = mp ** 2 * P
+        self.h_power[:, f0:f1] = mh ** 2 * P
+        return np.stack([mp, mh]).astype(np.float32)
+
     def istft(self, Y: np.ndarray) -> np.ndarray:
         """(F, bins, frames) -> (F, n_samples) at the model's rate (block by block)."""
         return invert_blocks(Y.shape[2], self.n, self.grid, self.window, self.center,
                              lambda a, b: Y[:, :, a:b], None)[0]
+
+    def istft_masks(self, mask_of: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        """The sounds of masks on the track's STFT, ``istft(M * X)``, (F, n_samples) at the
+        model's rate; ``mask_of(f0, f1)`` gives the masks (F, bins, f1 - f0) of frames
+        f0 .. f1 - 1, one block at a time."""
+        return invert_blocks(self.X.shape[1], self.n, self.grid, self.window, self.center,
+                             mask_of, lambda a, b: self.X[:, a:b])[0]
 
 
 def lag_correlation(estimates: np.ndarray, reference: np.ndarray, n_lags: int = SDR_FILTER

@@ -10,13 +10,15 @@ documentation for what each column measures.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..auralisation import signals, stft_domain_mask
+from ..auralisation import signals, stft_domain_mask, stft_peak
 from ..engine import DeconvResult
 from ..errors import InvalidOptionError
+from ..inversion import BLOCK_FRAMES
 from ..options import SoundOptions
 from ..representations import Waveform
 from .context import CHROMA_FFT, FFT_WORKERS, ONSET_WINDOW, TrackContext, fast_sdr
@@ -128,25 +130,29 @@ def describe_masks(masks: np.ndarray, context: TrackContext, *, activations: np.
     if audio is not None and audio.shape != (n_feat, ctx.n):
         raise InvalidOptionError(f"audio must have shape ({n_feat}, {ctx.n}) (model rate); "
                                  f"got {audio.shape}")
+    waveform = isinstance(ctx.track.representation, Waveform)
+    peak = stft_peak(ctx.track) if sound.reading == "magnitude" and not waveform else None
     frame_energy = np.zeros((n_feat, ctx.X.shape[1]))
     out: dict[str, np.ndarray] = {k: np.full(n_feat, np.nan) for k in DESCRIPTORS}
     profiles = np.full((n_feat, 12), np.nan)
     for c0 in range(0, n_feat, chunk):
         sl = slice(c0, min(n_feat, c0 + chunk))
-        if isinstance(ctx.track.representation, Waveform):
-            M, M2, Pw, a = _waveform_power(masks[sl], ctx, sound)
+
+        def mask_of(f0: int, f1: int, sl: slice = sl) -> np.ndarray:
+            return stft_domain_mask(masks[sl, f0:f1], ctx.track, sound, frames=slice(f0, f1),
+                                    peak=peak)
+
+        if waveform:
+            sums, a = _waveform_sums(masks[sl], ctx, sound)
         else:
-            M = stft_domain_mask(masks[sl], ctx.track, sound)
-            M2 = np.square(np.abs(M), dtype=np.float32)              # (F, bins, frames)
-            Pw = M2 * ctx.power[None]
-            a = None
-        frame_energy[sl] = Pw.sum(axis=1, dtype=np.float64)
-        live = _energy(M, M2, Pw, frame_energy[sl], ctx, out, sl)
-        _onset_scores(Pw, live, ctx, out, c0)
+            sums, a = _mask_sums(mask_of, sl.stop - sl.start, ctx), None
+        frame_energy[sl] = sums.frame_energy
+        live = _energy(sums, ctx, out, sl)
+        _onset_scores(sums.mel, live, ctx, out, c0)
         if audio is not None:
             a = audio[sl]
         elif a is None:
-            a = ctx.istft(M * ctx.X[None])                            # (F, n)
+            a = ctx.istft_masks(mask_of)                              # (F, n)
         profiles[sl] = _pitch(a, ctx, out, c0)
         _separation(a, ctx, out, sl)
     act = np.sqrt(frame_energy) if activations is None else np.asarray(activations, np.float64)
@@ -157,45 +163,90 @@ def describe_masks(masks: np.ndarray, context: TrackContext, *, activations: np.
     return df
 
 
-def _waveform_power(masks: np.ndarray, ctx: TrackContext, sound: SoundOptions
-                    ) -> tuple[None, np.ndarray, np.ndarray, np.ndarray]:
-    """A waveform model's masks are signals: their power spectrograms ``Pw`` (F, bins,
-    frames) straight from their STFTs, ``M2 = Pw / |X|^2`` where the track sounds (0
-    elsewhere, never an overflowing ratio), and the signals (F, n_samples)."""
+@dataclass
+class _Sums:
+    """What the descriptors need of the features' power spectrograms ``Pw = |M|^2 |X|^2``,
+    summed block by block: per bin ``spec`` and per frame ``frame_energy`` (float64), the
+    mel spectrograms for the onsets (F, mels, frames), the percussive and harmonic energies,
+    and the masks' peak (``mmax``; a waveform model's ``cover`` instead)."""
+
+    spec: np.ndarray
+    frame_energy: np.ndarray
+    mel: np.ndarray
+    ep: np.ndarray
+    eh: np.ndarray
+    mmax: np.ndarray | None = None
+    cover: np.ndarray | None = None
+
+    @classmethod
+    def zeros(cls, n_feat: int, ctx: TrackContext, waveform: bool) -> _Sums:
+        bins, n_fr = ctx.X.shape
+        z = np.zeros(n_feat)
+        return cls(np.zeros((n_feat, bins)), np.zeros((n_feat, n_fr)),
+                   np.zeros((n_feat, len(ctx.mel), n_fr), np.float32), z.copy(), z.copy(),
+                   None if waveform else z.copy(), z.copy() if waveform else None)
+
+    def add(self, M2: np.ndarray, Pw: np.ndarray, ctx: TrackContext, f0: int, f1: int) -> None:
+        """Frames f0 .. f1 - 1: ``M2 = |M|^2`` and ``Pw`` (F, bins, f1 - f0)."""
+        self.spec += Pw.sum(axis=2, dtype=np.float64)
+        self.frame_energy[:, f0:f1] = Pw.sum(axis=1, dtype=np.float64)
+        self.mel[:, :, f0:f1] = np.matmul(ctx.mel, Pw)
+        for acc, part in ((self.ep, ctx.p_power), (self.eh, ctx.h_power)):
+            acc += np.tensordot(M2, part[:, f0:f1], axes=([1, 2], [0, 1]))
+
+
+def _mask_sums(mask_of: Any, n_feat: int, ctx: TrackContext) -> _Sums:
+    """:class:`_Sums` of masks on the track's STFT grid, :data:`BLOCK_FRAMES` frames at a
+    time (``mask_of(f0, f1)``: the masks of those frames, (F, bins, f1 - f0))."""
+    n_fr = ctx.X.shape[1]
+    sums = _Sums.zeros(n_feat, ctx, waveform=False)
+    for f0 in range(0, n_fr, BLOCK_FRAMES):
+        f1 = min(n_fr, f0 + BLOCK_FRAMES)
+        M = mask_of(f0, f1)
+        M2 = np.square(np.abs(M), dtype=np.float32)
+        sums.add(M2, M2 * ctx.power(f0, f1)[None], ctx, f0, f1)
+        np.maximum(sums.mmax, np.abs(M).reshape(len(M), -1).max(axis=1, initial=0.0),
+                   out=sums.mmax)
+    return sums
+
+
+def _waveform_sums(masks: np.ndarray, ctx: TrackContext, sound: SoundOptions
+                   ) -> tuple[_Sums, np.ndarray]:
+    """A waveform model's masks are signals: :class:`_Sums` of their power spectrograms
+    (straight from their STFTs; ``M2 = Pw / |X|^2`` where the track sounds, 0 elsewhere,
+    never an overflowing ratio), and the signals (F, n_samples)."""
     a = signals(masks, ctx.track, sound)
     Pw = np.square(np.abs(ctx.track.representation.stft(a)), dtype=np.float32)
-    floor = 1e-10 * float(ctx.power.max(initial=0.0))
-    M2 = np.where(ctx.power[None] > floor, Pw / np.maximum(ctx.power[None], floor), 0.0)
-    return None, M2.astype(np.float32), Pw, a
+    P = ctx.power(0, ctx.X.shape[1])
+    floor = 1e-10 * float(P.max(initial=0.0))
+    M2 = np.where(P[None] > floor, Pw / np.maximum(P[None], floor), 0.0).astype(np.float32)
+    sums = _Sums.zeros(len(masks), ctx, waveform=True)
+    sums.add(M2, Pw, ctx, 0, ctx.X.shape[1])
+    sums.cover += np.sqrt(Pw * P[None]).sum(axis=(1, 2), dtype=np.float64)
+    return sums, a
 
 
-def _energy(M: np.ndarray | None, M2: np.ndarray, Pw: np.ndarray, frame_energy: np.ndarray,
-            ctx: TrackContext, out: dict[str, np.ndarray], sl: slice) -> np.ndarray:
+def _energy(s: _Sums, ctx: TrackContext, out: dict[str, np.ndarray], sl: slice) -> np.ndarray:
     """Output energy, energy ratio, attack lift, percussive/harmonic shares, centroid, spread
     and band shares of one chunk; returns which features make any sound."""
-    spec = Pw.sum(axis=2, dtype=np.float64)                       # (F, bins)
-    total = spec.sum(axis=1)
+    total = s.spec.sum(axis=1)
     live = total > 0
     out["output_energy"][sl] = total
     with np.errstate(invalid="ignore", divide="ignore"):
         if ctx.attack_share is not None:
-            fe = frame_energy.sum(1)
+            fe = s.frame_energy.sum(1)
             out["attack_lift"][sl] = np.where(
-                fe > 0, frame_energy[:, ctx.near_onsets].sum(1) / fe / ctx.attack_share, np.nan)
-        if M is None:   # a waveform model: how much of the track's spectrum its sound covers
-            cover = np.sqrt(Pw * ctx.power[None]).sum(axis=(1, 2), dtype=np.float64)
-            out["energy_ratio"][sl] = np.where(live, cover ** 2 / np.maximum(total, 1e-300)
+                fe > 0, s.frame_energy[:, ctx.near_onsets].sum(1) / fe / ctx.attack_share, np.nan)
+        if s.mmax is None:   # a waveform model: how much of the track's spectrum its sound covers
+            out["energy_ratio"][sl] = np.where(live, s.cover ** 2 / np.maximum(total, 1e-300)
                                                / ctx.total, 0.0)
         else:
-            mmax = np.abs(M).reshape(len(M), -1).max(axis=1).astype(np.float64)
             out["energy_ratio"][sl] = np.where(
-                live, total / np.maximum(mmax, 1e-30) ** 2 / ctx.total, 0.0)
-        flat = M2.reshape(len(M2), -1)
-        ep = (flat @ ctx.p_power.ravel()).astype(np.float64)
-        eh = (flat @ ctx.h_power.ravel()).astype(np.float64)
+                live, total / np.maximum(s.mmax, 1e-30) ** 2 / ctx.total, 0.0)
+        ep, eh = s.ep, s.eh
         out["percussive_share"][sl] = np.where(ep + eh > 0, ep / (ep + eh), np.nan)
         out["harmonic_share"][sl] = np.where(ep + eh > 0, eh / (ep + eh), np.nan)
-        w = spec / total[:, None]
+        w = s.spec / total[:, None]
         cen = w @ ctx.freqs
         out["centroid_hz"][sl] = np.where(live, cen, np.nan)
         out["spread_hz"][sl] = np.where(
@@ -206,17 +257,16 @@ def _energy(M: np.ndarray | None, M2: np.ndarray, Pw: np.ndarray, frame_energy: 
     return live
 
 
-def _onset_scores(Pw: np.ndarray, live: np.ndarray, ctx: TrackContext,
+def _onset_scores(mel: np.ndarray, live: np.ndarray, ctx: TrackContext,
                   out: dict[str, np.ndarray], c0: int) -> None:
-    """The auralisations' onsets (librosa's detector on their mel spectrograms) against the
-    reference onsets (mir_eval, 50 ms)."""
+    """The auralisations' onsets (librosa's detector on their mel power spectrograms, (F,
+    mels, frames)) against the reference onsets (mir_eval, 50 ms)."""
     import mir_eval
 
     ref = ctx.reference.onsets
     if len(ref) == 0:
         return
-    mel = np.matmul(ctx.mel, Pw)                                  # (F, mels, frames)
-    for i in range(len(Pw)):
+    for i in range(len(mel)):
         k = c0 + i
         if not live[i]:
             out["onset_f"][k] = out["onset_precision"][k] = out["onset_recall"][k] = 0.0

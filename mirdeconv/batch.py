@@ -36,7 +36,7 @@ import pandas as pd
 from . import audio as audio_mod
 from .analysis import Reference, TrackContext, add_labels, describe
 from .auralisation import auralise_result, features_per_group
-from .engine import deconvolve
+from .engine import deconvolve, memory_plan
 from .errors import AudioError, InvalidOptionError, MirdeconvError, OutputError
 from .loading import load_model
 from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
@@ -145,10 +145,13 @@ OVERLAP_SHARE = 16
 class _Worker:
     """Runs (track, layer) units with one model, in this process or a worker process."""
 
-    def __init__(self, model: Any, settings: BatchSettings, out: Path) -> None:
+    def __init__(self, model: Any, settings: BatchSettings, out: Path,
+                 log: Callable[[str], None] | None = None) -> None:
         self.model = model
         self.s = settings
         self.out = out
+        #: Where each (track, layer)'s memory plan is reported before its work (None: nowhere).
+        self.log = log
         self.identity = model.identity()
         self.key = settings.key(self.identity["graph_sha256"])
 
@@ -242,10 +245,14 @@ class _Worker:
         pending = None
         with ThreadPoolExecutor(max_workers=1) as finisher:
             for layer in todo:
+                opts = self._engine_options(layer, track, context)
                 try:
+                    if self.log is not None:     # the estimate first; refuses if nothing fits
+                        plan = memory_plan(self.model, track, layer=layer,
+                                           features=self.s.features, options=opts)
+                        self.log(f"{tid} / {layer}: {plan.describe()}")
                     res = deconvolve(self.model, track=track, layer=layer,
-                                     features=self.s.features,
-                                     options=self._engine_options(layer, track, context))
+                                     features=self.s.features, options=opts)
                 except AudioError as exc:  # e.g. shorter than this layer's receptive field
                     rows.append({**base, "layer": layer, "feature": None, "status": "error",
                                  "error": str(exc)})
@@ -406,6 +413,7 @@ def run_batch(
 
     try:
         with Progress(progress, len(tracks) * per_track, "auralise", "feature") as bar:
+            worker.log = bar.write if progress is True else None
             def tick(n: int, layer: str = "") -> None:
                 bar.update(n)
 

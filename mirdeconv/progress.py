@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,11 @@ class Progress:
             self._bar.update(n)
         elif self._callback is not None:
             self._callback(self.done, self.total)
+
+    def write(self, text: str) -> None:
+        """A line for the person watching the bar (above it, on stderr); nothing otherwise."""
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         if self._bar is not None:

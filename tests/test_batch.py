@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import namedtuple
 
 import numpy as np
@@ -169,6 +170,9 @@ def test_cli_auralise(setup, tmp_path, capsys):
     assert rc == 1                                       # one of the two tracks failed
     assert "2 tracks: 1 layer auralised" in cap.out and "failed:" in cap.err
     assert "1 failure (exit code 1" in cap.err
+    # each (track, layer)'s memory estimate before its work, under the default budget
+    assert re.search(r"a / p2: memory: ~\d+ [KM]iB per piece \(1 chunk\) \+ \d+ KiB of masks; "
+                     r"budget \d", cap.err), cap.err
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["exit_code"] == 1
     assert sorted(p.name for p in (tmp_path / "o" / "a" / "p2").iterdir()) == \
         ["_done.json", "f000.flac", "f001.flac"]
@@ -305,7 +309,6 @@ def test_two_processes_at_once_share_a_folder(setup, tmp_path):
              for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    import re
 
     done = [int(re.search(r"(\d+) layers? auralised", o).group(1)) for o, _ in outs]
     assert sum(done) == 4, outs                        # 2 tracks x 2 layers, each once

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -246,13 +248,18 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     m = mirdeconv.load_model(keras.Model(inp, x), representation=rep)
     y = (0.3 * np.random.default_rng(0).standard_normal(8000 * 12)).astype(np.float32)
     info = m.layer("p2")
-    plan = plan_memory(compiled(m, info, method, "float32"), m, info, rep.prepare(y, 8000),
-                       mirdeconv.DeconvOptions(memory="1M"), True, 16).chunks
+    full = plan_memory(compiled(m, info, method, "float32"), m, info, rep.prepare(y, 8000),
+                       mirdeconv.DeconvOptions(memory="1M"), True, 16)
+    assert "of masks (memory-mapped: more than the budget); budget 1 MiB" in full.describe()
+    plan = full.chunks
     assert len(plan) > 20 and all(c.core.stop - c.core.start < 2 * info.receptive_field[0]
                                   for c in plan)
     one = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="64G")
     parts = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="1M")
     np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-5 * np.abs(one.masks).max())
+    # 16 features' masks (3 MiB) pass the 1 MiB budget: a memory map, its file already unlinked
+    assert isinstance(parts.masks, np.memmap) and not isinstance(one.masks, np.memmap)
+    assert parts.masks.nbytes > 1 << 20 and not Path(parts.masks.filename).exists()
     np.testing.assert_array_equal(parts.activation_max, one.activation_max)
     np.testing.assert_allclose(parts.activation_mean, one.activation_mean, rtol=1e-5)
     np.testing.assert_allclose(parts.fraction_active, one.fraction_active, rtol=1e-6)

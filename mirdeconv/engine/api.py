@@ -16,7 +16,7 @@ from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .cache import compiled
 from .chunks import Chunk, combine_stats
-from .memory import MemoryPlan, features_per_pass, plan_memory
+from .memory import MemoryPlan, features_per_pass, mask_array, plan_memory
 from .patches import Patching, model_input, normalize_track, patch_input, plan_patches
 from .program import Program
 from .stats import ActivationStats, activation_stats
@@ -254,7 +254,7 @@ def _batched(prog: Program, plan: MemoryPlan, model: FrozenModel, info: LayerInf
     stride = info.stride[0] or 1
     frames = normalize_track(model, track.frames)
     patching = plan_patches(model, track.n_frames, stride)
-    masks = np.zeros((len(feats), track.n_frames, model.representation.n_bands), np.float32)
+    masks = mask_array((len(feats), track.n_frames, model.representation.n_bands), opts.budget)
     over_time, parts = None, []
     with bar:
         for first in range(0, plan.n_patches, plan.patches_per_pass):
@@ -276,7 +276,7 @@ def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerIn
     """The whole-track result, chunk by chunk (:mod:`mirdeconv.engine.chunks`): each chunk's
     core of the masks into one (F, n_frames, n_bands) array, the statistics combined."""
     frames = normalize_track(model, track.frames)
-    masks = np.zeros((len(feats), track.n_frames, model.representation.n_bands), np.float32)
+    masks = mask_array((len(feats), track.n_frames, model.representation.n_bands), opts.budget)
     parts = []
     with bar:
         for c in plan:

@@ -7,7 +7,8 @@ the gradients of one feature's backward pass (``Program.forward``'s ``elems``, w
 three temporaries each).  A whole track is cut into chunks (:mod:`.chunks`) and patches go in
 batches so that one piece holds at most ``budget / FORWARD_SHARE``; the rest of the budget
 goes to more features' backward passes at once (:func:`features_per_pass`).  What stays
-proportional to the track is the output: the masks.
+proportional to the track is the output: the masks, memory-mapped from a temporary file when
+they alone pass the budget (:func:`mask_array`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .chunks import Chunk, plan_chunks
 from .patches import model_input, patch_starts
 from .program import Program
 
-__all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "FORWARD_SHARE",
+__all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "FORWARD_SHARE",
            "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
 
 #: Share of the memory budget one piece's forward pass and one feature's backward pass may
@@ -86,8 +87,41 @@ class MemoryPlan:
         what = (f"{self.n_pieces} batch{'es' if self.n_pieces != 1 else ''} of "
                 f"{self.patches_per_pass} patches" if self.unit == "patch" else
                 f"{self.n_pieces} chunk{'s' if self.n_pieces != 1 else ''}")
+        mapped = " (memory-mapped: more than the budget)" if self.output_bytes > self.budget else ""
         return (f"memory: ~{_gb(self.piece_bytes)} per piece ({what}) + "
-                f"{_gb(self.output_bytes)} of masks; budget {_gb(self.budget)}")
+                f"{_gb(self.output_bytes)} of masks{mapped}; budget {_gb(self.budget)}")
+
+
+def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
+    """Zeros (float32) for a result's masks: in RAM, or, when the masks alone pass the
+    budget, a ``.npy`` memory map in a temporary file (unlinked at once: the mapping keeps it
+    until the array goes), so the kernel can page them out.
+
+    Raises
+    ------
+    MemoryBudgetError
+        The masks pass the budget and the temporary folder has no room for them either.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    nbytes = 4 * int(np.prod(shape))
+    if nbytes <= budget:
+        return np.zeros(shape, np.float32)
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise MemoryBudgetError(
+            f"the masks need ~{_gb(nbytes)}, more than the memory budget of {_gb(budget)} and "
+            f"than the {_gb(free)} free in {folder} for a memory map; select fewer features or "
+            f"give a larger --memory")
+    fd, path = tempfile.mkstemp(prefix="mirdeconv-masks-", suffix=".npy", dir=folder)
+    os.close(fd)
+    try:
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    finally:
+        os.unlink(path)
 
 
 def _gb(n: float) -> str:

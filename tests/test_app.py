@@ -179,21 +179,45 @@ def test_uploads_are_limited_by_duration(tmp_path, monkeypatch):
 
 def test_demo_results_are_kept_on_disk_between_runs(keras, tmp_path, monkeypatch):
     """A demo track's result is written once as plain arrays (no pickles) and read back the
-    next time (a fresh server) equal, without deconvolving again; other features, options or
-    tracks are other entries."""
+    next time (a fresh server) equal, without deconvolving again and without opening the
+    model (its view comes from the disk too); other features, options or tracks are other
+    entries."""
+    from mirdeconv.app.model_view import model_view
+
     monkeypatch.setenv("MIRDECONV_CACHE", str(tmp_path))
     m, y = _stft_net(keras, 5, seed=2)
-    first = logic.demo_layer_result(m, "demo: a tone", y, 11025, "p", features=(1, 3))
+    first = logic.demo_layer_result(model_view("test:net", lambda: m), "demo: a tone", y, 11025,
+                                    "p", features=(1, 3))
     files = list((tmp_path / "app-results").glob("*.npz"))
     assert len(files) == 1 and not np.load(files[0], allow_pickle=False)["masks"].dtype.hasobject
 
     def no_work(*a, **k):
         raise AssertionError("deconvolved again")
 
+    def no_model():
+        raise AssertionError("opened the model")
+
     monkeypatch.setattr(logic, "deconvolve", no_work)
-    again = logic.demo_layer_result(m, "demo: a tone", y, 11025, "p", features=(1, 3))
+    view = model_view("test:net", no_model)                # a fresh server: from the disk
+    assert view.layers == m.layers and view.name == m.name
+    assert view.digest == m.graph.content_digest() and view.representation == m.representation
+    again = logic.demo_layer_result(view, "demo: a tone", y, 11025, "p", features=(1, 3))
     assert again.features == [1, 3] and again.layer == first.layer and again.mode == first.mode
     for k in ("masks", "dead", "activation_max", "activations", "dead_reason"):
         np.testing.assert_array_equal(getattr(again, k), getattr(first, k))
-    with pytest.raises(AssertionError, match="deconvolved again"):
-        logic.demo_layer_result(m, "demo: a tone", y, 11025, "p", features=(2,))
+    with pytest.raises(AssertionError, match="opened the model"):
+        logic.demo_layer_result(view, "demo: a tone", y, 11025, "p", features=(2,))
+
+
+def test_a_kept_model_view_that_is_no_longer_true_is_replaced(keras, tmp_path, monkeypatch):
+    """The page checks the kept view once the model itself is open: a model that changed
+    under the same id (a plugin's file replaced) replaces it on disk."""
+    from mirdeconv.app.model_view import model_view
+
+    monkeypatch.setenv("MIRDECONV_CACHE", str(tmp_path))
+    m, _ = _stft_net(keras, 5, seed=2)
+    other, _ = _stft_net(keras, 3, seed=4)
+    assert model_view("test:net", lambda: m).still_true()
+    stale = model_view("test:net", lambda: other)
+    assert stale.layers == m.layers and not stale.still_true()
+    assert model_view("test:net", lambda: other).layers == other.layers

@@ -24,6 +24,7 @@ from ..prediction import TOP, predict, summary
 from ..registry import models
 from ..representations import LinearSpectrogram
 from ..store import pcm16
+from .model_view import ModelView
 
 __all__ = ["DEMO_TRACKS", "DEFAULT_MODEL", "model_choices", "open_model", "demo_audio",
            "decode_upload", "layer_result", "layer_descriptors", "feature_sound",
@@ -122,12 +123,13 @@ _RESULT_ARRAYS = ("masks", "features", "dead", "activation_max", "activation_mea
                   "fraction_active", "activations", "dead_reason")
 
 
-def demo_layer_result(model: Any, track_name: str, y: np.ndarray, sr: int, layer: str,
+def demo_layer_result(view: ModelView, track_name: str, y: np.ndarray, sr: int, layer: str,
                       options: DeconvOptions = DeconvOptions(), progress: Any = None,
                       features: tuple[int, ...] | None = None) -> DeconvResult:
     """:func:`layer_result` of a demo track, kept on disk between runs of the app (plain
     ``.npz`` arrays, no pickles; keyed by the model's graph digest, the track, the layer, the
-    options and the features), so that a fresh server's first page does not wait for it."""
+    options and the features), so that a fresh server's first page does not wait for it:
+    read back, it needs only the model's view (no TensorFlow); computed, the model itself."""
     import hashlib
     import json
 
@@ -135,20 +137,20 @@ def demo_layer_result(model: Any, track_name: str, y: np.ndarray, sr: int, layer
     from ..zoo import cache_dir
 
     key = hashlib.sha256(json.dumps(
-        [model.graph.content_digest(), model.representation.to_dict(), track_name, len(y),
+        [view.digest, view.representation.to_dict(), track_name, len(y),
          int(sr), layer, options.key(), features], sort_keys=True).encode()).hexdigest()[:32]
     path = cache_dir() / "app-results" / f"{key}.npz"
-    info = model.layer(layer)
+    info = view.layer(layer)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in _RESULT_ARRAYS}
             mode = str(z["mode"])
         return DeconvResult(**{**arrays, "features": arrays["features"].tolist()}, layer=info,
-                            options=options, mode=mode, track=model.representation.prepare(y, sr),
-                            model=model.name)
+                            options=options, mode=mode, track=view.representation.prepare(y, sr),
+                            model=view.name)
     except (OSError, KeyError, ValueError):
         pass
-    result = layer_result(model, y, sr, layer, options, progress,
+    result = layer_result(view.model, y, sr, layer, options, progress,
                           features="all" if features is None else list(features))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from .. import backend
 from ..errors import MirdeconvError
 from ..options import UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, environment
 from . import logic
+from .model_view import ModelView, model_view
 
 UPLOAD_CHOICE = "upload a model ..."
 
@@ -26,6 +27,13 @@ UPLOAD_CHOICE = "upload a model ..."
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=4)
 def _model(model_id: str):
     return logic.open_model(model_id)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _view(model_id: str):
+    """The model's name, layers and representation (kept on disk: no TensorFlow until the
+    model itself is needed)."""
+    return model_view(model_id, lambda: _model(model_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -43,7 +51,7 @@ _LAYERS_LOCK = threading.Lock()
 _LAYERS_MAX = 6
 
 
-def _layer(model, model_id: str, track_key: str, y: np.ndarray, sr: int, layer: str,
+def _layer(view, model_id: str, track_key: str, y: np.ndarray, sr: int, layer: str,
            opts: DeconvOptions, progress=None, features: tuple[int, ...] | None = None):
     """Some features of a layer (None: all of them), computed once per key (a small LRU
     shared by sessions: the key holds the track's content hash, so nobody sees a result of a
@@ -57,10 +65,10 @@ def _layer(model, model_id: str, track_key: str, y: np.ndarray, sr: int, layer: 
                 res = _LAYERS[k]
                 return res if k == key else res.select(list(features))
     if track_key.startswith("upload-"):
-        result = logic.layer_result(model, y, sr, layer, opts, progress,
+        result = logic.layer_result(view.model, y, sr, layer, opts, progress,
                                     features="all" if features is None else list(features))
     else:     # a demo track: kept on disk between runs of the app, so a fresh server is quick
-        result = logic.demo_layer_result(model, track_key, y, sr, layer, opts, progress,
+        result = logic.demo_layer_result(view, track_key, y, sr, layer, opts, progress,
                                          features)
     with _LAYERS_LOCK:
         _LAYERS[key] = result
@@ -151,7 +159,7 @@ def _uploaded_model(sb):
         rep = sb.selectbox("Input representation", list(presets()), key="model_rep")
     key = "upload-" + hashlib.sha256(main.read_bytes()).hexdigest()[:16] + (rep or "")
     if key not in st.session_state:
-        st.session_state[key] = logic.open_model(str(main), representation=rep)
+        st.session_state[key] = ModelView.of(logic.open_model(str(main), representation=rep))
     return key, st.session_state[key]
 
 
@@ -163,7 +171,7 @@ def _pick_model(sb):
     try:
         if model_id == UPLOAD_CHOICE:
             return _uploaded_model(sb)
-        return model_id, _model(model_id)
+        return model_id, _view(model_id)
     except MirdeconvError as exc:
         st.error(f"The model {model_id} could not be loaded: {exc}")
         st.stop()
@@ -244,11 +252,15 @@ def _feature_view(ctx: dict, feats: list[int]) -> None:
         st.audio(wav)
         st.dataframe(_descriptor_table(row), hide_index=True)
     st.caption(ONSET_NOTE)
+    view = ctx["model"]
     try:
-        preds = _predictions(ctx["model_id"], ctx["track_key"], ctx["y"], ctx["sr"], ctx["model"])
+        preds = _predictions(ctx["model_id"], ctx["track_key"], ctx["y"], ctx["sr"], view.model)
         st.write("Predictions: " + ", ".join(f"{t} {s}" for t, s in preds))
     except MirdeconvError as exc:
         st.info(f"No predictions: {exc}")
+    if not view.still_true():     # the model changed since its view was kept: redraw
+        _view.clear()
+        st.rerun()
 
 
 def _layer_view(ctx: dict) -> None:

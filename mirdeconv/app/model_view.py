@@ -1,0 +1,120 @@
+"""A model as the page sees it before TensorFlow: its name, layers and representation.
+
+Opening a model imports TensorFlow and parses its graph: about 5 s, most of a cold first
+page.  What the pickers, a cached demo result, the descriptors and the pictures need of it
+is small (the layer table, the representation, the graph's digest), so it is kept on disk
+(``MIRDECONV_CACHE/app-models/*.json``, plain JSON) after the first time the model opened.
+The model itself opens on first use (predictions, a deconvolution that is not cached), and
+the page checks then that what was kept is still what the model is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import MirdeconvError, UnknownLayerError
+from ..graph import LayerInfo
+from ..representations import Representation, from_dict
+
+__all__ = ["ModelView", "model_view"]
+
+#: Fields of a LayerInfo that are tuples (JSON gives lists back).
+_TUPLES = ("shape", "receptive_field", "stride")
+
+
+class ModelView:
+    """A model's name, digest, representation and layers, with the model opened on demand.
+
+    Parameters
+    ----------
+    facts : dict
+        ``name``, ``digest`` (the graph's content digest), ``representation`` (its
+        ``to_dict()``) and ``layers`` (each a :class:`~mirdeconv.graph.LayerInfo` as a dict).
+    opener : callable () -> FrozenModel
+        Opens the model itself (cached by the caller).
+    path : Path, optional
+        Where the facts are kept on disk.
+    """
+
+    def __init__(self, facts: dict[str, Any], opener: Callable[[], Any],
+                 path: Path | None = None) -> None:
+        self.facts = facts
+        self._opener = opener
+        self._path = path
+        self._checked = False
+        self.name: str = facts["name"]
+        self.digest: str = facts["digest"]
+        self.representation: Representation = from_dict(facts["representation"])
+        self.layers: list[LayerInfo] = [
+            LayerInfo(**{k: tuple(v) if k in _TUPLES else v for k, v in li.items()})
+            for li in facts["layers"]]
+
+    @classmethod
+    def of(cls, model: Any) -> ModelView:
+        """The view of an open model."""
+        return cls(_facts(model), lambda: model)
+
+    @property
+    def model(self) -> Any:
+        """The model itself (opened now if it was not)."""
+        return self._opener()
+
+    def layer(self, name: str) -> LayerInfo:
+        """A layer by name."""
+        for li in self.layers:
+            if li.name == name:
+                return li
+        raise UnknownLayerError(f"unknown layer {name!r}; layers: "
+                                + ", ".join(li.name for li in self.layers))
+
+    def still_true(self) -> bool:
+        """Whether the model, opened, is still what was kept (else the kept facts are
+        replaced by its own, and the caller redraws)."""
+        if self._checked:
+            return True
+        now = _facts(self.model)
+        if now == self.facts:
+            self._checked = True
+            return True
+        if self._path is not None:
+            _save(self._path, now)
+        return False
+
+
+def _facts(model: Any) -> dict[str, Any]:
+    return json.loads(json.dumps({
+        "name": model.name, "digest": model.graph.content_digest(),
+        "representation": model.representation.to_dict(),
+        "layers": [dataclasses.asdict(li) for li in model.layers]}))
+
+
+def _save(path: Path, facts: dict[str, Any]) -> None:
+    from ..store import atomic_path
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(facts))
+    except OSError:            # a read-only cache: the page works without it
+        pass
+
+
+def model_view(model_id: str, opener: Callable[[], Any]) -> ModelView:
+    """The view of a registry model: from the disk if it was kept (no TensorFlow), else from
+    the model, opened now, and kept."""
+    from .. import __version__
+    from ..zoo import cache_dir
+
+    key = hashlib.sha256(f"{model_id}\n{__version__}".encode()).hexdigest()[:32]
+    path = cache_dir() / "app-models" / f"{key}.json"
+    try:
+        return ModelView(json.loads(path.read_text()), opener, path)
+    except (OSError, ValueError, KeyError, TypeError, MirdeconvError):
+        facts = _facts(opener())
+        _save(path, facts)
+        return ModelView(facts, opener, path)

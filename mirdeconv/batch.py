@@ -37,7 +37,7 @@ from . import audio as audio_mod
 from .analysis import Reference, TrackContext, add_labels, describe
 from .auralisation import auralise_result, features_per_group
 from .engine import deconvolve, memory_plan
-from .errors import AudioError, InvalidOptionError, MirdeconvError, OutputError
+from .errors import AudioError, InvalidOptionError, MemoryBudgetError, MirdeconvError, OutputError
 from .loading import load_model
 from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
 from .plot import feature_grid
@@ -145,13 +145,13 @@ OVERLAP_SHARE = 16
 class _Worker:
     """Runs (track, layer) units with one model, in this process or a worker process."""
 
-    def __init__(self, model: Any, settings: BatchSettings, out: Path,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, model: Any, settings: BatchSettings, out: Path) -> None:
         self.model = model
         self.s = settings
         self.out = out
-        #: Where each (track, layer)'s memory plan is reported before its work (None: nowhere).
-        self.log = log
+        #: Where each (track, layer)'s memory plan is reported before its work (None: nowhere;
+        #: :func:`run_batch` sets its progress bar's ``write`` in this process).
+        self.log: Callable[[str], None] | None = None
         self.identity = model.identity()
         self.key = settings.key(self.identity["graph_sha256"])
 
@@ -247,13 +247,14 @@ class _Worker:
             for layer in todo:
                 opts = self._engine_options(layer, track, context)
                 try:
-                    if self.log is not None:     # the estimate first; refuses if nothing fits
-                        plan = memory_plan(self.model, track, layer=layer,
+                    if self.log is not None:     # the estimate first (deconvolve's own plan)
+                        plan = memory_plan(self.model, track, layer=layer, probe_short=False,
                                            features=self.s.features, options=opts)
                         self.log(f"{tid} / {layer}: {plan.describe()}")
                     res = deconvolve(self.model, track=track, layer=layer,
                                      features=self.s.features, options=opts)
-                except AudioError as exc:  # e.g. shorter than this layer's receptive field
+                except (AudioError, MemoryBudgetError) as exc:  # e.g. shorter than this
+                    # layer's receptive field, or a piece of this long track over the budget
                     rows.append({**base, "layer": layer, "feature": None, "status": "error",
                                  "error": str(exc)})
                     tick(self.features_of(layer), layer)

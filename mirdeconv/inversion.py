@@ -46,7 +46,7 @@ def stft_frames(y: np.ndarray, f0: int, f1: int, grid: dict, window: np.ndarray,
 def invert_blocks(n_frames: int, n_samples: int, grid: dict, window: np.ndarray, center: bool,
                   mask_of: Callable[[int, int], np.ndarray],
                   stft_of: Callable[[int, int], np.ndarray] | None,
-                  thumb_step: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
+                  thumb_step: tuple[int, int] | None = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
     """``librosa.istft(mask * stft, center=center, length=n_samples)``, block by block.
 
     Parameters
@@ -58,9 +58,9 @@ def invert_blocks(n_frames: int, n_samples: int, grid: dict, window: np.ndarray,
     mask_of, stft_of : callable (f0, f1) -> array
         The masks ``(F, bins, f1 - f0)`` and the STFT ``(bins, f1 - f0)`` of frames f0 .. f1-1
         (``stft_of`` None: ``mask_of`` gives the products themselves).
-    thumb_step : (int, int)
+    thumb_step : (int, int) or None
         Every ``thumb_step[0]``-th bin and ``thumb_step[1]``-th frame of ``|mask * stft|``
-        is kept for pictures.
+        is kept for pictures (None: nothing is kept).
 
     Returns
     -------
@@ -71,7 +71,7 @@ def invert_blocks(n_frames: int, n_samples: int, grid: dict, window: np.ndarray,
     import librosa
 
     n_fft, hop = grid["n_fft"], grid["hop_length"]
-    sb, st = thumb_step
+    sb, st = thumb_step or (1, 1)
     margin = -(-n_fft // hop) + 1
     off = n_fft // 2 if center else 0
     out: np.ndarray | None = None
@@ -89,8 +89,11 @@ def invert_blocks(n_frames: int, n_samples: int, grid: dict, window: np.ndarray,
         j1 = n_samples if b == n_frames else min(n_samples, b * hop)
         part = y[:, j0 + off - f0 * hop:][:, :max(0, j1 - j0)]
         out[:, j0:j0 + part.shape[1]] = part
-        cols = np.arange(-(-a // st) * st, b, st) - f0
-        coarse.append(np.abs(Y[:, ::sb][:, :, cols]))
+        if thumb_step is not None:
+            cols = np.arange(-(-a // st) * st, b, st) - f0
+            coarse.append(np.abs(Y[:, ::sb][:, :, cols]))
     if out is None:
         return np.zeros((0, n_samples), np.float32), np.zeros((0, 0, 0), np.float32)
-    return out, np.concatenate(coarse, axis=2).astype(np.float32)
+    if not coarse:
+        return out, np.zeros((len(out), 0, 0), np.float32)
+    return out, np.concatenate(coarse, axis=2).astype(np.float32, copy=False)

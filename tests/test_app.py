@@ -210,14 +210,28 @@ def test_demo_results_are_kept_on_disk_between_runs(keras, tmp_path, monkeypatch
 
 
 def test_a_kept_model_view_that_is_no_longer_true_is_replaced(keras, tmp_path, monkeypatch):
-    """The page checks the kept view once the model itself is open: a model that changed
-    under the same id (a plugin's file replaced) replaces it on disk."""
+    """The view is checked once the model itself is open: a model that changed under the
+    same id (a plugin's file replaced) replaces it in memory and on disk, once (the page
+    redraws once), also when the disk cannot be written."""
     from mirdeconv.app.model_view import model_view
 
     monkeypatch.setenv("MIRDECONV_CACHE", str(tmp_path))
     m, _ = _stft_net(keras, 5, seed=2)
     other, _ = _stft_net(keras, 3, seed=4)
-    assert model_view("test:net", lambda: m).still_true()
+    same = model_view("test:net", lambda: m)
+    assert same.model is m and not same.redraw()
     stale = model_view("test:net", lambda: other)
-    assert stale.layers == m.layers and not stale.still_true()
-    assert model_view("test:net", lambda: other).layers == other.layers
+    assert stale.layers == m.layers and stale.model is other
+    assert stale.layers == other.layers and stale.digest == other.graph.content_digest()
+    assert stale.redraw() and not stale.redraw()
+    assert model_view("test:net", lambda: other).layers == other.layers     # on disk too
+    import mirdeconv.store
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(mirdeconv.store, "atomic_path", read_only)
+    view = model_view("test:net", lambda: m)           # stale again, and the disk read-only
+    assert view.model is m and view.layers == m.layers and view.redraw()
+    assert not view.redraw()                            # no endless redraws
+    assert model_view("test:net", lambda: m).layers == other.layers    # the disk kept the old

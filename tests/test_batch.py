@@ -170,9 +170,10 @@ def test_cli_auralise(setup, tmp_path, capsys):
     assert rc == 1                                       # one of the two tracks failed
     assert "2 tracks: 1 layer auralised" in cap.out and "failed:" in cap.err
     assert "1 failure (exit code 1" in cap.err
-    # each (track, layer)'s memory estimate before its work, under the default budget
-    assert re.search(r"a / p2: memory: ~\d+ [KM]iB per piece \(1 chunk\) \+ \d+ KiB of masks; "
-                     r"budget \d", cap.err), cap.err
+    # each (track, layer)'s memory plan before its work, the one deconvolve makes (a 2-s
+    # track is shorter than the probe: one piece), under the default budget
+    assert re.search(r"a / p2: memory: one piece, not measured \(no longer than the probe\) "
+                     r"\+ \d+ KiB of masks; budget \d", cap.err), cap.err
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["exit_code"] == 1
     assert sorted(p.name for p in (tmp_path / "o" / "a" / "p2").iterdir()) == \
         ["_done.json", "f000.flac", "f001.flac"]
@@ -340,6 +341,23 @@ def test_the_engine_gets_the_budget_less_what_the_track_holds(setup, tmp_path):
     worker = _Worker(model, settings, tmp_path)
     masks = 4 * 4 * track.n_frames * model.representation.n_bands          # p1: 4 features
     assert worker._engine_options("p1", track, ctx).budget == (64 << 20) - shared - masks
-    tiny = _Worker(model, dc.replace(SETTINGS, deconv=mirdeconv.DeconvOptions(memory="1M")),
+    assert shared + masks > 512 << 10
+    tiny = _Worker(model, dc.replace(SETTINGS, deconv=mirdeconv.DeconvOptions(memory=512 << 10)),
                    tmp_path)
-    assert tiny._engine_options("p1", track, ctx).budget == (1 << 20) // 8
+    assert tiny._engine_options("p1", track, ctx).budget == (512 << 10) // 8
+
+
+def test_a_track_whose_pieces_pass_the_budget_is_a_failure_not_an_abort(setup, tmp_path):
+    """Under a budget too small for even one chunk of a long track, that (track, layer) is
+    an error row naming the budget and the batch goes on (here nothing else is left: exit
+    code 2), instead of the whole job stopping at the first layer."""
+    import dataclasses as dc
+
+    sf.write(tmp_path / "long.wav", tone_track(16000, 30.0, seed=3), 16000)
+    settings = dc.replace(SETTINGS, analyse=False, deconv=DeconvOptions(memory=64 << 10))
+    s = run_batch(setup / "net.keras", [tmp_path / "long.wav"], tmp_path / "out", settings,
+                  progress=False)
+    idx = load_index(tmp_path / "out")
+    assert list(idx.status) == ["error", "error"] and list(idx.layer) == ["p1", "p2"]
+    assert idx.error.str.contains("more than the memory budget of 8 KiB").all(), idx.error[0]
+    assert s.exit_code == 2 and s.n_layers_done == 0

@@ -86,7 +86,7 @@ class TrackContext:
         self.p_power = np.empty(X.shape, np.float32)
         self.h_power = np.empty(X.shape, np.float32)
         parts = self.istft_masks(self._hpss)
-        self.refs = {}
+        self.refs = {"percussive": None, "harmonic": None}
         for name, r in zip(("percussive", "harmonic"), parts):
             if not np.any(r):
                 self.refs[name] = None
@@ -118,14 +118,14 @@ class TrackContext:
     def istft(self, Y: np.ndarray) -> np.ndarray:
         """(F, bins, frames) -> (F, n_samples) at the model's rate (block by block)."""
         return invert_blocks(Y.shape[2], self.n, self.grid, self.window, self.center,
-                             lambda a, b: Y[:, :, a:b], None)[0]
+                             lambda a, b: Y[:, :, a:b], None, None)[0]
 
     def istft_masks(self, mask_of: Callable[[int, int], np.ndarray]) -> np.ndarray:
         """The sounds of masks on the track's STFT, ``istft(M * X)``, (F, n_samples) at the
         model's rate; ``mask_of(f0, f1)`` gives the masks (F, bins, f1 - f0) of frames
         f0 .. f1 - 1, one block at a time."""
         return invert_blocks(self.X.shape[1], self.n, self.grid, self.window, self.center,
-                             mask_of, lambda a, b: self.X[:, a:b])[0]
+                             mask_of, lambda a, b: self.X[:, a:b], None)[0]
 
 
 def lag_correlation(estimates: np.ndarray, reference: np.ndarray, n_lags: int = SDR_FILTER

@@ -136,21 +136,25 @@ def demo_layer_result(view: ModelView, track_name: str, y: np.ndarray, sr: int, 
     from ..store import atomic_path
     from ..zoo import cache_dir
 
-    key = hashlib.sha256(json.dumps(
-        [view.digest, view.representation.to_dict(), track_name, len(y),
-         int(sr), layer, options.key(), features], sort_keys=True).encode()).hexdigest()[:32]
-    path = cache_dir() / "app-results" / f"{key}.npz"
-    info = view.layer(layer)
+    def kept(digest: str) -> Path:
+        key = hashlib.sha256(json.dumps(
+            [digest, view.representation.to_dict(), track_name, len(y), int(sr), layer,
+             options.key(), features], sort_keys=True).encode()).hexdigest()[:32]
+        return cache_dir() / "app-results" / f"{key}.npz"
+
+    path = kept(view.digest)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in _RESULT_ARRAYS}
             mode = str(z["mode"])
-        return DeconvResult(**{**arrays, "features": arrays["features"].tolist()}, layer=info,
-                            options=options, mode=mode, track=view.representation.prepare(y, sr),
-                            model=view.name)
+        return DeconvResult(**{**arrays, "features": arrays["features"].tolist()},
+                            layer=view.layer(layer), options=options, mode=mode,
+                            track=view.representation.prepare(y, sr), model=view.name)
     except (OSError, KeyError, ValueError):
         pass
-    result = layer_result(view.model, y, sr, layer, options, progress,
+    model = view.model                          # opened and checked: the digest is its own
+    path = kept(view.digest)
+    result = layer_result(model, y, sr, layer, options, progress,
                           features="all" if features is None else list(features))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

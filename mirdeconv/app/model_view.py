@@ -5,7 +5,8 @@ page.  What the pickers, a cached demo result, the descriptors and the pictures 
 is small (the layer table, the representation, the graph's digest), so it is kept on disk
 (``MIRDECONV_CACHE/app-models/*.json``, plain JSON) after the first time the model opened.
 The model itself opens on first use (predictions, a deconvolution that is not cached), and
-the page checks then that what was kept is still what the model is.
+is checked then against what was kept: a model changed under the same id replaces it, in
+memory and on disk, and the page redraws.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,17 @@ class ModelView:
 
     def __init__(self, facts: dict[str, Any], opener: Callable[[], Any],
                  path: Path | None = None) -> None:
-        self.facts = facts
         self._opener = opener
         self._path = path
+        self._lock = threading.Lock()
         self._checked = False
+        #: The model, once open, was not what was kept: the view now holds the model's own
+        #: facts (and the disk too, where it can be written); the page redraws.
+        self.replaced = False
+        self._take(facts)
+
+    def _take(self, facts: dict[str, Any]) -> None:
+        self.facts = facts
         self.name: str = facts["name"]
         self.digest: str = facts["digest"]
         self.representation: Representation = from_dict(facts["representation"])
@@ -57,12 +66,25 @@ class ModelView:
     @classmethod
     def of(cls, model: Any) -> ModelView:
         """The view of an open model."""
-        return cls(_facts(model), lambda: model)
+        view = cls(_facts(model), lambda: model)
+        view._checked = True
+        return view
 
     @property
     def model(self) -> Any:
-        """The model itself (opened now if it was not)."""
-        return self._opener()
+        """The model itself (opened now if it was not), checked the first time against what
+        was kept: if it changed, the view takes its facts (see :attr:`replaced`)."""
+        model = self._opener()
+        with self._lock:
+            if not self._checked:
+                now = _facts(model)
+                if now != self.facts:
+                    self._take(now)
+                    self.replaced = True
+                    if self._path is not None:
+                        _save(self._path, now)
+                self._checked = True
+        return model
 
     def layer(self, name: str) -> LayerInfo:
         """A layer by name."""
@@ -72,18 +94,12 @@ class ModelView:
         raise UnknownLayerError(f"unknown layer {name!r}; layers: "
                                 + ", ".join(li.name for li in self.layers))
 
-    def still_true(self) -> bool:
-        """Whether the model, opened, is still what was kept (else the kept facts are
-        replaced by its own, and the caller redraws)."""
-        if self._checked:
-            return True
-        now = _facts(self.model)
-        if now == self.facts:
-            self._checked = True
-            return True
-        if self._path is not None:
-            _save(self._path, now)
-        return False
+    def redraw(self) -> bool:
+        """Whether the model turned out to be other than what was kept since the last call
+        (once per change: the caller redraws the page)."""
+        with self._lock:
+            replaced, self.replaced = self.replaced, False
+        return replaced
 
 
 def _facts(model: Any) -> dict[str, Any]:

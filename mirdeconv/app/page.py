@@ -29,7 +29,7 @@ def _model(model_id: str):
     return logic.open_model(model_id)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner="Opening the model ...", max_entries=8)
 def _view(model_id: str):
     """The model's name, layers and representation (kept on disk: no TensorFlow until the
     model itself is needed)."""
@@ -254,12 +254,11 @@ def _feature_view(ctx: dict, feats: list[int]) -> None:
     st.caption(ONSET_NOTE)
     view = ctx["model"]
     try:
-        preds = _predictions(ctx["model_id"], ctx["track_key"], ctx["y"], ctx["sr"], view.model)
+        preds = _predictions(ctx["key"][0], ctx["track_key"], ctx["y"], ctx["sr"], view.model)
         st.write("Predictions: " + ", ".join(f"{t} {s}" for t, s in preds))
     except MirdeconvError as exc:
         st.info(f"No predictions: {exc}")
-    if not view.still_true():     # the model changed since its view was kept: redraw
-        _view.clear()
+    if view.redraw():            # the model changed since its view was kept
         st.rerun()
 
 
@@ -304,11 +303,13 @@ def _deconvolved(ctx: dict, features: tuple[int, ...] | None):
     layer = ctx["layer"]
     bar = st.progress(0.0, text=f"Deconvolving {layer.name} ...")
     try:
-        result = _layer(ctx["model"], ctx["model_id"], ctx["track_key"], ctx["y"], ctx["sr"],
+        result = _layer(ctx["model"], ctx["key"][0], ctx["track_key"], ctx["y"], ctx["sr"],
                         layer.name, ctx["opts"], features=features,
                         progress=lambda done, total: bar.progress(done / total))
     except MirdeconvError as exc:
         bar.empty()
+        if ctx["model"].redraw():    # the model changed since its view was kept
+            st.rerun()
         st.error(f"{layer.name} cannot be deconvolved for this track: {exc}")
         st.stop()
     bar.empty()
@@ -333,7 +334,7 @@ def run() -> None:
         st.stop()
     ctx = {"model_id": model_id, "model": model, "layer": layer, "y": y, "sr": sr,
            "track_key": track_key, "opts": opts, "sound": sound,
-           "key": (model_id, track_key, layer.name, opts)}
+           "key": (f"{model_id}@{model.digest}", track_key, layer.name, opts)}
     result = _deconvolved(ctx, wanted)
     feats = list(wanted) if wanted is not None else logic.most_active(result, 8)
     ctx["result"] = result

@@ -200,9 +200,12 @@ def deconvolve(
 
 
 def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, features: Any = None,
-                options: DeconvOptions | None = None) -> MemoryPlan:
+                options: DeconvOptions | None = None, probe_short: bool = True) -> MemoryPlan:
     """How :func:`deconvolve` would take ``track`` through ``layer``, and what it would hold
     (one probe forward pass), before the work starts.
+
+    ``probe_short=False``: exactly :func:`deconvolve`'s plan, which takes a track no longer
+    than the probe in one piece, unmeasured and never refused.
 
     Returns
     -------
@@ -221,7 +224,7 @@ def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, feat
     track = _track(model, None, None, track)
     whole = _goes_whole(model, info, track, opts.mode)
     return plan_memory(compiled(model, info, opts.method, opts.precision), model, info, track,
-                       opts, whole, len(feats))
+                       opts, whole, len(feats), probe_short=probe_short)
 
 
 def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel, info: LayerInfo,
@@ -348,8 +351,8 @@ def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptio
     if out is not None:
         buf = masks = out[0]
     else:
-        buf = np.zeros((len(feats), n_bands, n_frames) if native_ft else
-                       (len(feats), n_frames, n_bands), np.float32)
+        buf = mask_array((len(feats), n_bands, n_frames) if native_ft else
+                         (len(feats), n_frames, n_bands), opts.budget)
         masks = np.swapaxes(buf, 1, 2) if native_ft else buf
     with progress:
         for c0 in range(0, len(feats), chunk):

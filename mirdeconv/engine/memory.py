@@ -88,14 +88,17 @@ class MemoryPlan:
                 f"{self.patches_per_pass} patches" if self.unit == "patch" else
                 f"{self.n_pieces} chunk{'s' if self.n_pieces != 1 else ''}")
         mapped = " (memory-mapped: more than the budget)" if self.output_bytes > self.budget else ""
-        return (f"memory: ~{_gb(self.piece_bytes)} per piece ({what}) + "
-                f"{_gb(self.output_bytes)} of masks{mapped}; budget {_gb(self.budget)}")
+        piece = (f"~{_gb(self.piece_bytes)} per piece ({what})" if self.per_unit else
+                 "one piece, not measured (no longer than the probe)")
+        return (f"memory: {piece} + {_gb(self.output_bytes)} of masks{mapped}; "
+                f"budget {_gb(self.budget)}")
 
 
 def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
     """Zeros (float32) for a result's masks: in RAM, or, when the masks alone pass the
-    budget, a ``.npy`` memory map in a temporary file (unlinked at once: the mapping keeps it
-    until the array goes), so the kernel can page them out.
+    budget, a ``.npy`` memory map in a temporary file (``TMPDIR``; its blocks reserved, the
+    file unlinked at once: the mapping keeps it until the array goes), so the kernel can page
+    them out (not when ``TMPDIR`` is a tmpfs: its pages are RAM).
 
     Raises
     ------
@@ -119,7 +122,17 @@ def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
     fd, path = tempfile.mkstemp(prefix="mirdeconv-masks-", suffix=".npy", dir=folder)
     os.close(fd)
     try:
-        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        try:       # the blocks reserved now: a disk that fills later cannot kill the process
+            with open(path, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+        except OSError as exc:
+            del arr
+            raise MemoryBudgetError(
+                f"the masks need ~{_gb(nbytes)}, more than the memory budget of {_gb(budget)}, "
+                f"and {folder} cannot hold them as a memory map ({exc.strerror or exc}); select "
+                f"fewer features or give a larger --memory") from None
+        return arr
     finally:
         os.unlink(path)
 

@@ -288,3 +288,25 @@ def test_patches_in_batches_equal_one_pass(fcn, track):
     np.testing.assert_allclose(parts.activations, one.activations, rtol=0,   # batch size
                                atol=1e-6 * np.abs(one.activations).max())  # changes oneDNN's sums
     assert "batches of" in plan.describe() and "budget 10 MiB" in plan.describe()
+
+
+def test_masks_that_fit_neither_the_budget_nor_the_disk_are_refused(monkeypatch, tmp_path):
+    """Masks over the budget go to a memory map whose blocks are reserved first; when the
+    temporary folder cannot hold them the error says so, and no file is left behind."""
+    import errno
+    import os
+
+    from mirdeconv.engine.memory import mask_array
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    assert not isinstance(mask_array((2, 100, 8), 1 << 20), np.memmap)      # fits: in RAM
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(MemoryBudgetError, match=r"the masks need ~6 KiB, more than the memory "
+                       r"budget of 1 KiB, and .* cannot hold them as a memory map \(No space "
+                       r"left on device; .* free\)"):
+        mask_array((2, 100, 8), 1 << 10)
+    assert not list(tmp_path.iterdir())

@@ -88,11 +88,9 @@ class TrackContext:
         parts = self.istft_masks(self._hpss)
         self.refs = {"percussive": None, "harmonic": None}
         for name, r in zip(("percussive", "harmonic"), parts):
-            if not np.any(r):
-                self.refs[name] = None
-                continue
-            G = scipy.linalg.toeplitz(lag_correlation(r[None], r)[0])
-            self.refs[name] = (r, scipy.linalg.lu_factor(G))
+            if np.any(r):                          # (a silent part has no reference)
+                G = scipy.linalg.toeplitz(lag_correlation(r[None], r)[0])
+                self.refs[name] = (r, scipy.linalg.lu_factor(G))
 
     def power(self, f0: int, f1: int) -> np.ndarray:
         """``|X|^2`` of frames f0 .. f1 - 1, float32 (bins, f1 - f0)."""
@@ -113,7 +111,7 @@ class TrackContext:
         P = self.power(f0, f1)
         self.p_power[:, f0:f1] = mp ** 2 * P
         self.h_power[:, f0:f1] = mh ** 2 * P
-        return np.stack([mp, mh]).astype(np.float32)
+        return np.stack([mp, mh])
 
     def istft(self, Y: np.ndarray) -> np.ndarray:
         """(F, bins, frames) -> (F, n_samples) at the model's rate (block by block)."""

@@ -113,26 +113,19 @@ def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
     if nbytes <= budget:
         return np.zeros(shape, np.float32)
     folder = tempfile.gettempdir()
-    free = shutil.disk_usage(folder).free
-    if nbytes > free:
-        raise MemoryBudgetError(
-            f"the masks need ~{_gb(nbytes)}, more than the memory budget of {_gb(budget)} and "
-            f"than the {_gb(free)} free in {folder} for a memory map; select fewer features or "
-            f"give a larger --memory")
     fd, path = tempfile.mkstemp(prefix="mirdeconv-masks-", suffix=".npy", dir=folder)
     os.close(fd)
-    try:
+    try:       # the blocks reserved now: a disk that fills later cannot kill the process
         arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-        try:       # the blocks reserved now: a disk that fills later cannot kill the process
-            with open(path, "r+b") as f:
-                os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
-        except OSError as exc:
-            del arr
-            raise MemoryBudgetError(
-                f"the masks need ~{_gb(nbytes)}, more than the memory budget of {_gb(budget)}, "
-                f"and {folder} cannot hold them as a memory map ({exc.strerror or exc}); select "
-                f"fewer features or give a larger --memory") from None
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
         return arr
+    except OSError as exc:
+        raise MemoryBudgetError(
+            f"the masks need ~{_gb(nbytes)}, more than the memory budget of {_gb(budget)}, and "
+            f"{folder} cannot hold them as a memory map ({exc.strerror or exc}; "
+            f"{_gb(shutil.disk_usage(folder).free)} free); select fewer features or give a "
+            f"larger --memory") from None
     finally:
         os.unlink(path)
 

@@ -191,8 +191,8 @@ class _Sums:
         self.spec += Pw.sum(axis=2, dtype=np.float64)
         self.frame_energy[:, f0:f1] = Pw.sum(axis=1, dtype=np.float64)
         self.mel[:, :, f0:f1] = np.matmul(ctx.mel, Pw)
-        for acc, part in ((self.ep, ctx.p_power), (self.eh, ctx.h_power)):
-            acc += np.tensordot(M2, part[:, f0:f1], axes=([1, 2], [0, 1]))
+        for acc, part in zip((self.ep, self.eh), ctx.hpss_power(f0, f1)):
+            acc += np.tensordot(M2, part, axes=([1, 2], [0, 1]))
 
 
 def _mask_sums(mask_of: Any, n_feat: int, ctx: TrackContext) -> _Sums:

@@ -81,8 +81,8 @@ class TrackContext:
         self.total = float(frame_power.sum()) or 1.0
         share = float(frame_power[near].sum()) / self.total
         self.attack_share = share if share > 0 else None
-        # the percussive and harmonic parts of the power (HPSS block by block) and their
-        # signals, the separation references with their autocorrelations (bss_eval's G)
+        # the percussive HPSS mask (block by block; the harmonic is its complement) and the
+        # parts' signals, the separation references with their autocorrelations (bss_eval's G)
         self.p_mask = np.empty(X.shape, np.float32)
         parts = self.istft_masks(self._hpss)
         self.refs = {"percussive": None, "harmonic": None}

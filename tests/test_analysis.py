@@ -157,6 +157,25 @@ def test_band_mask_and_silence():
     assert np.isnan(d.sdr_percussive[2]) and np.isnan(d.percussive_share[2])
 
 
+def test_hpss_parts_where_the_track_is_silent():
+    """The context keeps librosa's percussive mask only: the harmonic one is its complement,
+    also where the track is silent (both medians 0: librosa splits them, 0.5 each)."""
+    import dataclasses
+
+    import librosa
+
+    p = probes.probe_set(families=("drums",), rhythms=["rock"])[0]
+    y = p.audio.copy()
+    y[len(y) // 3:2 * len(y) // 3] = 0.0
+    ctx = _ctx(dataclasses.replace(p, audio=y))
+    mh, mp = librosa.decompose.hpss(np.abs(ctx.X), mask=True)
+    np.testing.assert_allclose(mp + mh, 1.0, atol=1e-6)
+    power = np.abs(ctx.X) ** 2
+    p_power, h_power = ctx.hpss_power(0, ctx.X.shape[1])
+    np.testing.assert_allclose(p_power, mp ** 2 * power, rtol=1e-5, atol=1e-6 * power.max())
+    np.testing.assert_allclose(h_power, mh ** 2 * power, rtol=1e-5, atol=1e-6 * power.max())
+
+
 def test_context_and_descriptors_block_by_block(monkeypatch):
     """The track context (HPSS, references) and the descriptors go block by block; with
     16-frame blocks (a 4-s probe has ~170 frames) they equal librosa's whole-track HPSS and

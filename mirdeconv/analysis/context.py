@@ -95,23 +95,22 @@ class TrackContext:
         """``|X|^2`` of frames f0 .. f1 - 1, float32 (bins, f1 - f0)."""
         return np.square(np.abs(self.X[:, f0:f1]), dtype=np.float32)
 
-    def hpss_power(self, f0: int, f1: int) -> tuple[np.ndarray, np.ndarray]:
+    def hpss_power(self, f0: int, f1: int, power: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
         """The percussive and harmonic parts of ``|X|^2`` of frames f0 .. f1 - 1:
         ``(mp^2 |X|^2, mh^2 |X|^2)``, float32 (bins, f1 - f0) each, with librosa's HPSS soft
-        masks ``mp``, ``mh`` (kept as one: ``mh = 1 - mp``, both 0 where NaN)."""
+        masks ``mp``, ``mh`` (kept as one: ``mh = 1 - mp``).  ``power``:
+        :meth:`power` of those frames, when the caller has it."""
         q = self.p_mask[:, f0:f1]
-        none = np.isnan(q)
-        mp = np.where(none, 0, q)
-        mh = np.where(none, 0, 1 - q)
-        P = self.power(f0, f1)
-        return mp ** 2 * P, mh ** 2 * P
+        P = self.power(f0, f1) if power is None else power
+        return q ** 2 * P, (1 - q) ** 2 * P
 
     def _hpss(self, f0: int, f1: int) -> np.ndarray:
         """librosa's HPSS soft masks of frames f0 .. f1 - 1 (percussive, harmonic), from the
         magnitudes of those frames and :data:`HPSS_MARGIN` more on each side: the median
         filters see what they see on the whole track, so the masks are its masks.  Keeps
-        the percussive one in :attr:`p_mask` on the way (the two sum to 1, except where
-        both medians are 0 and both masks are: NaN there)."""
+        the percussive one in :attr:`p_mask` on the way (with librosa's default margins the
+        two sum to 1: where both medians are 0 it splits them, 0.5 each)."""
         import librosa
 
         n_fr = self.X.shape[1]
@@ -119,7 +118,7 @@ class TrackContext:
         mh, mp = librosa.decompose.hpss(np.abs(self.X[:, a:b]), kernel_size=HPSS_KERNEL,
                                         mask=True)
         mh, mp = mh[:, f0 - a:f1 - a], mp[:, f0 - a:f1 - a]
-        self.p_mask[:, f0:f1] = np.where(mp + mh > 0, mp, np.nan)
+        self.p_mask[:, f0:f1] = mp
         return np.stack([mp, mh])
 
     def istft(self, Y: np.ndarray) -> np.ndarray:

@@ -186,12 +186,14 @@ class _Sums:
                    np.zeros((n_feat, len(ctx.mel), n_fr), np.float32), z.copy(), z.copy(),
                    None if waveform else z.copy(), z.copy() if waveform else None)
 
-    def add(self, M2: np.ndarray, Pw: np.ndarray, ctx: TrackContext, f0: int, f1: int) -> None:
-        """Frames f0 .. f1 - 1: ``M2 = |M|^2`` and ``Pw`` (F, bins, f1 - f0)."""
+    def add(self, M2: np.ndarray, Pw: np.ndarray, P: np.ndarray, ctx: TrackContext, f0: int,
+            f1: int) -> None:
+        """Frames f0 .. f1 - 1: ``M2 = |M|^2`` and ``Pw`` (F, bins, f1 - f0), the track's
+        ``P = |X|^2`` (bins, f1 - f0)."""
         self.spec += Pw.sum(axis=2, dtype=np.float64)
         self.frame_energy[:, f0:f1] = Pw.sum(axis=1, dtype=np.float64)
         self.mel[:, :, f0:f1] = np.matmul(ctx.mel, Pw)
-        for acc, part in zip((self.ep, self.eh), ctx.hpss_power(f0, f1)):
+        for acc, part in zip((self.ep, self.eh), ctx.hpss_power(f0, f1, P)):
             acc += np.tensordot(M2, part, axes=([1, 2], [0, 1]))
 
 
@@ -204,7 +206,8 @@ def _mask_sums(mask_of: Any, n_feat: int, ctx: TrackContext) -> _Sums:
         f1 = min(n_fr, f0 + BLOCK_FRAMES)
         M = mask_of(f0, f1)
         M2 = np.square(np.abs(M), dtype=np.float32)
-        sums.add(M2, M2 * ctx.power(f0, f1)[None], ctx, f0, f1)
+        P = ctx.power(f0, f1)
+        sums.add(M2, M2 * P[None], P, ctx, f0, f1)
         np.maximum(sums.mmax, np.abs(M).reshape(len(M), -1).max(axis=1, initial=0.0),
                    out=sums.mmax)
     return sums
@@ -221,7 +224,7 @@ def _waveform_sums(masks: np.ndarray, ctx: TrackContext, sound: SoundOptions
     floor = 1e-10 * float(P.max(initial=0.0))
     M2 = np.where(P[None] > floor, Pw / np.maximum(P[None], floor), 0.0).astype(np.float32)
     sums = _Sums.zeros(len(masks), ctx, waveform=True)
-    sums.add(M2, Pw, ctx, 0, ctx.X.shape[1])
+    sums.add(M2, Pw, P, ctx, 0, ctx.X.shape[1])
     sums.cover += np.sqrt(Pw * P[None]).sum(axis=(1, 2), dtype=np.float64)
     return sums, a
 

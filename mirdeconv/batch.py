@@ -36,7 +36,7 @@ import pandas as pd
 from . import audio as audio_mod
 from .analysis import Reference, TrackContext, add_labels, describe
 from .auralisation import auralise_result, features_per_group
-from .engine import deconvolve, memory_plan
+from .engine import deconvolve, memory_plan, release_pages
 from .errors import AudioError, InvalidOptionError, MemoryBudgetError, MirdeconvError, OutputError
 from .loading import load_model
 from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
@@ -311,6 +311,7 @@ class _Worker:
                 rel = Path(tid) / _safe(layer) / feature_file(k, self.s.sound.format)
                 write_audio(self.out / rel, aur.audio[i], aur.sr)
                 layer_rows.append(self._row(base, layer, part, i, rel, grid, aur))
+            release_pages(res.masks)            # (a long track's: read again from the file)
         if descs:
             desc = add_labels(pd.concat(descs, ignore_index=True))
             for i, row in enumerate(layer_rows):

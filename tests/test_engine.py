@@ -250,14 +250,14 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     info = m.layer("p2")
     full = plan_memory(compiled(m, info, method, "float32"), m, info, rep.prepare(y, 8000),
                        mirdeconv.DeconvOptions(memory="1M"), True, 16)
-    assert "of masks (memory-mapped: more than the budget); budget 1 MiB" in full.describe()
+    assert "of masks (memory-mapped: over 1/16 of the budget); budget 1 MiB" in full.describe()
     plan = full.chunks
     assert len(plan) > 20 and all(c.core.stop - c.core.start < 2 * info.receptive_field[0]
                                   for c in plan)
     one = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="64G")
     parts = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="1M")
     np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-5 * np.abs(one.masks).max())
-    # 16 features' masks (3 MiB) pass the 1 MiB budget: a memory map, its file already unlinked
+    # 16 features' masks (3 MiB) pass 1/16 of the 1 MiB budget: a memory map, its file unlinked
     assert isinstance(parts.masks, np.memmap) and not isinstance(one.masks, np.memmap)
     assert parts.masks.nbytes > 1 << 20 and not Path(parts.masks.filename).exists()
     np.testing.assert_array_equal(parts.activation_max, one.activation_max)
@@ -305,8 +305,52 @@ def test_masks_that_fit_neither_the_budget_nor_the_disk_are_refused(monkeypatch,
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    with pytest.raises(MemoryBudgetError, match=r"the masks need ~6 KiB, more than the memory "
-                       r"budget of 1 KiB, and .* cannot hold them as a memory map \(No space "
+    with pytest.raises(MemoryBudgetError, match=r"the masks need ~6 KiB, more than 1/16 of the "
+                       r"memory budget of 1 KiB, and .* cannot hold them as a memory map \(No space "
                        r"left on device; .* free\)"):
         mask_array((2, 100, 8), 1 << 10)
     assert not list(tmp_path.iterdir())
+
+
+def _mapped_rss(path: str) -> int:
+    """Resident bytes of the mapping of ``path`` in this process (/proc/self/smaps)."""
+    rss, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if "-" in line.split()[0] and len(line.split()) >= 5:      # a mapping's header
+            inside = path in line
+        elif inside and line.startswith("Rss:"):
+            rss += int(line.split()[1]) * 1024
+    return rss
+
+
+def test_memory_mapped_masks_give_their_pages_back(tmp_path, monkeypatch):
+    """Masks over 1/16 of the budget are a memory map; after release_pages what was written
+    is still there but no longer resident; arrays in RAM are left alone."""
+    from mirdeconv.engine.memory import MASK_SHARE, mask_array, release_pages
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    shape = (4, 4096, 96)                                         # 6 MiB
+    assert not isinstance(mask_array(shape, 16 * 6 << 20), np.memmap)
+    m = mask_array(shape, MASK_SHARE * (6 << 20) - 1)
+    assert isinstance(m, np.memmap)
+    m[:] = np.arange(4096, dtype=np.float32)[None, :, None]
+    assert _mapped_rss(m.filename) >= 6 << 20
+    release_pages(m[1:, 100:])                                   # a view: the whole map
+    assert _mapped_rss(m.filename) < 64 << 10
+    assert float(m[3, 4095, 95]) == 4095.0 and float(m.sum()) == 4 * 96 * 4095 * 4096 / 2
+    ram = np.ones(shape, np.float32)
+    release_pages(ram)
+    assert ram.sum() == ram.size
+
+
+def test_pieces_keep_their_features_backward_passes_to_their_share():
+    """A track in one piece gives the whole budget to features at once; a chunk or a batch of
+    patches only a FORWARD_SHARE of it (oneDNN's pool keeps its peak for the run)."""
+    from mirdeconv.engine.memory import FORWARD_SHARE, features_per_pass
+
+    opts = mirdeconv.DeconvOptions(memory="4G")
+    elems = (4 << 30) // (4 * 3 * 32)                     # 32 features fill the whole budget
+    assert features_per_pass(opts, elems, 64) == 32
+    assert features_per_pass(opts, elems, 64, piece=True) == 32 // FORWARD_SHARE
+    assert features_per_pass(opts, elems, 5, piece=True) == 5          # equal groups: 5 of 5
+    assert features_per_pass(opts, 10 * elems, 8, piece=True) == 1

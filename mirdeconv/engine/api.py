@@ -16,7 +16,7 @@ from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .cache import compiled
 from .chunks import Chunk, combine_stats
-from .memory import MemoryPlan, features_per_pass, mask_array, plan_memory
+from .memory import MemoryPlan, features_per_pass, mask_array, plan_memory, release_pages
 from .patches import Patching, model_input, normalize_track, patch_input, plan_patches
 from .program import Program
 from .stats import ActivationStats, activation_stats
@@ -192,6 +192,7 @@ def deconvolve(
             masks, act = _piece(prog, x, patching, model, info, feats, opts, whole, bar)
         stats = activation_stats(act, info, patching)
     masks[stats.all_zero] = 0.0
+    release_pages(masks)
     return DeconvResult(
         masks=masks, features=feats, dead=stats.dead, activation_max=stats.max,
         activation_mean=stats.mean, fraction_active=stats.fraction, activations=stats.over_time,
@@ -229,17 +230,19 @@ def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, feat
 
 def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel, info: LayerInfo,
            feats: list[int], opts: DeconvOptions, whole: bool, bar: Progress,
-           out: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+           out: tuple[np.ndarray, int] | None = None, piece: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
     """One forward pass over ``x`` (the track, a chunk of it, or some of its patches), then
     every feature's mask: (masks (F, n_frames, n_bands), the selected features of the layer's
     output, in order, as numpy).
 
     ``out``: (the track's masks, the first patch of ``x``) for a batch of patches, whose
-    weighted masks are added there (the caller normalises once all batches are in)."""
+    weighted masks are added there (the caller normalises once all batches are in).
+    ``piece``: ``x`` is one of the track's chunks or batches (:func:`features_per_pass`)."""
     act, saved, elems = prog.forward(x)
     native_ft = whole and model.input_axes.startswith("NFT")
     masks = _backward(prog, (act, saved), feats, opts, model, patching, (whole, native_ft),
-                      features_per_pass(opts, elems * len(x), len(feats)),
+                      features_per_pass(opts, elems * len(x), len(feats), piece=piece),
                       margin=_margin(info, patching), progress=bar, out=out)
     return masks, prog.tf.gather(act, feats, axis=info.feature_axis).numpy()
 
@@ -264,12 +267,15 @@ def _batched(prog: Program, plan: MemoryPlan, model: FrozenModel, info: LayerInf
             items = range(first, min(plan.n_patches, first + plan.patches_per_pass))
             x = patch_input(model, frames, patching, items)
             _, act = _piece(prog, x, patching, model, info, feats, opts, False, bar,
-                            out=(masks, first))
+                            out=(masks, first), piece=True)
+            release_pages(masks)
             part = activation_stats(act, info, patching, first, over_time)
             over_time = part.over_time
             parts.append((part, len(items)))
     if not model.patches_add_up:
-        patching.normalise(masks, _margin(info, patching))
+        for f in range(len(masks)):        # feature by feature: a memory map's pages go back
+            patching.normalise(masks[f:f + 1], _margin(info, patching))
+            release_pages(masks)
     return masks, combine_stats(parts, over_time)
 
 
@@ -285,8 +291,9 @@ def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerIn
         for c in plan:
             x, patching = model_input(model, frames[c.start:c.stop], True, info.stride[0] or 1,
                                       normalized=True)
-            m, act = _piece(prog, x, patching, model, info, feats, opts, True, bar)
+            m, act = _piece(prog, x, patching, model, info, feats, opts, True, bar, piece=True)
             masks[:, c.start + c.core.start:c.start + c.core.stop] = m[:, c.core]
+            release_pages(masks)
             act = _crop_units(act, info, c)
             n_units = act.shape[info.time_axis]
             if n_units:                 # (a last core shorter than the layer's stride has none)

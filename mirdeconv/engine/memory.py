@@ -5,10 +5,12 @@ work holds per frame: the layer's output (as a tensor, its numpy copy and the st
 temporaries), the tensors the forward pass saves for the backward pass (exact sizes), and
 the gradients of one feature's backward pass (``Program.forward``'s ``elems``, with about
 three temporaries each).  A whole track is cut into chunks (:mod:`.chunks`) and patches go in
-batches so that one piece holds at most ``budget / FORWARD_SHARE``; the rest of the budget
-goes to more features' backward passes at once (:func:`features_per_pass`).  What stays
+batches so that one piece holds at most ``budget / FORWARD_SHARE``, and its features'
+backward passes as many at once as that share holds again; a track in one piece gives the
+whole budget to more features at once (:func:`features_per_pass`).  What stays
 proportional to the track is the output: the masks, memory-mapped from a temporary file when
-they alone pass the budget (:func:`mask_array`).
+they pass ``budget / MASK_SHARE`` (:func:`mask_array`), their pages given back to the kernel
+after each chunk is written and each group of features is read (:func:`release_pages`).
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from .chunks import Chunk, plan_chunks
 from .patches import model_input, patch_starts
 from .program import Program
 
-__all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "FORWARD_SHARE",
-           "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
+__all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "release_pages",
+           "FORWARD_SHARE", "MASK_SHARE", "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
 
 #: Share of the memory budget one piece's forward pass and one feature's backward pass may
 #: hold together (the rest goes to backward passes of more features at once).
 FORWARD_SHARE = 4
+#: Masks over ``budget / MASK_SHARE`` go to a memory map (:func:`mask_array`), whose pages the
+#: work gives back as it goes (:func:`release_pages`): they are the part that grows with the track.
+MASK_SHARE = 16
 #: Bytes per element of the gradients one feature's backward pass holds: float32, and about
 #: three temporaries on the way back.
 BYTES_PER_ELEMENT = 4 * (1 + 3)
@@ -87,7 +92,8 @@ class MemoryPlan:
         what = (f"{self.n_pieces} batch{'es' if self.n_pieces != 1 else ''} of "
                 f"{self.patches_per_pass} patches" if self.unit == "patch" else
                 f"{self.n_pieces} chunk{'s' if self.n_pieces != 1 else ''}")
-        mapped = " (memory-mapped: more than the budget)" if self.output_bytes > self.budget else ""
+        mapped = (f" (memory-mapped: over 1/{MASK_SHARE} of the budget)"
+                  if self.output_bytes > self.budget // MASK_SHARE else "")
         piece = (f"~{_gb(self.piece_bytes)} per piece ({what})" if self.per_unit else
                  "one piece, not measured (no longer than the probe)")
         return (f"memory: {piece} + {_gb(self.output_bytes)} of masks{mapped}; "
@@ -95,22 +101,22 @@ class MemoryPlan:
 
 
 def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
-    """Zeros (float32) for a result's masks: in RAM, or, when the masks alone pass the
-    budget, a ``.npy`` memory map in a temporary file (``TMPDIR``; its blocks reserved, the
-    file unlinked at once: the mapping keeps it until the array goes), so the kernel can page
-    them out (not when ``TMPDIR`` is a tmpfs: its pages are RAM).
+    """Zeros (float32) for a result's masks: in RAM, or, when the masks pass
+    ``budget / MASK_SHARE``, a ``.npy`` memory map in a temporary file (``TMPDIR``; its blocks
+    reserved, the file unlinked at once: the mapping keeps it until the array goes), whose
+    pages :func:`release_pages` gives back (not when ``TMPDIR`` is a tmpfs: its pages are RAM).
 
     Raises
     ------
     MemoryBudgetError
-        The masks pass the budget and the temporary folder has no room for them either.
+        The masks pass that share and the temporary folder has no room for them.
     """
     import os
     import shutil
     import tempfile
 
     nbytes = 4 * int(np.prod(shape))
-    if nbytes <= budget:
+    if nbytes <= budget // MASK_SHARE:
         return np.zeros(shape, np.float32)
     folder = tempfile.gettempdir()
     fd, path = tempfile.mkstemp(prefix="mirdeconv-masks-", suffix=".npy", dir=folder)
@@ -122,12 +128,32 @@ def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
         return arr
     except OSError as exc:
         raise MemoryBudgetError(
-            f"the masks need ~{_gb(nbytes)}, more than the memory budget of {_gb(budget)}, and "
+            f"the masks need ~{_gb(nbytes)}, more than 1/{MASK_SHARE} of the memory budget of "
+            f"{_gb(budget)}, and "
             f"{folder} cannot hold them as a memory map ({exc.strerror or exc}; "
             f"{_gb(shutil.disk_usage(folder).free)} free); select fewer features or give a "
             f"larger --memory") from None
     finally:
         os.unlink(path)
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Give the pages of a memory-mapped array (or a view of one) back to the kernel: what was
+    written stays in the file (a shared mapping), and is read back from the page cache or the
+    disk when it is next touched.  Arrays in RAM are left alone.
+
+    Parameters
+    ----------
+    arr : np.ndarray
+        Any array; only one whose memory is a :class:`mmap.mmap` is released (all of it).
+    """
+    import mmap
+
+    base = arr
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if isinstance(base, mmap.mmap):
+        base.madvise(mmap.MADV_DONTNEED)
 
 
 def _gb(n: float) -> str:
@@ -216,10 +242,16 @@ def _refusal(plan: MemoryPlan, opts: DeconvOptions, info: LayerInfo) -> str:
     return f"{why}, more than the memory budget of {_gb(plan.budget)}; {fix}"
 
 
-def features_per_pass(opts: DeconvOptions, elems: int, n: int) -> int:
+def features_per_pass(opts: DeconvOptions, elems: int, n: int, *, piece: bool = False) -> int:
     """Features per backward pass: per feature the backward pass holds the gradients on the
-    way and about two temporaries each; equal groups keep to one traced backward function."""
+    way and about two temporaries each; equal groups keep to one traced backward function.
+
+    ``piece``: ``x`` is one of many pieces (a chunk, a batch of patches), sized to
+    ``budget / FORWARD_SHARE``; the gradients of all its features keep to that share too
+    (more features at once buy nothing there, and oneDNN's pool keeps its peak for the run).
+    A track in one piece uses the whole budget."""
     width = 2 if opts.precision == "bfloat16" else 4
-    chunk = int(max(1, min(n, opts.budget // max(width * 3 * elems, 1))))
+    budget = opts.budget // FORWARD_SHARE if piece else opts.budget
+    chunk = int(max(1, min(n, budget // max(width * 3 * elems, 1))))
     n_chunks = -(-n // chunk)
     return -(-n // n_chunks)

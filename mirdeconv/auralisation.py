@@ -242,7 +242,7 @@ def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, cop
                 lufs = -np.inf
             if np.isfinite(lufs):
                 gain = min(gain, 10.0 ** ((TARGET_LUFS - lufs) / 20.0))
-        out[i] = row * gain
+        row *= gain                      # (in place: a long track's row is ~100 MB)
     return out
 
 

@@ -127,8 +127,13 @@ def pcm16(audio: np.ndarray) -> np.ndarray:
     return np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
+#: Samples quantised and written at once by :func:`write_audio`.
+WRITE_BLOCK = 1 << 18
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
-    """Write one signal as WAV or FLAC (by suffix), 16-bit PCM, atomically.
+    """Write one signal (n_samples,) as WAV or FLAC (by suffix), 16-bit PCM, atomically, in
+    blocks of :data:`WRITE_BLOCK` samples.
 
     Raises
     ------
@@ -142,8 +147,10 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     if fmt is None:
         raise OutputError(f"{path.name}: audio is written as .wav or .flac")
     try:
-        with atomic_path(path) as tmp:
-            sf.write(tmp, pcm16(audio), sr, format=fmt, subtype="PCM_16")
+        with atomic_path(path) as tmp, sf.SoundFile(tmp, "w", int(sr), 1, "PCM_16",
+                                                    format=fmt) as f:
+            for s0 in range(0, len(audio), WRITE_BLOCK):   # a long track: bounded copies
+                f.write(pcm16(audio[s0:s0 + WRITE_BLOCK]))
     except (OSError, RuntimeError) as exc:
         raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return path

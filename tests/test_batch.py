@@ -139,7 +139,7 @@ def test_write_error_mid_job_is_clear(setup, tmp_path, monkeypatch):
     def no_space(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("soundfile.write", no_space)
+    monkeypatch.setattr("soundfile.SoundFile.write", no_space)
     with pytest.raises(OutputError, match="No space left on device"):
         run_batch(setup / "net.keras", [setup / "a.wav"], tmp_path / "out", SETTINGS,
                   progress=False)

@@ -73,3 +73,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def mapped_rss():
+    """``f(path)``: resident bytes of this process's memory mappings of ``path``
+    (/proc/self/smaps), to check that a memory map's pages were given back."""
+    def rss(path: str) -> int:
+        total, inside = 0, False
+        for line in open("/proc/self/smaps"):
+            words = line.split()
+            if "-" in words[0] and len(words) >= 5:             # a mapping's header
+                inside = path in line
+            elif inside and line.startswith("Rss:"):
+                total += int(words[1]) * 1024
+        return total
+    return rss

@@ -208,15 +208,19 @@ def test_context_and_descriptors_block_by_block(monkeypatch):
         np.testing.assert_allclose(got[col], want[col], rtol=1e-5, err_msg=col)
 
 
-def test_fast_sdr_equals_mir_eval():
+def test_fast_sdr_equals_mir_eval(mapped_rss):
     import mir_eval
 
     p = probes.probe_set(families=("chords",), keys=["Eb2"], instruments=["piano"],
                          chord_sets=["intervals"])[0]
     ctx = _ctx(p)
+    # the separation references are kept in a memory map (a long track's are ~230 MB) and
+    # are not resident once fast_sdr has read them
+    assert all(isinstance(ctx.refs[k][0], np.memmap) for k in ("percussive", "harmonic"))
     rng = np.random.default_rng(1)
     masks = rng.uniform(0, 1, (3, ctx.track.n_frames, NB)).astype(np.float32)
     d = analysis.describe_masks(masks, ctx)
+    assert mapped_rss(ctx.refs["percussive"][0].filename) < 64 << 10
     from mirdeconv.auralisation import stft_domain_mask
 
     a = ctx.istft(stft_domain_mask(masks, ctx.track) * ctx.X[None]).astype(np.float64)

@@ -312,18 +312,7 @@ def test_masks_that_fit_neither_the_budget_nor_the_disk_are_refused(monkeypatch,
     assert not list(tmp_path.iterdir())
 
 
-def _mapped_rss(path: str) -> int:
-    """Resident bytes of the mapping of ``path`` in this process (/proc/self/smaps)."""
-    rss, inside = 0, False
-    for line in open("/proc/self/smaps"):
-        if "-" in line.split()[0] and len(line.split()) >= 5:      # a mapping's header
-            inside = path in line
-        elif inside and line.startswith("Rss:"):
-            rss += int(line.split()[1]) * 1024
-    return rss
-
-
-def test_memory_mapped_masks_give_their_pages_back(tmp_path, monkeypatch):
+def test_memory_mapped_masks_give_their_pages_back(tmp_path, monkeypatch, mapped_rss):
     """Masks over 1/16 of the budget are a memory map; after release_pages what was written
     is still there but no longer resident; arrays in RAM are left alone."""
     from mirdeconv.engine.memory import MASK_SHARE, mask_array, release_pages
@@ -334,9 +323,9 @@ def test_memory_mapped_masks_give_their_pages_back(tmp_path, monkeypatch):
     m = mask_array(shape, MASK_SHARE * (6 << 20) - 1)
     assert isinstance(m, np.memmap)
     m[:] = np.arange(4096, dtype=np.float32)[None, :, None]
-    assert _mapped_rss(m.filename) >= 6 << 20
+    assert mapped_rss(m.filename) >= 6 << 20
     release_pages(m[1:, 100:])                                   # a view: the whole map
-    assert _mapped_rss(m.filename) < 64 << 10
+    assert mapped_rss(m.filename) < 64 << 10
     assert float(m[3, 4095, 95]) == 4095.0 and float(m.sum()) == 4 * 96 * 4095 * 4096 / 2
     ram = np.ones(shape, np.float32)
     release_pages(ram)

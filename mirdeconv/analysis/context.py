@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..auralisation import stft_window
+from ..engine.memory import release_pages, spill
 from ..inversion import BLOCK_FRAMES, invert_blocks
 from ..representations import TrackInput
 from .references import Reference
@@ -84,12 +85,15 @@ class TrackContext:
         # the percussive HPSS mask (block by block; the harmonic is its complement) and the
         # parts' signals, the separation references with their autocorrelations (bss_eval's G)
         self.p_mask = np.empty(X.shape, np.float32)
+        # (the signals spilled to a memory map: a 30-minute track's are 2 x 115 MB, read
+        # only by fast_sdr, block by block)
         parts = self.istft_masks(self._hpss)
-        self.refs = {"percussive": None, "harmonic": None}
-        for name, r in zip(("percussive", "harmonic"), parts):
-            if np.any(r):                          # (a silent part has no reference)
-                G = scipy.linalg.toeplitz(lag_correlation(r[None], r)[0])
-                self.refs[name] = (r, scipy.linalg.lu_factor(G))
+        lus = {name: scipy.linalg.lu_factor(scipy.linalg.toeplitz(lag_correlation(r[None], r)[0]))
+               for name, r in zip(("percussive", "harmonic"), parts)
+               if np.any(r)}                       # (a silent part has no reference)
+        parts = spill(parts)
+        self.refs = {name: (parts[i], lus[name]) if name in lus else None
+                     for i, name in enumerate(("percussive", "harmonic"))}
 
     def power(self, f0: int, f1: int) -> np.ndarray:
         """``|X|^2`` of frames f0 .. f1 - 1, float32 (bins, f1 - f0)."""
@@ -187,6 +191,7 @@ def fast_sdr(estimates: np.ndarray, reference: tuple[np.ndarray, Any]) -> np.nda
 
     r, lu = reference
     D = lag_correlation(estimates, r)                                           # (F, flen)
+    release_pages(r)                                              # (spilled: back to the file)
     C = scipy.linalg.lu_solve(lu, D.T)                                          # (flen, F)
     proj = np.einsum("fk,kf->f", D, C)
     energy = sum(np.einsum("ft,ft->f", e, e, dtype=np.float64)

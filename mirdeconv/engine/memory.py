@@ -28,7 +28,7 @@ from .chunks import Chunk, plan_chunks
 from .patches import model_input, patch_starts
 from .program import Program
 
-__all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "release_pages",
+__all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "release_pages", "spill",
            "FORWARD_SHARE", "MASK_SHARE", "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
 
 #: Share of the memory budget one piece's forward pass and one feature's backward pass may
@@ -111,30 +111,69 @@ def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
     MemoryBudgetError
         The masks pass that share and the temporary folder has no room for them.
     """
-    import os
     import shutil
     import tempfile
 
     nbytes = 4 * int(np.prod(shape))
     if nbytes <= budget // MASK_SHARE:
         return np.zeros(shape, np.float32)
-    folder = tempfile.gettempdir()
-    fd, path = tempfile.mkstemp(prefix="mirdeconv-masks-", suffix=".npy", dir=folder)
-    os.close(fd)
-    try:       # the blocks reserved now: a disk that fills later cannot kill the process
-        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-        with open(path, "r+b") as f:
-            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
-        return arr
+    try:
+        return _mapped_zeros(shape)
     except OSError as exc:
+        folder = tempfile.gettempdir()
         raise MemoryBudgetError(
             f"the masks need ~{_gb(nbytes)}, more than 1/{MASK_SHARE} of the memory budget of "
             f"{_gb(budget)}, and "
             f"{folder} cannot hold them as a memory map ({exc.strerror or exc}; "
             f"{_gb(shutil.disk_usage(folder).free)} free); select fewer features or give a "
             f"larger --memory") from None
+
+
+def _mapped_zeros(shape: tuple[int, ...]) -> np.memmap:
+    """Float32 zeros in a ``.npy`` memory map in ``TMPDIR``, its blocks reserved (a disk that
+    fills later cannot kill the process) and its file unlinked at once.
+
+    Raises
+    ------
+    OSError
+        The temporary folder cannot hold it.
+    """
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="mirdeconv-", suffix=".npy")
+    os.close(fd)
+    try:
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+        return arr
     finally:
         os.unlink(path)
+
+
+def spill(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as float32 in a memory map (:func:`_mapped_zeros`), its pages given back: for
+    what a long job keeps but reads only now and then, block by block (each reader then
+    calls :func:`release_pages`).  In RAM when the temporary folder cannot hold it.
+
+    Parameters
+    ----------
+    arr : np.ndarray
+        Any shape.
+
+    Returns
+    -------
+    np.ndarray
+        Equal to ``arr`` (float32), a :class:`numpy.memmap` when it could be spilled.
+    """
+    try:
+        out = _mapped_zeros(arr.shape)
+    except OSError:
+        return np.asarray(arr, np.float32)
+    out[...] = arr
+    release_pages(out)
+    return out
 
 
 def release_pages(arr: np.ndarray) -> None:

@@ -341,8 +341,8 @@ def auralise_masks(
     thumbs = np.empty((len(masks), *thumbnail), np.float32)
     for c0 in range(0, len(masks), chunk):
         sel = slice(c0, min(len(masks), c0 + chunk))
-        out[sel], coarse = invert_blocks(n_frames, n, grid, window, rep.center, mask_of(sel),
-                                         stft_of, step)
+        _, coarse = invert_blocks(n_frames, n, grid, window, rep.center, mask_of(sel),
+                                  stft_of, step, out=out[sel])
         for i, m in enumerate(coarse):
             thumbs[c0 + i] = _thumbnail_db(m, thumbnail)
     return normalise(out, out_sr, sound.normalize, copy=False), out_sr, thumbs

@@ -46,7 +46,8 @@ def stft_frames(y: np.ndarray, f0: int, f1: int, grid: dict, window: np.ndarray,
 def invert_blocks(n_frames: int, n_samples: int, grid: dict, window: np.ndarray, center: bool,
                   mask_of: Callable[[int, int], np.ndarray],
                   stft_of: Callable[[int, int], np.ndarray] | None,
-                  thumb_step: tuple[int, int] | None = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
+                  thumb_step: tuple[int, int] | None = (1, 1), *, out: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``librosa.istft(mask * stft, center=center, length=n_samples)``, block by block.
 
     Parameters
@@ -61,6 +62,8 @@ def invert_blocks(n_frames: int, n_samples: int, grid: dict, window: np.ndarray,
     thumb_step : (int, int) or None
         Every ``thumb_step[0]``-th bin and ``thumb_step[1]``-th frame of ``|mask * stft|``
         is kept for pictures (None: nothing is kept).
+    out : np.ndarray, float32, shape (F, n_samples), optional
+        Where the audio goes (a long track's sounds are ~100 MB each: no second copy).
 
     Returns
     -------
@@ -74,7 +77,6 @@ def invert_blocks(n_frames: int, n_samples: int, grid: dict, window: np.ndarray,
     sb, st = thumb_step or (1, 1)
     margin = -(-n_fft // hop) + 1
     off = n_fft // 2 if center else 0
-    out: np.ndarray | None = None
     coarse = []
     for a in range(0, n_frames, BLOCK_FRAMES):
         b = min(n_frames, a + BLOCK_FRAMES)

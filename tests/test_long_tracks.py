@@ -17,8 +17,8 @@ from mirdeconv.demo import demo_track
 #: The issue's target for a 30-minute track through mtt-vgg's 3CNN, 4 features.
 PEAK_GB = 2.5
 #: ... and through the batch job with its analysis, 1CNN: a guard, not yet the issue's 2.5 GB
-#: (2.54 GB measured on a 2-core Intel machine, 2026-12-03; 3.0+ GB before its masks were
-#: memory-mapped and its references spilled).
+#: (2.54 GB measured on a 2-core Intel machine, 2026-12-03; the whole run peaked at 2.81 GB
+#: in 1CNN's sounds before the references were spilled, 3.62 GB before the masks were mapped).
 AURALISE_PEAK_GB = 2.75
 
 

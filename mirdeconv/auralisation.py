@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import DeconvResult, deconvolve
+from .engine import DeconvResult, deconvolve, read_block
 from .inversion import BLOCK_FRAMES, invert_blocks, stft_frames
 from .model import FrozenModel
 from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, check_choice, resolve
@@ -138,7 +138,8 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
     if sound.reading == "magnitude":
         mag = _invert_compression(m.astype(np.float64), rep)          # (F, frames, bands)
         mag = mag if T is None else mag @ T.T.astype(np.float64)       # (F, frames, bins)
-        orig = np.abs(track.stft[:, frames or slice(None)]).T.astype(np.float64)  # frames, bins
+        orig = np.abs(read_block(track.stft, np.s_[:, frames or slice(None)])).T.astype(
+            np.float64)                                                 # (frames, bins)
         floor = 1e-3 * max(stft_peak(track) if peak is None else peak, 1e-12)
         out = mag / np.maximum(orig, floor)
         return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)
@@ -149,7 +150,7 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
 def stft_peak(track: TrackInput) -> float:
     """The largest magnitude of the track's STFT (computed block by block)."""
     S = track.stft
-    return max((float(np.abs(S[:, t:t + BLOCK_FRAMES]).max(initial=0.0))
+    return max((float(np.abs(read_block(S, np.s_[:, t:t + BLOCK_FRAMES])).max(initial=0.0))
                 for t in range(0, S.shape[1], BLOCK_FRAMES)), default=0.0)
 
 
@@ -331,7 +332,7 @@ def auralise_masks(
         out_sr, n, n_frames = rep.sr, len(track.audio), n_model
 
         def stft_of(f0: int, f1: int) -> np.ndarray:
-            return S[:, f0:f1].astype(np.complex64, copy=False)
+            return read_block(S, np.s_[:, f0:f1]).astype(np.complex64, copy=False)
 
         mask_of = model_mask
     n_bins = grid["n_fft"] // 2 + 1

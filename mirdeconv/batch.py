@@ -36,7 +36,7 @@ import pandas as pd
 from . import audio as audio_mod
 from .analysis import Reference, TrackContext, add_labels, describe
 from .auralisation import auralise_result, features_per_group
-from .engine import deconvolve, memory_plan, release_pages
+from .engine import deconvolve, memory_plan, release_pages, spill_track
 from .errors import AudioError, InvalidOptionError, MemoryBudgetError, MirdeconvError, OutputError
 from .loading import load_model
 from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
@@ -226,9 +226,10 @@ class _Worker:
         return len(parse_features(self.s.features, self.model.layer(layer).n_features))
 
     def _load(self, path: Path) -> tuple[Any, ...]:
-        """The track (samples, rate), its model input, and its context for the descriptors."""
+        """The track (samples, rate), its model input (a long track's STFT spilled to a memory
+        map), and its context for the descriptors."""
         y, sr = audio_mod.load(path, allow_truncated=self.s.allow_truncated)
-        track = self.model.representation.prepare(y, sr)
+        track = spill_track(self.model.representation.prepare(y, sr), self.s.deconv.budget)
         context = TrackContext(track, Reference.for_track(path, y, sr)) if self.s.analyse else None
         return y, sr, track, context
 

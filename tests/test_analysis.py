@@ -208,6 +208,39 @@ def test_context_and_descriptors_block_by_block(monkeypatch):
         np.testing.assert_allclose(got[col], want[col], rtol=1e-5, err_msg=col)
 
 
+def test_a_spilled_track_is_read_block_by_block(monkeypatch, mapped_rss):
+    """A long track's STFT goes to a memory map (spill_track), and with it the context's HPSS
+    mask: the descriptors and the sounds are the same as from RAM, read in blocks of 16
+    frames here, and neither map is resident after them."""
+    import mirdeconv.analysis.context as context_mod
+    import mirdeconv.analysis.descriptors as descriptors_mod
+    import mirdeconv.auralisation as auralisation_mod
+    import mirdeconv.inversion as inversion_mod
+    from mirdeconv.engine import spill_track
+
+    for mod in (context_mod, descriptors_mod, inversion_mod, auralisation_mod):
+        monkeypatch.setattr(mod, "BLOCK_FRAMES", 16)
+    p = probes.probe_set(families=("drums",), rhythms=["rock"])[0]
+    track = REP.prepare(p.audio, p.sr)
+    assert spill_track(track, 1 << 30) is track                  # small: stays in RAM
+    spilled = spill_track(track, 0)
+    assert isinstance(spilled.stft, np.memmap) and not isinstance(track.stft, np.memmap)
+    np.testing.assert_array_equal(spilled.stft, track.stft)
+    rng = np.random.default_rng(5)
+    masks = rng.uniform(0, 1, (2, track.n_frames, NB)).astype(np.float32)
+    ram = analysis.TrackContext(track, analysis.Reference.from_probe(p))
+    mapped = analysis.TrackContext(spilled, analysis.Reference.from_probe(p))
+    assert isinstance(mapped.p_mask, np.memmap) and not isinstance(ram.p_mask, np.memmap)
+    want, got = analysis.describe_masks(masks, ram), analysis.describe_masks(masks, mapped)
+    for col in ("output_energy", "percussive_share", "onset_f", "sdr_percussive"):
+        np.testing.assert_array_equal(got[col], want[col], err_msg=col)
+    sound_ram = auralisation_mod.auralise_masks(masks, track)[0]
+    sound_mapped = auralisation_mod.auralise_masks(masks, spilled)[0]
+    np.testing.assert_array_equal(sound_mapped, sound_ram)
+    for arr in (spilled.stft, mapped.p_mask):                   # each read gave its pages back
+        assert mapped_rss(arr.filename) < 64 << 10, arr.dtype
+
+
 def test_fast_sdr_equals_mir_eval(mapped_rss):
     import mir_eval
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..auralisation import stft_window
-from ..engine.memory import release_pages, spill
+from ..engine.memory import read_block, release_pages, spill, zeros_held_as
 from ..inversion import BLOCK_FRAMES, invert_blocks
 from ..representations import TrackInput
 from .references import Reference
@@ -84,7 +84,7 @@ class TrackContext:
         self.attack_share = share if share > 0 else None
         # the percussive HPSS mask (block by block; the harmonic is its complement) and the
         # parts' signals, the separation references with their autocorrelations (bss_eval's G)
-        self.p_mask = np.empty(X.shape, np.float32)
+        self.p_mask = zeros_held_as(X, np.float32)     # (a memory map if the STFT is spilled)
         # (the signals spilled to a memory map: a 30-minute track's are 2 x 115 MB, read
         # only by fast_sdr, block by block)
         parts = self.istft_masks(self._hpss)
@@ -97,7 +97,7 @@ class TrackContext:
 
     def power(self, f0: int, f1: int) -> np.ndarray:
         """``|X|^2`` of frames f0 .. f1 - 1, float32 (bins, f1 - f0)."""
-        return np.square(np.abs(self.X[:, f0:f1]), dtype=np.float32)
+        return np.square(np.abs(read_block(self.X, np.s_[:, f0:f1])), dtype=np.float32)
 
     def hpss_power(self, f0: int, f1: int, power: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +105,7 @@ class TrackContext:
         ``(mp^2 |X|^2, mh^2 |X|^2)``, float32 (bins, f1 - f0) each, with librosa's HPSS soft
         masks ``mp``, ``mh`` (kept as one: ``mh = 1 - mp``).  ``power``:
         :meth:`power` of those frames, when the caller has it."""
-        q = self.p_mask[:, f0:f1]
+        q = read_block(self.p_mask, np.s_[:, f0:f1])
         P = self.power(f0, f1) if power is None else power
         return q ** 2 * P, (1 - q) ** 2 * P
 
@@ -119,10 +119,11 @@ class TrackContext:
 
         n_fr = self.X.shape[1]
         a, b = max(0, f0 - HPSS_MARGIN), min(n_fr, f1 + HPSS_MARGIN)
-        mh, mp = librosa.decompose.hpss(np.abs(self.X[:, a:b]), kernel_size=HPSS_KERNEL,
-                                        mask=True)
+        mh, mp = librosa.decompose.hpss(np.abs(read_block(self.X, np.s_[:, a:b])),
+                                        kernel_size=HPSS_KERNEL, mask=True)
         mh, mp = mh[:, f0 - a:f1 - a], mp[:, f0 - a:f1 - a]
         self.p_mask[:, f0:f1] = mp
+        release_pages(self.p_mask)
         return np.stack([mp, mh])
 
     def istft(self, Y: np.ndarray) -> np.ndarray:
@@ -135,7 +136,7 @@ class TrackContext:
         model's rate; ``mask_of(f0, f1)`` gives the masks (F, bins, f1 - f0) of frames
         f0 .. f1 - 1, one block at a time."""
         return invert_blocks(self.X.shape[1], self.n, self.grid, self.window, self.center,
-                             mask_of, lambda a, b: self.X[:, a:b], None)[0]
+                             mask_of, lambda a, b: read_block(self.X, np.s_[:, a:b]), None)[0]
 
 
 def lag_correlation(estimates: np.ndarray, reference: np.ndarray, n_lags: int = SDR_FILTER

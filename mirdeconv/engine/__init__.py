@@ -20,11 +20,11 @@ input's domain (time x bands), one mask per feature.
 from .api import DeconvResult, check_model, deconvolve, memory_plan
 from .cache import cached_count, compiled, forget
 from .forward import run_graph
-from .memory import MemoryPlan, release_pages
+from .memory import MemoryPlan, read_block, release_pages, spill_track
 from .patches import Patching, model_input
 from .program import Program
 from .table import RULES, register
 
 __all__ = ["deconvolve", "DeconvResult", "check_model", "memory_plan", "MemoryPlan",
-           "release_pages", "model_input", "Patching", "run_graph",
+           "release_pages", "read_block", "spill_track", "model_input", "Patching", "run_graph",
            "compiled", "forget", "cached_count", "Program", "RULES", "register"]

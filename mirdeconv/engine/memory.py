@@ -10,12 +10,15 @@ backward passes as many at once as that share holds again; a track in one piece 
 whole budget to more features at once (:func:`features_per_pass`).  What stays
 proportional to the track is the output: the masks, memory-mapped from a temporary file when
 they pass ``budget / MASK_SHARE`` (:func:`mask_array`), their pages given back to the kernel
-after each chunk is written and each group of features is read (:func:`release_pages`).
+after each chunk is written and each group of features is read (:func:`release_pages`).  A
+long track's STFT is spilled the same way when it passes ``budget / TRACK_SHARE``
+(:func:`spill_track`), and read block by block (:func:`read_block`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +32,8 @@ from .patches import model_input, patch_starts
 from .program import Program
 
 __all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "release_pages", "spill",
-           "FORWARD_SHARE", "MASK_SHARE", "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
+           "spill_track", "read_block", "zeros_held_as", "FORWARD_SHARE", "MASK_SHARE", "TRACK_SHARE",
+           "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
 
 #: Share of the memory budget one piece's forward pass and one feature's backward pass may
 #: hold together (the rest goes to backward passes of more features at once).
@@ -37,6 +41,10 @@ FORWARD_SHARE = 4
 #: Masks over ``budget / MASK_SHARE`` go to a memory map (:func:`mask_array`), whose pages the
 #: work gives back as it goes (:func:`release_pages`): they are the part that grows with the track.
 MASK_SHARE = 16
+#: A track's STFT over ``budget / TRACK_SHARE`` goes to a memory map too (:func:`spill_track`):
+#: with the analysis' HPSS mask (half its size) and separation references beside it, what a
+#: long track keeps is about three times its STFT.
+TRACK_SHARE = 32
 #: Bytes per element of the gradients one feature's backward pass holds: float32, and about
 #: three temporaries on the way back.
 BYTES_PER_ELEMENT = 4 * (1 + 3)
@@ -129,8 +137,8 @@ def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
             f"larger --memory") from None
 
 
-def _mapped_zeros(shape: tuple[int, ...]) -> np.memmap:
-    """Float32 zeros in a ``.npy`` memory map in ``TMPDIR``, its blocks reserved (a disk that
+def _mapped_zeros(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.memmap:
+    """Zeros (float32 unless told) in a ``.npy`` memory map in ``TMPDIR``, its blocks reserved (a disk that
     fills later cannot kill the process) and its file unlinked at once.
 
     Raises
@@ -144,7 +152,7 @@ def _mapped_zeros(shape: tuple[int, ...]) -> np.memmap:
     fd, path = tempfile.mkstemp(prefix="mirdeconv-", suffix=".npy")
     os.close(fd)
     try:
-        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
         with open(path, "r+b") as f:
             os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
         return arr
@@ -153,27 +161,100 @@ def _mapped_zeros(shape: tuple[int, ...]) -> np.memmap:
 
 
 def spill(arr: np.ndarray) -> np.ndarray:
-    """``arr`` as float32 in a memory map (:func:`_mapped_zeros`), its pages given back: for
-    what a long job keeps but reads only now and then, block by block (each reader then
-    calls :func:`release_pages`).  In RAM when the temporary folder cannot hold it.
+    """``arr`` in a memory map (:func:`_mapped_zeros`), its pages given back: for what a long
+    job keeps but reads only now and then, block by block (each reader then calls
+    :func:`release_pages`, or reads through :func:`read_block`).  In RAM when the temporary
+    folder cannot hold it.
 
     Parameters
     ----------
     arr : np.ndarray
-        Any shape.
+        Any shape and dtype.
 
     Returns
     -------
     np.ndarray
-        Equal to ``arr`` (float32), a :class:`numpy.memmap` when it could be spilled.
+        Equal to ``arr`` (same dtype), a :class:`numpy.memmap` when it could be spilled.
     """
     try:
-        out = _mapped_zeros(arr.shape)
+        out = _mapped_zeros(arr.shape, arr.dtype)
     except OSError:
-        return np.asarray(arr, np.float32)
+        return arr
     out[...] = arr
     release_pages(out)
     return out
+
+
+def spill_track(track: TrackInput, budget: int) -> TrackInput:
+    """``track`` with its STFT spilled (:func:`spill`) when it passes ``budget / TRACK_SHARE``
+    (a 30-minute track's is 231 MB at 16 kHz and 512 points): a long job reads it block by
+    block (:func:`read_block`) when it turns masks into sound and describes them.
+
+    Parameters
+    ----------
+    track : TrackInput
+    budget : int
+        Bytes (:attr:`DeconvOptions.budget`).
+
+    Returns
+    -------
+    TrackInput
+        ``track`` itself when its STFT is small.
+    """
+    import dataclasses
+
+    if track.stft.nbytes <= budget // TRACK_SHARE:
+        return track
+    return dataclasses.replace(track, stft=spill(track.stft))
+
+
+def read_block(arr: np.ndarray, index: tuple | slice) -> np.ndarray:
+    """``arr[index]`` copied into RAM, the pages of a memory-mapped ``arr`` given back
+    (:func:`release_pages`): what a block-by-block reader of a spilled array holds is the
+    block.
+
+    Parameters
+    ----------
+    arr : np.ndarray
+        Any array (one in RAM is only indexed: a view, no copy).
+    index : tuple or slice
+        Numpy basic indexing.
+
+    Returns
+    -------
+    np.ndarray
+        ``arr[index]``.
+    """
+    if not _is_mapped(arr):
+        return arr[index]
+    out = np.array(arr[index])
+    release_pages(arr)
+    return out
+
+
+def zeros_held_as(like: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """Zeros of ``like``'s shape, held as ``like`` is: in a memory map
+    (:func:`_mapped_zeros`) when it is one and the temporary folder can hold them, else in RAM."""
+    if _is_mapped(like):
+        try:
+            return _mapped_zeros(like.shape, dtype)
+        except OSError:
+            pass
+    return np.zeros(like.shape, dtype)
+
+
+def _mapping(arr: np.ndarray) -> Any:
+    """The :class:`mmap.mmap` under ``arr`` (or a view of it), or None."""
+    import mmap
+
+    base = arr
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base
+
+
+def _is_mapped(arr: np.ndarray) -> bool:
+    return _mapping(arr) is not None
 
 
 def release_pages(arr: np.ndarray) -> None:
@@ -188,10 +269,8 @@ def release_pages(arr: np.ndarray) -> None:
     """
     import mmap
 
-    base = arr
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "base", None)
-    if isinstance(base, mmap.mmap):
+    base = _mapping(arr)
+    if base is not None:
         base.madvise(mmap.MADV_DONTNEED)
 
 

@@ -12,8 +12,12 @@ the layer's program, the second gives the seconds per feature (its forward pass 
 the k features).  The floor is the multiply-adds one feature's backward pass
 must do: the transposed convolutions of every conv (and matmul) between the input and the
 layer, counted from the shapes the graph gives for the input the engine feeds it (one track,
-or its patches), the topmost conv counting one output channel (the seed is one map), at the
-conv throughput of this machine measured in the same run (``engine_vs_reference``'s Conv2D).
+or its patches), the topmost conv counting one output channel (the seed is one map), a conv
+whose output a non-overlapping max-pool takes counting only the pool's switches (one cell in
+each window carries a gradient: musicnn's pools over all bands keep 1/59 and 1/30 of their
+convs' outputs), at the conv throughput of this machine measured in the same run
+(``engine_vs_reference``'s Conv2D).  The last line is for scripts: ``real models: worst
+layer N.NNx its floor (MODEL LAYER)``.
 
 Run: python benchmarks/real_models.py [--models mtt-vgg,crepe] [--features 8]
 This is the yardstick of the performance work: ``ratio`` = seconds per feature / floor.
@@ -69,6 +73,27 @@ def _macs(op) -> float:
     return float(np.prod(out)) * per_output
 
 
+#: Operations that pass a conv's output on value by value (the pool's switches are theirs).
+ELEMENTWISE = ("Relu", "Elu", "LeakyRelu", "BiasAdd", "FusedBatchNorm", "FusedBatchNormV3",
+               "Mul", "AddV2", "Add", "Sub", "Identity")
+
+
+def pooled_share(op) -> float:
+    """1 / cells of the non-overlapping max-pool that takes ``op``'s output through value-by-
+    value operations only (its backward pass has a value at the switches only: one cell per
+    window), else 1."""
+    t = op.outputs[0]
+    while len(t.consumers()) == 1:
+        nxt = t.consumers()[0]
+        if nxt.type == "MaxPool":
+            k, s = list(nxt.get_attr("ksize")), list(nxt.get_attr("strides"))
+            return 1.0 / float(np.prod(k)) if k == s else 1.0
+        if nxt.type not in ELEMENTWISE:
+            return 1.0
+        t = nxt.outputs[0]
+    return 1.0
+
+
 def floor_flops(model, layer, x_shape: tuple[int, ...]) -> float:
     """FLOPs of one feature's backward pass through ``layer``'s graph for inputs of ``x_shape``."""
     gd = model.graph.subgraph_def([layer.tensor])
@@ -92,7 +117,7 @@ def floor_flops(model, layer, x_shape: tuple[int, ...]) -> float:
     for op in g.get_operations():
         if op.type not in CONVS or not op.name.startswith("f/"):
             continue
-        macs = _macs(op)
+        macs = _macs(op) * pooled_share(op)
         channels = int(op.outputs[0].shape[-1])
         if op.name in top and channels == layer.n_features:
             macs /= channels
@@ -118,7 +143,7 @@ def main() -> None:
     y, sr, what = the_track()
     gflops = machine_conv_gflops()
     print(f"track: {what}; machine conv throughput (fp32 Conv2D): {gflops:.0f} GFLOP/s")
-    summary = []
+    summary, worst = [], []
     for name in args.models.split(","):
         model = MODELS[name]()
         track = model.representation.prepare(y, sr)
@@ -126,21 +151,26 @@ def main() -> None:
         print("| layer | features | mode | s per feature | first call s | floor ms per feature | ratio |")
         print("|---|---:|---|---:|---:|---:|---:|")
         spent = floor_total = 0.0
+        ratios = []
         for layer in model.layers:
             per, first, mode = time_layer(model, track, layer, min(args.features, layer.n_features))
             x, _ = model_input(model, track.frames, whole=mode == "whole",
                                stride=layer.stride[0] or 1)
             floor = floor_flops(model, layer, x.shape) / (gflops * 1e9)
             ratio = per / floor if floor > 0 else float("nan")
+            ratios.append((layer.name, ratio))
             spent += per * layer.n_features
             floor_total += floor * layer.n_features
             print(f"| {layer.name} | {layer.n_features} | {mode} | {per:.4f} | {first:.2f} | "
                   f"{1000 * floor:.3f} | {ratio:.1f}x |")
         summary.append((name, len(model.layers), spent, floor_total))
+        worst.extend((ratio, name, layer) for layer, ratio in ratios)
     print("\n| model | layers | s for every feature of every layer | floor s | ratio |")
     print("|---|---:|---:|---:|---:|")
     for name, n, spent, floor in summary:
         print(f"| {name} | {n} | {spent:.1f} | {floor:.2f} | {spent / floor:.1f}x |")
+    ratio, name, layer = max(w for w in worst if np.isfinite(w[0]))
+    print(f"\nreal models: worst layer {ratio:.2f}x its floor ({name} {layer})")
 
 
 if __name__ == "__main__":

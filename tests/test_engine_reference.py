@@ -98,3 +98,57 @@ def test_deconvnet_reference_has_negative_values(small_net):
     ref = np_deconvnet(X, weights, 2, 0)
     got = deconvolve(fm, track=analysis, layer="pool2", features=[0]).masks[0]
     assert (ref < 0).any() and (got < 0).any()
+
+
+def _front_end(keras, rng):
+    """A musicnn-style front end: a tall conv (12 x 5) and a one-band conv (1 x 9) over 40
+    bands, each ReLU -> batch norm -> max-pool over all its bands, concatenated, then a
+    mid-end conv."""
+    L = keras.layers
+    inp = keras.Input((40, 24, 1))
+    x = L.BatchNormalization(name="bn_in")(inp)
+    branches = []
+    for name, k in (("tall", (12, 5)), ("flat", (1, 9))):
+        b = L.ZeroPadding2D((0, k[1] // 2), name=f"pad_{name}")(x)     # time, as musicnn
+        b = L.Conv2D(6, k, activation="relu", name=name)(b)
+        b = L.BatchNormalization(name=f"bn_{name}")(b)
+        branches.append(L.MaxPooling2D((b.shape[1], 1), name=f"pool_{name}")(b))
+    m = L.Conv2D(5, (1, 3), padding="same", activation="relu", name="mid")(
+        L.Concatenate(name="cat")(branches))
+    model = keras.Model(inp, m)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([1 + 0.3 * rng.standard_normal(n), 0.2 * rng.standard_normal(n),
+                               0.3 * rng.standard_normal(n), 0.5 + rng.random(n)])
+    return model
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+def test_a_pool_over_all_bands_fuses_and_equals_the_dense_path(keras, monkeypatch, method):
+    """The tall branch's pool (29 cells: 290 taps per cell and channel against 1,740
+    multiply-adds dense) goes through the fused path, the one-band branch's (360 against 360)
+    stays dense; the mid end's features equal the all-dense engine's to 1e-5."""
+    import mirdeconv.engine.fused as fused_mod
+    from mirdeconv.engine import compiled, forget
+
+    rng = np.random.default_rng(11)
+    keras.utils.set_random_seed(11)
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (40 - 1), hop_length=16)
+    fm = from_keras(_front_end(keras, rng), rep)
+    X = rng.standard_normal((40, 24)).astype(np.float32)
+    track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
+                       audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
+    layer = fm.layer("mid")
+    prog = compiled(fm, layer, method, "float32")
+    fused = [st.node.name for st in prog.steps if st.fused_target is not None]
+    assert len(fused) == 1 and "pool_tall" in fused[0], fused
+    want_fast = deconvolve(fm, track=track, layer="mid", method=method).masks
+    forget(fm)
+    monkeypatch.setattr(fused_mod, "MAX_FUSED_POOL", 0)        # nothing fuses
+    monkeypatch.setattr(fused_mod, "FUSED_GAIN", 10 ** 9)
+    assert all(st.fused_target is None for st in compiled(fm, layer, method, "float32").steps)
+    dense = deconvolve(fm, track=track, layer="mid", method=method).masks
+    forget(fm)
+    assert np.abs(dense).max() > 0
+    np.testing.assert_allclose(want_fast, dense, rtol=1e-5, atol=1e-5 * np.abs(dense).max())

@@ -17,7 +17,11 @@ and for the compact path max-pools), ending in a stride-1 convolution.
   kernel's taps.  So the forward pass folds switches x derivatives x kernel into per-cell
   weights ``B`` (cells, C, taps), and the backward pass is one batched matmul over cells at
   pooled size, a few shifted sums at pooled size, and one reshuffle that lays the
-  sub-positions out on the input grid.
+  sub-positions out on the input grid.  Each cell's weights are the kernel placed at its
+  switch (a gather: the switches are one-hot), so a pool over a whole axis fuses too when
+  its taps are a fraction of the dense transposed convolution's work (musicnn's front end:
+  a 1 x 59 pool over a 7 x 38 convolution's bands, 826 taps per cell and channel instead
+  of 15,694 multiply-adds).
 """
 
 from __future__ import annotations
@@ -30,10 +34,15 @@ import numpy as np
 from .rules.conv import conv_geometry, is_unit_stride, pads
 from .step import CellsMajor, Context, Step, split
 
-__all__ = ["channelwise_chain", "compact_chain", "fuse_first_layer"]
+__all__ = ["channelwise_chain", "compact_chain", "fuse_first_layer", "MAX_FUSED_POOL",
+           "FUSED_GAIN"]
 
-#: Pools larger than this (e.g. over all bands) would need huge per-cell weights.
+#: Pools up to this many cells always fuse.
 MAX_FUSED_POOL = 16
+#: A larger pool fuses when its per-cell weights (taps) are at most this fraction of the
+#: dense transposed convolution's multiply-adds per pooled cell (a pool over all bands of a
+#: tall kernel; not one over a one-band kernel, whose taps would be as many).
+FUSED_GAIN = 4
 
 
 def channelwise_chain(ctx: Context, steps: Sequence[Step], start: str, *, pools: bool,
@@ -92,14 +101,30 @@ def compact_chain(ctx: Context, steps: Sequence[Step], layer: str, feature_axis:
     return chain + [conv] if is_unit_stride(strides, dil) and conv.compact_rule else None
 
 
-def _tap_offsets(kp: int, kc: int) -> np.ndarray:
-    """E[s, a, delta, sub] = 1 where switch offset s plus kernel tap a = kp * delta + sub."""
-    nd = -(-(kp + kc - 1) // kp)
-    e = np.zeros((kp, kc, nd, kp), np.float32)
-    for s in range(kp):
-        for a in range(kc):
-            e[s, a, (s + a) // kp, (s + a) % kp] = 1.0
-    return e
+def _placed_kernel(w: np.ndarray, kp_h: int, kp_w: int) -> np.ndarray:
+    """The kernel placed at every switch offset of a pooling window, float32
+    ``(kp_h * kp_w, C, nd_h * nd_w * kp_h * kp_w * cin)``: offset ``(y, x)`` puts tap
+    ``(a, b)`` at input position ``(y + a, x + b)`` of the window's stretch, laid out as
+    ``(delta_h, delta_w, sub_h, sub_w, cin)`` with ``y + a = kp_h * delta_h + sub_h`` (so
+    that the backward pass sums delta-shifted groups at pooled size).
+
+    Parameters
+    ----------
+    w : np.ndarray, shape (kc_h, kc_w, cin, C)
+        The convolution's kernel.
+    """
+    kc_h, kc_w, cin, C = w.shape
+    nd_h, nd_w = -(-(kp_h + kc_h - 1) // kp_h), -(-(kp_w + kc_w - 1) // kp_w)
+    out = np.zeros((kp_h, kp_w, C, nd_h, nd_w, kp_h, kp_w, cin), np.float32)
+    wt = np.transpose(np.asarray(w, np.float32), (0, 1, 3, 2))          # (kc_h, kc_w, C, cin)
+    for y in range(kp_h):
+        for a in range(kc_h):
+            dh, sh = divmod(y + a, kp_h)
+            for x in range(kp_w):
+                for b in range(kc_w):
+                    dw, sw = divmod(x + b, kp_w)
+                    out[y, x, :, dh, dw, sh, sw, :] = wt[a, b]
+    return out.reshape(kp_h * kp_w, C, -1)
 
 
 def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[Step]:
@@ -113,7 +138,7 @@ def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[St
         return []
     kp_h, kp_w, _ = pool.pool_geometry
     found = channelwise_chain(ctx, steps, pool.inputs[0], pools=False, shared_start=False)
-    if found is None or kp_h * kp_w > MAX_FUSED_POOL:
+    if found is None:
         return []
     chain, conv = found
     strides, dil, padding, _ = conv_geometry(ctx, conv)
@@ -122,14 +147,16 @@ def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[St
             or w.shape[2] > 4 or conv.grouped):
         return []
     kc_h, kc_w, cin, _ = (int(d) for d in w.shape)
-    e_h, e_w = _tap_offsets(kp_h, kc_h), _tap_offsets(kp_w, kc_w)
-    nd_h, nd_w = e_h.shape[2], e_w.shape[2]
+    nd_h, nd_w = -(-(kp_h + kc_h - 1) // kp_h), -(-(kp_w + kc_w - 1) // kp_w)
+    taps = nd_h * nd_w * kp_h * kp_w * cin
+    if kp_h * kp_w > MAX_FUSED_POOL and FUSED_GAIN * taps > kp_h * kp_w * kc_h * kc_w * cin:
+        return []
     ops = _channel_ops(ctx, chain)
-    pool.save = [_cell_weights(ctx, pool, chain, conv, e_h, e_w, padding)] + [
-        f for _, f in ops if f is not None]
+    pool.save = [_cell_weights(ctx, pool, chain, conv, _placed_kernel(w, kp_h, kp_w),
+                               padding)] + [f for _, f in ops if f is not None]
     pool.rule = _fused_rule(ctx.tf, [kind for kind, _ in ops], (kp_h, kp_w), (nd_h, nd_w), cin)
     pool.fused_target = conv.inputs[0]
-    pool.fused_taps = nd_h * nd_w * kp_h * kp_w * cin
+    pool.fused_taps = taps
     return chain + [conv]
 
 
@@ -155,34 +182,39 @@ def _cover(tf: Any, x: Any, ho: Any, wo: Any, pt: Any, pl: Any) -> Any:
     return x[:, :ho, :wo]
 
 
-def _cell_weights(ctx: Context, pool: Step, chain: list[Step], conv: Step, e_h: np.ndarray,
-                  e_w: np.ndarray, padding: str) -> Callable[[dict], Any]:
-    """``env -> (B (cells, C, taps), geometry)``: switches x derivatives x kernel per cell."""
+def _cell_weights(ctx: Context, pool: Step, chain: list[Step], conv: Step, placed: np.ndarray,
+                  padding: str) -> Callable[[dict], Any]:
+    """``env -> (B (cells, C, taps), geometry)``: per cell and channel, the kernel placed at
+    the switch (:func:`_placed_kernel`, gathered: TensorFlow's switches are one-hot, the
+    first maximum on ties) times the derivatives there."""
     tf = ctx.tf
-    kp_h, kc_h = e_h.shape[0], e_h.shape[1]
-    kp_w, kc_w = e_w.shape[0], e_w.shape[1]
+    kp_h, kp_w, _ = pool.pool_geometry
+    kc_h, kc_w = (int(d) for d in ctx.graph.const_value(conv.inputs[1]).shape[:2])
     derivs = [st.derivative for st in chain if st.derivative] if ctx.method.derivative else []
     switches = pool.save[0]
     conv_in, conv_out, w_t = conv.inputs[0], conv.output, conv.inputs[1]
+    n_off, C = placed.shape[0], placed.shape[1]
+    placed = placed.reshape(n_off * C, -1)                    # (offset * C + c, taps)
 
     def weights(env: dict) -> tuple:
         mask6, geo = switches(env)
         ys = tf.shape(env[conv_out])
-        C = tf.shape(mask6)[3] // kp_w
         n_ho, n_wo = tf.shape(mask6)[0] // ys[0], tf.shape(mask6)[2]
         ho, wo = n_ho * kp_h, n_wo * kp_w
         m = tf.reshape(mask6, tf.stack([ys[0], ho, wo, C]))
+        onehot = m
         for d in derivs:  # fold f'(x) of every non-linearity (methods with the derivative)
             m = m * _cover(tf, d(env), ho, wo, geo[2], geo[3])
-        m = tf.reshape(m, tf.stack([ys[0] * n_ho, kp_h, n_wo, kp_w, C]))
-        m = tf.reshape(tf.transpose(m, [0, 2, 4, 1, 3]), tf.stack([-1, C, kp_h * kp_w]))
-        # the kernel placed at every switch offset: (sy, sx, C, taps), tiny
-        wsh = tf.einsum("yadp,xbeq,abic->yxcdepqi", e_h, e_w, env[w_t])
-        wsh = tf.reshape(wsh, tf.stack([kp_h * kp_w, C, -1]))
-        B = None
-        for k in range(kp_h * kp_w):                             # cells, C, taps
-            term = m[:, :, k, None] * wsh[k][None]
-            B = term if B is None else B + term
+
+        def cells(t: Any) -> Any:                             # -> (cells, C, offsets)
+            t = tf.reshape(t, tf.stack([ys[0] * n_ho, kp_h, n_wo, kp_w, C]))
+            return tf.reshape(tf.transpose(t, [0, 2, 4, 1, 3]), tf.stack([-1, C, n_off]))
+
+        switch = tf.argmax(cells(onehot), axis=2, output_type=tf.int32)       # (cells, C)
+        kernel = tf.cast(tf.constant(placed), env[w_t].dtype)
+        B = tf.gather(kernel, switch * C + tf.range(C)[None])
+        if derivs:                  # the derivatives at the switch (without them: one)
+            B = B * tf.reduce_sum(cells(m), axis=2)[:, :, None]
         xs = tf.shape(env[conv_in])
         pc_t, pc_l = pads(tf, padding, [], xs[1], xs[2], ys[1], ys[2], kc_h, kc_w)
         return B, tf.stack([xs[1], xs[2], geo[2] + pc_t, geo[3] + pc_l])

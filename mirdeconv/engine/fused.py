@@ -101,6 +101,11 @@ def compact_chain(ctx: Context, steps: Sequence[Step], layer: str, feature_axis:
     return chain + [conv] if is_unit_stride(strides, dil) and conv.compact_rule else None
 
 
+def _deltas(kp: int, kc: int) -> int:
+    """Pooling windows a kernel of ``kc`` taps placed in a window of ``kp`` cells reaches."""
+    return -(-(kp + kc - 1) // kp)
+
+
 def _placed_kernel(w: np.ndarray, kp_h: int, kp_w: int) -> np.ndarray:
     """The kernel placed at every switch offset of a pooling window, float32
     ``(kp_h * kp_w, C, nd_h * nd_w * kp_h * kp_w * cin)``: offset ``(y, x)`` puts tap
@@ -114,7 +119,7 @@ def _placed_kernel(w: np.ndarray, kp_h: int, kp_w: int) -> np.ndarray:
         The convolution's kernel.
     """
     kc_h, kc_w, cin, C = w.shape
-    nd_h, nd_w = -(-(kp_h + kc_h - 1) // kp_h), -(-(kp_w + kc_w - 1) // kp_w)
+    nd_h, nd_w = _deltas(kp_h, kc_h), _deltas(kp_w, kc_w)
     out = np.zeros((kp_h, kp_w, C, nd_h, nd_w, kp_h, kp_w, cin), np.float32)
     wt = np.transpose(np.asarray(w, np.float32), (0, 1, 3, 2))          # (kc_h, kc_w, C, cin)
     for y in range(kp_h):
@@ -147,13 +152,13 @@ def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[St
             or w.shape[2] > 4 or conv.grouped):
         return []
     kc_h, kc_w, cin, _ = (int(d) for d in w.shape)
-    nd_h, nd_w = -(-(kp_h + kc_h - 1) // kp_h), -(-(kp_w + kc_w - 1) // kp_w)
+    nd_h, nd_w = _deltas(kp_h, kc_h), _deltas(kp_w, kc_w)
     taps = nd_h * nd_w * kp_h * kp_w * cin
     if kp_h * kp_w > MAX_FUSED_POOL and FUSED_GAIN * taps > kp_h * kp_w * kc_h * kc_w * cin:
         return []
     ops = _channel_ops(ctx, chain)
-    pool.save = [_cell_weights(ctx, pool, chain, conv, _placed_kernel(w, kp_h, kp_w),
-                               padding)] + [f for _, f in ops if f is not None]
+    pool.save = [_cell_weights(ctx, pool, chain, conv, w, padding)] + [
+        f for _, f in ops if f is not None]
     pool.rule = _fused_rule(ctx.tf, [kind for kind, _ in ops], (kp_h, kp_w), (nd_h, nd_w), cin)
     pool.fused_target = conv.inputs[0]
     pool.fused_taps = taps
@@ -182,14 +187,15 @@ def _cover(tf: Any, x: Any, ho: Any, wo: Any, pt: Any, pl: Any) -> Any:
     return x[:, :ho, :wo]
 
 
-def _cell_weights(ctx: Context, pool: Step, chain: list[Step], conv: Step, placed: np.ndarray,
+def _cell_weights(ctx: Context, pool: Step, chain: list[Step], conv: Step, w: np.ndarray,
                   padding: str) -> Callable[[dict], Any]:
     """``env -> (B (cells, C, taps), geometry)``: per cell and channel, the kernel placed at
     the switch (:func:`_placed_kernel`, gathered: TensorFlow's switches are one-hot, the
     first maximum on ties) times the derivatives there."""
     tf = ctx.tf
     kp_h, kp_w, _ = pool.pool_geometry
-    kc_h, kc_w = (int(d) for d in ctx.graph.const_value(conv.inputs[1]).shape[:2])
+    kc_h, kc_w = (int(d) for d in w.shape[:2])
+    placed = _placed_kernel(w, kp_h, kp_w)
     derivs = [st.derivative for st in chain if st.derivative] if ctx.method.derivative else []
     switches = pool.save[0]
     conv_in, conv_out, w_t = conv.inputs[0], conv.output, conv.inputs[1]

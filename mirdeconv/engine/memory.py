@@ -225,7 +225,7 @@ def read_block(arr: np.ndarray, index: tuple | slice) -> np.ndarray:
     np.ndarray
         ``arr[index]``.
     """
-    if not _is_mapped(arr):
+    if _mapping(arr) is None:
         return arr[index]
     out = np.array(arr[index])
     release_pages(arr)
@@ -235,7 +235,7 @@ def read_block(arr: np.ndarray, index: tuple | slice) -> np.ndarray:
 def zeros_held_as(like: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
     """Zeros of ``like``'s shape, held as ``like`` is: in a memory map
     (:func:`_mapped_zeros`) when it is one and the temporary folder can hold them, else in RAM."""
-    if _is_mapped(like):
+    if _mapping(like) is not None:
         try:
             return _mapped_zeros(like.shape, dtype)
         except OSError:
@@ -251,10 +251,6 @@ def _mapping(arr: np.ndarray) -> Any:
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "base", None)
     return base
-
-
-def _is_mapped(arr: np.ndarray) -> bool:
-    return _mapping(arr) is not None
 
 
 def release_pages(arr: np.ndarray) -> None:

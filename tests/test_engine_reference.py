@@ -125,10 +125,12 @@ def _front_end(keras, rng):
 
 
 @pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
-def test_a_pool_over_all_bands_fuses_and_equals_the_dense_path(keras, monkeypatch, method):
-    """The tall branch's pool (29 cells: 290 taps per cell and channel against 1,740
-    multiply-adds dense) goes through the fused path, the one-band branch's (360 against 360)
-    stays dense; the mid end's features equal the all-dense engine's to 1e-5."""
+def test_pools_over_all_bands_fuse_and_equal_the_dense_path(keras, monkeypatch, method):
+    """Both branches' pools over all their bands fuse: the tall branch's (29 cells of a 12 x 5
+    kernel: 290 per-cell weights or 60 sparse taps per cell and channel against 1,740
+    multiply-adds dense) and the one-band branch's (40 cells of a 1 x 9 kernel: 9 sparse taps
+    against 360; its per-cell weights would be as many, 360).  Each way alone, and the
+    cheapest of them, equals the all-dense engine to 1e-5 for both targets."""
     import mirdeconv.engine.fused as fused_mod
     from mirdeconv.engine import compiled, forget
 
@@ -140,15 +142,23 @@ def test_a_pool_over_all_bands_fuses_and_equals_the_dense_path(keras, monkeypatc
     track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
                        audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
     layer = fm.layer("mid")
-    prog = compiled(fm, layer, method, "float32")
-    fused = [st.node.name for st in prog.steps if st.fused_target is not None]
-    assert len(fused) == 1 and "pool_tall" in fused[0], fused
-    want_fast = deconvolve(fm, track=track, layer="mid", method=method).masks
-    forget(fm)
-    monkeypatch.setattr(fused_mod, "MAX_FUSED_POOL", 0)        # nothing fuses
-    monkeypatch.setattr(fused_mod, "FUSED_GAIN", 10 ** 9)
-    assert all(st.fused_target is None for st in compiled(fm, layer, method, "float32").steps)
-    dense = deconvolve(fm, track=track, layer="mid", method=method).masks
-    forget(fm)
-    assert np.abs(dense).max() > 0
-    np.testing.assert_allclose(want_fast, dense, rtol=1e-5, atol=1e-5 * np.abs(dense).max())
+    ways = dict(fused_mod.FIRST_LAYER_WAYS)
+
+    def run(only: list[str]) -> tuple[dict, list]:
+        forget(fm)
+        monkeypatch.setattr(fused_mod, "FIRST_LAYER_WAYS", {k: ways[k] for k in only})
+        prog = compiled(fm, layer, method, "float32")
+        taken = {st.node.name.split("/")[-2]: st.fused_way for st in prog.steps if st.fused_way}
+        return taken, [deconvolve(fm, track=track, layer="mid", method=method, target=t).masks
+                       for t in ("map", "max")]
+
+    taken, dense = run([])
+    assert taken == {} and all(np.abs(d).max() > 0 for d in dense)
+    expected = {"cells": {"pool_tall_1": "cells"},
+                "sparse": {"pool_tall_1": "sparse", "pool_flat_1": "sparse"},
+                "cells,sparse": {"pool_tall_1": "sparse", "pool_flat_1": "sparse"}}
+    for only, want in expected.items():
+        taken, got = run(only.split(","))
+        assert taken == want, (only, taken)
+        for g, d in zip(got, dense):
+            np.testing.assert_allclose(g, d, rtol=1e-5, atol=1e-5 * np.abs(d).max())

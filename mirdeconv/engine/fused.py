@@ -27,15 +27,17 @@ and for the compact path max-pools), ending in a stride-1 convolution.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .rules.conv import conv_geometry, is_unit_stride, pads
+from .sparse import sparse_map, sparse_rule
 from .step import CellsMajor, Context, Step, split
 
-__all__ = ["channelwise_chain", "compact_chain", "fuse_first_layer", "MAX_FUSED_POOL",
-           "FUSED_GAIN"]
+__all__ = ["channelwise_chain", "compact_chain", "fuse_first_layer", "FirstLayer", "FirstLayerWay",
+           "FIRST_LAYER_WAYS", "MAX_FUSED_POOL", "FUSED_GAIN", "SPARSE_COST"]
 
 #: Pools up to this many cells always fuse.
 MAX_FUSED_POOL = 16
@@ -43,6 +45,10 @@ MAX_FUSED_POOL = 16
 #: dense transposed convolution's multiply-adds per pooled cell (a pool over all bands of a
 #: tall kernel; not one over a one-band kernel, whose taps would be as many).
 FUSED_GAIN = 4
+#: Cost of one multiply-add of the sparse way against one of the dense transposed
+#: convolution into few channels (both run at memory speed): a larger pool takes the sparse
+#: way when its kernel's taps times this are fewer than the other ways' work.
+SPARSE_COST = 16
 
 
 def channelwise_chain(ctx: Context, steps: Sequence[Step], start: str, *, pools: bool,
@@ -133,7 +139,8 @@ def _placed_kernel(w: np.ndarray, kp_h: int, kp_w: int) -> np.ndarray:
 
 
 def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[Step]:
-    """Fuse ``pool`` with the channelwise steps and the first convolution below it.
+    """Fuse ``pool`` with the channelwise steps and the first convolution below it, the
+    cheapest of the ways of :data:`FIRST_LAYER_WAYS` that pays (else the dense path stays).
 
     On success ``pool`` gets the fused ``save``/``rule`` (its gradient goes straight to the
     convolution's input, ``pool.fused_target``) and the steps it replaced are returned;
@@ -151,18 +158,104 @@ def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[St
     if (w is None or padding not in ("SAME", "VALID") or not is_unit_stride(strides, dil)
             or w.shape[2] > 4 or conv.grouped):
         return []
-    kc_h, kc_w, cin, _ = (int(d) for d in w.shape)
-    nd_h, nd_w = _deltas(kp_h, kc_h), _deltas(kp_w, kc_w)
-    taps = nd_h * nd_w * kp_h * kp_w * cin
-    if kp_h * kp_w > MAX_FUSED_POOL and FUSED_GAIN * taps > kp_h * kp_w * kc_h * kc_w * cin:
+    shape = FirstLayer(kp_h, kp_w, *(int(d) for d in w.shape[:3]))
+    costs = {name: way.cost(shape) for name, way in FIRST_LAYER_WAYS.items()}
+    costs = {name: c for name, c in costs.items() if c is not None}
+    if not costs:
         return []
+    pool.fused_way = min(costs, key=costs.get)
+    way = FIRST_LAYER_WAYS[pool.fused_way]
     ops = _channel_ops(ctx, chain)
-    pool.save = [_cell_weights(ctx, pool, chain, conv, w, padding)] + [
-        f for _, f in ops if f is not None]
-    pool.rule = _fused_rule(ctx.tf, [kind for kind, _ in ops], (kp_h, kp_w), (nd_h, nd_w), cin)
+    kinds = [kind for kind, _ in ops]
+    pool.save = [way.save(ctx, pool, chain, conv, w, padding)] + [f for _, f in ops if f is not None]
+    pool.rule = way.rule(ctx.tf, kinds, shape)
     pool.fused_target = conv.inputs[0]
-    pool.fused_taps = taps
+    pool.fused_taps = way.held(shape)
     return chain + [conv]
+
+
+@dataclass(frozen=True)
+class FirstLayer:
+    """A pool of ``kp_h x kp_w`` cells over a stride-1 convolution with a ``kc_h x kc_w``
+    kernel from ``cin`` channels."""
+
+    kp_h: int
+    kp_w: int
+    kc_h: int
+    kc_w: int
+    cin: int
+
+    @property
+    def deltas(self) -> tuple[int, int]:
+        """Pooling windows a kernel placed in a window reaches, per axis."""
+        return _deltas(self.kp_h, self.kc_h), _deltas(self.kp_w, self.kc_w)
+
+    @property
+    def taps(self) -> int:
+        """Per pooled cell and channel, the values of the kernel placed at any switch."""
+        nd_h, nd_w = self.deltas
+        return nd_h * nd_w * self.kp_h * self.kp_w * self.cin
+
+    @property
+    def dense(self) -> int:
+        """Per pooled cell and channel, the dense transposed convolution's multiply-adds."""
+        return self.kp_h * self.kp_w * self.kc_h * self.kc_w * self.cin
+
+
+@dataclass(frozen=True)
+class FirstLayerWay:
+    """One way of running a fused first layer.
+
+    ``cost(shape)``: its work per pooled cell and channel, in dense multiply-adds (None:
+    it does not pay here); ``save(ctx, pool, chain, conv, w, padding)``: what the forward
+    pass records; ``rule(tf, kinds, shape)``: the backward rule; ``held(shape)``: values per
+    pooled cell and channel its backward pass holds per feature (for the memory plan).
+    """
+
+    cost: Callable[[FirstLayer], float | None]
+    save: Callable[..., Callable[[dict], Any]]
+    rule: Callable[[Any, list[str], FirstLayer], Callable]
+    held: Callable[[FirstLayer], int]
+
+
+def _cells_cost(s: FirstLayer) -> float | None:
+    if s.kp_h * s.kp_w <= MAX_FUSED_POOL:
+        return 0.0                         # small pools: always, as the cheapest
+    return FUSED_GAIN * s.taps if FUSED_GAIN * s.taps <= s.dense else None
+
+
+def _sparse_cost(s: FirstLayer) -> float | None:
+    if s.kp_h * s.kp_w <= MAX_FUSED_POOL:
+        return None
+    cost = SPARSE_COST * s.kc_h * s.kc_w * s.cin
+    return cost if cost <= s.dense else None
+
+
+def _cells_save(ctx: Context, pool: Step, chain: list[Step], conv: Step, w: np.ndarray,
+                padding: str) -> Callable[[dict], Any]:
+    return _cell_weights(ctx, pool, chain, conv, w, padding)
+
+
+def _sparse_save(ctx: Context, pool: Step, chain: list[Step], conv: Step, w: np.ndarray,
+                 padding: str) -> Callable[[dict], Any]:
+    derivs = [st.derivative for st in chain if st.derivative] if ctx.method.derivative else []
+    return sparse_map(ctx, pool, conv, w, padding, derivs)
+
+
+#: The ways of running a fused first layer; :func:`fuse_first_layer` takes the cheapest.
+FIRST_LAYER_WAYS: dict[str, FirstLayerWay] = {
+    # per-cell weights, one batched matmul at pooled resolution (small pools; a pool over all
+    # bands of a wide kernel, musicnn's timbral branches)
+    "cells": FirstLayerWay(
+        _cells_cost, _cells_save,
+        lambda tf, kinds, s: _fused_rule(tf, kinds, (s.kp_h, s.kp_w), s.deltas, s.cin),
+        lambda s: s.taps),
+    # a sparse matrix, one CSR product (a pool over all bands of a tall, narrow kernel,
+    # musicnn's temporal branches)
+    "sparse": FirstLayerWay(
+        _sparse_cost, _sparse_save, lambda tf, kinds, s: sparse_rule(tf, kinds, s.cin),
+        lambda s: 0),
+}
 
 
 def _channel_ops(ctx: Context, chain: list[Step]) -> list[tuple[str, Callable | None]]:

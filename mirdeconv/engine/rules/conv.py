@@ -64,13 +64,20 @@ def convolution(ctx: Context, step: Step) -> None:
              and is_unit_stride(strides, dil))
     polyphase = (not depthwise and not step.grouped and w is not None and w.shape[2] <= 8
                  and list(dil) == [1, 1, 1, 1] and max(strides) > 1)
-    if small:
+    full_width = (not depthwise and not step.grouped and w is not None and padding == "VALID"
+                  and is_unit_stride(strides, dil)
+                  and (ctx.shapes.get(step.inputs[0]) or (None,) * 4)[2] == w.shape[1] > 1)
+    if full_width:
+        step.rule = _full_width_rule(ctx.tf, w.shape)
+    elif small:
         step.rule = _matmul_rule(ctx.tf, w.shape, padding, explicit)
     elif polyphase:
         step.rule = _polyphase_rule(ctx.tf, w.shape, strides, padding, explicit)
     else:
         step.rule = _dense_rule(ctx.tf, depthwise, strides, dil, padding, explicit)
-    if not depthwise and not step.grouped and padding in ("SAME", "VALID"):
+    if full_width:
+        step.compact_rule = _compact_full_width_rule(ctx.tf, w.shape)
+    elif not depthwise and not step.grouped and padding in ("SAME", "VALID"):
         kh, kw = (w.shape[0], w.shape[1]) if w is not None else (None, None)
         step.compact_rule = _compact_rule(ctx.tf, padding, kh, kw)
 
@@ -179,6 +186,47 @@ def _compact_rule(tf: Any, padding: str, kh: int | None, kw: int | None) -> Any:
         ys = tf.shape(y)
         y = tf.reshape(y, tf.stack([ys[0], ys[1], ys[2], tf.shape(feats)[0], tf.shape(W)[2]]))
         return CellsMajor(y, tf)                                   # N, H, W, F, Cin
+
+    return rule
+
+
+def _full_width_rule(tf: Any, shape: tuple) -> Any:
+    """A convolution whose kernel spans its input's whole width (no padding: one output
+    column) is a convolution along the height alone with the width folded into the
+    channels: the transposed convolution then writes ``width x cin`` channels instead of
+    sliding over zeros (musicnn's mid end: 7 x 561 kernels over 561 front-end maps)."""
+    kh, kw, cin, cout = shape
+
+    def rule(g: Any, sv: list, F: Any) -> list:
+        W, xs = sv
+        gm = merge(tf, g)                                     # F*N, Ho, 1, Cout
+        sizes = tf.stack([tf.shape(gm)[0], xs[1], 1, kw * cin])
+        dx = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=sizes, filter=tf.reshape(W, [kh, 1, kw * cin, cout]), out_backprop=gm,
+            strides=[1, 1, 1, 1], padding="VALID")
+        return [split(tf, tf.reshape(dx, tf.stack([tf.shape(gm)[0], xs[1], kw, cin])), F)]
+
+    return rule
+
+
+def _compact_full_width_rule(tf: Any, shape: tuple) -> Any:
+    """The compact rule (:func:`_compact_rule`) of a full-width convolution
+    (:func:`_full_width_rule`): a depthwise convolution along the height whose channel
+    multiplier is the kernel's ``width x cin`` values of each feature."""
+    kh, kw, cin, _ = shape
+
+    def rule(g: Any, sv: list, feats: Any) -> CellsMajor:
+        W, xs = sv
+        nf = tf.shape(feats)[0]
+        x = tf.transpose(g, [1, 2, 3, 0])                          # N, Ho, 1, F
+        x = tf.pad(x, [[0, 0], [kh - 1, kh - 1], [0, 0], [0, 0]])
+        k = tf.reverse(tf.gather(W, feats, axis=3), [0])           # kh, kw, cin, F
+        k = tf.reshape(tf.transpose(k, [0, 3, 1, 2]), tf.stack([kh, 1, nf, kw * cin]))
+        y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=k, strides=[1, 1, 1, 1],
+                                             padding="VALID")      # N, H, 1, F*kw*cin
+        ys = tf.shape(y)
+        y = tf.reshape(y, tf.stack([ys[0], ys[1], nf, kw, cin]))
+        return CellsMajor(tf.transpose(y, [0, 1, 3, 2, 4]), tf)    # N, H, kw, F, cin
 
     return rule
 

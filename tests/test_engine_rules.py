@@ -13,7 +13,7 @@ import pytest
 
 from mirdeconv import backend
 from mirdeconv.adapters.keras import from_keras
-from mirdeconv.engine import deconvolve
+from mirdeconv.engine import compiled, deconvolve
 from mirdeconv.representations import LinearSpectrogram, TrackInput
 
 BANDS, FRAMES = 40, 64
@@ -156,3 +156,58 @@ def test_layer_geometry(zoo):
     assert info["avgpool"].stride == (4, 4)
     assert info["avgpool"].time_agnostic          # conv, pool, concat, add, BN: fully conv
     assert not info["cropped"].time_agnostic      # a crop with fixed indices is not
+
+
+def build_midend(keras, act):
+    """musicnn's mid end in small: 8 bands over 24 frames (time first), a 5 x 8 kernel over
+    all 8 bands (one output column: the full-width rule), its 6 maps laid back as bands, a
+    second full-width 3 x 6 kernel over them."""
+    L = keras.layers
+    inp = keras.Input((24, 8, 1))
+    x = L.ZeroPadding2D(((2, 2), (0, 0)), name="pad1")(inp)
+    x = act("relu", "full1")(L.Conv2D(6, (5, 8), name="conv1")(x))            # 24 x 1 x 6
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Permute((1, 3, 2), name="as_bands")(x)                               # 24 x 6 x 1
+    x = L.ZeroPadding2D(((1, 1), (0, 0)), name="pad2")(x)
+    x = act("relu", "full2")(L.Conv2D(4, (3, 6), name="conv2")(x))            # 24 x 1 x 4
+    return keras.Model(inp, x)
+
+
+@pytest.mark.parametrize("method", ["saliency", "guided", "deconvnet"])
+@pytest.mark.parametrize("layer", ["full1", "full2"])
+def test_full_width_kernels_match_gradient_tape(keras, method, layer):
+    """A kernel as wide as its input runs as a convolution along time with the width in the
+    channels (compact below the seed for the top one, dense for the one under it); both
+    equal GradientTape."""
+    tf = backend.tensorflow()
+    keras.utils.set_random_seed(4)
+    L = keras.layers
+    model = build_midend(keras, lambda kind, name: L.ReLU(name=name))
+    rng = np.random.default_rng(9)
+    bn = model.get_layer("bn1")
+    bn.set_weights([1 + 0.3 * rng.standard_normal(6), 0.2 * rng.standard_normal(6),
+                    0.3 * rng.standard_normal(6), 0.5 + rng.random(6)])
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (8 - 1), hop_length=4)
+    fm = from_keras(model, rep, input_axes="NTFC", layers=["full1", "full2"])
+    convs = [s for s in compiled(fm, fm.layer(layer), method, "float32").steps if s.op == "Conv2D"]
+    assert convs and all("full_width" in s.rule.__qualname__ for s in convs)
+    X = rng.standard_normal((24, 8)).astype(np.float32)
+    track = TrackInput(frames=X, stft=np.zeros((8, 24), np.complex64),
+                       audio=np.zeros(4 * 24, np.float32), sr=8000, representation=rep)
+    res = deconvolve(fm, track=track, layer=layer, method=method)
+    ref_model = build_midend(keras, lambda kind, name: L.Activation(_ruled(kind, method), name=name))
+    ref_model.set_weights(model.get_weights())
+    sub = keras.Model(ref_model.inputs, ref_model.get_layer(layer).output)
+    x = tf.constant(X[None, :, :, None])
+    a = sub(x, training=False).numpy()
+    ref = []
+    for f in range(a.shape[-1]):
+        seed = np.zeros_like(a)
+        seed[..., f] = a[..., f]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = sub(x, training=False)
+        ref.append(tape.gradient(y, x, output_gradients=tf.constant(seed)).numpy()[0, :, :, 0])
+    ref = np.stack(ref)
+    assert res.masks.shape == ref.shape and np.abs(ref).max() > 0
+    np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * np.abs(ref).max())

@@ -173,6 +173,38 @@ def build_midend(keras, act):
     return keras.Model(inp, x)
 
 
+def _tape_maps(keras, build, model, layer, X, method, target="map"):
+    """Every feature's map of ``layer`` by GradientTape through ``build(keras, act)`` with
+    the method's rule at each non-linearity, weights from ``model``: (F, *X.shape)."""
+    tf = backend.tensorflow()
+    L = keras.layers
+    ref_model = build(keras, lambda kind, name: L.Activation(_ruled(kind, method), name=name))
+    ref_model.set_weights(model.get_weights())
+    sub = keras.Model(ref_model.inputs, ref_model.get_layer(layer).output)
+    x = tf.constant(X.reshape((1,) + tuple(ref_model.inputs[0].shape[1:])))
+    a = sub(x, training=False).numpy()
+    out = []
+    for f in range(a.shape[-1]):
+        seed = np.zeros_like(a)
+        seed[..., f] = a[..., f]
+        if target == "max":
+            k = np.argmax(a[..., f])
+            flat = np.zeros(a[..., f].size, np.float32)
+            flat[k] = a[..., f].ravel()[k]
+            seed[..., f] = flat.reshape(a[..., f].shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = sub(x, training=False)
+        out.append(tape.gradient(y, x, output_gradients=tf.constant(seed)).numpy().reshape(X.shape))
+    return np.stack(out)
+
+
+def _with_batch_norm(model, name, rng):
+    n = model.get_layer(name).get_weights()[0].shape[0]
+    model.get_layer(name).set_weights([1 + 0.3 * rng.standard_normal(n), 0.2 * rng.standard_normal(n),
+                                       0.3 * rng.standard_normal(n), 0.5 + rng.random(n)])
+
+
 @pytest.mark.parametrize("method", ["saliency", "guided", "deconvnet"])
 @pytest.mark.parametrize("layer", ["full1", "full2"])
 def test_full_width_kernels_match_gradient_tape(keras, method, layer):
@@ -184,9 +216,7 @@ def test_full_width_kernels_match_gradient_tape(keras, method, layer):
     L = keras.layers
     model = build_midend(keras, lambda kind, name: L.ReLU(name=name))
     rng = np.random.default_rng(9)
-    bn = model.get_layer("bn1")
-    bn.set_weights([1 + 0.3 * rng.standard_normal(6), 0.2 * rng.standard_normal(6),
-                    0.3 * rng.standard_normal(6), 0.5 + rng.random(6)])
+    _with_batch_norm(model, "bn1", rng)
     rep = LinearSpectrogram(sr=8000, n_fft=2 * (8 - 1), hop_length=4)
     fm = from_keras(model, rep, input_axes="NTFC", layers=["full1", "full2"])
     convs = [s for s in compiled(fm, fm.layer(layer), method, "float32").steps if s.op == "Conv2D"]
@@ -195,19 +225,54 @@ def test_full_width_kernels_match_gradient_tape(keras, method, layer):
     track = TrackInput(frames=X, stft=np.zeros((8, 24), np.complex64),
                        audio=np.zeros(4 * 24, np.float32), sr=8000, representation=rep)
     res = deconvolve(fm, track=track, layer=layer, method=method)
-    ref_model = build_midend(keras, lambda kind, name: L.Activation(_ruled(kind, method), name=name))
-    ref_model.set_weights(model.get_weights())
-    sub = keras.Model(ref_model.inputs, ref_model.get_layer(layer).output)
-    x = tf.constant(X[None, :, :, None])
-    a = sub(x, training=False).numpy()
-    ref = []
-    for f in range(a.shape[-1]):
-        seed = np.zeros_like(a)
-        seed[..., f] = a[..., f]
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = sub(x, training=False)
-        ref.append(tape.gradient(y, x, output_gradients=tf.constant(seed)).numpy()[0, :, :, 0])
-    ref = np.stack(ref)
+    ref = _tape_maps(keras, build_midend, model, layer, X, method)
     assert res.masks.shape == ref.shape and np.abs(ref).max() > 0
     np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+def build_sample_level(keras, act, padding="same"):
+    """A sample-level first layer as CREPE's: 40 samples at stride 4 into 6 maps, ReLU,
+    batch norm, a 2 x 1 max-pool; then a 3 x 1 conv."""
+    L = keras.layers
+    inp = keras.Input((256, 1))
+    x = L.Reshape((256, 1, 1), name="as_image")(inp)
+    x = L.Conv2D(6, (40, 1), strides=(4, 1), padding=padding, name="conv1")(x)
+    x = act("relu", "relu1")(x)
+    x = L.MaxPooling2D((2, 1), name="pool1")(L.BatchNormalization(name="bn1")(x))
+    x = act("relu", "relu2")(L.Conv2D(5, (3, 1), padding="same", name="conv2")(x))
+    return keras.Model(inp, x)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("method", ["saliency", "guided", "deconvnet"])
+def test_a_strided_first_layer_matches_gradient_tape(keras, method, padding):
+    """A waveform net's strided first layer (40 samples at stride 4) below the seed takes the
+    compact strided rule (blocks of a banded Toeplitz matrix) for the layers down to its
+    pool, the polyphase rule below a deeper seed; every map equals GradientTape, for both
+    targets."""
+    from functools import partial
+
+    from mirdeconv.representations import Waveform
+
+    keras.utils.set_random_seed(6)
+    L = keras.layers
+    build = partial(build_sample_level, padding=padding)
+    model = build(keras, lambda kind, name: L.ReLU(name=name))
+    rng = np.random.default_rng(8)
+    _with_batch_norm(model, "bn1", rng)
+    rep = Waveform(sr=8000, n_fft=64, hop_length=16)
+    layers = ["conv1", "relu1", "pool1", "relu2"]
+    fm = from_keras(model, rep, input_axes="NTC", layers=layers)
+    X = rng.standard_normal((256, 1)).astype(np.float32)
+    track = TrackInput(frames=X, stft=np.zeros((33, 17), np.complex64), audio=X[:, 0], sr=8000,
+                       representation=rep)
+    for layer in layers:
+        prog = compiled(fm, fm.layer(layer), method, "float32")
+        compact_conv = prog.compact[-1].node.name if prog.compact else ""
+        assert ("conv1" in compact_conv) == (layer != "relu2"), (layer, compact_conv)
+        for target in ("map", "max"):
+            res = deconvolve(fm, track=track, layer=layer, method=method, target=target)
+            ref = _tape_maps(keras, build, model, layer, X, method, target)
+            assert res.masks.shape == ref.shape and np.abs(ref).max() > 0
+            np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * np.abs(ref).max(),
+                                       err_msg=f"{layer} {target}")

@@ -96,15 +96,15 @@ def channelwise_chain(ctx: Context, steps: Sequence[Step], start: str, *, pools:
 def compact_chain(ctx: Context, steps: Sequence[Step], layer: str, feature_axis: int
                   ) -> list[Step] | None:
     """The steps from the seeded layer down to (and including) the first convolution, when
-    every one works channel by channel and the convolution has stride 1."""
+    every one works channel by channel and the convolution has a compact rule (its rule
+    sets one for the strides and shapes it can take)."""
     if feature_axis != 3:
         return None
     found = channelwise_chain(ctx, steps, layer, pools=True, shared_start=True)
     if found is None:
         return None
     chain, conv = found
-    strides, dil, _, _ = conv_geometry(ctx, conv)
-    return chain + [conv] if is_unit_stride(strides, dil) and conv.compact_rule else None
+    return chain + [conv] if conv.compact_rule else None
 
 
 def _deltas(kp: int, kc: int) -> int:

@@ -162,3 +162,64 @@ def test_pools_over_all_bands_fuse_and_equal_the_dense_path(keras, monkeypatch, 
         assert taken == want, (only, taken)
         for g, d in zip(got, dense):
             np.testing.assert_allclose(g, d, rtol=1e-5, atol=1e-5 * np.abs(d).max())
+
+
+def _overlapping_pool_net(keras, rng, pool, strides, padding):
+    """musicnn's vgg in small: conv 3 x 3 from one channel, ReLU, batch norm, then a max-pool
+    whose windows overlap (4 x 1 every 2 x 2, as vgg's first pool; or 3 x 3 every 2 x 2),
+    then a mid conv."""
+    L = keras.layers
+    inp = keras.Input((40, 24, 1))
+    x = L.BatchNormalization(name="bn_in")(inp)
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="first")(x)
+    x = L.BatchNormalization(name="bn_first")(x)
+    x = L.MaxPooling2D(pool, strides=strides, padding=padding, name="pool")(x)
+    m = L.Conv2D(5, 3, padding="same", activation="relu", name="mid")(x)
+    model = keras.Model(inp, m)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([1 + 0.3 * rng.standard_normal(n), 0.2 * rng.standard_normal(n),
+                               0.3 * rng.standard_normal(n), 0.5 + rng.random(n)])
+    return model
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+@pytest.mark.parametrize("pool,strides,padding", [((4, 1), (2, 2), "valid"), (3, (2, 2), "same")])
+def test_overlapping_pools_fuse_and_equal_the_dense_path(keras, monkeypatch, method, pool, strides,
+                                                         padding):
+    """A max-pool whose windows overlap fuses with the first layer below it (each way): the
+    windows that pick the same switch (common: after a ReLU, ties at zero) are merged before
+    the chain's rectification, so the result equals the dense path (unpool, then rectify) to
+    1e-5, for both targets."""
+    import mirdeconv.engine.fused as fused_mod
+    from mirdeconv.engine import compiled, forget
+
+    rng = np.random.default_rng(12)
+    keras.utils.set_random_seed(12)
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (40 - 1), hop_length=16)
+    fm = from_keras(_overlapping_pool_net(keras, rng, pool, strides, padding), rep)
+    X = rng.standard_normal((40, 24)).astype(np.float32)
+    track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
+                       audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
+    layer = fm.layer("mid")
+    ways = dict(fused_mod.FIRST_LAYER_WAYS)
+
+    def run(only: list[str]) -> tuple[list, list]:
+        forget(fm)
+        monkeypatch.setattr(fused_mod, "FIRST_LAYER_WAYS", {k: ways[k] for k in only})
+        prog = compiled(fm, layer, method, "float32")
+        taken = [st.fused_way for st in prog.steps if st.fused_way]
+        return taken, [deconvolve(fm, track=track, layer="mid", method=method, target=t).masks
+                       for t in ("map", "max")]
+
+    taken, dense = run([])
+    assert taken == [] and all(np.abs(d).max() > 0 for d in dense)
+    for only in (["cells", "sparse"], ["sparse"]):
+        if only == ["sparse"]:            # a small pool takes the sparse way only when told
+            monkeypatch.setattr(fused_mod, "SPARSE_COST", 0)
+            monkeypatch.setattr(fused_mod, "MAX_FUSED_POOL", 0)
+        taken, got = run(only)
+        assert taken == only[:1]
+        for g, d in zip(got, dense):
+            np.testing.assert_allclose(g, d, rtol=1e-5, atol=1e-5 * np.abs(d).max())

@@ -44,7 +44,8 @@ class Step:
     fused_way : str
         Which way of :data:`mirdeconv.engine.fused.FIRST_LAYER_WAYS` the fused rule takes.
     pool_geometry : tuple or None
-        ``(kh, kw, padding)`` of a non-overlapping max-pool.
+        ``(kh, kw, sh, sw, padding)`` of a max-pool over height and width (windows of
+        ``kh x kw`` every ``sh x sw``).
     channelwise : bool
         The step works channel by channel (its rule sets it): the fast paths of
         :mod:`mirdeconv.engine.fused` may run through it.

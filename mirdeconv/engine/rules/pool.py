@@ -28,12 +28,13 @@ def _pool_attrs(ctx: Context, step: Step) -> tuple[list[int], list[int], str]:
 def max_pool(ctx: Context, step: Step) -> None:
     ksize, strides, padding = _pool_attrs(ctx, step)
     rectify = step.node.name in ctx.rectify_before_unpool
+    if ksize[0] == ksize[3] == strides[0] == strides[3] == 1:      # windows in H x W only
+        step.pool_geometry = (ksize[1], ksize[2], strides[1], strides[2], padding)
     if list(ksize) == list(strides) and ksize[0] == 1 and ksize[3] == 1:
         step.save = [_switches(ctx.tf, step, ksize, strides, padding)]
         step.rule = _unpool_rule(ctx.tf, ksize[1], ksize[2], rectify)
         step.compact_rule = _compact_unpool_rule(ctx.tf, ksize[1], ksize[2])
         step.compact_pool = True
-        step.pool_geometry = (ksize[1], ksize[2], padding)
     else:
         step.save = [saved_input(step, 0), lambda env, t=step.output: env[t]]
         step.rule = _overlapping_rule(ctx.tf, ksize, strides, padding, rectify)

@@ -211,7 +211,6 @@ def test_full_width_kernels_match_gradient_tape(keras, method, layer):
     """A kernel as wide as its input runs as a convolution along time with the width in the
     channels (compact below the seed for the top one, dense for the one under it); both
     equal GradientTape."""
-    tf = backend.tensorflow()
     keras.utils.set_random_seed(4)
     L = keras.layers
     model = build_midend(keras, lambda kind, name: L.ReLU(name=name))

@@ -137,6 +137,29 @@ def test_max_target_in_patch_mode_matches_whole(fcn, track):
     np.testing.assert_allclose(a.masks, b.masks, atol=1e-5 * np.abs(a.masks).max())
 
 
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+def test_max_target_in_windows_equals_the_whole_track(fcn, track, monkeypatch, method):
+    """With ``target="max"`` every feature's strongest unit is deconvolved from a window a
+    few receptive fields long around it, all windows in one batch (two lengths at most: one
+    window ends with the track); the masks equal the whole track's, the statistics too."""
+    import mirdeconv.engine.api as api_mod
+    import mirdeconv.engine.windows as windows_mod
+
+    info = fcn.layer("p2")
+    seen = []
+    batch = windows_mod._window_batch
+    monkeypatch.setattr(windows_mod, "_window_batch", lambda *a: seen.append(a[7]) or batch(*a))
+    got = deconvolve(fcn, track, 16000, layer="p2", method=method, target="max")
+    n, length = got.track.n_frames, windows_mod.window_length(*info.receptive_field[:1], info.stride[0])
+    assert len(got.features) * length < n and sum(len(items) for items in seen) == 8
+    monkeypatch.setattr(api_mod, "windowed_max", lambda *a: None)          # the whole track
+    want = deconvolve(fcn, track, 16000, layer="p2", method=method, target="max")
+    assert np.abs(want.masks).max() > 0
+    np.testing.assert_allclose(got.masks, want.masks, rtol=0, atol=1e-5 * np.abs(want.masks).max())
+    for name in ("activation_max", "activation_mean", "fraction_active", "activations", "dead"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6)
+
+
 def test_not_fully_convolutional_uses_patches(keras, track):
     """A Reshape with the time length baked in: whole tracks cannot go through."""
     L = keras.layers
@@ -264,9 +287,12 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     np.testing.assert_allclose(parts.activation_mean, one.activation_mean, rtol=1e-5)
     np.testing.assert_allclose(parts.fraction_active, one.fraction_active, rtol=1e-6)
     np.testing.assert_array_equal(parts.activations, one.activations)
-    with pytest.raises(MemoryBudgetError, match=r"target 'max' takes the whole track in one "
-                       r"piece .*: ~\d+ MiB, more than the memory budget of 1 MiB"):
-        mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="1M")
+    # target "max": the strongest units found chunk by chunk, each deconvolved in its window
+    one = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="64G")
+    parts = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="1M")
+    assert np.abs(one.masks).max() > 0
+    np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-5 * np.abs(one.masks).max())
+    np.testing.assert_array_equal(parts.activation_max, one.activation_max)
 
 
 def test_patches_in_batches_equal_one_pass(fcn, track):

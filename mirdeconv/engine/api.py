@@ -15,11 +15,12 @@ from ..options import DeconvOptions, parse_features, resolve
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .cache import compiled
-from .chunks import Chunk, combine_stats
+from .chunks import Chunk, combine_stats, crop_units
 from .memory import MemoryPlan, features_per_pass, mask_array, plan_memory, release_pages
 from .patches import Patching, model_input, normalize_track, patch_input, plan_patches
 from .program import Program
 from .stats import ActivationStats, activation_stats
+from .windows import windowed_max
 
 __all__ = ["DeconvResult", "deconvolve", "check_model", "memory_plan"]
 
@@ -182,7 +183,12 @@ def deconvolve(
     plan = plan_memory(prog, model, info, track, opts, whole, len(feats), probe_short=False)
     label = f"{info.name} ({opts.method})"
     bar = Progress(progress, len(feats) * plan.n_pieces, label, "feature")
-    if plan.chunks:
+    windowed = None
+    if opts.target == "max" and whole and info.time_agnostic:
+        windowed = windowed_max(prog, plan, model, info, track, feats, bar)
+    if windowed is not None:
+        masks, stats = windowed
+    elif plan.chunks:
         masks, stats = _chunked(prog, plan.chunks, model, info, track, feats, opts, bar)
     elif plan.unit == "patch" and plan.n_pieces > 1:
         masks, stats = _batched(prog, plan, model, info, track, feats, opts, bar)
@@ -294,19 +300,12 @@ def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerIn
             m, act = _piece(prog, x, patching, model, info, feats, opts, True, bar, piece=True)
             masks[:, c.start + c.core.start:c.start + c.core.stop] = m[:, c.core]
             release_pages(masks)
-            act = _crop_units(act, info, c)
+            act = crop_units(act, info, c)
             n_units = act.shape[info.time_axis]
             if n_units:                 # (a last core shorter than the layer's stride has none)
                 parts.append((activation_stats(act, info, Patching([0], n_units, n_units)),
                               n_units))
     return masks, combine_stats(parts)
-
-
-def _crop_units(act: np.ndarray, info: LayerInfo, chunk: Chunk) -> np.ndarray:
-    """The layer's output over the chunk's core units only."""
-    index = [slice(None)] * act.ndim
-    index[info.time_axis] = chunk.units
-    return act[tuple(index)]
 
 
 def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..graph import LayerInfo
 from .stats import ActivationStats
 
-__all__ = ["Chunk", "plan_chunks", "combine_stats"]
+__all__ = ["Chunk", "plan_chunks", "combine_stats", "crop_units"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,10 @@ def combine_stats(parts: list[tuple[ActivationStats, int]],
         if over_time is None else over_time,
         min=stack("min").min(axis=0),
     )
+
+
+def crop_units(act: np.ndarray, info: LayerInfo, chunk: Chunk) -> np.ndarray:
+    """The layer's output over the chunk's core units only."""
+    index = [slice(None)] * act.ndim
+    index[info.time_axis] = chunk.units
+    return act[tuple(index)]

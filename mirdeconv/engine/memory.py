@@ -306,8 +306,8 @@ def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: Track
     Raises
     ------
     MemoryBudgetError
-        Even the smallest piece (a chunk of two receptive fields, one patch, or the whole
-        track for ``target="max"``, whose strongest unit belongs to the whole track) does
+        Even the smallest piece (a chunk of two receptive fields, one patch, or every patch
+        for ``target="max"`` on patches, whose strongest unit belongs to the whole track) does
         not fit in the budget.
     """
     budget, n = opts.budget, track.n_frames
@@ -323,7 +323,7 @@ def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: Track
         x, _ = model_input(model, track.frames[:probe], True, stride)
         per = _probe_bytes(prog, x) / probe
         chunks = None
-        if info.time_agnostic and opts.target == "map" and per * n > budget / FORWARD_SHARE:
+        if info.time_agnostic and per * n > budget / FORWARD_SHARE:
             core = int(budget / FORWARD_SHARE / per) - 2 * rf
             chunks = plan_chunks(n, max(core, 4 * stride, rf), rf, stride)
             if len(chunks) == 1:
@@ -344,8 +344,8 @@ def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: Track
 
 
 def _refusal(plan: MemoryPlan, opts: DeconvOptions, info: LayerInfo) -> str:
-    if opts.target == "max":
-        why = (f"target 'max' takes the whole track in one piece (its strongest unit is the "
+    if opts.target == "max" and plan.unit == "patch":
+        why = (f"target 'max' takes every patch in one piece (its strongest unit is the "
                f"track's): ~{_gb(plan.piece_bytes)}")
         fix = "use target 'map', a shorter excerpt, or a larger --memory"
     else:

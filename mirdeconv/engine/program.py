@@ -92,6 +92,7 @@ class Program:
         self._graph_def = graph.subgraph_def([self.layer])
         self._forward_fn: Any = None
         self._backward_fn = tf.function(self._backward, reduce_retracing=True, autograph=False)
+        self._seeded_fn: Any = None
 
     @staticmethod
     def _compile(ctx: Context, name: str, var: set[str], composite: Composite | None) -> Step:
@@ -175,14 +176,20 @@ class Program:
             ) from None
 
     # -- backward ---------------------------------------------------------------------
+    def _low(self, *tensors: Any) -> Any:
+        """``tensors`` (nested) in the backward pass's precision."""
+        tf = self.tf
+        if self.precision != "bfloat16":
+            return tensors
+
+        def low(t: Any) -> Any:
+            return tf.cast(t, tf.bfloat16) if t.dtype == tf.float32 else t
+
+        return tf.nest.map_structure(low, tensors)
+
     def _backward(self, act: Any, saved: Any, feats: Any, target_max: Any) -> Any:
         tf = self.tf
-        F = tf.shape(feats)[0]
-        if self.precision == "bfloat16":
-            def low(t: Any) -> Any:
-                return tf.cast(t, tf.bfloat16) if t.dtype == tf.float32 else t
-
-            act, saved = low(act), tf.nest.map_structure(low, saved)
+        act, saved = self._low(act, saved)
         if self.compact:
             saved_of = {id(st): sv for st, sv in zip(self.steps, saved)}
             g = select(tf, act, feats, 3, target_max)              # (F, N, H, W)
@@ -193,6 +200,15 @@ class Program:
         else:
             grads = {self.layer: seed(tf, act, feats, self.feature_axis, target_max)}
             skip = set()
+        return self._walk(grads, saved, tf.shape(feats)[0], skip)
+
+    def _seeded(self, saved: Any, g: Any) -> Any:
+        saved, g = self._low(saved, g)
+        return self._walk({self.layer: g[None]}, saved, 1, set())
+
+    def _walk(self, grads: dict, saved: Any, F: Any, skip: set) -> Any:
+        """Every step's rule from the layer down to the input (those in ``skip`` done)."""
+        tf = self.tf
         for step, sv in zip(reversed(self.steps), reversed(saved)):
             if id(step) in skip:
                 continue
@@ -208,6 +224,29 @@ class Program:
         if g is None:  # no gradient path (StopGradient)
             return None
         return tf.cast(dense(g), tf.float32)
+
+    def backward_seeded(self, saved: Any, seed_map: np.ndarray) -> np.ndarray:
+        """The backward pass of one seed that holds a different feature in each item (the
+        strongest unit of a feature per window of a track, :mod:`.windows`).
+
+        Parameters
+        ----------
+        saved : nested list of tf.Tensor
+            From :meth:`forward` on the items.
+        seed_map : np.ndarray, float32, the layer's output shape
+            The seed of every item (all channels).
+
+        Returns
+        -------
+        np.ndarray, float32, shape (n_items, *input_shape[1:])
+        """
+        tf = self.tf
+        if self._seeded_fn is None:
+            self._seeded_fn = tf.function(self._seeded, reduce_retracing=True, autograph=False)
+        out = self._seeded_fn(saved, tf.constant(seed_map, tf.float32))
+        if out is None:
+            return np.zeros(self._input_shape, np.float32)
+        return out.numpy()[0]
 
     def backward(self, act: Any, saved: Any, features: Sequence[int], target: str) -> np.ndarray:
         """Deconvolve one chunk of features.

@@ -11,6 +11,7 @@ from ..errors import ModelLoadError
 from ..graph import node_name, tensor_name
 from ..model import FrozenModel
 from .cache import graph_function
+from .graphrun import import_forward
 
 __all__ = ["run_graph"]
 
@@ -49,12 +50,11 @@ def _build(model: FrozenModel, out: str) -> Any:
     tf = backend.tensorflow()
     gd = model.graph.subgraph_def([out])
     kernels = model.graph.conv_kernels(gd)
-    input_tensor = model.input_tensor
+    input_tensor, graph = model.input_tensor, model.graph
 
     def fn(inp: Any) -> Any:
         fed = {k: tf.identity(v) for k, v in kernels.items()}
-        return tf.graph_util.import_graph_def(
-            gd, input_map={**fed, input_tensor: inp}, return_elements=[out], name="p")[0]
+        return import_forward(tf, graph, gd, {**fed, input_tensor: inp}, [out], "p")[0]
 
     spec = tf.TensorSpec([None] * len(model.nominal_input_shape()), tf.float32)
     return tf.compat.v1.wrap_function(fn, [spec])

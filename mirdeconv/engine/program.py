@@ -26,6 +26,7 @@ from ..graph.patterns import Composite, composite_activations, normalisation_sta
 from ..options import METHODS, PRECISIONS, Method
 from . import rules  # noqa: F401  (fills the rule table)
 from .fused import compact_chain, fuse_first_layer
+from .graphrun import import_forward
 from .seeds import seed, select
 from .step import Context, Step, dense
 from .table import COMPOSITE, rule_for
@@ -131,9 +132,8 @@ class Program:
 
         def fwd(x: Any) -> tuple:
             fed = {k: tf.identity(v) for k, v in kernels.items()}
-            outs = tf.graph_util.import_graph_def(
-                self._graph_def, input_map={**fed, self.input: x}, return_elements=self._fetch,
-                name="m")
+            outs = import_forward(tf, self.graph, self._graph_def, {**fed, self.input: x},
+                                  self._fetch, "m")
             env = dict(zip(self._fetch, outs))
             env[self.input] = x
             saved = [[f(env) for f in s.save] for s in self.steps]

@@ -100,6 +100,16 @@ def test_deconvnet_reference_has_negative_values(small_net):
     assert (ref < 0).any() and (got < 0).any()
 
 
+def _random_batch_norms(keras, model, rng):
+    """``model`` with every batch norm's statistics and scales drawn at random."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([1 + 0.3 * rng.standard_normal(n), 0.2 * rng.standard_normal(n),
+                               0.3 * rng.standard_normal(n), 0.5 + rng.random(n)])
+    return model
+
+
 def _front_end(keras, rng):
     """A musicnn-style front end: a tall conv (12 x 5) and a one-band conv (1 x 9) over 40
     bands, each ReLU -> batch norm -> max-pool over all its bands, concatenated, then a
@@ -116,12 +126,7 @@ def _front_end(keras, rng):
     m = L.Conv2D(5, (1, 3), padding="same", activation="relu", name="mid")(
         L.Concatenate(name="cat")(branches))
     model = keras.Model(inp, m)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            n = layer.get_weights()[0].shape[0]
-            layer.set_weights([1 + 0.3 * rng.standard_normal(n), 0.2 * rng.standard_normal(n),
-                               0.3 * rng.standard_normal(n), 0.5 + rng.random(n)])
-    return model
+    return _random_batch_norms(keras, model, rng)
 
 
 @pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
@@ -176,12 +181,7 @@ def _overlapping_pool_net(keras, rng, pool, strides, padding):
     x = L.MaxPooling2D(pool, strides=strides, padding=padding, name="pool")(x)
     m = L.Conv2D(5, 3, padding="same", activation="relu", name="mid")(x)
     model = keras.Model(inp, m)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            n = layer.get_weights()[0].shape[0]
-            layer.set_weights([1 + 0.3 * rng.standard_normal(n), 0.2 * rng.standard_normal(n),
-                               0.3 * rng.standard_normal(n), 0.5 + rng.random(n)])
-    return model
+    return _random_batch_norms(keras, model, rng)
 
 
 @pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])

@@ -98,28 +98,9 @@ def zoo(keras):
 
 
 def tape_reference(keras, model, method, layer, X, target):
-    """GradientTape through a copy of the net whose non-linearities carry the method's rule."""
-    tf = backend.tensorflow()
-    L = keras.layers
-    ref = build_zoo(keras, lambda kind, name: L.Activation(_ruled(kind, method), name=name))
-    ref.set_weights(model.get_weights())
-    sub = keras.Model(ref.inputs, ref.get_layer(layer).output)
-    x = tf.constant(X[None, :, :, None])
-    a = sub(x, training=False).numpy()
-    out = []
-    for f in range(a.shape[-1]):
-        seed = np.zeros_like(a)
-        seed[..., f] = a[..., f]
-        if target == "max":
-            k = np.argmax(a[..., f])
-            flat = np.zeros(a[..., f].size, np.float32)
-            flat[k] = a[..., f].ravel()[k]
-            seed[..., f] = flat.reshape(a[..., f].shape)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = sub(x, training=False)
-        out.append(tape.gradient(y, x, output_gradients=tf.constant(seed)).numpy()[0, :, :, 0].T)
-    return np.stack(out)
+    """GradientTape through a copy of the net whose non-linearities carry the method's rule:
+    (F, frames, bands)."""
+    return _tape_maps(keras, build_zoo, model, layer, X, method, target).transpose(0, 2, 1)
 
 
 @pytest.mark.parametrize("method", ["saliency", "guided", "deconvnet"])

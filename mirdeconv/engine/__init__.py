@@ -8,7 +8,10 @@ Rooms, from the public call down:
   budget; :mod:`.chunks`: chunks extended by the receptive field, stitched;
 * :mod:`.cache`: compiled programs per model (weakly referenced);
 * :mod:`.program`: one graph cut compiled into backward steps, forward once, backward in chunks;
-* :mod:`.fused`: the fast paths (one channel per feature below the seed; the fused first layer);
+* :mod:`.windows`: ``target="max"`` from windows of the track around each strongest unit;
+* :mod:`.graphrun`: importing a graph for its forward pass (slow convolutions regrouped);
+* :mod:`.fused`: the fast paths (one channel per feature below the seed; the fused first layer,
+  in the ways of :mod:`.cells` and :mod:`.sparse`, which share :mod:`.switches`);
 * :mod:`.table` and :mod:`.rules`: one backward rule per operation type, in one table;
 * :mod:`.step`, :mod:`.seeds`: what rules work on;
 * :mod:`.forward`: the graph's plain forward pass (predictions).

@@ -7,13 +7,13 @@ Muldjord's "Chaos God" from Debian's fretsonfire-songs-muldjord, or the demo mix
 not installed).
 
 Every layer is deconvolved as a user's ``--features all`` does (the deconvnet, the default
-target ``map``, float32, the mode the engine picks): a first call with one feature
-compiles the layer's program (its seconds are printed), a second with two lets it take
-any number of features, then ONE call deconvolves every feature of the layer and is timed.
-Its seconds per feature are divided by the floor per feature: the work one forward pass (shared by the layer's features) and one feature's
-backward pass must do, counted from the shapes the graph gives for the input the engine
-feeds it (one track, or its patches), at the conv throughput of this machine measured in
-the same run (``engine_vs_reference``'s Conv2D):
+target ``map``, float32, the mode the engine picks): a first call with one feature compiles
+the layer's program (its seconds are printed), a second with two lets it take any number of
+features, then ONE call deconvolves every feature of the layer and is timed. Its seconds per
+feature are divided by the floor per feature: the work one forward pass (shared by the
+layer's features) and one feature's backward pass must do, counted from the shapes the graph
+gives for the input the engine feeds it (one track, or its patches), at the conv throughput
+of this machine measured in the same run (``engine_vs_reference``'s Conv2D):
 
 * forward: every conv (and matmul) between the input and the layer, whole;
 * backward: their transposed convolutions, the topmost counting one output channel (the

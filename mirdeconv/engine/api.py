@@ -245,7 +245,7 @@ def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel,
     ``out``: (the track's masks, the first patch of ``x``) for a batch of patches, whose
     weighted masks are added there (the caller normalises once all batches are in).
     ``piece``: ``x`` is one of the track's chunks or batches (:func:`features_per_pass`)."""
-    act, saved, elems = prog.forward(x)
+    act, saved, elems, _ = prog.forward(x)
     native_ft = whole and model.input_axes.startswith("NFT")
     masks = _backward(prog, (act, saved), feats, opts, model, patching, (whole, native_ft),
                       features_per_pass(opts, elems * len(x), len(feats), piece=piece),

@@ -142,6 +142,7 @@ def fuse_first_layer(ctx: Context, steps: Sequence[Step], pool: Step) -> list[St
     pool.rule = way.rule(ctx.tf, kinds, shape)
     pool.fused_target = conv.inputs[0]
     pool.fused_taps = way.held(shape)
+    pool.fused_made = way.made(shape)
     return chain + [conv]
 
 
@@ -152,14 +153,16 @@ class FirstLayerWay:
     ``cost(shape)``: its work per pooled cell and channel, in dense multiply-adds (None:
     it does not pay here); ``save(ctx, pool, conv, w, padding, derivs, shape)``: what the
     forward pass records; ``rule(tf, kinds, shape)``: the backward rule; ``held(shape)``:
-    values per pooled cell and channel its backward pass holds per feature (for the memory
-    plan).
+    values per pooled cell and channel its backward pass holds per feature; ``made(shape)``:
+    values per pooled unit its forward pass makes on the way to what it records (the
+    switches' indices, a copy of the weights), for the memory plan.
     """
 
     cost: Callable[[FirstLayer], float | None]
     save: Callable[..., Callable[[dict], Any]]
     rule: Callable[[Any, list[str], FirstLayer], Callable]
     held: Callable[[FirstLayer], int]
+    made: Callable[[FirstLayer], int]
 
 
 def _cells_cost(s: FirstLayer) -> float | None:
@@ -179,10 +182,12 @@ def _sparse_cost(s: FirstLayer) -> float | None:
 FIRST_LAYER_WAYS: dict[str, FirstLayerWay] = {
     # per-cell weights, one batched matmul at pooled resolution (small pools; a pool over all
     # bands of a wide kernel, musicnn's timbral branches)
-    "cells": FirstLayerWay(_cells_cost, cell_weights, cells_rule, lambda s: s.taps),
+    "cells": FirstLayerWay(_cells_cost, cell_weights, cells_rule, lambda s: s.taps,
+                           lambda s: 8 + s.taps),
     # a sparse matrix, one CSR product (a pool over all bands of a tall, narrow kernel,
     # musicnn's temporal branches)
-    "sparse": FirstLayerWay(_sparse_cost, sparse_map, sparse_rule, lambda s: 0),
+    "sparse": FirstLayerWay(_sparse_cost, sparse_map, sparse_rule, lambda s: 0,
+                            lambda s: 12 * s.kernel),
 }
 
 

@@ -280,12 +280,13 @@ def _gb(n: float) -> str:
 
 def _probe_bytes(prog: Program, x: np.ndarray) -> int:
     """What a forward pass over ``x`` and one feature's backward pass hold, in bytes."""
-    act, saved, elems = prog.forward(x)
+    act, saved, elems, made = prog.forward(x)
     held = sum(int(np.prod(t.shape)) * t.dtype.size for t in prog.tf.nest.flatten(saved)
                if hasattr(t, "dtype"))
     n_items = max(1, int(np.shape(x)[0]))
     act_bytes = int(np.prod(act.shape)) * 4
-    return ACTIVATION_COPIES * act_bytes + held + BYTES_PER_ELEMENT * elems * n_items
+    return (ACTIVATION_COPIES * act_bytes + held + BYTES_PER_ELEMENT * elems * n_items
+            + 4 * made * n_items)
 
 
 def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: TrackInput,

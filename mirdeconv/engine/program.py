@@ -108,23 +108,26 @@ class Program:
         return step
 
     # -- forward ----------------------------------------------------------------------
-    def _elements(self, env: dict, x: Any) -> Any:
-        """Per feature and batch item: the gradient values the backward pass holds."""
+    def _elements(self, env: dict, x: Any) -> tuple[Any, Any]:
+        """Per batch item: the gradient values one feature's backward pass holds, and the
+        values of every tensor the forward pass makes between the input and the layer (an
+        upper bound of what it holds at once; those the fused paths skip included)."""
         tf = self.tf
         n = tf.maximum(tf.cast(tf.shape(x)[0], tf.int64), 1)
         compact = {id(st) for st in (self.compact or [])}
-        sizes = [tf.size(x, tf.int64)]
+        sizes, made = [tf.size(x, tf.int64)], [tf.size(x, tf.int64)]
         for s in self.steps:
-            if id(s) in self.fused_skipped:
-                continue
             y = env[s.output]
             out_size = tf.size(y, tf.int64)
+            made.append(out_size * (1 + s.fused_made))
+            if id(s) in self.fused_skipped:
+                continue
             if id(s) in compact:  # one channel per feature
                 out_size //= tf.cast(tf.shape(y)[-1], tf.int64)
             sizes.append(out_size)
             if s.fused_target is not None:  # per pooled cell: the taps of every channel
                 sizes.append(out_size // tf.cast(tf.shape(y)[-1], tf.int64) * s.fused_taps)
-        return tf.add_n(sizes) // n
+        return tf.add_n(sizes) // n, tf.add_n(made) // n
 
     def _build_forward(self, rank: int) -> Any:
         tf = self.tf
@@ -137,11 +140,11 @@ class Program:
             env = dict(zip(self._fetch, outs))
             env[self.input] = x
             saved = [[f(env) for f in s.save] for s in self.steps]
-            return env[self.layer], saved, self._elements(env, x)
+            return env[self.layer], saved, *self._elements(env, x)
 
         return tf.compat.v1.wrap_function(fwd, [tf.TensorSpec([None] * rank, tf.float32)])
 
-    def forward(self, x: np.ndarray) -> tuple[Any, Any, int]:
+    def forward(self, x: np.ndarray) -> tuple[Any, Any, int, int]:
         """Run the forward pass once.
 
         Parameters
@@ -157,6 +160,9 @@ class Program:
         elems : int
             Elements of all tensors between the input and the layer, per batch item: a bound
             on what the backward pass holds per feature.
+        made : int
+            Elements of every tensor the forward pass makes, per batch item: a bound on what
+            it holds at once besides what it saves.
 
         Raises
         ------
@@ -167,8 +173,8 @@ class Program:
             self._forward_fn = self._build_forward(np.ndim(x))
         self._input_shape = tuple(np.shape(x))
         try:
-            act, saved, elems = self._forward_fn(self.tf.constant(x, self.tf.float32))
-            return act, saved, int(elems)
+            act, saved, elems, made = self._forward_fn(self.tf.constant(x, self.tf.float32))
+            return act, saved, int(elems), int(made)
         except self.tf.errors.InvalidArgumentError as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnsupportedGraphError(

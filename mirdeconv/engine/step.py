@@ -41,6 +41,8 @@ class Step:
         The tensor a fused rule's gradient goes to (see :mod:`.fused`).
     fused_taps : int
         Per pooled cell, the fused rule's output values.
+    fused_made : int
+        Per pooled unit, the values the fused save makes on its way (the memory plan).
     fused_way : str
         Which way of :data:`mirdeconv.engine.fused.FIRST_LAYER_WAYS` the fused rule takes.
     pool_geometry : tuple or None
@@ -70,6 +72,7 @@ class Step:
     compact_pool: bool = False
     fused_target: str | None = None
     fused_taps: int = 0
+    fused_made: int = 0
     fused_way: str = ""
     pool_geometry: tuple | None = None
     channelwise: bool = False

@@ -80,15 +80,20 @@ def window_switches(tf: Any, pool: Step, s: FirstLayer) -> Callable[[dict], tupl
     ``(i, j)`` starts at ``(i * s_h - pad top, j * s_w - pad left)``)."""
     x_t, padding = pool.inputs[0], pool.pool_geometry[4]
 
-    def switches(env: dict) -> tuple:
-        inp = env[x_t]
+    def position(inp: Any, dtype: Any) -> tuple:
         _, am = tf.raw_ops.MaxPoolWithArgmax(
             input=inp, ksize=[1, s.kp_h, s.kp_w, 1], strides=[1, s.s_h, s.s_w, 1],
-            padding=padding, include_batch_in_index=False)        # (y * W + x) * C + c
-        xs, ys = tf.shape(inp, out_type=tf.int64), tf.shape(am)
+            padding=padding, Targmax=dtype, include_batch_in_index=False)   # (y*W + x)*C + c
+        xs = tf.shape(inp, out_type=dtype)
         pos = am // xs[3]
-        y, x = tf.cast(pos // xs[2], tf.int32), tf.cast(pos % xs[2], tf.int32)
-        H, W = tf.cast(xs[1], tf.int32), tf.cast(xs[2], tf.int32)
+        return tf.cast(pos // xs[2], tf.int32), tf.cast(pos % xs[2], tf.int32)
+
+    def switches(env: dict) -> tuple:
+        inp = env[x_t]
+        y, x = tf.cond(tf.size(inp, tf.int64) < 2 ** 31,   # an item's index fits in int32
+                       lambda: position(inp, tf.int32), lambda: position(inp, tf.int64))
+        xs, ys = tf.shape(inp), tf.shape(y)
+        H, W = xs[1], xs[2]
         if padding == "SAME":
             pt = tf.maximum((ys[1] - 1) * s.s_h + s.kp_h - H, 0) // 2
             pl = tf.maximum((ys[2] - 1) * s.s_w + s.kp_w - W, 0) // 2

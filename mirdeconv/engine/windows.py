@@ -140,7 +140,7 @@ def _window_batch(prog: Program, model: FrozenModel, info: LayerInfo, frames: np
     strongest unit, one backward pass, each item's mask written into its window."""
     x = np.concatenate([model_input(model, frames[windows[i][0]:windows[i][1]], True, stride,
                                     normalized=True)[0] for i in items])
-    act, saved, _ = prog.forward(x)
+    act, saved, _, _ = prog.forward(x)
     act = act.numpy()
     seed = np.zeros_like(act)
     for j, i in enumerate(items):

@@ -294,7 +294,10 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     np.testing.assert_array_equal(parts.activations, one.activations)
     # target "max": the strongest units found chunk by chunk, each deconvolved in its window
     one = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="64G")
-    parts = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="3M")
+    calls = []
+    parts = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, target="max", memory="3M",
+                                 progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (16, 16)                      # each feature once, whatever the chunks
     assert np.abs(one.masks).max() > 0
     np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-5 * np.abs(one.masks).max())
     np.testing.assert_array_equal(parts.activation_max, one.activation_max)

@@ -182,10 +182,9 @@ def deconvolve(
     prog = compiled(model, info, opts.method, opts.precision)
     plan = plan_memory(prog, model, info, track, opts, whole, len(feats), probe_short=False)
     label = f"{info.name} ({opts.method})"
-    bar = Progress(progress, len(feats) * plan.n_pieces, label, "feature")
-    windowed = None
-    if opts.target == "max" and whole and info.time_agnostic:
-        windowed = windowed_max(prog, plan, model, info, track, feats, bar)
+    in_windows = opts.target == "max" and whole and info.time_agnostic   # each feature once
+    bar = Progress(progress, len(feats) * (1 if in_windows else plan.n_pieces), label, "feature")
+    windowed = windowed_max(prog, plan, model, info, track, feats, bar) if in_windows else None
     if windowed is not None:
         masks, stats = windowed
     elif plan.chunks:

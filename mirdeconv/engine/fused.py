@@ -2,26 +2,26 @@
 
 Both paths walk the same kind of chain (:func:`channelwise_chain`): steps that each work
 channel by channel (pass-throughs, non-linearities, batch norm, biases, per-channel scales,
-and for the compact path max-pools), ending in a stride-1 convolution.
+and for the compact path max-pools), ending in a convolution.
 
 * **Compact** (:func:`compact_chain`): from the seeded layer down to the first convolution.
   Below the seed the backward signal stays zero in every channel but the feature's own, so
   the engine carries it as ONE channel per feature ``(F, N, H, W)`` and the first transposed
-  convolution needs only the feature's own kernel slice (a depthwise convolution).
+  convolution needs only the feature's own kernel slice (the convolution's compact rule: a
+  depthwise convolution; along time only for a kernel as wide as its input; blocks of a
+  banded Toeplitz matrix for a waveform net's strided first layer).
 * **Fused first layer** (:func:`fuse_first_layer`): a max-pool's unpooling, the channelwise
-  steps below it and a transposed convolution into an input with few channels (a network's
-  first layer).  Unpooled, that signal is as large as the first conv's output times the
-  number of features, and the transposed conv into a 1-channel input is memory-bound.  For
-  one track the map from the POOLED signal to the input is linear and the same for every
-  feature: each pooled unit (cell, channel) sends its value, through its switch, to the conv
-  kernel's taps.  So the forward pass folds switches x derivatives x kernel into per-cell
-  weights ``B`` (cells, C, taps), and the backward pass is one batched matmul over cells at
-  pooled size, a few shifted sums at pooled size, and one reshuffle that lays the
-  sub-positions out on the input grid.  Each cell's weights are the kernel placed at its
-  switch (a gather: the switches are one-hot), so a pool over a whole axis fuses too when
-  its taps are a fraction of the dense transposed convolution's work (musicnn's front end:
-  a 1 x 59 pool over a 7 x 38 convolution's bands, 826 taps per cell and channel instead
-  of 15,694 multiply-adds).
+  steps below it and a stride-1 transposed convolution into an input with few channels (a
+  network's first layer).  Unpooled, that signal is as large as the first conv's output
+  times the number of features, and the transposed conv into a 1-channel input is
+  memory-bound.  For one track the map from the POOLED signal to the input is linear and
+  the same for every feature: each pooled unit (cell, channel) sends its value, through its
+  switch, to the conv kernel's taps.  The forward pass writes that map down once, in the
+  cheapest way of :data:`FIRST_LAYER_WAYS`: per-cell weights and one batched matmul
+  (:mod:`.cells`: small pools, and a pool over all bands of a wide kernel, musicnn's
+  timbral branches), or a sparse matrix and one CSR product (:mod:`.sparse`: a pool over all
+  bands of a tall, narrow kernel, musicnn's temporal branches).  Pools whose windows overlap
+  or leave gaps fuse too (:mod:`.switches`: mtt-vgg's first pool).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 The engine measures, on a probe (512 frames of the track, or one patch), what one piece of
 work holds per frame: the layer's output (as a tensor, its numpy copy and the statistics'
-temporaries), the tensors the forward pass saves for the backward pass (exact sizes), and
-the gradients of one feature's backward pass (``Program.forward``'s ``elems``, with about
-three temporaries each).  A whole track is cut into chunks (:mod:`.chunks`) and patches go in
+temporaries), the tensors the forward pass saves for the backward pass (exact sizes), every
+tensor it makes on the way (``Program.forward``'s ``made``: a bound on what it holds at
+once), and the gradients of one feature's backward pass (``elems``, with about three
+temporaries each).  A whole track is cut into chunks (:mod:`.chunks`) and patches go in
 batches so that one piece holds at most ``budget / FORWARD_SHARE``, and its features'
 backward passes as many at once as that share holds again; a track in one piece gives the
 whole budget to more features at once (:func:`features_per_pass`).  What stays

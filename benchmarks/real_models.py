@@ -173,8 +173,9 @@ def bf16_against_fp32(names: list[str], y: np.ndarray, sr: int, n: int = 16) -> 
         a, b = out["float32"][0][1], out["bfloat16"][0][1]
         err = [np.linalg.norm(b[i] - a[i]) / np.linalg.norm(a[i]) for i in range(k)
                if np.linalg.norm(a[i]) > 0]
-        print(f"| {name} | {layer.name} | {f32:.2f} | {b16:.2f} | {f32 / b16:.2f}x | "
-              f"{np.median(err):.1e} |", flush=True)
+        spread = f"{np.median(err):.1e}" if err else "(every mask zero)"
+        print(f"| {name} | {layer.name} | {f32:.2f} | {b16:.2f} | {f32 / b16:.2f}x | {spread} |",
+              flush=True)
 
 
 def main() -> None:

@@ -129,25 +129,13 @@ def _front_end(keras, rng):
     return _random_batch_norms(keras, model, rng)
 
 
-@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
-def test_pools_over_all_bands_fuse_and_equal_the_dense_path(keras, monkeypatch, method):
-    """Both branches' pools over all their bands fuse: the tall branch's (29 cells of a 12 x 5
-    kernel: 290 per-cell weights or 60 sparse taps per cell and channel against 1,740
-    multiply-adds dense) and the one-band branch's (40 cells of a 1 x 9 kernel: 9 sparse taps
-    against 360; its per-cell weights would be as many, 360).  Each way alone, and the
-    cheapest of them, equals the all-dense engine to 1e-5 for both targets."""
+def _ways(fm, track, method, monkeypatch):
+    """``run(only) -> ({pool: way taken}, [masks of "mid" for targets map and max])`` with only
+    the named ways of the fused first layer."""
     import mirdeconv.engine.fused as fused_mod
     from mirdeconv.engine import compiled, forget
 
-    rng = np.random.default_rng(11)
-    keras.utils.set_random_seed(11)
-    rep = LinearSpectrogram(sr=8000, n_fft=2 * (40 - 1), hop_length=16)
-    fm = from_keras(_front_end(keras, rng), rep)
-    X = rng.standard_normal((40, 24)).astype(np.float32)
-    track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
-                       audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
-    layer = fm.layer("mid")
-    ways = dict(fused_mod.FIRST_LAYER_WAYS)
+    ways, layer = dict(fused_mod.FIRST_LAYER_WAYS), fm.layer("mid")
 
     def run(only: list[str]) -> tuple[dict, list]:
         forget(fm)
@@ -156,6 +144,25 @@ def test_pools_over_all_bands_fuse_and_equal_the_dense_path(keras, monkeypatch, 
         taken = {st.node.name.split("/")[-2]: st.fused_way for st in prog.steps if st.fused_way}
         return taken, [deconvolve(fm, track=track, layer="mid", method=method, target=t).masks
                        for t in ("map", "max")]
+
+    return run
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+def test_pools_over_all_bands_fuse_and_equal_the_dense_path(keras, monkeypatch, method):
+    """Both branches' pools over all their bands fuse: the tall branch's (29 cells of a 12 x 5
+    kernel: 290 per-cell weights or 60 sparse taps per cell and channel against 1,740
+    multiply-adds dense) and the one-band branch's (40 cells of a 1 x 9 kernel: 9 sparse taps
+    against 360; its per-cell weights would be as many, 360).  Each way alone, and the
+    cheapest of them, equals the all-dense engine to 1e-5 for both targets."""
+    rng = np.random.default_rng(11)
+    keras.utils.set_random_seed(11)
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (40 - 1), hop_length=16)
+    fm = from_keras(_front_end(keras, rng), rep)
+    X = rng.standard_normal((40, 24)).astype(np.float32)
+    track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
+                       audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
+    run = _ways(fm, track, method, monkeypatch)
 
     taken, dense = run([])
     assert taken == {} and all(np.abs(d).max() > 0 for d in dense)
@@ -193,7 +200,6 @@ def test_overlapping_pools_fuse_and_equal_the_dense_path(keras, monkeypatch, met
     the chain's rectification, so the result equals the dense path (unpool, then rectify) to
     1e-5, for both targets."""
     import mirdeconv.engine.fused as fused_mod
-    from mirdeconv.engine import compiled, forget
 
     rng = np.random.default_rng(12)
     keras.utils.set_random_seed(12)
@@ -202,24 +208,14 @@ def test_overlapping_pools_fuse_and_equal_the_dense_path(keras, monkeypatch, met
     X = rng.standard_normal((40, 24)).astype(np.float32)
     track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
                        audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
-    layer = fm.layer("mid")
-    ways = dict(fused_mod.FIRST_LAYER_WAYS)
-
-    def run(only: list[str]) -> tuple[list, list]:
-        forget(fm)
-        monkeypatch.setattr(fused_mod, "FIRST_LAYER_WAYS", {k: ways[k] for k in only})
-        prog = compiled(fm, layer, method, "float32")
-        taken = [st.fused_way for st in prog.steps if st.fused_way]
-        return taken, [deconvolve(fm, track=track, layer="mid", method=method, target=t).masks
-                       for t in ("map", "max")]
-
+    run = _ways(fm, track, method, monkeypatch)
     taken, dense = run([])
-    assert taken == [] and all(np.abs(d).max() > 0 for d in dense)
+    assert taken == {} and all(np.abs(d).max() > 0 for d in dense)
     for only in (["cells", "sparse"], ["sparse"]):
         if only == ["sparse"]:            # a small pool takes the sparse way only when told
             monkeypatch.setattr(fused_mod, "SPARSE_COST", 0)
             monkeypatch.setattr(fused_mod, "MAX_FUSED_POOL", 0)
         taken, got = run(only)
-        assert taken == only[:1]
+        assert list(taken.values()) == only[:1]
         for g, d in zip(got, dense):
             np.testing.assert_allclose(g, d, rtol=1e-5, atol=1e-5 * np.abs(d).max())

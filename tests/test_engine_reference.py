@@ -129,12 +129,20 @@ def _front_end(keras, rng):
     return _random_batch_norms(keras, model, rng)
 
 
-def _ways(fm, track, method, monkeypatch):
-    """``run(only) -> ({pool: way taken}, [masks of "mid" for targets map and max])`` with only
-    the named ways of the fused first layer."""
+def _ways(keras, build, seed, method, monkeypatch):
+    """The net ``build(keras, rng)`` on a 40-band, 24-frame random input: ``run(only) ->
+    ({pool: way taken}, [masks of "mid" for targets map and max])`` with only the named
+    ways of the fused first layer."""
     import mirdeconv.engine.fused as fused_mod
     from mirdeconv.engine import compiled, forget
 
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (40 - 1), hop_length=16)
+    fm = from_keras(build(keras, rng), rep)
+    X = rng.standard_normal((40, 24)).astype(np.float32)
+    track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
+                       audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
     ways, layer = dict(fused_mod.FIRST_LAYER_WAYS), fm.layer("mid")
 
     def run(only: list[str]) -> tuple[dict, list]:
@@ -155,14 +163,7 @@ def test_pools_over_all_bands_fuse_and_equal_the_dense_path(keras, monkeypatch, 
     multiply-adds dense) and the one-band branch's (40 cells of a 1 x 9 kernel: 9 sparse taps
     against 360; its per-cell weights would be as many, 360).  Each way alone, and the
     cheapest of them, equals the all-dense engine to 1e-5 for both targets."""
-    rng = np.random.default_rng(11)
-    keras.utils.set_random_seed(11)
-    rep = LinearSpectrogram(sr=8000, n_fft=2 * (40 - 1), hop_length=16)
-    fm = from_keras(_front_end(keras, rng), rep)
-    X = rng.standard_normal((40, 24)).astype(np.float32)
-    track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
-                       audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
-    run = _ways(fm, track, method, monkeypatch)
+    run = _ways(keras, _front_end, 11, method, monkeypatch)
 
     taken, dense = run([])
     assert taken == {} and all(np.abs(d).max() > 0 for d in dense)
@@ -201,14 +202,8 @@ def test_overlapping_pools_fuse_and_equal_the_dense_path(keras, monkeypatch, met
     1e-5, for both targets."""
     import mirdeconv.engine.fused as fused_mod
 
-    rng = np.random.default_rng(12)
-    keras.utils.set_random_seed(12)
-    rep = LinearSpectrogram(sr=8000, n_fft=2 * (40 - 1), hop_length=16)
-    fm = from_keras(_overlapping_pool_net(keras, rng, pool, strides, padding), rep)
-    X = rng.standard_normal((40, 24)).astype(np.float32)
-    track = TrackInput(frames=X.T.copy(), stft=np.zeros((40, 24), np.complex64),
-                       audio=np.zeros(16 * 24, np.float32), sr=8000, representation=rep)
-    run = _ways(fm, track, method, monkeypatch)
+    run = _ways(keras, lambda k, r: _overlapping_pool_net(k, r, pool, strides, padding), 12,
+                method, monkeypatch)
     taken, dense = run([])
     assert taken == {} and all(np.abs(d).max() > 0 for d in dense)
     for only in (["cells", "sparse"], ["sparse"]):

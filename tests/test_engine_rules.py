@@ -274,3 +274,25 @@ def test_a_regrouped_strided_conv_equals_tensorflows(padding, kh, stride, cin, h
     got = regrouped_conv(tf, x, w, stride, padding).numpy()
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("kh,kw,cout", [(3, 3, 32), (1, 5, 64), (4, 2, 33)])
+def test_the_matmul_rule_equals_a_transposed_convolution(padding, kh, kw, cout):
+    """A tiny kernel from one channel into many (a spectrogram net's first conv when no pool
+    follows it) runs backwards as one matmul and shifted planes: TensorFlow's transposed
+    convolution's values, for 3 features of 2 items."""
+    from mirdeconv.engine.rules.conv import _matmul_rule
+
+    tf = backend.tensorflow()
+    rng = np.random.default_rng(kh * kw + cout)
+    H, W = 11, 14
+    w = rng.standard_normal((kh, kw, 1, cout)).astype(np.float32)
+    Ho, Wo = (H, W) if padding == "SAME" else (H - kh + 1, W - kw + 1)
+    g = rng.standard_normal((3, 2, Ho, Wo, cout)).astype(np.float32)  # F, N, Ho, Wo, C
+    want = tf.nn.conv2d_transpose(g.reshape(6, Ho, Wo, cout), w, [6, H, W, 1], 1, padding)
+    rule = _matmul_rule(tf, w.shape, padding, [])
+    got = rule(tf.constant(g), [tf.constant(w), tf.constant([2, H, W, 1])], 3)[0].numpy()
+    assert got.shape == (3, 2, H, W, 1)
+    np.testing.assert_allclose(got.reshape(6, H, W, 1), want.numpy(), rtol=0,
+                               atol=1e-5 * np.abs(want.numpy()).max())

@@ -1,7 +1,7 @@
 """Rules of the convolutions: transposed convolutions with the same kernels (flipped).
 
-Four ways, picked per step: a one-matmul rule for tiny kernels into few channels (the
-first layer of a spectrogram net, where a 1-channel transposed conv is memory-bound), a
+Four ways, picked per step: a one-matmul rule for tiny kernels from one channel into many
+(the first layer of a spectrogram net, where a 1-channel transposed conv is memory-bound), a
 polyphase rule for strided convolutions into few channels (the first layer of a waveform
 net: CREPE's 512-sample kernels at stride 4, a sample-level net's stride 3, where
 ``Conv2DBackpropInput`` runs 10-20x below the machine's conv throughput), the dense
@@ -61,8 +61,8 @@ def convolution(ctx: Context, step: Step) -> None:
     step.save = [saved_input(step, 1), saved_shape(ctx, step, 0)]
     step.grouped = (not depthwise and w is not None
                     and ctx.channels(step.inputs[0]) not in (None, w.shape[2]))
-    small = (not depthwise and not step.grouped and w is not None
-             and w.shape[2] * w.shape[0] * w.shape[1] <= 32 and w.shape[2] <= 4
+    small = (not depthwise and not step.grouped and w is not None and w.shape[2] == 1
+             and w.shape[0] * w.shape[1] <= 32 and w.shape[3] >= MATMUL_RULE_CHANNELS
              and is_unit_stride(strides, dil))
     polyphase = (not depthwise and not step.grouped and w is not None and w.shape[2] <= 8
                  and list(dil) == [1, 1, 1, 1] and max(strides) > 1)
@@ -88,30 +88,36 @@ def convolution(ctx: Context, step: Step) -> None:
         step.compact_rule = _compact_strided_rule(ctx.tf, w.shape, int(strides[1]), padding)
 
 
+#: Output channels from which a tiny one-channel kernel's transposed convolution runs as
+#: one matmul (:func:`_matmul_rule`): measured on this kind of CPU (64 features, 96 x 256),
+#: 3 x 3 x 1 x 32 took 22 ms as a matmul and 31 ms as ``Conv2DBackpropInput``, 3 x 3 x 1 x 64
+#: 42 and 60 ms; into 4-16 channels (TempoCNN's 5 x 1 x 1 x 4, 3 x 3 x 1 x 8, 3 x 3 x 2 x 16)
+#: ``Conv2DBackpropInput`` took a quarter to a half of the matmul's time.
+MATMUL_RULE_CHANNELS = 32
+
+
 def _matmul_rule(tf: Any, shape: tuple, padding: str, explicit: list) -> Any:
-    """Z[(i, j, c), ...] = W[i, j, c, :] . g: one matmul, then every tap a shifted plane."""
-    kh, kw, cin, cout = shape
+    """Z[(i, j), ...] = W[i, j, 0, :] . g: one matmul, then every tap a shifted plane (a
+    kernel from one channel)."""
+    kh, kw, _, cout = shape
 
     def rule(g: Any, sv: list, F: Any) -> list:
         W, xs = sv
         H, Wd = xs[1], xs[2]
         Ho, Wo = tf.shape(g)[2], tf.shape(g)[3]
         pt, pl = pads(tf, padding, explicit, H, Wd, Ho, Wo, kh, kw)
-        Wm = tf.reshape(W, [kh * kw * cin, cout])
+        Wm = tf.reshape(W, [kh * kw, cout])
         gs = tf.shape(g)                      # F, N, Ho, Wo, Cout
         Z = tf.matmul(Wm, tf.reshape(g, [-1, cout]), transpose_b=True)
-        Z = tf.reshape(Z, tf.concat([[kh * kw * cin], gs[:-1]], 0))   # K, F, N, Ho, Wo
+        Z = tf.reshape(Z, tf.concat([[kh * kw], gs[:-1]], 0))   # K, F, N, Ho, Wo
         Z = tf.pad(Z, [[0, 0], [0, 0], [0, 0], [kh - 1, H + kh], [kw - 1, Wd + kw]])
         dx = None
         for i in range(kh):
             for j in range(kw):
-                k0 = (i * kw + j) * cin
-                sl = Z[k0:k0 + cin, :, :, pt + kh - 1 - i: pt + kh - 1 - i + H,
+                sl = Z[i * kw + j, :, :, pt + kh - 1 - i: pt + kh - 1 - i + H,
                        pl + kw - 1 - j: pl + kw - 1 - j + Wd]
                 dx = sl if dx is None else dx + sl
-        dx = tf.transpose(dx, [1, 2, 3, 4, 0]) if cin > 1 else tf.reshape(
-            dx, tf.concat([tf.shape(dx)[1:], [1]], 0))
-        return [dx]
+        return [dx[..., None]]
 
     return rule
 

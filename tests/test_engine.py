@@ -377,3 +377,27 @@ def test_pieces_keep_their_features_backward_passes_to_their_share():
     assert features_per_pass(opts, elems, 64, piece=True) == 32 // FORWARD_SHARE
     assert features_per_pass(opts, elems, 5, piece=True) == 5          # equal groups: 5 of 5
     assert features_per_pass(opts, 10 * elems, 8, piece=True) == 1
+
+
+@pytest.mark.parametrize("feature_axis,time_axis", [(3, 2), (1, 3), (3, 1)])
+def test_activation_statistics_equal_numpys(feature_axis, time_axis):
+    """Per feature: max, mean, fraction above zero, min over every axis but the feature's, and
+    the maximum over time of one item, whatever the axes' order (a plain numpy loop)."""
+    from types import SimpleNamespace
+
+    from mirdeconv.engine.patches import Patching
+    from mirdeconv.engine.stats import activation_stats
+
+    rng = np.random.default_rng(feature_axis * 10 + time_axis)
+    act = rng.standard_normal((1, 5, 7, 6)).astype(np.float32)
+    act[..., 0, :] = np.abs(act[..., 0, :])       # some rows only positive
+    info = SimpleNamespace(feature_axis=feature_axis, time_axis=time_axis, stride=(1, 1))
+    got = activation_stats(act, info, Patching([0], act.shape[time_axis], act.shape[time_axis]))
+    per = np.moveaxis(act[0], [feature_axis - 1, time_axis - 1], [0, 1])  # F, T, other
+    n = per.shape[0]
+    for f in range(n):
+        a = per[f]
+        assert got.max[f] == a.max() and got.min[f] == a.min()
+        assert got.mean[f] == pytest.approx(a.mean(dtype=np.float64), rel=1e-6)
+        assert got.fraction[f] == pytest.approx((a > 0).sum() / a.size)
+        np.testing.assert_array_equal(got.over_time[f], a.max(axis=1))

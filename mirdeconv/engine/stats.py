@@ -50,19 +50,21 @@ def activation_stats(act: np.ndarray, info: LayerInfo, patching: Patching, first
     """Statistics of the selected features of a layer's output, ``act`` (only those features,
     in order; batch = items ``first, first + 1, ...`` of ``patching``; their activations over
     time written into ``over_time``, the whole track's (F, n_units), when given)."""
-    n_feats = act.shape[info.feature_axis]
-    a = np.moveaxis(act, info.feature_axis, 0)
-    flat = a.reshape(n_feats, -1)
-    per_t = np.moveaxis(a, info.time_axis + (info.time_axis < info.feature_axis), 2)
-    per_t = per_t.reshape(n_feats, per_t.shape[1], per_t.shape[2], -1).max(axis=3)  # F, N, T
+    fa, ta = info.feature_axis, info.time_axis
+    rest = tuple(i for i in range(act.ndim) if i != fa)     # reduced in place: no copy
+    count = act.size // max(act.shape[fa], 1)
+    kept = sorted({0, fa, ta})
+    per_t = act.max(axis=tuple(i for i in rest if i not in kept))
+    per_t = np.transpose(per_t, [kept.index(fa), 0, kept.index(ta)])          # F, N, T
     if len(patching.starts) == 1:
         over_time = per_t[:, 0]
     else:
         over_time = _units_over_time(np.moveaxis(per_t, 0, -1), patching, info.stride[0],
                                      first, over_time)
-    return ActivationStats(flat.max(axis=1).astype(np.float32), flat.mean(axis=1).astype(np.float32),
-                           (flat > 0).mean(axis=1).astype(np.float32), over_time.astype(np.float32),
-                           flat.min(axis=1).astype(np.float32))
+    return ActivationStats(per_t.max(axis=(1, 2)).astype(np.float32),
+                           act.mean(axis=rest, dtype=np.float64).astype(np.float32),
+                           (np.count_nonzero(act > 0, axis=rest) / count).astype(np.float32),
+                           over_time.astype(np.float32), act.min(axis=rest).astype(np.float32))
 
 
 def _units_over_time(per_t: np.ndarray, patching: Patching, stride: int, first: int = 0,

@@ -249,7 +249,7 @@ def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel,
     masks = _backward(prog, (act, saved), feats, opts, model, patching, (whole, native_ft),
                       features_per_pass(opts, elems * len(x), len(feats), piece=piece),
                       margin=_margin(info, patching), progress=bar, out=out)
-    return masks, prog.tf.gather(act, feats, axis=info.feature_axis).numpy()
+    return masks, np.take(np.asarray(act), feats, axis=info.feature_axis)
 
 
 def _margin(info: LayerInfo, patching: Patching) -> int:

@@ -259,14 +259,14 @@ class Program:
 
         Returns
         -------
-        np.ndarray, float32, shape (n_features, n_items, *input_shape[1:])
+        np.ndarray, float32, shape (n_features, n_items, *input_shape[1:]), read-only
         """
         tf = self.tf
         feats = tf.constant(np.asarray(features, np.int32))
         out = self._backward_fn(act, saved, feats, tf.constant(target == "max"))
         if out is None:
             return np.zeros((len(features), *self._input_shape), np.float32)
-        return out.numpy()
+        return np.asarray(out)                  # read-only, without the copy .numpy() makes
 
 
 def _accumulate(grads: dict, step: Step, g: Any, sv: Any, F: Any) -> None:

@@ -42,6 +42,7 @@ from .errors import (
     UnsupportedAudioError,
     UnsupportedGraphError,
 )
+from .explain import Explanation, explain
 from .loading import load_model
 from .model import FrozenModel
 from .options import DeconvOptions, SoundOptions
@@ -49,7 +50,8 @@ from .prediction import predict
 
 __version__ = "0.1.0"
 __all__ = [
-    "load_model", "deconvolve", "auralise", "analyse", "predict", "FrozenModel", "DeconvResult",
+    "load_model", "deconvolve", "auralise", "analyse", "explain", "predict", "FrozenModel",
+    "DeconvResult", "Explanation",
     "Auralisation", "AnalysisResult", "DeconvOptions", "SoundOptions", "audio", "errors",
     "options", "representations", "MirdeconvError", "AudioError", "AudioFileNotFoundError",
     "UnsupportedAudioError", "InvalidAudioError", "SilentAudioError", "AudioTooShortError",

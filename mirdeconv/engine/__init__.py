@@ -20,14 +20,14 @@ The methods are rows of :data:`mirdeconv.options.METHODS`.  The result lives in 
 input's domain (time x bands), one mask per feature.
 """
 
-from .api import DeconvResult, check_model, deconvolve, memory_plan
-from .cache import cached_count, compiled, forget
+from .api import DeconvResult, check_model, deconvolve, memory_plan, track_input
+from .cache import cached_count, compiled, compiled_tensor, forget
 from .forward import run_graph
 from .memory import MemoryPlan, read_block, release_pages, spill_track
 from .patches import Patching, model_input
 from .program import Program
 from .table import RULES, register
 
-__all__ = ["deconvolve", "DeconvResult", "check_model", "memory_plan", "MemoryPlan",
+__all__ = ["deconvolve", "DeconvResult", "check_model", "memory_plan", "track_input", "MemoryPlan",
            "release_pages", "read_block", "spill_track", "model_input", "Patching", "run_graph",
-           "compiled", "forget", "cached_count", "Program", "RULES", "register"]
+           "compiled", "compiled_tensor", "forget", "cached_count", "Program", "RULES", "register"]

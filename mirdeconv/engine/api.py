@@ -22,7 +22,7 @@ from .program import Program
 from .stats import ActivationStats, activation_stats
 from .windows import windowed_max
 
-__all__ = ["DeconvResult", "deconvolve", "check_model", "memory_plan"]
+__all__ = ["DeconvResult", "deconvolve", "check_model", "memory_plan", "track_input"]
 
 
 @dataclass
@@ -177,7 +177,7 @@ def deconvolve(
     model = check_model(model)
     info = model.layer(layer)
     feats = parse_features(features, info.n_features)
-    track = _track(model, audio, sr, track)
+    track = track_input(model, audio, sr, track)
     whole = _goes_whole(model, info, track, opts.mode)
     prog = compiled(model, info, opts.method, opts.precision)
     plan = plan_memory(prog, model, info, track, opts, whole, len(feats), probe_short=False)
@@ -227,7 +227,7 @@ def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, feat
     model = check_model(model)
     info = model.layer(layer)
     feats = parse_features(features, info.n_features)
-    track = _track(model, None, None, track)
+    track = track_input(model, None, None, track)
     whole = _goes_whole(model, info, track, opts.mode)
     return plan_memory(compiled(model, info, opts.method, opts.precision), model, info, track,
                        opts, whole, len(feats), probe_short=probe_short)
@@ -307,8 +307,9 @@ def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerIn
     return masks, combine_stats(parts)
 
 
-def _track(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
-           track: TrackInput | None) -> TrackInput:
+def track_input(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
+                track: TrackInput | None) -> TrackInput:
+    """The track through the model's representation: ``track`` checked, or ``audio`` prepared."""
     if track is not None:
         if track.representation != model.representation:
             raise InvalidOptionError(

@@ -16,7 +16,7 @@ from ..graph import LayerInfo
 from ..model import FrozenModel
 from .program import Program
 
-__all__ = ["compiled", "graph_function", "forget", "cached_count"]
+__all__ = ["compiled", "compiled_tensor", "graph_function", "forget", "cached_count"]
 
 _PROGRAMS: dict[int, dict[tuple, Any]] = {}   # id(model) -> key -> program
 _LOCK = threading.Lock()
@@ -42,8 +42,15 @@ def _cached(model: FrozenModel, key: tuple, build: Any) -> Any:
 
 def compiled(model: FrozenModel, layer: LayerInfo, method: str, precision: str) -> Program:
     """The compiled program for a layer, method and precision of a model (made once)."""
-    return _cached(model, ("program", layer.tensor, method, precision), lambda: Program(
-        model.graph, model.input_tensor, layer.tensor, layer.feature_axis, method, precision))
+    return compiled_tensor(model, layer.tensor, layer.feature_axis, method, precision)
+
+
+def compiled_tensor(model: FrozenModel, tensor: str, feature_axis: int, method: str,
+                    precision: str) -> Program:
+    """The compiled program from any tensor of a model's graph (a feature layer, or an
+    output whose classes lie on ``feature_axis``) down to its input (made once)."""
+    return _cached(model, ("program", tensor, method, precision), lambda: Program(
+        model.graph, model.input_tensor, tensor, feature_axis, method, precision))
 
 
 def graph_function(model: FrozenModel, output: str, build: Any) -> Any:

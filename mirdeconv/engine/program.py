@@ -210,7 +210,7 @@ class Program:
 
     def _seeded(self, saved: Any, g: Any) -> Any:
         saved, g = self._low(saved, g)
-        return self._walk({self.layer: g[None]}, saved, 1, set())
+        return self._walk({self.layer: g}, saved, self.tf.shape(g)[0], set())
 
     def _walk(self, grads: dict, saved: Any, F: Any, skip: set) -> Any:
         """Every step's rule from the layer down to the input (those in ``skip`` done)."""
@@ -246,13 +246,29 @@ class Program:
         -------
         np.ndarray, float32, shape (n_items, *input_shape[1:])
         """
+        return self.backward_seeds(saved, np.asarray(seed_map, np.float32)[None])[0]
+
+    def backward_seeds(self, saved: Any, seeds: np.ndarray) -> np.ndarray:
+        """Backward passes of several seeds at once (a model output's classes, say).
+
+        Parameters
+        ----------
+        saved : nested list of tf.Tensor
+            From :meth:`forward` on the items.
+        seeds : np.ndarray, float32, shape (n_seeds, *layer_output_shape)
+            Each seed holds a value for every unit of every item.
+
+        Returns
+        -------
+        np.ndarray, float32, shape (n_seeds, n_items, *input_shape[1:]), read-only
+        """
         tf = self.tf
         if self._seeded_fn is None:
             self._seeded_fn = tf.function(self._seeded, reduce_retracing=True, autograph=False)
-        out = self._seeded_fn(saved, tf.constant(seed_map, tf.float32))
+        out = self._seeded_fn(saved, tf.constant(seeds, tf.float32))
         if out is None:
-            return np.zeros(self._input_shape, np.float32)
-        return out.numpy()[0]
+            return np.zeros((len(seeds), *self._input_shape), np.float32)
+        return np.asarray(out)
 
     def backward(self, act: Any, saved: Any, features: Sequence[int], target: str) -> np.ndarray:
         """Deconvolve one chunk of features.

@@ -209,3 +209,12 @@ def batch_norm(ctx: Context, step: Step) -> None:
     step.rule = lambda g, sv, F: [g * sv[0]]
     step.compact_rule = lambda g, sv, feats: g * per_channel(tf, sv[0], feats)
     step.channelwise, step.channel_op = True, ("scale", scale)
+
+
+@register("Softmax")
+def softmax(ctx: Context, step: Step) -> None:
+    """A class output's softmax over its last axis: the exact vector-Jacobian product
+    ``y * (g - sum(g * y))`` for every method (it normalises; it does not rectify)."""
+    tf, out = ctx.tf, step.output
+    step.save = [lambda env: env[out]]
+    step.rule = lambda g, sv, F: [sv[0] * (g - tf.reduce_sum(g * sv[0], axis=-1, keepdims=True))]

@@ -1,0 +1,15 @@
+"""Explanations of a model's outputs: which parts of a track made it say a tag.
+
+* :mod:`.targets`: the explained tensor (logit or probability) and the tags' classes;
+* :mod:`.methods`: the attribution methods, rows of one table (:data:`ATTRIBUTIONS`);
+* :mod:`.api`: :func:`explain` and :class:`Explanation`, patches averaged as predictions are;
+* :mod:`.sound`: the explanation and its complement made audible.
+"""
+
+from .api import Explanation, explain
+from .methods import ATTRIBUTIONS, Attribution, Settings
+from .sound import EXPLANATION_SOUND, explanation_sound, unit_masks
+from .targets import OUTPUTS, output_target, tag_indices
+
+__all__ = ["explain", "Explanation", "ATTRIBUTIONS", "Attribution", "Settings", "OUTPUTS",
+           "output_target", "tag_indices", "explanation_sound", "unit_masks", "EXPLANATION_SOUND"]

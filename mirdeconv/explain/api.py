@@ -1,0 +1,225 @@
+"""``explain``: which parts of a track made a model say a tag, on the track's own grid.
+
+The track goes through the model as its predictions do: whole (a model that takes any
+length), or in the model's patches, whose outputs the track-level prediction averages (as
+Essentia's predictors and :func:`mirdeconv.predict` do).  The explanation is of that
+average: each patch's attribution, divided by the number of patches, is added at the
+patch's frames (overlaps add up, as the average's gradient does), so that for the
+gradient it equals the gradient of the track-level output with respect to the track's
+frames (the padded end of the last patch left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine import check_model, compiled_tensor, track_input
+from ..engine.patches import Patching, normalize_track, patch_input, plan_patches
+from ..model import FrozenModel
+from ..progress import Progress, ProgressArg
+from ..representations import TrackInput
+from .methods import Settings, attribution
+from .targets import OutputTarget, output_target, tag_indices
+
+__all__ = ["Explanation", "explain", "BATCH_FRAMES", "BATCH_ITEMS"]
+
+#: Input frames that go through the model together (patches x inputs per patch), at most
+#: :data:`BATCH_ITEMS` items.  Every batch of a model has the same size (the last one
+#: padded): TensorFlow 2.21's oneDNN convolution has aborted the process when one compiled
+#: forward pass met a third batch size (``Check failed: dtype() == expected_dtype``).
+BATCH_FRAMES = 8192
+BATCH_ITEMS = 16
+
+
+@dataclass
+class Explanation:
+    """Class explanations of one track.
+
+    Attributes
+    ----------
+    masks : np.ndarray, float32, shape (n_tags, n_frames, n_bands)
+        Each tag's attribution on the track's frames, in the model input's domain.
+    tags : list of str
+        The tags' labels.
+    indices : list of int
+        Their classes in the model's output.
+    scores : np.ndarray, float32, shape (n_tags,)
+        The explained output (``output``) averaged over the patches.
+    probabilities : np.ndarray, float32, shape (n_tags,)
+        The model's output (after its sigmoid or softmax), averaged over the patches.
+    baseline_scores : np.ndarray or None
+        ``scores`` for digital silence (integrated gradients).
+    completeness : np.ndarray or None
+        Integrated gradients: ``|sum(attributions) - (score - baseline score)|`` relative to
+        ``|score - baseline score|``, per tag.
+    method, output : str
+    settings : Settings
+    n_patches : int
+    track : TrackInput
+    model_name : str
+    """
+
+    masks: np.ndarray
+    tags: list[str]
+    indices: list[int]
+    scores: np.ndarray
+    probabilities: np.ndarray
+    baseline_scores: np.ndarray | None
+    completeness: np.ndarray | None
+    method: str
+    output: str
+    settings: Settings
+    n_patches: int
+    track: TrackInput = field(repr=False)
+    model_name: str = ""
+
+
+def explain(
+    model: FrozenModel,
+    audio: np.ndarray | None = None,
+    sr: float | None = None,
+    *,
+    tag: str | int | Sequence[str | int],
+    method: str = "saliency",
+    output: str = "logit",
+    steps: int = Settings.steps,
+    samples: int = Settings.samples,
+    noise: float = Settings.noise,
+    seed: int = Settings.seed,
+    track: TrackInput | None = None,
+    progress: ProgressArg = False,
+) -> Explanation:
+    """Explain a model's output for some tags: which bins of which frames raised it.
+
+    Parameters
+    ----------
+    model : FrozenModel
+        A model with class outputs (``model.output_tensor``, labels in ``model.labels``).
+    audio : np.ndarray, shape (n_samples,)
+        Mono track (any rate; resampled to the model's).
+    sr : float
+        Its sample rate in Hz.
+    tag : str, int or list of them
+        Labels (case-insensitive) or class indices.
+    method : str
+        A row of :data:`mirdeconv.explain.ATTRIBUTIONS`.
+    output : {"logit", "probability"}
+        The output's logit (before its sigmoid or softmax) or the probability itself.
+    steps : int
+        Integrated gradients' points on the path from silence.
+    samples, noise, seed : int, float, int
+        SmoothGrad's noisy copies, their noise (a fraction of each patch's value range) and
+        the random seed.
+    track : TrackInput, optional
+        A precomputed ``model.representation.prepare(audio, sr)``.
+    progress : bool or callable
+        True for a tqdm bar, or ``callable(done, total)`` after every batch.
+
+    Returns
+    -------
+    Explanation
+        ``masks`` has shape ``(n_tags, n_frames, n_bands)``.
+
+    Raises
+    ------
+    InvalidOptionError
+        An unknown method, output or tag; bad settings.
+    UnsupportedGraphError
+        The model has no class output, or an operation on the way the engine has no rule for.
+    AudioError
+        Unusable audio.
+    """
+    model = check_model(model)
+    row = attribution(method)
+    settings = Settings(steps, samples, noise, seed)
+    target = output_target(model, output)
+    idx = tag_indices(model, tag, target.n_classes)
+    track = track_input(model, audio, sr, track)
+    frames = normalize_track(model, track.frames)
+    n = frames.shape[0]
+    patching = (Patching([0], n, n) if model.input_length is None
+                else plan_patches(model, n))
+    base = _silence(model, track, frames.shape)
+    prog = compiled_tensor(model, target.tensor, 1, row.rule, "float32")
+    n_items, per_patch = len(patching.starts), row.count(settings)
+    work = [(i, k) for i in range(n_items) for k in range(per_patch)]
+    size = _batch_size(patching)
+    masks = np.zeros((len(idx), n, frames.shape[1]), np.float32)
+    total = np.zeros(len(idx), np.float64)
+    bar = Progress(progress, -(-len(work) // size), f"{model.name} ({method})", "batch")
+    with bar:
+        for b0 in range(0, len(work), size):
+            part = work[b0:b0 + size]
+            part += [part[-1]] * (size - len(part))          # padded: its seeds are zero
+            items, k = np.array([w[0] for w in part]), np.array([w[1] for w in part])
+            x = patch_input(model, frames, patching, items)
+            b = patch_input(model, base, patching, items)
+            _, saved, _, _ = prog.forward(row.inputs(x, b, items, k, settings))
+            seeds = np.zeros((len(idx), size, target.n_classes), np.float32)
+            seeds[np.arange(len(idx)), :, idx] = 1.0 / (n_items * per_patch)
+            seeds[:, min(size, len(work) - b0):] = 0.0
+            g = prog.backward_seeds(saved, seeds) * row.weight(x, b)         # T, B, *input
+            total += g.reshape(len(idx), -1).sum(axis=1)
+            _add_patches(masks, model.from_input(g), patching, items)
+            bar.update(1)
+    scores, probs = _scores(model, prog, target, frames, patching, idx)
+    base_scores = completeness = None
+    if row.name == "integrated_gradients":
+        base_scores, _ = _scores(model, prog, target, base, patching, idx)
+        delta = scores.astype(np.float64) - base_scores
+        completeness = (np.abs(total - delta) / np.maximum(np.abs(delta), 1e-12)).astype(np.float32)
+    labels = list(model.labels or [])
+    names = [labels[i] if i < len(labels) else str(i) for i in idx]
+    return Explanation(masks, names, idx, scores, probs, base_scores, completeness, method, output,
+                       settings, n_items, track, model.name)
+
+
+def _batch_size(patching: Patching) -> int:
+    """Items per forward pass (every batch of a model the same)."""
+    return max(1, min(BATCH_ITEMS, BATCH_FRAMES // patching.length))
+
+
+def _silence(model: FrozenModel, track: TrackInput, shape: tuple[int, int]) -> np.ndarray:
+    """Digital silence through the model's representation (and its normalisation), frames
+    of ``shape``: the baseline of integrated gradients."""
+    rep = model.representation
+    one = (rep.frames_from_stft(np.zeros((rep.n_bins, 1), np.complex64))[0]
+           if hasattr(rep, "frames_from_stft") else np.zeros(shape[1], np.float32))
+    frames = np.broadcast_to(np.asarray(one, np.float32), shape).copy()
+    frames = normalize_track(model, frames)
+    return np.where(np.isfinite(frames), frames, 0.0).astype(np.float32)
+
+
+def _add_patches(masks: np.ndarray, g: np.ndarray, patching: Patching, items: np.ndarray) -> None:
+    """Add items' attributions ``g`` (T, B, length, bands) at their patches' frames."""
+    n = masks.shape[1]
+    for j, i in enumerate(items):
+        s = patching.starts[i]
+        stop = min(n, s + g.shape[2])
+        masks[:, s:stop] += g[:, j, :stop - s]
+
+
+def _scores(model: FrozenModel, prog, target: OutputTarget, frames: np.ndarray,
+            patching: Patching, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The explained output and the probability of each tag, averaged over the patches."""
+    size, n = _batch_size(patching), len(patching.starts)
+    acts = []
+    for a in range(0, n, size):
+        items = [min(i, n - 1) for i in range(a, a + size)]     # padded with the last
+        act, _, _, _ = prog.forward(patch_input(model, frames, patching, items))
+        acts.append(np.asarray(act, np.float64).reshape(size, -1)[:n - a])
+    act = np.concatenate(acts)                                   # patches, classes
+    prob = act if target.output == "probability" else _squash(model, target, act)
+    return (act[:, idx].mean(axis=0).astype(np.float32),
+            prob[:, idx].mean(axis=0).astype(np.float32))
+
+
+def _squash(model: FrozenModel, target: OutputTarget, logits: np.ndarray) -> np.ndarray:
+    """The output's sigmoid or softmax of ``logits`` (patches, classes)."""
+    if target.squash == "Softmax":
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return 1.0 / (1.0 + np.exp(-logits))

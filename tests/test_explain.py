@@ -1,0 +1,234 @@
+"""Class explanations against GradientTape references built here, patch by patch.
+
+The net takes 24-frame patches of 16 bands (frequency first, as Choi's tagger), so a
+60-frame track is 4 patches (hop 12) whose outputs the track-level prediction averages.
+Every reference differentiates that average with respect to the track's frames (or the
+stacked patches), independently of the engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mirdeconv
+from mirdeconv import backend
+from mirdeconv.adapters.keras import from_keras
+from mirdeconv.errors import InvalidOptionError
+from mirdeconv.explain import ATTRIBUTIONS, explain, explanation_sound
+from mirdeconv.options import SoundOptions
+from mirdeconv.representations import MelSpectrogram
+
+from .test_engine_rules import _ruled
+
+BANDS, LENGTH, N_FRAMES, HOP = 16, 24, 60, 12
+STARTS = [0, 12, 24, 36]
+TAGS = ["drums", "bass", "keys"]
+
+
+def build(keras, act, head="sigmoid"):
+    L = keras.layers
+    inp = keras.Input((BANDS, LENGTH, 1))
+    x = act("relu", "r1")(L.Conv2D(4, 3, padding="same", name="c1")(inp))
+    x = L.MaxPooling2D(2, name="p1")(x)
+    x = act("elu", "r2")(L.Conv2D(6, 3, padding="same", name="c2")(x))
+    x = L.Flatten(name="flat")(x)
+    x = act("relu", "r3")(L.Dense(8, name="d1")(x))
+    logits = L.Dense(len(TAGS), name="logits")(x)
+    return keras.Model(inp, L.Activation(head, name="out")(logits))
+
+
+@pytest.fixture(scope="module")
+def net(keras):
+    keras.utils.set_random_seed(15)
+    L = keras.layers
+    plain = lambda kind, name: {"relu": L.ReLU, "elu": L.ELU}[kind](name=name)  # noqa: E731
+    model = build(keras, plain)
+    rep = MelSpectrogram(sr=8000, n_fft=256, hop_length=128, n_mels=BANDS, compression="log10")
+    fm = from_keras(model, rep, labels=TAGS, layers=["c1", "c2"])
+    rng = np.random.default_rng(2)
+    y = rng.standard_normal(128 * (N_FRAMES - 1)).astype(np.float32) * 0.3
+    track = rep.prepare(y, 8000)
+    assert track.n_frames == N_FRAMES
+    return model, fm, track
+
+
+def _patches(X):
+    """The track's frames (n_frames, bands) -> the model input of its patches (N, bands, length, 1)."""
+    return np.stack([X[s:s + LENGTH].T[..., None] for s in STARTS]).astype(np.float32)
+
+
+def _overlap_add(G):
+    """Patch attributions (N, bands, length, 1) -> the track's (n_frames, bands)."""
+    out = np.zeros((N_FRAMES, BANDS), np.float64)
+    for s, g in zip(STARTS, G):
+        out[s:s + LENGTH] += g[..., 0].T
+    return out
+
+
+def _tape(keras, model, P, tag, method="saliency", head_out="logit", head="sigmoid"):
+    """d mean_i(output_i[tag]) / d P: (N, bands, length, 1), through a copy of the net whose
+    non-linearities carry the method's rule."""
+    tf = backend.tensorflow()
+    L = keras.layers
+    ref = build(keras, lambda kind, name: L.Activation(_ruled(kind, method), name=name), head)
+    ref.set_weights(model.get_weights())
+    sub = keras.Model(ref.inputs, ref.get_layer("logits" if head_out == "logit" else "out").output)
+    x = tf.constant(P)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        f = tf.reduce_mean(sub(x, training=False)[:, tag])
+    return tape.gradient(f, x).numpy()
+
+
+@pytest.mark.parametrize("method", ["saliency", "guided", "deconvnet"])
+def test_a_tag_explains_the_average_of_the_patches(keras, net, method):
+    """The explanation of a tag is the backward pass of the track-level (patch-averaged)
+    logit with the method's rule, on the track's frames: overlaps add up."""
+    model, fm, track = net
+    P = _patches(track.frames)
+    want = _overlap_add(_tape(keras, model, P, 1, method))
+    got = explain(fm, track=track, tag="bass", method=method)
+    assert got.masks.shape == (1, N_FRAMES, BANDS) and got.tags == ["bass"] and got.n_patches == 4
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
+    logits = keras.Model(model.inputs, model.get_layer("logits").output)(P).numpy()
+    assert got.scores[0] == pytest.approx(logits[:, 1].mean(), rel=1e-5)
+    assert got.probabilities[0] == pytest.approx(model(P).numpy()[:, 1].mean(), rel=1e-5)
+
+
+def test_the_saliency_of_the_track_is_the_gradient_of_its_frames(keras, net):
+    """Patch aggregation: the gradient of the averaged logit with respect to the track's
+    frames themselves (the patches cut by slicing inside the tape)."""
+    tf = backend.tensorflow()
+    model, fm, track = net
+    sub = keras.Model(model.inputs, model.get_layer("logits").output)
+    X = tf.constant(track.frames)
+    with tf.GradientTape() as tape:
+        tape.watch(X)
+        P = tf.stack([tf.transpose(X[s:s + LENGTH])[..., None] for s in STARTS])
+        f = tf.reduce_mean(sub(P, training=False)[:, 2])
+    want = tape.gradient(f, X).numpy()
+    got = explain(fm, track=track, tag=2).masks[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_gradient_times_input_and_probability_outputs(keras, net):
+    model, fm, track = net
+    P = _patches(track.frames)
+    want = _overlap_add(_tape(keras, model, P, 0, head_out="probability") * P)
+    got = explain(fm, track=track, tag="Drums", method="gradient_x_input", output="probability")
+    np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
+    assert got.scores[0] == pytest.approx(got.probabilities[0])
+
+
+def test_integrated_gradients_are_complete(keras, net):
+    """Integrated gradients from silence (log10(1 + c * 0) = 0) with the midpoint rule equal
+    the reference with the same steps, and add up to the logit's change within 1 %."""
+    model, fm, track = net
+    P = _patches(track.frames)
+    steps = 64
+    mean_grad = np.mean([_tape(keras, model, (k + 0.5) / steps * P, 0) for k in range(steps)], axis=0)
+    want = _overlap_add(P * mean_grad)
+    got = explain(fm, track=track, tag="drums", method="integrated_gradients", steps=steps)
+    np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
+    sub = keras.Model(model.inputs, model.get_layer("logits").output)
+    delta = sub(P).numpy()[:, 0].mean() - sub(np.zeros_like(P)).numpy()[:, 0].mean()
+    assert got.baseline_scores[0] == pytest.approx(sub(np.zeros_like(P)).numpy()[:, 0].mean(), rel=1e-5)
+    assert abs((P * mean_grad).sum() - delta) <= 0.01 * abs(delta)
+    assert got.completeness[0] <= 0.01
+
+
+def test_smoothgrad_with_the_same_noise(keras, net):
+    """SmoothGrad's copies: noise of patch i, copy k from default_rng([seed, i, k]), scaled
+    by the noise level times the patch's value range."""
+    model, fm, track = net
+    P = _patches(track.frames)
+    samples, level, seed = 5, 0.2, 7
+    grads = []
+    for k in range(samples):
+        noisy = np.stack([
+            P[i] + (level * (P[i].max() - P[i].min())
+                    * np.random.default_rng([seed, i, k]).standard_normal(P[i].shape)).astype(np.float32)
+            for i in range(len(P))])
+        grads.append(_tape(keras, model, noisy, 2))
+    want = _overlap_add(np.mean(grads, axis=0))
+    got = explain(fm, track=track, tag="keys", method="smoothgrad", samples=samples, noise=level,
+                  seed=seed)
+    np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_a_softmax_output(keras):
+    """The softmax's rule (its exact vector-Jacobian product) under a probability output."""
+    keras.utils.set_random_seed(16)
+    L = keras.layers
+    model = build(keras, lambda kind, name: {"relu": L.ReLU, "elu": L.ELU}[kind](name=name),
+                  head="softmax")
+    rep = MelSpectrogram(sr=8000, n_fft=256, hop_length=128, n_mels=BANDS, compression="log10")
+    fm = from_keras(model, rep, labels=TAGS, layers=["c1"])
+    y = np.random.default_rng(4).standard_normal(128 * (N_FRAMES - 1)).astype(np.float32)
+    track = rep.prepare(y, 8000)
+    P = _patches(track.frames)
+    want = _overlap_add(_tape(keras, model, P, 1, head_out="probability", head="softmax"))
+    got = explain(fm, track=track, tag="bass", output="probability")
+    np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_several_tags_at_once_equal_one_at_a_time(net):
+    _, fm, track = net
+    both = explain(fm, track=track, tag=["keys", "drums"], method="guided")
+    assert both.tags == ["keys", "drums"] and both.indices == [2, 0]
+    for t, tag in enumerate(both.tags):
+        one = explain(fm, track=track, tag=tag, method="guided")
+        np.testing.assert_allclose(both.masks[t], one.masks[0], rtol=1e-6, atol=1e-7)
+
+
+def test_bad_requests_name_the_problem(keras, net):
+    _, fm, track = net
+    with pytest.raises(InvalidOptionError, match="no tag 'drum'.*'drums'"):
+        explain(fm, track=track, tag="drum")
+    with pytest.raises(InvalidOptionError, match="tag index 3 is out of range.*3 classes"):
+        explain(fm, track=track, tag=3)
+    with pytest.raises(InvalidOptionError, match="method must be one of deconvnet"):
+        explain(fm, track=track, tag=0, method="lime")
+    with pytest.raises(InvalidOptionError, match="output must be one of logit, probability"):
+        explain(fm, track=track, tag=0, output="softmax")
+    with pytest.raises(InvalidOptionError, match="steps must be a positive integer"):
+        explain(fm, track=track, tag=0, method="integrated_gradients", steps=0)
+    L = keras.layers
+    inp = keras.Input((BANDS, LENGTH, 1))
+    linear = keras.Model(inp, L.Dense(2, name="lin")(L.Flatten()(L.Conv2D(2, 3, name="c")(inp))))
+    lin = from_keras(linear, fm.representation, labels=["a", "b"])
+    with pytest.raises(InvalidOptionError, match="has no logits; use output='probability'"):
+        explain(lin, track=track, tag="a")
+    assert explain(lin, track=track, tag="a", output="probability").masks.shape == (1, N_FRAMES, BANDS)
+
+
+def test_the_explanation_and_its_complement_add_up_to_the_track(net):
+    """Kept and removed sounds: masks m and 1 - m on the same STFT, so (without
+    normalisation) their sum is the track's own inverse STFT; with ``top_percent`` the kept
+    mask is binary and covers that share of the positive values."""
+    from mirdeconv.explain import unit_masks
+
+    _, fm, track = net
+    e = explain(fm, track=track, tag="drums", method="saliency")
+    plain = SoundOptions(sign="positive", normalize="none")
+    for top in (None, 25):
+        kept, removed, sr = explanation_sound(e, sound=plain, top_percent=top)
+        assert sr == 8000 and kept.shape == removed.shape == (1, len(track.audio))
+        assert np.abs(kept).max() > 0 and np.abs(removed).max() > 0
+        core = slice(256, len(track.audio) - 256)      # away from the edges' half windows
+        np.testing.assert_allclose((kept + removed)[0][core], track.audio[core],
+                                   atol=1e-4 * np.abs(track.audio).max())
+    m = unit_masks(e.masks, "positive", top_percent=10)
+    positive = (e.masks > 0).sum()
+    assert set(np.unique(m)) <= {0.0, 1.0}
+    assert abs(m.sum() - 0.1 * positive) <= 0.02 * positive
+    with pytest.raises(InvalidOptionError, match="top_percent must be in"):
+        unit_masks(e.masks, top_percent=0)
+
+
+def test_every_method_is_a_row_of_the_table():
+    assert list(ATTRIBUTIONS) == ["deconvnet", "guided", "saliency", "gradient_x_input",
+                                  "integrated_gradients", "smoothgrad"]
+    assert mirdeconv.explain is explain

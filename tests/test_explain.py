@@ -174,6 +174,31 @@ def test_a_softmax_output(keras):
     np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
+def test_gradcam_equals_its_definition(keras, net):
+    """Grad-CAM at c2 (8 bands x 12 frames, 6 maps): each map weighted by the mean over the
+    layer's grid of the averaged logit's gradient there, summed, rectified, resized to the
+    patch by TensorFlow's bilinear resize, overlap-added."""
+    tf = backend.tensorflow()
+    model, fm, track = net
+    P = tf.constant(_patches(track.frames))
+    both = keras.Model(model.inputs, [model.get_layer("c2").output,
+                                      model.get_layer("logits").output])
+    with tf.GradientTape() as tape:
+        A, logits = both(P, training=False)
+        f = tf.reduce_mean(logits[:, 1])
+    dA = tape.gradient(f, A)                                        # N, 8, 12, 6
+    alpha = tf.reduce_mean(dA, axis=[1, 2], keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(alpha * A, axis=-1, keepdims=True))
+    want = _overlap_add(tf.image.resize(cam, (BANDS, LENGTH), "bilinear").numpy())
+    got = explain(fm, track=track, tag="bass", method="gradcam", layer="c2")
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
+    with pytest.raises(InvalidOptionError, match="gradcam needs a layer: one of c1, c2"):
+        explain(fm, track=track, tag="bass", method="gradcam")
+    with pytest.raises(InvalidOptionError, match="saliency takes no layer"):
+        explain(fm, track=track, tag="bass", layer="c2")
+
+
 def test_several_tags_at_once_equal_one_at_a_time(net):
     _, fm, track = net
     both = explain(fm, track=track, tag=["keys", "drums"], method="guided")
@@ -230,5 +255,5 @@ def test_the_explanation_and_its_complement_add_up_to_the_track(net):
 
 def test_every_method_is_a_row_of_the_table():
     assert list(ATTRIBUTIONS) == ["deconvnet", "guided", "saliency", "gradient_x_input",
-                                  "integrated_gradients", "smoothgrad"]
+                                  "integrated_gradients", "smoothgrad", "gradcam"]
     assert mirdeconv.explain is explain

@@ -94,6 +94,7 @@ class Program:
         self._forward_fn: Any = None
         self._backward_fn = tf.function(self._backward, reduce_retracing=True, autograph=False)
         self._seeded_fn: Any = None
+        self._to_fns: dict[str, Any] = {}
 
     @staticmethod
     def _compile(ctx: Context, name: str, var: set[str], composite: Composite | None) -> Step:
@@ -212,10 +213,17 @@ class Program:
         saved, g = self._low(saved, g)
         return self._walk({self.layer: g}, saved, self.tf.shape(g)[0], set())
 
-    def _walk(self, grads: dict, saved: Any, F: Any, skip: set) -> Any:
-        """Every step's rule from the layer down to the input (those in ``skip`` done)."""
+    def _to(self, saved: Any, g: Any, stop: str) -> Any:
+        return self._walk({self.layer: g}, saved, self.tf.shape(g)[0], set(), stop)
+
+    def _walk(self, grads: dict, saved: Any, F: Any, skip: set, stop: str | None = None) -> Any:
+        """Every step's rule from the layer down to the input (those in ``skip`` done), or
+        down to the tensor ``stop`` (its signal returned, (F, *its shape))."""
         tf = self.tf
         for step, sv in zip(reversed(self.steps), reversed(saved)):
+            if stop is not None and stop in step.outputs:
+                g = grads.get(stop)
+                return None if g is None else tf.cast(dense(g), tf.float32)
             if id(step) in skip:
                 continue
             if step.n_outputs > 1:       # a signal per output (None for those with none)
@@ -268,6 +276,34 @@ class Program:
         out = self._seeded_fn(saved, tf.constant(seeds, tf.float32))
         if out is None:
             return np.zeros((len(seeds), *self._input_shape), np.float32)
+        return np.asarray(out)
+
+    def backward_to(self, saved: Any, seeds: np.ndarray, tensor: str) -> np.ndarray:
+        """:meth:`backward_seeds` that stops at a tensor between the input and the layer.
+
+        Returns
+        -------
+        np.ndarray, float32, shape (n_seeds, n_items, *tensor_shape[1:]), read-only
+
+        Raises
+        ------
+        UnsupportedGraphError
+            No backward signal reaches ``tensor`` (it does not lie between them).
+        """
+        tf = self.tf
+        tensor, outputs = tensor_name(tensor), {t for st in self.steps for t in st.outputs}
+        node = self.graph.nodes.get(node_name(tensor))
+        while tensor not in outputs and node is not None and node.op in ("Identity", "Snapshot"):
+            tensor = tensor_name(self.graph.data_inputs(node)[0])    # an alias of a tensor
+            node = self.graph.nodes.get(node_name(tensor))
+        if tensor not in outputs:
+            raise UnsupportedGraphError(f"{tensor} does not lie between the input and {self.layer}")
+        if tensor not in self._to_fns:
+            self._to_fns[tensor] = tf.function(lambda sv, g: self._to(sv, g, tensor),
+                                               reduce_retracing=True, autograph=False)
+        out = self._to_fns[tensor](saved, tf.constant(seeds, tf.float32))
+        if out is None:
+            raise UnsupportedGraphError(f"no gradient reaches {tensor} from {self.layer}")
         return np.asarray(out)
 
     def backward(self, act: Any, saved: Any, features: Sequence[int], target: str) -> np.ndarray:

@@ -18,10 +18,12 @@ import numpy as np
 
 from ..engine import check_model, compiled_tensor, track_input
 from ..engine.patches import Patching, normalize_track, patch_input, plan_patches
+from ..errors import InvalidOptionError
+from ..graph import LayerInfo
 from ..model import FrozenModel
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .methods import Settings, attribution
+from .methods import Attribution, Batch, Settings, attribution
 from .targets import OutputTarget, output_target, tag_indices
 
 __all__ = ["Explanation", "explain", "BATCH_FRAMES", "BATCH_ITEMS"]
@@ -89,6 +91,7 @@ def explain(
     samples: int = Settings.samples,
     noise: float = Settings.noise,
     seed: int = Settings.seed,
+    layer: str | int | None = None,
     track: TrackInput | None = None,
     progress: ProgressArg = False,
 ) -> Explanation:
@@ -113,6 +116,8 @@ def explain(
     samples, noise, seed : int, float, int
         SmoothGrad's noisy copies, their noise (a fraction of each patch's value range) and
         the random seed.
+    layer : str or int, optional
+        Grad-CAM's layer (a name or position in ``model.layers``; required by ``gradcam``).
     track : TrackInput, optional
         A precomputed ``model.representation.prepare(audio, sr)``.
     progress : bool or callable
@@ -137,6 +142,7 @@ def explain(
     settings = Settings(steps, samples, noise, seed)
     target = output_target(model, output)
     idx = tag_indices(model, tag, target.n_classes)
+    info = _layer(model, row, layer)
     track = track_input(model, audio, sr, track)
     frames = normalize_track(model, track.frames)
     n = frames.shape[0]
@@ -155,13 +161,12 @@ def explain(
             part = work[b0:b0 + size]
             part += [part[-1]] * (size - len(part))          # padded: its seeds are zero
             items, k = np.array([w[0] for w in part]), np.array([w[1] for w in part])
-            x = patch_input(model, frames, patching, items)
-            b = patch_input(model, base, patching, items)
-            _, saved, _, _ = prog.forward(row.inputs(x, b, items, k, settings))
             seeds = np.zeros((len(idx), size, target.n_classes), np.float32)
             seeds[np.arange(len(idx)), :, idx] = 1.0 / (n_items * per_patch)
             seeds[:, min(size, len(work) - b0):] = 0.0
-            g = prog.backward_seeds(saved, seeds) * row.weight(x, b)         # T, B, *input
+            bt = Batch(model, prog, patch_input(model, frames, patching, items),
+                       patch_input(model, base, patching, items), items, k, seeds, settings, info)
+            g = row.contribution(row, bt)                                     # T, B, *input
             total += g.reshape(len(idx), -1).sum(axis=1)
             _add_patches(masks, model.from_input(g), patching, items)
             bar.update(1)
@@ -175,6 +180,18 @@ def explain(
     names = [labels[i] if i < len(labels) else str(i) for i in idx]
     return Explanation(masks, names, idx, scores, probs, base_scores, completeness, method, output,
                        settings, n_items, track, model.name)
+
+
+def _layer(model: FrozenModel, row: Attribution, layer: str | int | None) -> LayerInfo | None:
+    """Grad-CAM's layer (None for the other methods)."""
+    if not row.layer:
+        if layer is not None:
+            raise InvalidOptionError(f"method {row.name} takes no layer (gradcam does)")
+        return None
+    if layer is None:
+        raise InvalidOptionError(f"method {row.name} needs a layer: one of "
+                                 f"{', '.join(x.name for x in model.layers)}")
+    return model.layer(layer)
 
 
 def _batch_size(patching: Patching) -> int:

@@ -15,6 +15,11 @@ integrated_gradients    saliency    b + (k + 1/2) / m (x - b), k = 0 .. m-1    x
 smoothgrad              saliency    x + N(0, (s (max x - min x))^2), m times   1
 ======================  ==========  =========================================  ===========
 
+and ``gradcam`` (Selvaraju et al., ICCV 2017) at a chosen layer ``A``: the gradient there,
+averaged over the layer's time and frequency into one weight per map, ``relu(sum_k
+alpha_k A_k)``, resized bilinearly (half-pixel centres) from the layer's time x frequency
+grid to the patch's (a layer without a frequency axis: the same value in every band).
+
 ``b`` is the baseline: the model input of digital silence.  Integrated gradients
 (Sundararajan et al., ICML 2017) take the midpoint rule over ``m = steps`` points;
 SmoothGrad (Smilkov et al., 2017) ``m = samples`` noisy copies with noise level ``s``, the
@@ -26,12 +31,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidOptionError
+from ..engine import Program, run_graph
+from ..errors import InvalidOptionError, UnsupportedGraphError
+from ..graph import LayerInfo
+from ..model import FrozenModel
 
-__all__ = ["Settings", "Attribution", "ATTRIBUTIONS", "attribution"]
+__all__ = ["Settings", "Batch", "Attribution", "ATTRIBUTIONS", "attribution", "bilinear_weights"]
 
 
 @dataclass(frozen=True)
@@ -80,9 +89,33 @@ def _noisy(x: np.ndarray, b: np.ndarray, items: np.ndarray, k: np.ndarray, s: Se
 
 
 @dataclass(frozen=True)
+class Batch:
+    """One batch of the work: patches ``x`` (B, *input) and their baselines ``b``, which
+    patch (``items``) and which of its inputs (``k``) each is, the ``seeds`` (T, B, classes)
+    of the program from the explained output, and the Grad-CAM ``layer``."""
+
+    model: FrozenModel
+    program: Program
+    x: np.ndarray
+    b: np.ndarray
+    items: np.ndarray
+    k: np.ndarray
+    seeds: np.ndarray
+    settings: Settings
+    layer: LayerInfo | None
+
+
+def _gradient(row: Attribution, bt: Batch) -> np.ndarray:
+    """The seeds' input gradients at the row's inputs, times its weight: (T, B, *input)."""
+    _, saved, _, _ = bt.program.forward(row.inputs(bt.x, bt.b, bt.items, bt.k, bt.settings))
+    return bt.program.backward_seeds(saved, bt.seeds) * row.weight(bt.x, bt.b)
+
+
+@dataclass(frozen=True)
 class Attribution:
     """One method: the engine's ``rule``, how many ``count(settings)`` inputs per patch and
-    which (``inputs``), and the ``weight(x, b)`` that multiplies the mean gradient."""
+    which (``inputs``), the ``weight(x, b)`` that multiplies the mean gradient, and the
+    batch's ``contribution`` (T, B, *input) made of them; ``layer``: it needs a layer."""
 
     name: str
     rule: str
@@ -90,6 +123,44 @@ class Attribution:
     count: Callable[[Settings], int] = lambda s: 1
     inputs: Inputs = _as_is
     weight: Callable[[np.ndarray, np.ndarray], np.ndarray | float] = lambda x, b: 1.0
+    contribution: Callable[[Any, Batch], np.ndarray] = _gradient
+    layer: bool = False
+
+
+def bilinear_weights(n_out: int, n_in: int) -> np.ndarray:
+    """The matrix (n_out, n_in) of a bilinear resize with half-pixel centres (edges held)."""
+    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    w = np.zeros((n_out, n_in))
+    np.add.at(w, (np.arange(n_out), lo), 1 - (pos - lo))
+    np.add.at(w, (np.arange(n_out), hi), pos - lo)
+    return w
+
+
+def _gradcam(row: Attribution, bt: Batch) -> np.ndarray:
+    """Grad-CAM of the batch's patches at ``bt.layer``, on the input's grid (T, B, *input)."""
+    info = bt.layer
+    if set(info.axes) - set("NTFC1"):
+        raise UnsupportedGraphError(f"layer {info.name} has axes {info.axes}: Grad-CAM needs "
+                                    "time, frequency and features only")
+    A = run_graph(bt.model, bt.x, info.tensor)                                 # B, *layer
+    _, saved, _, _ = bt.program.forward(bt.x)
+    dA = bt.program.backward_to(saved, bt.seeds, info.tensor)                  # T, B, *layer
+    order = [info.feature_axis] + [info.axes.index(a) for a in "TF" if a in info.axes]
+    ones = [i for i, a in enumerate(info.axes) if a == "1"]                   # size-1 axes
+    A = np.transpose(A, [0] + order + ones)
+    A = A.reshape(A.shape[:len(order) + 1])                                    # B, C, T(, F)
+    dA = np.transpose(dA, [0, 1] + [o + 1 for o in order + ones])
+    dA = dA.reshape(dA.shape[:len(order) + 2])                                 # T, B, C, T(, F)
+    alpha = dA.reshape(dA.shape[:3] + (-1,)).mean(axis=-1)                    # T, B, C
+    cam = np.maximum(np.einsum("tbc,bc...->tb...", alpha, A), 0.0)             # T, B, T'(, F')
+    length, bands = bt.x.shape[1:3] if bt.model.input_axes.startswith("NT") else bt.x.shape[2:0:-1]
+    cam = np.einsum("ti,...ij->...tj", bilinear_weights(length, cam.shape[2]),
+                    cam if cam.ndim == 4 else cam[..., None])
+    fw = bilinear_weights(bands, cam.shape[-1])
+    cam = cam @ fw.T                                                           # T, B, length, bands
+    return bt.model.to_input(cam.astype(np.float32))
 
 
 #: Method name -> its row.
@@ -105,6 +176,8 @@ ATTRIBUTIONS: dict[str, Attribution] = {a.name: a for a in (
                 weight=lambda x, b: x - b),
     Attribution("smoothgrad", "saliency", "the gradient averaged over noisy copies (Smilkov et al.)",
                 count=lambda s: s.samples, inputs=_noisy),
+    Attribution("gradcam", "saliency", "the layer's maps weighted by their mean gradient "
+                "(Selvaraju et al.), resized to the input", contribution=_gradcam, layer=True),
 )}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from . import backend
 from .errors import MirdeconvError
 from .model import INPUT_AXES
-from .options import UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, parse_size
+from .options import SIGNS, UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, parse_size
 from .prediction import TOP
 from .probes import PROBE_SR
 from .representations import presets
@@ -236,6 +236,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from . import audio as audio_mod
+    from .explain import explain
+    from .explain.files import save_explanation
+    from .store import prepare_folder
+
+    sound = options_from_args(SoundOptions, args)
+    prepare_folder(args.out)
+    y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
+    model = _open_model(args)
+    tags = [int(t) if t.isdigit() else t for t in args.tag] if args.tag else None
+    expl = explain(model, y, sr, tag=tags, method=args.method, output=args.target,
+                   steps=args.steps, samples=args.samples, noise=args.noise, seed=args.seed,
+                   layer=args.layer, progress=True)
+    out = Path(args.out) / Path(args.audio).stem / args.method
+    files = save_explanation(expl, out, sound=sound, top_percent=args.top_percent, audio=y, sr=sr,
+                             png=not args.no_png)
+    for t, tag in enumerate(expl.tags):
+        extra = ("" if expl.completeness is None
+                 else f", completeness error {100 * expl.completeness[t]:.1f} %")
+        print(f"{tag:<24} {expl.output} {expl.scores[t]:+.3f}, probability "
+              f"{expl.probabilities[t]:.3f}{extra}")
+    print(f"{expl.method} over {_n(expl.n_patches, 'patch')}".replace("patchs", "patches")
+          + f": {_n(len(files), 'file')} in {out}")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from .zoo import ZOO, cache_dir, fetch
 
@@ -407,6 +434,36 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=TOP, help=f"how many tags (default {TOP})")
 
 
+def _explain_args(p: argparse.ArgumentParser) -> None:
+    from .explain import ATTRIBUTIONS, OUTPUTS, Settings
+
+    _model_args(p)
+    p.add_argument("audio", help="audio file")
+    _truncation_arg(p)
+    p.add_argument("--tag", action="append",
+                   help="a tag (label or class index) to explain; repeat for more (default: the "
+                        "model's top tag)")
+    p.add_argument("--method", "-m", default="saliency", choices=list(ATTRIBUTIONS),
+                   help="attribution method (default: saliency)")
+    p.add_argument("--target", default="logit", choices=list(OUTPUTS),
+                   help="explain the tag's logit or its probability (default: logit)")
+    p.add_argument("--layer", "-l", help="Grad-CAM's layer (see `mirdeconv layers`)")
+    p.add_argument("--steps", type=int, default=Settings.steps,
+                   help=f"integrated gradients' steps (default {Settings.steps})")
+    p.add_argument("--samples", type=int, default=Settings.samples,
+                   help=f"SmoothGrad's noisy copies (default {Settings.samples})")
+    p.add_argument("--noise", type=float, default=Settings.noise,
+                   help=f"SmoothGrad's noise, a fraction of each patch's range (default {Settings.noise})")
+    p.add_argument("--seed", type=int, default=Settings.seed, help="SmoothGrad's random seed")
+    p.add_argument("--top-percent", type=float,
+                   help="keep only the strongest PERCENT of the explanation (a binary mask)")
+    p.add_argument("--sign", choices=list(SIGNS), default="positive",
+                   help="which part of the explanation is heard (default: positive)")
+    add_option_flags(p, SoundOptions, only=("output_sr", "normalize"))
+    p.add_argument("--no-png", action="store_true", help="no pictures")
+    p.add_argument("--out", "-o", required=True, help="output folder")
+
+
 def _zoo_args(p: argparse.ArgumentParser) -> None:
     zsub = p.add_subparsers(dest="zoo_command", required=True)
     zsub.add_parser("list", help="the zoo's models", description="the zoo's models, and which "
@@ -448,6 +505,8 @@ COMMANDS: dict[str, tuple[Any, str, Any]] = {
                              "features.parquet and an HTML report", _analyse_args),
     "predict": (cmd_predict, "a model's top tags (or tempo, or pitch) for a track",
                 _predict_args),
+    "explain": (cmd_explain, "which parts of a track made the model say a tag: the "
+                             "explanation's mask, picture, sound and complement", _explain_args),
     "zoo": (cmd_zoo, "pretrained models (musicnn/vgg, MTT/MSD)", _zoo_args),
     "plugins": (cmd_plugins, "every model plugin and adapter found, with its status", _no_args),
     "models": (cmd_models, "every model id that load_model and the CLI accept", _no_args),

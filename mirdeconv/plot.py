@@ -70,7 +70,8 @@ def pictures(frames: np.ndarray, mask: np.ndarray, rep: Representation
 
 
 def mask_figure(
-    frames: np.ndarray, mask: np.ndarray, rep: Representation, title: str = ""
+    frames: np.ndarray, mask: np.ndarray, rep: Representation, title: str = "",
+    mask_title: str = "deconvolution",
 ) -> Any:
     """The model input beside a deconvolved mask, on the same time axis.
 
@@ -84,6 +85,8 @@ def mask_figure(
         Gives the time and frequency axes.
     title : str
         Figure title.
+    mask_title : str
+        The mask's panel's title.
 
     Returns
     -------
@@ -109,7 +112,7 @@ def mask_figure(
     lim = float(np.percentile(np.abs(mask), 99.5)) or float(np.abs(mask).max()) or 1.0
     img = specshow(ax2, mask, rep, cmap="coolwarm", vmin=-lim, vmax=lim)
     fig.colorbar(img, ax=ax2)
-    ax2.set_title("deconvolution")
+    ax2.set_title(mask_title)
     if title:
         fig.suptitle(title)
     return fig

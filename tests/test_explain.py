@@ -257,3 +257,42 @@ def test_every_method_is_a_row_of_the_table():
     assert list(ATTRIBUTIONS) == ["deconvnet", "guided", "saliency", "gradient_x_input",
                                   "integrated_gradients", "smoothgrad", "gradcam"]
     assert mirdeconv.explain is explain
+
+
+def test_the_command_writes_masks_pictures_sounds_and_figures(keras, net, tmp_path, capsys):
+    """``mirdeconv explain``: per tag the mask, a picture, the sound and its complement, and
+    explanation.json with the scores; a bad tag fails with the suggestion and writes nothing."""
+    import json
+
+    import soundfile as sf
+
+    from mirdeconv.cli import main
+
+    model, fm, track = net
+    model.save(tmp_path / "tagger.keras")
+    (tmp_path / "tagger.mirdeconv.json").write_text(json.dumps(
+        {"representation": fm.representation.to_dict(), "labels": TAGS}))
+    sf.write(tmp_path / "song.wav", track.audio, 8000, subtype="FLOAT")
+    out = tmp_path / "out"
+    rc = main(["explain", str(tmp_path / "tagger.keras"), str(tmp_path / "song.wav"), "--tag", "bass",
+               "--tag", "0", "--method", "integrated_gradients", "--steps", "8", "--top-percent",
+               "20", "--out", str(out)])
+    assert rc == 0
+    folder = out / "song" / "integrated_gradients"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["000_drums.npy", "000_drums.png", "000_drums.wav", "000_drums_complement.wav",
+                     "001_bass.npy", "001_bass.png", "001_bass.wav", "001_bass_complement.wav",
+                     "explanation.json"]
+    meta = json.loads((folder / "explanation.json").read_text())
+    assert [t["tag"] for t in meta["tags"]] == ["bass", "drums"] and meta["top_percent"] == 20
+    want = explain(fm, track=track, tag=["bass", "drums"], method="integrated_gradients", steps=8)
+    np.testing.assert_allclose(np.load(folder / "001_bass.npy"), want.masks[0], rtol=1e-5,
+                               atol=1e-6 * np.abs(want.masks[0]).max())
+    assert meta["tags"][0]["probability"] == pytest.approx(float(want.probabilities[0]), rel=1e-5)
+    kept, sr = sf.read(folder / "001_bass.wav")
+    assert sr == 8000 and len(kept) == len(track.audio) and np.abs(kept).max() > 0.5
+    assert "bass" in capsys.readouterr().out
+    rc = main(["explain", str(tmp_path / "tagger.keras"), str(tmp_path / "song.wav"), "--tag",
+               "base", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "no tag 'base'; did you mean 'bass'" in capsys.readouterr().err
+    assert not any((tmp_path / "bad").rglob("*.*"))

@@ -84,7 +84,7 @@ def explain(
     audio: np.ndarray | None = None,
     sr: float | None = None,
     *,
-    tag: str | int | Sequence[str | int],
+    tag: str | int | Sequence[str | int] | None = None,
     method: str = "saliency",
     output: str = "logit",
     steps: int = Settings.steps,
@@ -105,8 +105,9 @@ def explain(
         Mono track (any rate; resampled to the model's).
     sr : float
         Its sample rate in Hz.
-    tag : str, int or list of them
-        Labels (case-insensitive) or class indices.
+    tag : str, int or list of them, optional
+        Labels (case-insensitive) or class indices (default: the class the model gives the
+        highest mean probability).
     method : str
         A row of :data:`mirdeconv.explain.ATTRIBUTIONS`.
     output : {"logit", "probability"}
@@ -141,7 +142,7 @@ def explain(
     row = attribution(method)
     settings = Settings(steps, samples, noise, seed)
     target = output_target(model, output)
-    idx = tag_indices(model, tag, target.n_classes)
+    idx = None if tag is None else tag_indices(model, tag, target.n_classes)
     info = _layer(model, row, layer)
     track = track_input(model, audio, sr, track)
     frames = normalize_track(model, track.frames)
@@ -150,6 +151,9 @@ def explain(
                 else plan_patches(model, n))
     base = _silence(model, track, frames.shape)
     prog = compiled_tensor(model, target.tensor, 1, row.rule, "float32")
+    if idx is None:
+        _, probs = _scores(model, prog, target, frames, patching, list(range(target.n_classes)))
+        idx = [int(np.argmax(probs))]
     n_items, per_patch = len(patching.starts), row.count(settings)
     work = [(i, k) for i in range(n_items) for k in range(per_patch)]
     size = _batch_size(patching)

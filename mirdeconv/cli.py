@@ -250,14 +250,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     expl = explain(model, y, sr, tag=tags, method=args.method, output=args.target,
                    steps=args.steps, samples=args.samples, noise=args.noise, seed=args.seed,
                    layer=args.layer, progress=True)
+    figures = None
+    if args.faithfulness:
+        from .explain import faithfulness
+
+        figures = faithfulness(model, expl, top_percent=args.top_percent).table()
     out = Path(args.out) / Path(args.audio).stem / args.method
     files = save_explanation(expl, out, sound=sound, top_percent=args.top_percent, audio=y, sr=sr,
-                             png=not args.no_png)
+                             png=not args.no_png, figures=figures)
     for t, tag in enumerate(expl.tags):
         extra = ("" if expl.completeness is None
                  else f", completeness error {100 * expl.completeness[t]:.1f} %")
         print(f"{tag:<24} {expl.output} {expl.scores[t]:+.3f}, probability "
               f"{expl.probabilities[t]:.3f}{extra}")
+        if figures:
+            r = figures[t]
+            print(f"{'':<24} masked in {r['p_in']:.3f}, out {r['p_out']:.3f}; AD {r['AD']:.1f}, "
+                  f"AG {r['AG']:.1f}, FF {r['FF']:+.3f}; deletion {r['deletion']:.3f} (random "
+                  f"{r['deletion_random']:.3f}), insertion {r['insertion']:.3f} (random "
+                  f"{r['insertion_random']:.3f})")
     print(f"{expl.method} over {_n(expl.n_patches, 'patch')}".replace("patchs", "patches")
           + f": {_n(len(files), 'file')} in {out}")
     return 0
@@ -460,6 +471,9 @@ def _explain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sign", choices=list(SIGNS), default="positive",
                    help="which part of the explanation is heard (default: positive)")
     add_option_flags(p, SoundOptions, only=("output_sr", "normalize"))
+    p.add_argument("--faithfulness", action="store_true",
+                   help="feed the masked-in and masked-out track back; deletion and insertion "
+                        "against a random order (printed, and kept in explanation.json)")
     p.add_argument("--no-png", action="store_true", help="no pictures")
     p.add_argument("--out", "-o", required=True, help="output folder")
 

@@ -3,13 +3,18 @@
 * :mod:`.targets`: the explained tensor (logit or probability) and the tags' classes;
 * :mod:`.methods`: the attribution methods, rows of one table (:data:`ATTRIBUTIONS`);
 * :mod:`.api`: :func:`explain` and :class:`Explanation`, patches averaged as predictions are;
-* :mod:`.sound`: the explanation and its complement made audible.
+* :mod:`.sound`: the explanation and its complement made audible;
+* :mod:`.faithfulness`: the inputs masked in and out fed back (L-MAC's figures, deletion
+  and insertion against a random order);
+* :mod:`.files`: an explanation written to a folder.
 """
 
 from .api import Explanation, explain
+from .faithfulness import FIGURES, Faithfulness, faithfulness
 from .methods import ATTRIBUTIONS, Attribution, Settings
 from .sound import EXPLANATION_SOUND, explanation_sound, unit_masks
 from .targets import OUTPUTS, output_target, tag_indices
 
-__all__ = ["explain", "Explanation", "ATTRIBUTIONS", "Attribution", "Settings", "OUTPUTS",
-           "output_target", "tag_indices", "explanation_sound", "unit_masks", "EXPLANATION_SOUND"]
+__all__ = ["explain", "Explanation", "faithfulness", "Faithfulness", "FIGURES", "ATTRIBUTIONS",
+           "Attribution", "Settings", "OUTPUTS", "output_target", "tag_indices",
+           "explanation_sound", "unit_masks", "EXPLANATION_SOUND"]

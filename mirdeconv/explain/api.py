@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine import check_model, compiled_tensor, track_input
+from ..engine import check_model, compiled_tensor, run_graph, track_input
 from ..engine.patches import Patching, normalize_track, patch_input, plan_patches
 from ..errors import InvalidOptionError
 from ..graph import LayerInfo
@@ -26,7 +26,7 @@ from ..representations import TrackInput
 from .methods import Attribution, Batch, Settings, attribution
 from .targets import OutputTarget, output_target, tag_indices
 
-__all__ = ["Explanation", "explain", "BATCH_FRAMES", "BATCH_ITEMS"]
+__all__ = ["Explanation", "explain", "track_inputs", "patch_outputs", "BATCH_FRAMES", "BATCH_ITEMS"]
 
 #: Input frames that go through the model together (patches x inputs per patch), at most
 #: :data:`BATCH_ITEMS` items.  Every batch of a model has the same size (the last one
@@ -145,19 +145,15 @@ def explain(
     idx = None if tag is None else tag_indices(model, tag, target.n_classes)
     info = _layer(model, row, layer)
     track = track_input(model, audio, sr, track)
-    frames = normalize_track(model, track.frames)
-    n = frames.shape[0]
-    patching = (Patching([0], n, n) if model.input_length is None
-                else plan_patches(model, n))
-    base = _silence(model, track, frames.shape)
+    frames, base, patching = track_inputs(model, track)
     prog = compiled_tensor(model, target.tensor, 1, row.rule, "float32")
     if idx is None:
-        _, probs = _scores(model, prog, target, frames, patching, list(range(target.n_classes)))
+        _, probs = _scores(model, target, frames, patching, list(range(target.n_classes)))
         idx = [int(np.argmax(probs))]
     n_items, per_patch = len(patching.starts), row.count(settings)
     work = [(i, k) for i in range(n_items) for k in range(per_patch)]
     size = _batch_size(patching)
-    masks = np.zeros((len(idx), n, frames.shape[1]), np.float32)
+    masks = np.zeros((len(idx), *frames.shape), np.float32)
     total = np.zeros(len(idx), np.float64)
     bar = Progress(progress, -(-len(work) // size), f"{model.name} ({method})", "batch")
     with bar:
@@ -174,16 +170,25 @@ def explain(
             total += g.reshape(len(idx), -1).sum(axis=1)
             _add_patches(masks, model.from_input(g), patching, items)
             bar.update(1)
-    scores, probs = _scores(model, prog, target, frames, patching, idx)
+    scores, probs = _scores(model, target, frames, patching, idx)
     base_scores = completeness = None
     if row.name == "integrated_gradients":
-        base_scores, _ = _scores(model, prog, target, base, patching, idx)
+        base_scores, _ = _scores(model, target, base, patching, idx)
         delta = scores.astype(np.float64) - base_scores
         completeness = (np.abs(total - delta) / np.maximum(np.abs(delta), 1e-12)).astype(np.float32)
     labels = list(model.labels or [])
     names = [labels[i] if i < len(labels) else str(i) for i in idx]
     return Explanation(masks, names, idx, scores, probs, base_scores, completeness, method, output,
                        settings, n_items, track, model.name)
+
+
+def track_inputs(model: FrozenModel, track: TrackInput) -> tuple[np.ndarray, np.ndarray, Patching]:
+    """The track's frames normalised as the model asks, digital silence on the same grid
+    (the baseline), float32 (n_frames, n_bands) both, and the patches the model takes."""
+    frames = normalize_track(model, track.frames)
+    n = frames.shape[0]
+    patching = Patching([0], n, n) if model.input_length is None else plan_patches(model, n)
+    return frames, _silence(model, track, frames.shape), patching
 
 
 def _layer(model: FrozenModel, row: Attribution, layer: str | int | None) -> LayerInfo | None:
@@ -223,16 +228,23 @@ def _add_patches(masks: np.ndarray, g: np.ndarray, patching: Patching, items: np
         masks[:, s:stop] += g[:, j, :stop - s]
 
 
-def _scores(model: FrozenModel, prog, target: OutputTarget, frames: np.ndarray,
-            patching: Patching, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The explained output and the probability of each tag, averaged over the patches."""
+def patch_outputs(model: FrozenModel, tensor: str, frames: np.ndarray, patching: Patching
+                  ) -> np.ndarray:
+    """A class output ``tensor`` for every patch of ``frames`` (the plain forward pass):
+    float64, shape (n_patches, n_classes)."""
     size, n = _batch_size(patching), len(patching.starts)
     acts = []
     for a in range(0, n, size):
         items = [min(i, n - 1) for i in range(a, a + size)]     # padded with the last
-        act, _, _, _ = prog.forward(patch_input(model, frames, patching, items))
+        act = run_graph(model, patch_input(model, frames, patching, items), tensor)
         acts.append(np.asarray(act, np.float64).reshape(size, -1)[:n - a])
-    act = np.concatenate(acts)                                   # patches, classes
+    return np.concatenate(acts)
+
+
+def _scores(model: FrozenModel, target: OutputTarget, frames: np.ndarray,
+            patching: Patching, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The explained output and the probability of each tag, averaged over the patches."""
+    act = patch_outputs(model, target.tensor, frames, patching)
     prob = act if target.output == "probability" else _squash(model, target, act)
     return (act[:, idx].mean(axis=0).astype(np.float32),
             prob[:, idx].mean(axis=0).astype(np.float32))

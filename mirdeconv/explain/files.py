@@ -28,9 +28,10 @@ def tag_file(index: int, tag: str, suffix: str) -> str:
 
 def save_explanation(expl: Explanation, folder: str | os.PathLike, *,
                      sound: SoundOptions = EXPLANATION_SOUND, top_percent: float | None = None,
-                     audio: np.ndarray | None = None, sr: int | None = None, png: bool = True
-                     ) -> list[Path]:
-    """Write ``expl`` into ``folder`` (created).
+                     audio: np.ndarray | None = None, sr: int | None = None, png: bool = True,
+                     figures: list[dict] | None = None) -> list[Path]:
+    """Write ``expl`` into ``folder`` (created); ``figures``: its faithfulness table
+    (:meth:`mirdeconv.explain.Faithfulness.table`), kept in ``explanation.json``.
 
     Returns
     -------
@@ -66,5 +67,6 @@ def save_explanation(expl: Explanation, folder: str | os.PathLike, *,
                   else float(expl.completeness[t]),
                   "files": [tag_file(i, tag, s) for s in
                             (".npy", ".wav", "_complement.wav") + ((".png",) if png else ())]}
-                 for t, (i, tag) in enumerate(zip(expl.indices, expl.tags))]}))
+                 for t, (i, tag) in enumerate(zip(expl.indices, expl.tags))],
+        "faithfulness": figures}))
     return files

@@ -42,7 +42,7 @@ from .errors import (
     UnsupportedAudioError,
     UnsupportedGraphError,
 )
-from .explain import Explanation, explain
+from .explanations import Explanation, explain
 from .loading import load_model
 from .model import FrozenModel
 from .options import DeconvOptions, SoundOptions

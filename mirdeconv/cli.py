@@ -238,8 +238,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
-    from .explain import explain
-    from .explain.files import save_explanation
+    from .explanations import explain
+    from .explanations.files import save_explanation
     from .store import prepare_folder
 
     sound = options_from_args(SoundOptions, args)
@@ -252,7 +252,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                    layer=args.layer, progress=True)
     figures = None
     if args.faithfulness:
-        from .explain import faithfulness
+        from .explanations import faithfulness
 
         figures = faithfulness(model, expl, top_percent=args.top_percent).table()
     out = Path(args.out) / Path(args.audio).stem / args.method
@@ -446,7 +446,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def _explain_args(p: argparse.ArgumentParser) -> None:
-    from .explain import ATTRIBUTIONS, OUTPUTS, Settings
+    from .explanations import ATTRIBUTIONS, OUTPUTS, Settings
 
     _model_args(p)
     p.add_argument("audio", help="audio file")

@@ -17,7 +17,7 @@ import mirdeconv
 from mirdeconv import backend
 from mirdeconv.adapters.keras import from_keras
 from mirdeconv.errors import InvalidOptionError
-from mirdeconv.explain import ATTRIBUTIONS, explain, explanation_sound
+from mirdeconv.explanations import ATTRIBUTIONS, explain, explanation_sound
 from mirdeconv.options import SoundOptions
 from mirdeconv.representations import MelSpectrogram
 
@@ -235,7 +235,7 @@ def test_the_explanation_and_its_complement_add_up_to_the_track(net):
     """Kept and removed sounds: masks m and 1 - m on the same STFT, so (without
     normalisation) their sum is the track's own inverse STFT; with ``top_percent`` the kept
     mask is binary and covers that share of the positive values."""
-    from mirdeconv.explain import unit_masks
+    from mirdeconv.explanations import unit_masks
 
     _, fm, track = net
     e = explain(fm, track=track, tag="drums", method="saliency")
@@ -259,7 +259,7 @@ def test_faithfulness_figures_equal_their_definitions(net):
     """Masked in and out (silence where the mask is 0), deletion and insertion in the
     explanation's order and at random: every figure recomputed here through the Keras
     model on the patches of the modified frames."""
-    from mirdeconv.explain import faithfulness, unit_masks
+    from mirdeconv.explanations import faithfulness, unit_masks
 
     model, fm, track = net
     e = explain(fm, track=track, tag=["bass", "keys"], method="gradient_x_input")
@@ -332,7 +332,7 @@ def test_the_command_writes_masks_pictures_sounds_and_figures(keras, net, tmp_pa
     np.testing.assert_allclose(np.load(folder / "001_bass.npy"), want.masks[0], rtol=1e-5,
                                atol=1e-6 * np.abs(want.masks[0]).max())
     assert meta["tags"][0]["probability"] == pytest.approx(float(want.probabilities[0]), rel=1e-5)
-    from mirdeconv.explain import faithfulness
+    from mirdeconv.explanations import faithfulness
 
     figures = faithfulness(fm, want, top_percent=20).table()
     assert [r["tag"] for r in meta["faithfulness"]] == ["bass", "drums"]
@@ -360,7 +360,7 @@ def test_musicnn_hears_drums_in_the_percussive_part(zoo_cache, method):
     import librosa
 
     from mirdeconv.audio import load
-    from mirdeconv.explain import faithfulness
+    from mirdeconv.explanations import faithfulness
 
     if not MULDJORD.is_file():
         pytest.skip("Debian's fretsonfire-songs-muldjord is not installed")

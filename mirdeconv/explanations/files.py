@@ -31,7 +31,7 @@ def save_explanation(expl: Explanation, folder: str | os.PathLike, *,
                      audio: np.ndarray | None = None, sr: int | None = None, png: bool = True,
                      figures: list[dict] | None = None) -> list[Path]:
     """Write ``expl`` into ``folder`` (created); ``figures``: its faithfulness table
-    (:meth:`mirdeconv.explain.Faithfulness.table`), kept in ``explanation.json``.
+    (:meth:`mirdeconv.explanations.Faithfulness.table`), kept in ``explanation.json``.
 
     Returns
     -------

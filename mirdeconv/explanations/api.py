@@ -109,7 +109,7 @@ def explain(
         Labels (case-insensitive) or class indices (default: the class the model gives the
         highest mean probability).
     method : str
-        A row of :data:`mirdeconv.explain.ATTRIBUTIONS`.
+        A row of :data:`mirdeconv.explanations.ATTRIBUTIONS`.
     output : {"logit", "probability"}
         The output's logit (before its sigmoid or softmax) or the probability itself.
     steps : int

@@ -1,6 +1,6 @@
 """How faithful an explanation is to the model: its inputs masked in and out, fed back.
 
-The explanation's mask ``m`` (:func:`mirdeconv.explain.unit_masks`: the positive part
+The explanation's mask ``m`` (:func:`mirdeconv.explanations.unit_masks`: the positive part
 scaled to [0, 1], or a binary top-``top_percent`` mask) keeps the track's values, in the
 model input's domain, where it is 1 and puts digital silence ``b`` where it is 0:
 ``x_in = b + m (x - b)`` (masked in), ``x_out = b + (1 - m)(x - b)`` (masked out).  The

@@ -240,9 +240,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from . import audio as audio_mod
     from .explanations import explain
     from .explanations.files import save_explanation
+    from .explanations.sound import check_top_percent
     from .store import prepare_folder
 
     sound = options_from_args(SoundOptions, args)
+    if args.top_percent is not None:
+        check_top_percent(args.top_percent)       # before any work
     prepare_folder(args.out)
     y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
     model = _open_model(args)

@@ -296,6 +296,72 @@ def test_faithfulness_figures_equal_their_definitions(net):
         faithfulness(fm, e, steps=0)
 
 
+def test_a_waveform_model_and_a_padded_last_patch(keras):
+    """A raw-waveform tagger (silence is 0): saliency equals GradientTape through the track's
+    samples cut into patches inside the tape; integrated gradients stay complete when the last
+    patch passes the track's end (its padding is the same in the track and the baseline)."""
+    from mirdeconv.engine.patches import plan_patches
+    from mirdeconv.representations import Waveform
+
+    tf = backend.tensorflow()
+    keras.utils.set_random_seed(21)
+    L = keras.layers
+    inp = keras.Input((243, 1))
+    x = L.MaxPooling1D(3, name="p1")(L.Conv1D(4, 9, strides=3, activation="relu", name="c1")(inp))
+    x = L.Conv1D(5, 3, activation="relu", name="c2")(x)
+    logits = L.Dense(2, name="logits")(L.Flatten()(x))
+    model = keras.Model(inp, L.Activation("sigmoid")(logits))
+    rep = Waveform(sr=8000)
+    fm = from_keras(model, rep, labels=["a", "b"], layers=["c1", "c2"])
+    y = (0.5 * np.random.default_rng(3).standard_normal(700)).astype(np.float32)
+    track = rep.prepare(y, 8000)
+    e = explain(fm, track=track, tag="b")
+    n = track.frames.shape[0]
+    fm_starts = plan_patches(fm, n).starts
+    assert fm_starts[-1] + 243 > n                   # the last patch passes the end
+    sub = keras.Model(model.inputs, model.get_layer("logits").output)
+    X = tf.constant(track.frames[:, 0])
+    with tf.GradientTape() as tape:
+        tape.watch(X)
+        fill = tf.zeros([max(0, fm_starts[-1] + 243 - n)])        # a waveform's silence
+        padded = tf.concat([X, fill], 0)
+        P = tf.stack([padded[s:s + 243] for s in fm_starts])[..., None]
+        f = tf.reduce_mean(sub(P, training=False)[:, 1])
+    want = tape.gradient(f, X).numpy()
+    np.testing.assert_allclose(e.masks[0, :, 0], want, rtol=0, atol=1e-5 * np.abs(want).max())
+    ig = explain(fm, track=track, tag="b", method="integrated_gradients", steps=64)
+    delta = float(ig.scores[0] - ig.baseline_scores[0])
+    assert abs(ig.masks.sum() - delta) <= 0.01 * abs(delta) and ig.completeness[0] <= 0.01
+
+
+def test_what_cannot_be_explained_says_why(keras, net):
+    """Grad-CAM inside the fused first layer, integrated gradients or faithfulness for a model
+    that normalises its input by the track's statistics, tags of other types."""
+    from mirdeconv.errors import UnsupportedGraphError
+    from mirdeconv.explanations import faithfulness
+
+    model, fm, track = net
+    with pytest.raises(UnsupportedGraphError, match="inside the first layer.*take a later layer"):
+        explain(fm, track=track, tag="bass", method="gradcam", layer="c1")
+    normed = from_keras(model, fm.representation, labels=TAGS, layers=["c1"],
+                        input_normalization="track")
+    with pytest.raises(InvalidOptionError, match="normalises its input by the track's"):
+        explain(normed, track=track, tag="bass", method="integrated_gradients")
+    e = explain(normed, track=track, tag=np.int64(1))
+    assert e.tags == ["bass"]
+    with pytest.raises(InvalidOptionError, match="no fixed value to mask with"):
+        faithfulness(normed, e)
+    with pytest.raises(InvalidOptionError, match="a tag is a label or a class index; got True"):
+        explain(fm, track=track, tag=True)
+    with pytest.raises(InvalidOptionError, match="noise must be a non-negative number"):
+        explain(fm, track=track, tag=0, method="smoothgrad", noise="a")
+    unlabelled = from_keras(model, fm.representation, layers=["c1"])
+    with pytest.raises(InvalidOptionError, match="has no labels: give class indices \\(0..2\\)"):
+        explain(unlabelled, track=track, tag="bass")
+    with pytest.raises(InvalidOptionError, match="top_percent must be in"):
+        explanation_sound(e, top_percent="many")
+
+
 def test_every_method_is_a_row_of_the_table():
     assert list(ATTRIBUTIONS) == ["deconvnet", "guided", "saliency", "gradient_x_input",
                                   "integrated_gradients", "smoothgrad", "gradcam"]

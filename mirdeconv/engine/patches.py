@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -158,12 +159,15 @@ def plan_patches(model: FrozenModel, n_frames: int, stride: int = 1) -> Patching
     return Patching(patch_starts(n_frames, length, model.patch_hop, stride), length, n_frames)
 
 
-def patch_input(model: FrozenModel, frames: np.ndarray, patching: Patching, items: range
-                ) -> np.ndarray:
+def patch_input(model: FrozenModel, frames: np.ndarray, patching: Patching, items: Any,
+                fill: float | None = None) -> np.ndarray:
     """The model input of some patches, shape (len(items), *input_shape[1:]): each cut from
-    the (normalised) track, the last padded with the track's minimum, standardised when
-    the model standardises each patch."""
-    fill = model.representation.silence(frames)
+    the (normalised) track (``frames`` (n_frames, n_bands), or one frame (n_bands,) for
+    every frame), the last padded with ``fill`` (default: the track's minimum),
+    standardised when the model standardises each patch."""
+    if frames.ndim == 1:
+        frames = np.broadcast_to(frames, (patching.n_frames, len(frames)))
+    fill = model.representation.silence(frames) if fill is None else fill
     L = patching.length
     patches = np.full((len(items), L, frames.shape[1]), fill, np.float32)
     for j, i in enumerate(items):

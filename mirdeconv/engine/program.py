@@ -288,7 +288,8 @@ class Program:
         Raises
         ------
         UnsupportedGraphError
-            No backward signal reaches ``tensor`` (it does not lie between them).
+            No backward signal reaches ``tensor`` (it does not lie between them, or inside the
+            fused first layer).
         """
         tf = self.tf
         tensor, outputs = tensor_name(tensor), {t for st in self.steps for t in st.outputs}
@@ -298,6 +299,10 @@ class Program:
             node = self.graph.nodes.get(node_name(tensor))
         if tensor not in outputs:
             raise UnsupportedGraphError(f"{tensor} does not lie between the input and {self.layer}")
+        if any(tensor in st.outputs and id(st) in self.fused_skipped for st in self.steps):
+            raise UnsupportedGraphError(
+                f"{tensor} lies inside the first layer, which the engine folds into the pool "
+                "above it: no gradient is computed there; take a later layer")
         if tensor not in self._to_fns:
             self._to_fns[tensor] = tf.function(lambda sv, g: self._to(sv, g, tensor),
                                                reduce_retracing=True, autograph=False)

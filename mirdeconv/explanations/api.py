@@ -11,6 +11,7 @@ frames (the padded end of the last patch left out).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,7 +27,11 @@ from ..representations import TrackInput
 from .methods import Attribution, Batch, Settings, attribution
 from .targets import OutputTarget, output_target, tag_indices
 
-__all__ = ["Explanation", "explain", "track_inputs", "patch_outputs", "BATCH_FRAMES", "BATCH_ITEMS"]
+__all__ = ["Explanation", "explain", "track_inputs", "patch_outputs", "patch_fill", "has_silence",
+           "silence_frame", "BATCH_FRAMES", "BATCH_ITEMS", "TAGS_PER_PASS"]
+
+#: Tags whose backward passes run together (memory grows with them).
+TAGS_PER_PASS = 4
 
 #: Input frames that go through the model together (patches x inputs per patch), at most
 #: :data:`BATCH_ITEMS` items.  Every batch of a model has the same size (the last one
@@ -144,51 +149,95 @@ def explain(
     target = output_target(model, output)
     idx = None if tag is None else tag_indices(model, tag, target.n_classes)
     info = _layer(model, row, layer)
+    if row.baseline and not has_silence(model):
+        raise InvalidOptionError(
+            f"{row.name} starts from digital silence, which has no fixed value for {model.name}: "
+            "it normalises its input by the track's or each patch's own statistics")
     track = track_input(model, audio, sr, track)
     frames, base, patching = track_inputs(model, track)
     prog = compiled_tensor(model, target.tensor, 1, row.rule, "float32")
     if idx is None:
         _, probs = _scores(model, target, frames, patching, list(range(target.n_classes)))
         idx = [int(np.argmax(probs))]
-    n_items, per_patch = len(patching.starts), row.count(settings)
-    work = [(i, k) for i in range(n_items) for k in range(per_patch)]
-    size = _batch_size(patching)
     masks = np.zeros((len(idx), *frames.shape), np.float32)
     total = np.zeros(len(idx), np.float64)
-    bar = Progress(progress, -(-len(work) // size), f"{model.name} ({method})", "batch")
+    n_batches = -(-len(patching.starts) * row.count(settings) // _batch_size(patching))
+    bar = Progress(progress, n_batches * -(-len(idx) // TAGS_PER_PASS), f"{model.name} ({method})",
+                   "batch")
     with bar:
-        for b0 in range(0, len(work), size):
-            part = work[b0:b0 + size]
-            part += [part[-1]] * (size - len(part))          # padded: its seeds are zero
-            items, k = np.array([w[0] for w in part]), np.array([w[1] for w in part])
-            seeds = np.zeros((len(idx), size, target.n_classes), np.float32)
-            seeds[np.arange(len(idx)), :, idx] = 1.0 / (n_items * per_patch)
-            seeds[:, min(size, len(work) - b0):] = 0.0
-            bt = Batch(model, prog, patch_input(model, frames, patching, items),
-                       patch_input(model, base, patching, items), items, k, seeds, settings, info)
-            g = row.contribution(row, bt)                                     # T, B, *input
-            total += g.reshape(len(idx), -1).sum(axis=1)
-            _add_patches(masks, model.from_input(g), patching, items)
-            bar.update(1)
+        for t0 in range(0, len(idx), TAGS_PER_PASS):
+            sel = slice(t0, t0 + TAGS_PER_PASS)
+            job = Batch(model, prog, frames, base, np.array(idx[sel]), target.n_classes,
+                        settings, info)
+            total[sel] = _attribute(row, job, patching, masks[sel], bar)
     scores, probs = _scores(model, target, frames, patching, idx)
     base_scores = completeness = None
     if row.name == "integrated_gradients":
-        base_scores, _ = _scores(model, target, base, patching, idx)
+        base_scores, _ = _scores(model, target, base, patching, idx, fill=patch_fill(model, frames))
         delta = scores.astype(np.float64) - base_scores
         completeness = (np.abs(total - delta) / np.maximum(np.abs(delta), 1e-12)).astype(np.float32)
     labels = list(model.labels or [])
     names = [labels[i] if i < len(labels) else str(i) for i in idx]
     return Explanation(masks, names, idx, scores, probs, base_scores, completeness, method, output,
-                       settings, n_items, track, model.name)
+                       settings, len(patching.starts), track, model.name)
+
+
+def _attribute(row: Attribution, job: Batch, patching: Patching, masks: np.ndarray,
+               bar: Progress) -> np.ndarray:
+    """Add the attributions of ``job.tags`` into ``masks`` (T, n_frames, n_bands), batch by
+    batch (every batch the same size, the last padded with seeds of zero); returns their
+    sums over every patch's whole input, (T,)."""
+    model, n_items, per_patch = job.model, len(patching.starts), row.count(job.settings)
+    size, n_work = _batch_size(patching), len(patching.starts) * per_patch
+    fill = patch_fill(model, job.frames)               # the baseline's patches padded as the track's
+    total = np.zeros(len(job.tags), np.float64)
+    for b0 in range(0, n_work, size):
+        w = np.minimum(np.arange(b0, b0 + size), n_work - 1)
+        items, k = w // per_patch, w % per_patch
+        seeds = np.zeros((len(job.tags), size, job.n_classes), np.float32)
+        seeds[np.arange(len(job.tags)), :, job.tags] = 1.0 / (n_items * per_patch)
+        seeds[:, min(size, n_work - b0):] = 0.0
+        bt = dataclasses.replace(job, x=patch_input(model, job.frames, patching, items),
+                                 b=patch_input(model, job.base, patching, items, fill=fill),
+                                 items=items, k=k, seeds=seeds)
+        g = row.contribution(row, bt)                                         # T, B, *input
+        total += g.reshape(len(job.tags), -1).sum(axis=1)
+        _add_patches(masks, model.from_input(g), patching, items)
+        bar.update(1)
+    return total
+
+
+def patch_fill(model: FrozenModel, frames: np.ndarray) -> float:
+    """What pads the track's last patch (and so the baseline's): the representation's
+    silence for the track (its minimum; a waveform's zero)."""
+    return float(model.representation.silence(frames))
 
 
 def track_inputs(model: FrozenModel, track: TrackInput) -> tuple[np.ndarray, np.ndarray, Patching]:
-    """The track's frames normalised as the model asks, digital silence on the same grid
-    (the baseline), float32 (n_frames, n_bands) both, and the patches the model takes."""
+    """The track's frames normalised as the model asks, float32 (n_frames, n_bands); digital
+    silence (the baseline), one frame (n_bands,) that broadcasts over them; the patches the
+    model takes."""
     frames = normalize_track(model, track.frames)
     n = frames.shape[0]
     patching = Patching([0], n, n) if model.input_length is None else plan_patches(model, n)
-    return frames, _silence(model, track, frames.shape), patching
+    return frames, silence_frame(model), patching
+
+
+def has_silence(model: FrozenModel) -> bool:
+    """Digital silence has one value in the model's input domain: the model normalises
+    nothing by the track's or the patch's own statistics."""
+    return model.input_normalization in (None, "none") and not model.standardizes
+
+
+def silence_frame(model: FrozenModel) -> np.ndarray:
+    """Digital silence through the model's representation: one frame, float32 (n_bands,)
+    (a waveform's: zero).  For a model that normalises its input by the track's or the
+    patch's statistics (:func:`has_silence` false) this is the unnormalised value."""
+    rep = model.representation
+    if rep.kind == "waveform":
+        return np.zeros(rep.n_bands, np.float32)
+    one = rep.frames_from_stft(np.zeros((rep.n_bins, 1), np.complex64))[0]
+    return np.where(np.isfinite(one), one, 0.0).astype(np.float32)
 
 
 def _layer(model: FrozenModel, row: Attribution, layer: str | int | None) -> LayerInfo | None:
@@ -208,17 +257,6 @@ def _batch_size(patching: Patching) -> int:
     return max(1, min(BATCH_ITEMS, BATCH_FRAMES // patching.length))
 
 
-def _silence(model: FrozenModel, track: TrackInput, shape: tuple[int, int]) -> np.ndarray:
-    """Digital silence through the model's representation (and its normalisation), frames
-    of ``shape``: the baseline of integrated gradients."""
-    rep = model.representation
-    one = (rep.frames_from_stft(np.zeros((rep.n_bins, 1), np.complex64))[0]
-           if hasattr(rep, "frames_from_stft") else np.zeros(shape[1], np.float32))
-    frames = np.broadcast_to(np.asarray(one, np.float32), shape).copy()
-    frames = normalize_track(model, frames)
-    return np.where(np.isfinite(frames), frames, 0.0).astype(np.float32)
-
-
 def _add_patches(masks: np.ndarray, g: np.ndarray, patching: Patching, items: np.ndarray) -> None:
     """Add items' attributions ``g`` (T, B, length, bands) at their patches' frames."""
     n = masks.shape[1]
@@ -228,23 +266,25 @@ def _add_patches(masks: np.ndarray, g: np.ndarray, patching: Patching, items: np
         masks[:, s:stop] += g[:, j, :stop - s]
 
 
-def patch_outputs(model: FrozenModel, tensor: str, frames: np.ndarray, patching: Patching
-                  ) -> np.ndarray:
-    """A class output ``tensor`` for every patch of ``frames`` (the plain forward pass):
+def patch_outputs(model: FrozenModel, tensor: str, frames: np.ndarray, patching: Patching,
+                  fill: float | None = None) -> np.ndarray:
+    """A class output ``tensor`` for every patch of ``frames`` (the plain forward pass; a
+    last patch that passes the end padded with ``fill``, default the frames' minimum):
     float64, shape (n_patches, n_classes)."""
     size, n = _batch_size(patching), len(patching.starts)
     acts = []
     for a in range(0, n, size):
         items = [min(i, n - 1) for i in range(a, a + size)]     # padded with the last
-        act = run_graph(model, patch_input(model, frames, patching, items), tensor)
+        act = run_graph(model, patch_input(model, frames, patching, items, fill=fill), tensor)
         acts.append(np.asarray(act, np.float64).reshape(size, -1)[:n - a])
     return np.concatenate(acts)
 
 
 def _scores(model: FrozenModel, target: OutputTarget, frames: np.ndarray,
-            patching: Patching, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            patching: Patching, idx: list[int], fill: float | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """The explained output and the probability of each tag, averaged over the patches."""
-    act = patch_outputs(model, target.tensor, frames, patching)
+    act = patch_outputs(model, target.tensor, frames, patching, fill)
     prob = act if target.output == "probability" else _squash(model, target, act)
     return (act[:, idx].mean(axis=0).astype(np.float32),
             prob[:, idx].mean(axis=0).astype(np.float32))

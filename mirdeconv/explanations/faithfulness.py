@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import InvalidOptionError
 from ..model import FrozenModel
-from .api import Explanation, patch_outputs, track_inputs
+from .api import Explanation, has_silence, patch_fill, patch_outputs, track_inputs
+from .methods import positive_int
 from .sound import unit_masks
 from .targets import output_target
 
@@ -131,17 +132,25 @@ def faithfulness(model: FrozenModel, expl: Explanation, *, steps: int = 20,
     Raises
     ------
     InvalidOptionError
-        ``steps`` not a positive integer; ``expl`` of another model.
+        ``steps`` not a positive integer; ``expl`` of another model; a model whose output is
+        no probability, or whose input has no fixed silence.
     """
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InvalidOptionError(f"steps must be a positive integer; got {steps!r}")
+    positive_int("steps", steps)
     if expl.model_name != model.name:
         raise InvalidOptionError(f"the explanation is of {expl.model_name}, not of {model.name}")
     target = output_target(model, "probability")
+    if not target.squash:
+        raise InvalidOptionError(f"{model.name}'s output is no sigmoid or softmax: the figures "
+                                 "need probabilities")
+    if not has_silence(model):
+        raise InvalidOptionError(f"{model.name} normalises its input by the track's or each "
+                                 "patch's statistics: silence has no fixed value to mask with")
     x, b, patching = track_inputs(model, expl.track)
+    fill = patch_fill(model, x)
 
     def probs(frames: np.ndarray) -> np.ndarray:
-        return patch_outputs(model, target.tensor, frames.astype(np.float32), patching).mean(axis=0)
+        return patch_outputs(model, target.tensor, frames.astype(np.float32), patching,
+                             fill).mean(axis=0)
 
     idx = expl.indices
     full = probs(x)

@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 
 from ..engine import Program, run_graph
-from ..errors import InvalidOptionError, UnsupportedGraphError
+from ..errors import InvalidOptionError
 from ..graph import LayerInfo
 from ..model import FrozenModel
 
-__all__ = ["Settings", "Batch", "Attribution", "ATTRIBUTIONS", "attribution", "bilinear_weights"]
+__all__ = ["Settings", "positive_int", "Batch", "Attribution", "ATTRIBUTIONS", "attribution",
+           "bilinear_weights"]
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,20 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("steps", "samples"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise InvalidOptionError(f"{name} must be a positive integer; got {v!r}")
-        if not np.isfinite(self.noise) or self.noise < 0:
+            positive_int(name, getattr(self, name))
+        try:
+            ok = not isinstance(self.noise, bool) and np.isfinite(float(self.noise)) and self.noise >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise InvalidOptionError(f"noise must be a non-negative number; got {self.noise!r}")
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as a positive int, or an :class:`InvalidOptionError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidOptionError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
 
 
 #: ``(x, b, items, k, settings) -> inputs``: the k-th input of each patch (arrays (B, ...);
@@ -90,19 +100,25 @@ def _noisy(x: np.ndarray, b: np.ndarray, items: np.ndarray, k: np.ndarray, s: Se
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch of the work: patches ``x`` (B, *input) and their baselines ``b``, which
-    patch (``items``) and which of its inputs (``k``) each is, the ``seeds`` (T, B, classes)
-    of the program from the explained output, and the Grad-CAM ``layer``."""
+    """One batch of the work on some tags: the track's (normalised) ``frames``, the
+    baseline's ``base`` frame, the classes ``tags`` (T,) and the output's ``n_classes``; then
+    per batch the patches ``x`` (B, *input) and their baselines ``b``, which patch
+    (``items``) and which of its inputs (``k``) each is, and the ``seeds`` (T, B, classes)
+    of the ``program`` from the explained output; the Grad-CAM ``layer``."""
 
     model: FrozenModel
     program: Program
-    x: np.ndarray
-    b: np.ndarray
-    items: np.ndarray
-    k: np.ndarray
-    seeds: np.ndarray
+    frames: np.ndarray
+    base: np.ndarray
+    tags: np.ndarray
+    n_classes: int
     settings: Settings
     layer: LayerInfo | None
+    x: np.ndarray | None = None
+    b: np.ndarray | None = None
+    items: np.ndarray | None = None
+    k: np.ndarray | None = None
+    seeds: np.ndarray | None = None
 
 
 def _gradient(row: Attribution, bt: Batch) -> np.ndarray:
@@ -115,7 +131,8 @@ def _gradient(row: Attribution, bt: Batch) -> np.ndarray:
 class Attribution:
     """One method: the engine's ``rule``, how many ``count(settings)`` inputs per patch and
     which (``inputs``), the ``weight(x, b)`` that multiplies the mean gradient, and the
-    batch's ``contribution`` (T, B, *input) made of them; ``layer``: it needs a layer."""
+    batch's ``contribution`` (T, B, *input) made of them; ``layer``: it needs a layer;
+    ``baseline``: it starts from digital silence."""
 
     name: str
     rule: str
@@ -125,6 +142,7 @@ class Attribution:
     weight: Callable[[np.ndarray, np.ndarray], np.ndarray | float] = lambda x, b: 1.0
     contribution: Callable[[Any, Batch], np.ndarray] = _gradient
     layer: bool = False
+    baseline: bool = False
 
 
 def bilinear_weights(n_out: int, n_in: int) -> np.ndarray:
@@ -141,9 +159,6 @@ def bilinear_weights(n_out: int, n_in: int) -> np.ndarray:
 def _gradcam(row: Attribution, bt: Batch) -> np.ndarray:
     """Grad-CAM of the batch's patches at ``bt.layer``, on the input's grid (T, B, *input)."""
     info = bt.layer
-    if set(info.axes) - set("NTFC1"):
-        raise UnsupportedGraphError(f"layer {info.name} has axes {info.axes}: Grad-CAM needs "
-                                    "time, frequency and features only")
     A = run_graph(bt.model, bt.x, info.tensor)                                 # B, *layer
     _, saved, _, _ = bt.program.forward(bt.x)
     dA = bt.program.backward_to(saved, bt.seeds, info.tensor)                  # T, B, *layer
@@ -155,7 +170,7 @@ def _gradcam(row: Attribution, bt: Batch) -> np.ndarray:
     dA = dA.reshape(dA.shape[:len(order) + 2])                                 # T, B, C, T(, F)
     alpha = dA.reshape(dA.shape[:3] + (-1,)).mean(axis=-1)                    # T, B, C
     cam = np.maximum(np.einsum("tbc,bc...->tb...", alpha, A), 0.0)             # T, B, T'(, F')
-    length, bands = bt.x.shape[1:3] if bt.model.input_axes.startswith("NT") else bt.x.shape[2:0:-1]
+    length, bands = bt.model.from_input(bt.x[:1]).shape[1:3]
     cam = np.einsum("ti,...ij->...tj", bilinear_weights(length, cam.shape[2]),
                     cam if cam.ndim == 4 else cam[..., None])
     fw = bilinear_weights(bands, cam.shape[-1])
@@ -173,7 +188,7 @@ ATTRIBUTIONS: dict[str, Attribution] = {a.name: a for a in (
     Attribution("integrated_gradients", "saliency",
                 "the gradient along the path from silence to the track, times their difference "
                 "(Sundararajan et al.)", count=lambda s: s.steps, inputs=_path,
-                weight=lambda x, b: x - b),
+                weight=lambda x, b: x - b, baseline=True),
     Attribution("smoothgrad", "saliency", "the gradient averaged over noisy copies (Smilkov et al.)",
                 count=lambda s: s.samples, inputs=_noisy),
     Attribution("gradcam", "saliency", "the layer's maps weighted by their mean gradient "

@@ -2,7 +2,8 @@
 
 The explanation's mask (positive part by default, :data:`mirdeconv.options.SIGNS`) is
 scaled to [0, 1] by its largest value, or, with ``top_percent``, kept as 1 on the strongest
-``top_percent`` % of its positive values and 0 elsewhere; the complement is one minus it.
+``top_percent`` % of its positive values and 0 elsewhere; the complement is one minus its
+positive part.
 Both multiply the track's STFT as the auralisation of a feature does
 (:func:`mirdeconv.auralisation.auralise_masks`).
 """
@@ -18,10 +19,21 @@ from ..errors import InvalidOptionError
 from ..options import SoundOptions
 from .api import Explanation
 
-__all__ = ["EXPLANATION_SOUND", "unit_masks", "explanation_sound"]
+__all__ = ["EXPLANATION_SOUND", "check_top_percent", "unit_masks", "explanation_sound"]
 
 #: Sound options of class explanations: the positive part of the mask.
 EXPLANATION_SOUND = SoundOptions(sign="positive")
+
+
+def check_top_percent(top_percent: object) -> float:
+    """``top_percent`` as a float in (0, 100], or an :class:`InvalidOptionError`."""
+    try:
+        value = float(top_percent)                # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(top_percent, bool) or not 0 < value <= 100:
+        raise InvalidOptionError(f"top_percent must be in (0, 100]; got {top_percent!r}")
+    return value
 
 
 def unit_masks(masks: np.ndarray, sign: str = EXPLANATION_SOUND.sign,
@@ -35,8 +47,7 @@ def unit_masks(masks: np.ndarray, sign: str = EXPLANATION_SOUND.sign,
     """
     m = apply_sign(np.asarray(masks, np.float32), sign)
     if top_percent is not None:
-        if not 0 < top_percent <= 100:
-            raise InvalidOptionError(f"top_percent must be in (0, 100]; got {top_percent!r}")
+        top_percent = check_top_percent(top_percent)
         out = np.zeros_like(m)
         for t, mt in enumerate(m):
             pos = mt[mt > 0]
@@ -70,6 +81,6 @@ def explanation_sound(expl: Explanation, *, sound: SoundOptions = EXPLANATION_SO
     """
     m = unit_masks(expl.masks, sound.sign, top_percent)
     plain = dataclasses.replace(sound, sign="signed", reading="mask")
-    both = np.concatenate([m, 1.0 - m])
+    both = np.concatenate([m, 1.0 - np.maximum(m, 0.0)])     # a signed mask's complement too
     out, out_sr, _ = auralise_masks(both, expl.track, audio=audio, sr=sr, sound=plain)
     return out[:len(m)], out[len(m):], out_sr

@@ -11,6 +11,8 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import InvalidOptionError, UnsupportedGraphError
 from ..graph import node_name
 from ..model import FrozenModel
@@ -85,21 +87,26 @@ def tag_indices(model: FrozenModel, tags: str | int | Sequence[str | int], n_cla
         A label the model does not have (the closest ones named), an index out of range, or
         no tag at all.
     """
-    items = [tags] if isinstance(tags, (str, int)) else list(tags)
+    items = [tags] if isinstance(tags, (str, int, np.integer)) else list(tags)
     if not items:
         raise InvalidOptionError("give at least one tag to explain")
     labels = list(model.labels or [])
     lower = {lab.lower(): i for i, lab in enumerate(labels)}
     out = []
     for t in items:
+        if isinstance(t, bool) or not isinstance(t, (str, int, np.integer)):
+            raise InvalidOptionError(f"a tag is a label or a class index; got {t!r}")
         if isinstance(t, str) and t.strip().lower() in lower:
             out.append(lower[t.strip().lower()])
-        elif isinstance(t, int) or (isinstance(t, str) and t.strip().isdigit()):
+        elif isinstance(t, (int, np.integer)) or t.strip().isdigit():
             i = int(t)
             if not 0 <= i < n_classes:
                 raise InvalidOptionError(
                     f"tag index {i} is out of range: {model.name} has {n_classes} classes")
             out.append(i)
+        elif not labels:
+            raise InvalidOptionError(f"{model.name} has no labels: give class indices "
+                                     f"(0..{n_classes - 1})")
         else:
             near = difflib.get_close_matches(str(t).lower(), list(lower), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(labels[lower[n]]) for n in near)}?" if near \

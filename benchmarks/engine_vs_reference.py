@@ -12,10 +12,8 @@ Run: python benchmarks/engine_vs_reference.py
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
+from timing import REPEATS, median_ms, side_by_side_ms  # a script beside this one
 
 from mirdeconv import backend
 from mirdeconv.adapters.keras import from_keras
@@ -28,7 +26,6 @@ keras = backend.keras()
 BANDS, FRAMES = 96, 256
 CHANNELS = (32, 32, 64, 64, 64)
 LAYER = 3
-REPEATS = 5
 
 
 def build(seed: int = 2016):
@@ -71,29 +68,6 @@ def reference_fn(model, target: str):
         return tape.gradient(obj, xt)
 
     return run
-
-
-def median_ms(fn, repeats: int = REPEATS) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
-def side_by_side_ms(fns: list, repeats: int = REPEATS) -> list[float]:
-    """Median ms of each function, timed in alternation so that all see the same machine load."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [1000 * statistics.median(ts) for ts in times]
 
 
 def conv_flops(h, w, cin, cout, k=3):

@@ -14,7 +14,7 @@ The parent process builds the net once and saves its weights and the input to a 
 one after the other (``python benchmarks/peers.py --worker NAME --data IN.npz --out OUT.npz``):
 it loads the arrays, builds its own copy of the net in its own framework (truncated at
 ``pool3``: every implementation computes layer 3 and nothing above it), and times the median of
-5 runs of computing all 64 channels' maps after one warm-up run (``engine_vs_reference.median_ms``;
+5 runs of computing all 64 channels' maps after one warm-up run (``timing.median_ms``;
 the PyTorch process uses a copy of it so that TensorFlow is not imported beside PyTorch).  It
 writes the maps, shape (64, 96, 256), and its times to another ``.npz``.  The implementations:
 
@@ -84,17 +84,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from timing import median_ms  # a script beside this one
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("deconvnet", "guided")
@@ -207,7 +206,7 @@ def worker_mirdeconv(d: dict[str, Any]) -> Maps:
                               method=m, target="max")
 
         masks = run().masks                                           # (c, frames, bands)
-        out[method] = (fm.to_input(masks)[..., 0], ev.median_ms(run), "")
+        out[method] = (fm.to_input(masks)[..., 0], median_ms(run), "")
     return out
 
 
@@ -223,12 +222,12 @@ def worker_tf_reference(d: dict[str, Any]) -> Maps:
     def run() -> np.ndarray:
         return ref(x).numpy()
 
-    return {"deconvnet": (run()[..., 0], ev.median_ms(run), "tf.function, input tiled 64x")}
+    return {"deconvnet": (run()[..., 0], median_ms(run), "tf.function, input tiled 64x")}
 
 
 def worker_tf_keras_vis(d: dict[str, Any]) -> Maps:
     """tf-keras-vis ``Saliency`` with a deconvnet / ``GuidedBackpropagation`` model modifier."""
-    ev = _harness()
+    _harness()                       # TensorFlow, Essentia first
     import tensorflow as tf
     from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.utils.model_modifiers import GuidedBackpropagation, ModelModifier
@@ -252,13 +251,13 @@ def worker_tf_keras_vis(d: dict[str, Any]) -> Maps:
             return s(lambda o: _own_channel_max(tf, o), xt, gradient_modifier=None,
                      keepdims=True, normalize_map=False)
 
-        out[method] = (run()[..., 0], ev.median_ms(run), f"eager, input tiled {c}x")
+        out[method] = (run()[..., 0], median_ms(run), f"eager, input tiled {c}x")
     return out
 
 
 def worker_xplique(d: dict[str, Any]) -> Maps:
     """Xplique ``DeconvNet`` / ``GuidedBackprop`` on the channel-maxima head, one-hot targets."""
-    ev = _harness()
+    _harness()                       # TensorFlow, Essentia first
     import tensorflow as tf
     from xplique.attributions import DeconvNet, GuidedBackprop
 
@@ -273,19 +272,8 @@ def worker_xplique(d: dict[str, Any]) -> Maps:
         def run(e: Any = explainer) -> np.ndarray:
             return np.asarray(e.explain(xt, targets))
 
-        out[method] = (run()[..., 0], ev.median_ms(run), f"one batch of {c}, one-hot targets")
+        out[method] = (run()[..., 0], median_ms(run), f"one batch of {c}, one-hot targets")
     return out
-
-
-def _median_ms_torch(fn: Callable[[], Any], repeats: int = 5) -> float:
-    """``engine_vs_reference.median_ms`` (one warm-up, median of ``repeats``), TensorFlow-free."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
 
 
 def worker_captum(d: dict[str, Any]) -> Maps:
@@ -324,7 +312,7 @@ def worker_captum(d: dict[str, Any]) -> Maps:
     out: Maps = {}
     for method, cls in (("deconvnet", NeuronDeconvolution), ("guided", NeuronGuidedBackprop)):
         attr = cls(net, net[-1])
-        timed = {k: _median_ms_torch(lambda a=attr, k=k: maps(a, k)) for k in CAPTUM_CHUNKS if n % k == 0}
+        timed = {k: median_ms(lambda a=attr, k=k: maps(a, k)) for k in CAPTUM_CHUNKS if n % k == 0}
         best = min(timed, key=timed.__getitem__)
         tried = ", ".join(f"{k}: {ms:.0f} ms" for k, ms in timed.items())
         out[method] = (maps(attr, best), timed[best],
@@ -349,7 +337,7 @@ def worker_eager_loop(d: dict[str, Any]) -> Maps:
             grads.append(tape.gradient(score, x)[0, :, :, 0].numpy())
         return np.stack(grads)
 
-    return {"deconvnet": (run(), ev.median_ms(run), "eager, one forward + backward per channel")}
+    return {"deconvnet": (run(), median_ms(run), "eager, one forward + backward per channel")}
 
 
 WORKERS: dict[str, Callable[[dict[str, Any]], Maps]] = {

@@ -1,0 +1,82 @@
+"""The ``mirdeconv`` command.
+
+Its option flags (``--method``, ``--target``, ``--reading`` ...) and their help are generated
+from :mod:`mirdeconv.options`, the one place where choices and defaults live.  The commands
+are rows of :data:`COMMANDS`; their code is in :mod:`.features` (feature maps),
+:mod:`.outputs` (a model's outputs) and :mod:`.tools` (models and the app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .. import backend
+from ..errors import MirdeconvError
+from . import features, outputs, tools
+from .common import add_option_flags, model_args, no_args, options_from_args
+
+__all__ = ["main", "build_parser", "add_option_flags", "options_from_args", "COMMANDS"]
+
+#: The commands: name -> (function, help, arguments).
+COMMANDS: dict[str, tuple[Any, str, Any]] = {
+    "layers": (features.cmd_layers, "list a model's feature layers", model_args),
+    "deconvolve": (features.cmd_deconvolve, "deconvolve features of a layer for a track",
+                   features.deconvolve_args),
+    "auralise": (features.cmd_auralise, "auralise every feature of layers for many tracks (the "
+                                        "batch job: audio, grids, index.parquet)",
+                 features.auralise_args),
+    "index": (features.cmd_index, "check (or --repair) a batch folder's index against its files",
+              features.index_args),
+    "probes": (features.cmd_probes, "write the probe stimuli (chords, drums, notes, onsets) with "
+                                    "their annotations", features.probes_args),
+    "analyse": (features.cmd_analyse, "describe and label every feature (probe set or tracks): "
+                                      "features.parquet and an HTML report", features.analyse_args),
+    "predict": (outputs.cmd_predict, "a model's top tags (or tempo, or pitch) for a track",
+                outputs.predict_args),
+    "explain": (outputs.cmd_explain, "which parts of a track made the model say a tag: the "
+                                     "explanation's mask, picture, sound and complement",
+                outputs.explain_args),
+    "sanity": (outputs.cmd_sanity, "do the explanations and auralisations depend on what the "
+                                   "model learned? cascading randomisation and selectivity: "
+                                   "sanity.json, .md, .png", outputs.sanity_args),
+    "zoo": (tools.cmd_zoo, "pretrained models (musicnn/vgg, MTT/MSD)", tools.zoo_args),
+    "plugins": (tools.cmd_plugins, "every model plugin and adapter found, with its status", no_args),
+    "models": (tools.cmd_models, "every model id that load_model and the CLI accept", no_args),
+    "demo": (tools.cmd_demo, "deconvolve a demo track through Choi's vggnet5", tools.demo_args),
+    "app": (tools.cmd_app, "serve the Streamlit app", tools.app_args),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    verbose_help = ("let TensorFlow's and the dependencies' log lines through "
+                    "(also MIRDECONV_VERBOSE=1)")
+    common = argparse.ArgumentParser(add_help=False)   # --verbose after the command, too
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                        help=verbose_help)
+    parser = argparse.ArgumentParser(
+        prog="mirdeconv",
+        description="See and hear what the feature maps of music CNNs respond to "
+                    "(Zeiler-Fergus deconvolution, Choi et al. 2016).")
+    parser.add_argument("--verbose", "-v", action="store_true", default=None, help=verbose_help)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (func, text, add_args) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text, parents=[common])
+        p.set_defaults(func=func)
+        add_args(p)
+    return parser
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mirdeconv`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        backend.quiet_mode(args.verbose)
+        return int(args.func(args) or 0)
+    except MirdeconvError as exc:
+        print(f"mirdeconv: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mirdeconv: interrupted", file=sys.stderr)
+        return 130

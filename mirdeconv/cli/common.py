@@ -1,0 +1,106 @@
+"""What the commands share: option flags generated from :mod:`mirdeconv.options`, the model's
+arguments, and opening the model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from ..errors import MirdeconvError
+from ..model import INPUT_AXES
+from ..options import DeconvOptions, choices, parse_size
+from ..representations import presets
+
+__all__ = ["add_option_flags", "options_from_args", "model_args", "model_options", "open_model",
+           "selection_args", "truncation_arg", "no_args", "plural"]
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except MirdeconvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None
+                     ) -> None:
+    """Add a flag per field of an options class (``--method``, ``--output-sr`` ...), with its
+    choices, default and help from :mod:`mirdeconv.options`."""
+    for c in choices(cls, only):
+        names = ["--" + c.name.replace("_", "-")] + ([c.short] if c.short else [])
+        if c.table is not None:
+            p.add_argument(*names, dest=c.name, choices=list(c.table), default=c.default,
+                           help=f"{c.help} (default: {c.default})".replace("%", "%%"))
+        else:
+            p.add_argument(*names, dest=c.name, type=_size, default=c.default,
+                           help=c.help.replace("%", "%%"))
+
+
+def options_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """The options object from the parsed flags (fields without a flag keep their default);
+    the memory budget is checked here, before any work."""
+    opts = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if hasattr(args, f.name)})
+    if isinstance(opts, DeconvOptions):
+        _ = opts.budget          # a bad MIRDECONV_MEMORY is refused now
+    return opts
+
+
+def plural(count: int, word: str) -> str:
+    """``1 track``, ``2 tracks``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file (.keras, .h5, .pb), zoo name (mtt-musicnn, ...) or "
+                                 "plugin id (musicnn:mtt-vgg, see `mirdeconv models`)")
+    p.add_argument("--representation", "-r",
+                   help=f"input representation: a preset ({', '.join(presets())}) or a JSON "
+                        "file; default: NAME.mirdeconv.json beside the model")
+    p.add_argument("--input-axes", choices=INPUT_AXES, help="model input layout")
+    p.add_argument("--input", help="input tensor of a frozen graph (.pb)")
+    p.add_argument("--output", help="the prediction tensor of a frozen graph (.pb)")
+    p.add_argument("--algorithm", help="Essentia's input algorithm of a frozen graph "
+                                       "(TensorflowPredictMusiCNN, TempoCNN, ...)")
+    p.add_argument("--input-length", type=int,
+                   help="frames per input patch, when the model's input leaves it free")
+    p.add_argument("--adapter", help="open the model with this adapter (keras, essentia, pb, ...)")
+    p.add_argument("--allow-unsafe", action="store_true",
+                   help="let Lambda layers in a Keras file run (only for files you trust)")
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """load_model options from the command line's model arguments."""
+    opts: dict[str, Any] = {"representation": args.representation}
+    for key in ("input_axes", "input", "output", "algorithm", "input_length", "adapter"):
+        if getattr(args, key):
+            opts[key] = getattr(args, key)
+    if args.allow_unsafe:
+        opts["allow_unsafe"] = True
+    return opts
+
+
+def open_model(args: argparse.Namespace) -> Any:
+    from ..loading import load_model
+
+    return load_model(args.model, **model_options(args))
+
+
+def selection_args(p: argparse.ArgumentParser, many_layers: bool) -> None:
+    if many_layers:
+        p.add_argument("--layers", default="all",
+                       help="'all' or comma-separated layer names (default: all)")
+    else:
+        p.add_argument("--layer", "-l", required=True, help="layer name (see `mirdeconv layers`)")
+    p.add_argument("--features", "-f", default="all",
+                   help="e.g. 0-63, 3,5,10-12 or all (default: all)")
+
+
+def truncation_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="use what decodes of a file that is cut short (refused by default)")
+
+
+def no_args(p: argparse.ArgumentParser) -> None:
+    pass

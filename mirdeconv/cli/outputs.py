@@ -1,0 +1,155 @@
+"""The commands about a model's outputs: predict, explain, sanity."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..options import SIGNS, SoundOptions
+from ..prediction import TOP
+from .common import add_option_flags, model_args, open_model, options_from_args, plural, truncation_arg
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .. import audio as audio_mod
+    from ..prediction import predict, summary
+
+    y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
+    model = open_model(args)
+    act, labels, how = predict(model, y, sr)
+    print(f"{model.name} on {args.audio} ({len(act)} patches, through {how}):")
+    for name, value in summary(act, labels, model.task, args.top):
+        print(f"  {name:<24} {value}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .. import audio as audio_mod
+    from ..explanations import explain
+    from ..explanations.files import save_explanation
+    from ..explanations.sound import check_top_percent
+    from ..store import prepare_folder
+
+    sound = options_from_args(SoundOptions, args)
+    if args.top_percent is not None:
+        check_top_percent(args.top_percent)       # before any work
+    prepare_folder(args.out)
+    y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
+    model = open_model(args)
+    tags = [int(t) if t.isdigit() else t for t in args.tag] if args.tag else None
+    expl = explain(model, y, sr, tag=tags, method=args.method, output=args.target,
+                   steps=args.steps, samples=args.samples, noise=args.noise, seed=args.seed,
+                   layer=args.layer, progress=True)
+    figures = None
+    if args.faithfulness:
+        from ..explanations import faithfulness
+
+        figures = faithfulness(model, expl, top_percent=args.top_percent).table()
+    out = Path(args.out) / Path(args.audio).stem / args.method
+    files = save_explanation(expl, out, sound=sound, top_percent=args.top_percent, audio=y, sr=sr,
+                             png=not args.no_png, figures=figures)
+    for t, tag in enumerate(expl.tags):
+        extra = ("" if expl.completeness is None
+                 else f", completeness error {100 * expl.completeness[t]:.1f} %")
+        print(f"{tag:<24} {expl.output} {expl.scores[t]:+.3f}, probability "
+              f"{expl.probabilities[t]:.3f}{extra}")
+        if figures:
+            r = figures[t]
+            print(f"{'':<24} masked in {r['p_in']:.3f}, out {r['p_out']:.3f}; AD {r['AD']:.1f}, "
+                  f"AG {r['AG']:.1f}, FF {r['FF']:+.3f}; deletion {r['deletion']:.3f} (random "
+                  f"{r['deletion_random']:.3f}), insertion {r['insertion']:.3f} (random "
+                  f"{r['insertion_random']:.3f})")
+    print(f"{expl.method} over {plural(expl.n_patches, 'patch')}".replace("patchs", "patches")
+          + f": {plural(len(files), 'file')} in {out}")
+    return 0
+
+
+def predict_args(p: argparse.ArgumentParser) -> None:
+    model_args(p)
+    p.add_argument("audio", help="audio file")
+    truncation_arg(p)
+    p.add_argument("--top", type=int, default=TOP, help=f"how many tags (default {TOP})")
+
+
+def explain_args(p: argparse.ArgumentParser) -> None:
+    from ..explanations import ATTRIBUTIONS, OUTPUTS, Settings
+
+    model_args(p)
+    p.add_argument("audio", help="audio file")
+    truncation_arg(p)
+    p.add_argument("--tag", action="append",
+                   help="a tag (label or class index) to explain; repeat for more (default: the "
+                        "model's top tag)")
+    p.add_argument("--method", "-m", default="saliency", choices=list(ATTRIBUTIONS),
+                   help="attribution method (default: saliency)")
+    p.add_argument("--target", default="logit", choices=list(OUTPUTS),
+                   help="explain the tag's logit or its probability (default: logit)")
+    p.add_argument("--layer", "-l", help="Grad-CAM's layer (see `mirdeconv layers`)")
+    p.add_argument("--steps", type=int, default=Settings.steps,
+                   help=f"integrated gradients' steps (default {Settings.steps})")
+    p.add_argument("--samples", type=int, default=Settings.samples,
+                   help=f"SmoothGrad's noisy copies (default {Settings.samples})")
+    p.add_argument("--noise", type=float, default=Settings.noise,
+                   help=f"SmoothGrad's noise, a fraction of each patch's range (default {Settings.noise})")
+    p.add_argument("--seed", type=int, default=Settings.seed, help="SmoothGrad's random seed")
+    p.add_argument("--top-percent", type=float,
+                   help="keep only the strongest PERCENT of the explanation (a binary mask)")
+    p.add_argument("--sign", choices=list(SIGNS), default="positive",
+                   help="which part of the explanation is heard (default: positive)")
+    add_option_flags(p, SoundOptions, only=("output_sr", "normalize"))
+    p.add_argument("--faithfulness", action="store_true",
+                   help="feed the masked-in and masked-out track back; deletion and insertion "
+                        "against a random order (printed, and kept in explanation.json)")
+    p.add_argument("--no-png", action="store_true", help="no pictures")
+    p.add_argument("--out", "-o", required=True, help="output folder")
+
+
+def cmd_sanity(args: argparse.Namespace) -> int:
+    from .. import audio as audio_mod
+    from ..sanity import sanity_check, save_report
+    from ..store import prepare_folder
+
+    prepare_folder(args.out)
+    y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
+    model = open_model(args)
+    methods = [m for m in args.methods.split(",") if m]
+    report = sanity_check(model, y, sr, track_name=Path(args.audio).name,
+                          seconds=None if args.seconds <= 0 else args.seconds, methods=methods,
+                          tag=int(args.tag) if args.tag and args.tag.isdigit() else args.tag,
+                          layer=args.layer, features=args.features,
+                          selectivity_layers=[x for x in args.selectivity_layers.split(",") if x]
+                          if args.selectivity_layers else None, seed=args.seed, progress=True)
+    files = save_report(report, args.out, png=not args.no_png)
+    for c in report.cascades():
+        verdict = ", ".join(f"{m} {'passes' if ok else 'FAILS'}" for m, ok in c.passes().items())
+        print(f"{c.kind}s ({c.subject}): {verdict}")
+    for s in report.selectivity:
+        m = s.summary()
+        print(f"selectivity of {m['layer']}: median ratio {m['median_ratio']:.2f}, "
+              f"{100 * m['rank1_share']:.0f} % re-excite their own feature most, median rank "
+              f"{m['median_rank']:.0f} of {m['n_responding']}")
+    print(f"{plural(len(files), 'file')} in {args.out}")
+    return 0
+
+
+def sanity_args(p: argparse.ArgumentParser) -> None:
+    from ..sanity import EXPLANATION_METHODS
+    from ..sanity.report import DEFAULT_SECONDS
+
+    model_args(p)
+    p.add_argument("audio", help="audio file")
+    truncation_arg(p)
+    p.add_argument("--methods", default=",".join(EXPLANATION_METHODS),
+                   help="the class explanations' methods (default: all)")
+    p.add_argument("--tag", help="the explained tag, a label or class index (default: the top tag)")
+    p.add_argument("--layer", "-l", help="the deconvolved layer (default: the deepest)")
+    p.add_argument("--features", type=int, default=8,
+                   help="how many of its most active features (default 8)")
+    p.add_argument("--selectivity-layers",
+                   help="comma-separated layers whose auralisations are fed back (default: the "
+                        "first and the deepest)")
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+                   help=f"the excerpt checked, from the start; 0: all (default {DEFAULT_SECONDS:g})")
+    p.add_argument("--seed", type=int, default=0, help="the re-initialisation's seed")
+    p.add_argument("--no-png", action="store_true", help="no picture")
+    p.add_argument("--out", "-o", required=True, help="output folder")

@@ -1,0 +1,49 @@
+"""How strongly each feature of a layer responds to a track: its map's positive part, averaged
+and maximised over the whole track (the plain forward pass, patch by patch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engine import model_input, run_graph
+from ..graph import LayerInfo
+from ..model import FrozenModel
+from ..representations import TrackInput
+
+__all__ = ["layer_activity", "PATCHES_PER_PASS"]
+
+#: Patches that go through the model together (memory is bounded by them, not by the track).
+PATCHES_PER_PASS = 8
+
+
+def layer_activity(model: FrozenModel, track: TrackInput, layer: LayerInfo
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's mean and maximum of ``max(a, 0)`` over the layer's units for a track.
+
+    Parameters
+    ----------
+    model : FrozenModel
+    track : TrackInput
+        From ``model.representation.prepare(audio, sr)``.
+    layer : LayerInfo
+
+    Returns
+    -------
+    mean, peak : np.ndarray, float64, shape (n_features,)
+        Over every unit of every patch (a whole-track model: the whole track).
+    """
+    whole = model.input_length is None
+    x, _ = model_input(model, track.frames, whole=whole)
+    fa = layer.feature_axis
+    total = np.zeros(layer.n_features)
+    peak = np.zeros(layer.n_features)
+    count = 0
+    size = min(PATCHES_PER_PASS, len(x))
+    for a in range(0, len(x), size):
+        items = np.minimum(np.arange(a, a + size), len(x) - 1)   # one batch size: padded
+        act = np.maximum(run_graph(model, x[items], layer.tensor)[:len(x) - a], 0.0)
+        act = np.moveaxis(act, fa, -1).reshape(-1, layer.n_features)
+        total += act.sum(axis=0, dtype=np.float64)
+        peak = np.maximum(peak, act.max(axis=0))
+        count += act.shape[0]
+    return total / max(count, 1), peak

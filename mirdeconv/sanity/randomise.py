@@ -1,0 +1,179 @@
+"""A model's learned layers, and the same model with some of them re-initialised.
+
+A *parameter layer* is one weighted operation (a convolution or a matrix product, with a
+constant kernel) and the constants of the element-wise operations that follow it up to the
+next weighted one: its bias, its batch norm's scale, offset and statistics (as a
+``FusedBatchNorm`` or folded into a ``Mul`` and an ``Add``).  Constants before the first
+weighted operation (an input normalisation) belong to no layer and are never randomised.
+
+:func:`randomised` re-initialises layers the way Keras builds them (Adebayo et al., "Sanity
+checks for saliency maps", NeurIPS 2018, re-initialise with the layers' initialisers):
+kernels Glorot-uniform (``limit = sqrt(6 / (fan_in + fan_out))``), biases and shifts zero,
+scales one, moving means zero, moving variances one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import backend
+from ..graph import FrozenGraph, node_name
+from ..model import FrozenModel
+
+__all__ = ["ParameterLayer", "parameter_layers", "cascade", "randomised", "WEIGHT_OPS"]
+
+#: Operations whose input 1 is a learned kernel.
+WEIGHT_OPS = {"Conv2D", "DepthwiseConv2dNative", "Conv3D", "MatMul", "BatchMatMulV2"}
+#: Element-wise operations whose constant operands belong to the weighted op before them,
+#: with the value each constant operand (by input position) is re-initialised to.
+_FOLLOWERS: dict[str, dict[int, float]] = {
+    "BiasAdd": {1: 0.0},
+    "Add": {0: 0.0, 1: 0.0}, "AddV2": {0: 0.0, 1: 0.0}, "Sub": {1: 0.0},
+    "Mul": {0: 1.0, 1: 1.0},
+    "FusedBatchNorm": {1: 1.0, 2: 0.0, 3: 0.0, 4: 1.0},
+    "FusedBatchNormV2": {1: 1.0, 2: 0.0, 3: 0.0, 4: 1.0},
+    "FusedBatchNormV3": {1: 1.0, 2: 0.0, 3: 0.0, 4: 1.0},
+}
+
+
+@dataclass(frozen=True)
+class ParameterLayer:
+    """One learned layer of a graph.
+
+    Attributes
+    ----------
+    name : str
+        The weighted operation's node.
+    op : str
+        Its type (``Conv2D``, ``MatMul`` ...).
+    kernel : str
+        The Const node of its kernel.
+    depth : int
+        Weighted operations on the longest path from the input to it, itself included (the
+        parallel branches of a front end share a depth).
+    constants : tuple of (str, float)
+        The Const nodes of the operations after it, each with its re-initialised value.
+    """
+
+    name: str
+    op: str
+    kernel: str
+    depth: int
+    constants: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def n_parameters(self) -> int:
+        return 1 + len(self.constants)
+
+
+def _const_node(graph: FrozenGraph, tensor: str) -> str | None:
+    """The Const node behind ``tensor`` (through Identity chains), if it is a float constant."""
+    node = graph.nodes.get(node_name(tensor))
+    for _ in range(100):
+        if node is None or node.op not in ("Identity", "Snapshot"):
+            break
+        node = graph.nodes.get(node_name(node.input[0]))
+    if node is None or node.op != "Const":
+        return None
+    value = graph.const_value(node.name)
+    return node.name if value is not None and value.dtype.kind == "f" else None
+
+
+def parameter_layers(model: FrozenModel, tensor: str | None = None) -> list[ParameterLayer]:
+    """The learned layers the model's ``tensor`` (default: its output) depends on, input first.
+
+    Parameters
+    ----------
+    model : FrozenModel
+    tensor : str, optional
+        A tensor of the graph (a feature layer's, or the output).
+
+    Returns
+    -------
+    list of ParameterLayer
+    """
+    g = model.graph
+    order = g.ancestors([tensor or model.output_tensor or g.sinks()[-1]])
+    owner: dict[str, int | None] = {}
+    depth: dict[str, int] = {}
+    found: list[dict] = []
+    for name in order:
+        node = g.nodes[name]
+        if node.op == "Const":
+            continue
+        inputs = g.data_inputs(node)
+        consts = {i: _const_node(g, t) for i, t in enumerate(inputs)}
+        depth[name] = max((depth.get(node_name(t), 0) for t in inputs), default=0)
+        if node.op in WEIGHT_OPS and len(inputs) > 1 and consts.get(1):
+            depth[name] += 1
+            found.append({"name": name, "op": node.op, "kernel": consts[1], "constants": [],
+                          "depth": depth[name]})
+            owner[name] = len(found) - 1
+            continue
+        owners = {owner.get(node_name(t)) for i, t in enumerate(inputs) if not consts.get(i)}
+        mine = owners.pop() if len(owners) == 1 else None     # merges of branches own nothing
+        owner[name] = mine
+        values = _FOLLOWERS.get(node.op, {})
+        if mine is not None:
+            for i, value in values.items():
+                c = consts.get(i)
+                if c and g.const_value(c).size > 1 and c not in dict(found[mine]["constants"]):
+                    found[mine]["constants"].append((c, value))
+    found.sort(key=lambda f: f["depth"])                     # stable: graph order within a depth
+    return [ParameterLayer(f["name"], f["op"], f["kernel"], f["depth"], tuple(f["constants"]))
+            for f in found]
+
+
+def cascade(layers: list[ParameterLayer]) -> list[list[ParameterLayer]]:
+    """The layers grouped by depth, deepest first: step ``k`` of a cascading randomisation
+    re-initialises the groups ``0 .. k`` of this list."""
+    depths = sorted({pl.depth for pl in layers}, reverse=True)
+    return [[pl for pl in layers if pl.depth == d] for d in depths]
+
+
+def _glorot(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Keras's Glorot-uniform values for a kernel of ``shape`` (last axis: outputs)."""
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    limit = np.sqrt(6.0 / max(1, fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape)
+
+
+def randomised(model: FrozenModel, layers: list[ParameterLayer], seed: int = 0) -> FrozenModel:
+    """The model with ``layers`` re-initialised (see the module); the rest unchanged.
+
+    Parameters
+    ----------
+    model : FrozenModel
+    layers : list of ParameterLayer
+        From :func:`parameter_layers`.
+    seed : int
+        Layer ``k`` of ``parameter_layers(model)`` draws its kernel from
+        ``default_rng([seed, k])``, whichever other layers are randomised with it.
+
+    Returns
+    -------
+    FrozenModel
+        A new model (a copy of the graph), named ``"<name> (<n> layers randomised)"``.
+    """
+    tf = backend.tensorflow()
+    g = model.graph
+    position = {pl.name: k for k, pl in enumerate(parameter_layers(model))}
+    values: dict[str, np.ndarray] = {}
+    for pl in layers:
+        kernel = g.const_value(pl.kernel)
+        rng = np.random.default_rng([seed, position.get(pl.name, len(position))])
+        values[pl.kernel] = _glorot(kernel.shape, rng).astype(kernel.dtype)
+        for const, fill in pl.constants:
+            old = g.const_value(const)
+            values[const] = np.full(old.shape, fill, old.dtype)
+    gd = tf.compat.v1.GraphDef()
+    gd.CopyFrom(g.graph_def)
+    for node in gd.node:
+        if node.name in values:
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(values[node.name]))
+    return dataclasses.replace(model, graph=FrozenGraph(gd), _layers=None,
+                               name=f"{model.name} ({len(layers)} layers randomised)")

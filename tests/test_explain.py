@@ -296,6 +296,33 @@ def test_faithfulness_figures_equal_their_definitions(net):
         faithfulness(fm, e, steps=0)
 
 
+def test_faithfulness_through_resynthesised_audio(net):
+    """The explanation's sound and its complement's, as a listener gets them, prepared again
+    and fed through the Keras model on their patches: L-MAC's figures from those."""
+    from mirdeconv.explanations.faithfulness import AUDIO_DOMAIN_SOUND, audio_faithfulness
+
+    model, fm, track = net
+    e = explain(fm, track=track, tag=["bass", "keys"], method="saliency")
+    rows = audio_faithfulness(fm, e)
+    kept, removed, sr = explanation_sound(e, sound=AUDIO_DOMAIN_SOUND)
+    assert sr == 8000 and np.abs(kept).max() < np.abs(track.audio).max() * 1.01
+
+    def p(y):
+        frames = fm.representation.prepare(y, sr).frames
+        assert frames.shape == track.frames.shape
+        return model(_patches(frames)).numpy().mean(axis=0)
+
+    full = p(track.audio)
+    for t, c in enumerate(e.indices):
+        pi, po = p(kept[t]), p(removed[t])
+        r = rows[t]
+        assert r["tag"] == e.tags[t] and r["p"] == pytest.approx(full[c], rel=1e-5)
+        assert r["p_in"] == pytest.approx(pi[c], rel=1e-5) and r["p_out"] == pytest.approx(po[c], rel=1e-5)
+        assert r["AD"] == pytest.approx(100 * max(full[c] - pi[c], 0) / full[c], rel=1e-4, abs=1e-6)
+        assert r["FF"] == pytest.approx(full[c] - po[c], rel=1e-4, abs=1e-6)
+        assert r["Fid-In"] == (pi.argmax() == full.argmax())
+
+
 def test_a_waveform_model_and_a_padded_last_patch(keras):
     """A raw-waveform tagger (silence is 0): saliency equals GradientTape through the track's
     samples cut into patches inside the tape; integrated gradients stay complete when the last

@@ -10,11 +10,11 @@
 """
 
 from .api import Explanation, explain
-from .faithfulness import FIGURES, Faithfulness, faithfulness
+from .faithfulness import FIGURES, Faithfulness, audio_faithfulness, faithfulness
 from .methods import ATTRIBUTIONS, Attribution, Settings
 from .sound import EXPLANATION_SOUND, explanation_sound, unit_masks
 from .targets import OUTPUTS, output_target, tag_indices
 
-__all__ = ["explain", "Explanation", "faithfulness", "Faithfulness", "FIGURES", "ATTRIBUTIONS",
-           "Attribution", "Settings", "OUTPUTS", "output_target", "tag_indices",
+__all__ = ["explain", "Explanation", "faithfulness", "audio_faithfulness", "Faithfulness",
+           "FIGURES", "ATTRIBUTIONS", "Attribution", "Settings", "OUTPUTS", "output_target", "tag_indices",
            "explanation_sound", "unit_masks", "EXPLANATION_SOUND"]

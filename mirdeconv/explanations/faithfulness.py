@@ -22,6 +22,10 @@ first, are set to silence (deletion, from ``x``) or restored (insertion, from si
 fraction 0 .. 1 whose area (trapezoid rule) is the figure: a faithful explanation's
 deletion area is small and its insertion area large, against the same curves for a
 random order of the bins (``default_rng(seed)``).
+
+:func:`audio_faithfulness` takes L-MAC's figures through re-synthesised audio instead: the
+explanation's sound (masked in) and its complement's (masked out), as the listener hears
+them, prepared again by the model's representation and fed through the model.
 """
 
 from __future__ import annotations
@@ -32,12 +36,17 @@ import numpy as np
 
 from ..errors import InvalidOptionError
 from ..model import FrozenModel
+from ..options import SoundOptions
 from .api import Explanation, has_silence, patch_fill, patch_outputs, track_inputs
 from .methods import positive_int
-from .sound import unit_masks
+from .sound import explanation_sound, unit_masks
 from .targets import output_target
 
-__all__ = ["Faithfulness", "faithfulness", "FIGURES"]
+__all__ = ["Faithfulness", "faithfulness", "audio_faithfulness", "FIGURES", "AUDIO_DOMAIN_SOUND"]
+
+#: How the explanation becomes the audio that :func:`audio_faithfulness` feeds back: its
+#: positive part, at the model's rate, at the track's level (no normalisation).
+AUDIO_DOMAIN_SOUND = SoundOptions(sign="positive", output_sr="model", normalize="none")
 
 #: The figures of :class:`Faithfulness`, with what a faithful explanation makes of them.
 FIGURES = {
@@ -158,6 +167,7 @@ def faithfulness(model: FrozenModel, expl: Explanation, *, steps: int = 20,
     p_in = np.array([probs(b + m[t] * (x - b)) for t in range(len(idx))])    # T, classes
     p_out = np.array([probs(b + (1 - m[t]) * (x - b)) for t in range(len(idx))])
     p, o = full[idx], p_in[np.arange(len(idx)), idx]
+    lmac = _lmac(full, p_in, p_out, idx)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     rng = np.random.default_rng(seed)
     curves = {k: np.zeros((len(idx), steps + 1)) for k in
@@ -172,10 +182,60 @@ def faithfulness(model: FrozenModel, expl: Explanation, *, steps: int = 20,
                 chosen = chosen.reshape(x.shape)
                 curves["deletion" + suffix][t, j] = probs(np.where(chosen, b, x))[c]
                 curves["insertion" + suffix][t, j] = probs(np.where(chosen, x, b))[c]
-    return Faithfulness(
-        list(expl.tags), p.astype(np.float32), o.astype(np.float32),
-        p_out[np.arange(len(idx)), idx].astype(np.float32),
-        np.where(o > p, 100.0, 0.0), 100 * np.maximum(p - o, 0) / np.maximum(p, 1e-12),
-        100 * np.maximum(o - p, 0) / np.maximum(1 - p, 1e-12),
-        (p - p_out[np.arange(len(idx)), idx]).astype(np.float32),
-        p_in.argmax(axis=1) == full.argmax(), fractions, **curves)
+    return Faithfulness(list(expl.tags), p.astype(np.float32), o.astype(np.float32),
+                        p_out[np.arange(len(idx)), idx].astype(np.float32), lmac["AI"],
+                        lmac["AD"], lmac["AG"], lmac["FF"].astype(np.float32), lmac["Fid-In"],
+                        fractions, **curves)
+
+
+def _lmac(full: np.ndarray, p_in: np.ndarray, p_out: np.ndarray, idx: list[int]
+          ) -> dict[str, np.ndarray]:
+    """L-MAC's figures per tag from the class probabilities of the track ``full``
+    (n_classes,), masked in and out ``p_in``, ``p_out`` (n_tags, n_classes)."""
+    rows = np.arange(len(idx))
+    p, o = full[idx], p_in[rows, idx]
+    return {"AI": np.where(o > p, 100.0, 0.0),
+            "AD": 100 * np.maximum(p - o, 0) / np.maximum(p, 1e-12),
+            "AG": 100 * np.maximum(o - p, 0) / np.maximum(1 - p, 1e-12),
+            "FF": p - p_out[rows, idx], "Fid-In": p_in.argmax(axis=1) == full.argmax()}
+
+
+def audio_faithfulness(model: FrozenModel, expl: Explanation, *,
+                       top_percent: float | None = None) -> list[dict]:
+    """L-MAC's figures through re-synthesised audio: the explanation's sound and its
+    complement's (:func:`mirdeconv.explanations.explanation_sound`, at the model's rate and
+    level) go through the model's representation and the model, as a listener's copy of
+    them would.  Unlike :func:`faithfulness` this needs no fixed silence, so it also
+    measures models that normalise their input.
+
+    Returns
+    -------
+    list of dict
+        One row per tag: ``tag``, ``p``, ``p_in``, ``p_out``, ``AI``, ``AD``, ``AG``,
+        ``FF``, ``Fid-In``.
+
+    Raises
+    ------
+    InvalidOptionError
+        ``expl`` of another model; a model whose output is no probability.
+    """
+    if expl.model_name != model.name:
+        raise InvalidOptionError(f"the explanation is of {expl.model_name}, not of {model.name}")
+    target = output_target(model, "probability")
+    if not target.squash:
+        raise InvalidOptionError(f"{model.name}'s output is no sigmoid or softmax: the figures "
+                                 "need probabilities")
+    kept, removed, sr = explanation_sound(expl, sound=AUDIO_DOMAIN_SOUND, top_percent=top_percent)
+
+    def probs(y: np.ndarray) -> np.ndarray:
+        frames, _, patching = track_inputs(model, model.representation.prepare(y, sr))
+        return patch_outputs(model, target.tensor, frames, patching,
+                             patch_fill(model, frames)).mean(axis=0)
+
+    idx = expl.indices
+    full = probs(expl.track.audio)
+    p_in, p_out = (np.array([probs(y) for y in ys]) for ys in (kept, removed))
+    lmac = _lmac(full, p_in, p_out, idx)
+    return [{"tag": t, "p": float(full[c]), "p_in": float(p_in[i, c]),
+             "p_out": float(p_out[i, c]), **{k: v[i].item() for k, v in lmac.items()}}
+            for i, (t, c) in enumerate(zip(expl.tags, idx))]

@@ -235,3 +235,39 @@ def test_a_kept_model_view_that_is_no_longer_true_is_replaced(keras, tmp_path, m
     assert view.model is m and view.layers == m.layers and view.redraw()
     assert not view.redraw()                            # no endless redraws
     assert model_view("test:net", lambda: m).layers == other.layers    # the disk kept the old
+
+
+@pytest.mark.slow
+def test_tags_view_explains_a_tag_and_runs_the_sanity_check(app, monkeypatch):
+    """The Tags tab: the track's top tags, one explained (picture, the explanation's and its
+    complement's players, the faithfulness table in both domains), another method, and the
+    sanity check one click away, read back from the disk on the second click."""
+    from mirdeconv.app import tags
+
+    monkeypatch.setattr(tags, "APP_SANITY", {"seconds": 6.0, "methods": ["saliency", "guided"],
+                                             "features": 2, "selectivity_features": 2})
+    at = app.run()
+    at.toggle(key="tags_on").set_value(True).run()
+    assert not at.exception and not at.error
+    options = at.selectbox(key="tag").options
+    assert len(options) == tags.TOP_TAGS and all("(" in o for o in options)
+    caption = next(c.value for c in at.caption if "averaged over" in c.value)
+    assert caption.startswith("mtt-vgg: ") and "saliency" in caption
+    table = at.dataframe[-1].value                           # the faithfulness table
+    assert list(table["domain"]) == ["model input", "re-synthesised audio"]
+    assert {"AI", "AD", "AG", "FF", "Fid-In", "deletion", "insertion (random)"} <= set(table.columns)
+    assert ((table["p"] > 0) & (table["p"] < 1)).all()
+    assert any("Its complement" in m.value for m in at.markdown)
+    at.selectbox(key="tag").set_value(1).run()
+    second = options[1].rsplit(" (", 1)[0]
+    assert any(c.value.startswith(f"mtt-vgg: {second}, logit") for c in at.caption)
+    at.selectbox(key="xmethod").set_value("gradcam").run()      # at the sidebar's layer
+    assert any("gradcam at 3CNN" in c.value for c in at.caption) and not at.exception
+    assert at.button(key="sanity").label.startswith("Run the sanity check")
+    at.button(key="sanity").click().run()
+    assert not at.exception and not at.error
+    verdicts = [m.value for m in at.markdown if m.value.startswith("**Explanations:**")]
+    assert len(verdicts) == 1 and "saliency" in verdicts[0]
+    assert any("## Selectivity of the auralisations" in m.value for m in at.markdown)
+    at.run()
+    assert at.button(key="sanity").label.startswith("Show the sanity check (kept")

@@ -167,3 +167,37 @@ def test_two_sessions_at_once_keep_to_themselves(server, tmp_path):
         for page in (alice, bob):
             assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
+
+
+def test_explain_a_tag_in_chromium(server):
+    """The Tags tab in a real browser: switch it on, pick the second tag, hear the
+    explanation and its complement, see the picture and the faithfulness figures."""
+    from playwright.sync_api import sync_playwright
+
+    shots = ROOT / "tests" / "artifacts"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(server, wait_until="domcontentloaded")
+        page.locator("[data-testid='stImage'] img").first.wait_for(timeout=240_000)
+        _settled(page)
+        page.get_by_role("tab", name="Tags").click()
+        page.get_by_text("Explain the model's tags for this track").click()
+        panel = page.get_by_role("tabpanel", name="Tags")
+        panel.get_by_text("Its complement").wait_for(timeout=240_000)
+        _settled(page)
+        panel.get_by_role("combobox", name="Tag").click()
+        second = page.get_by_role("option").nth(1)
+        tag = second.inner_text().rsplit(" (", 1)[0]
+        second.click()
+        page.get_by_text(f"mtt-vgg: {tag}, logit").wait_for(timeout=240_000)
+        _settled(page)
+        assert panel.locator("audio").count() == 2
+        assert panel.locator("[data-testid='stImage'] img").count() == 1
+        table = panel.locator("[data-testid='stDataFrame']")
+        assert table.count() == 1 and table.first.is_visible()
+        assert panel.get_by_role("button", name="sanity check").count() == 1
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(shots / "tags_view.png"), full_page=True)
+        browser.close()

@@ -20,6 +20,7 @@ from ..errors import MirdeconvError
 from ..options import UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, environment
 from . import logic
 from .model_view import ModelView, model_view
+from .tags_view import tags_view
 
 UPLOAD_CHOICE = "upload a model ..."
 
@@ -338,8 +339,10 @@ def run() -> None:
     result = _deconvolved(ctx, wanted)
     feats = list(wanted) if wanted is not None else logic.most_active(result, 8)
     ctx["result"] = result
-    tab_feature, tab_layer = st.tabs(["Features", "Layer"])
+    tab_feature, tab_layer, tab_tags = st.tabs(["Features", "Layer", "Tags"])
     with tab_feature:
         _feature_view(ctx, feats)
     with tab_layer:
         _layer_view(ctx)
+    with tab_tags:
+        tags_view(ctx)

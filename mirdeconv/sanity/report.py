@@ -42,7 +42,7 @@ from .cascade import (
 from .selectivity import Selectivity, selectivity
 
 __all__ = ["SanityReport", "sanity_check", "save_report", "load_report", "cached_sanity_check",
-           "REPORT_FILES", "DEFAULT_SECONDS"]
+           "REPORT_FILES", "DEFAULT_SECONDS", "excerpt", "cache_key"]
 
 REPORT_FILES = ("sanity.json", "sanity.md", "sanity.png")
 #: The excerpt checked (from the track's start), in seconds.
@@ -185,9 +185,7 @@ def sanity_check(
     SanityReport
     """
     model = check_model(model)
-    audio = validate(audio, sr)
-    if seconds is not None:
-        audio = audio[:max(1, int(round(seconds * sr)))]
+    audio = excerpt(audio, sr, seconds)
     layer_name = model.layer(-1 if layer is None else layer).name
     sel_layers = ([model.layers[0].name, model.layers[-1].name] if selectivity_layers is None
                   else [model.layer(x).name for x in selectivity_layers])
@@ -289,9 +287,16 @@ def cache_key(model: FrozenModel, audio: np.ndarray, sr: int, settings: dict[str
     return h.hexdigest()[:24]
 
 
+def excerpt(audio: np.ndarray, sr: int, seconds: float | None) -> np.ndarray:
+    """The first ``seconds`` of a track (None: all of it), validated."""
+    audio = validate(audio, sr)
+    return audio if seconds is None else audio[:max(1, int(round(seconds * sr)))]
+
+
 def cached_sanity_check(model: FrozenModel, audio: np.ndarray, sr: int, *,
                         cache: str | os.PathLike | None = None, refresh: bool = False,
-                        progress: ProgressArg = False, **settings: Any) -> tuple[SanityReport, Path]:
+                        track_name: str = "", progress: ProgressArg = False,
+                        **settings: Any) -> tuple[SanityReport, Path]:
     """:func:`sanity_check`, read from ``cache`` (default: ``<mirdeconv cache>/sanity``) when it
     has run before on the same model, excerpt and settings; else run and saved there.
 
@@ -302,12 +307,10 @@ def cached_sanity_check(model: FrozenModel, audio: np.ndarray, sr: int, *,
     """
     from ..zoo import cache_dir
 
-    seconds = settings.get("seconds", DEFAULT_SECONDS)
-    audio = validate(audio, sr)
-    excerpt = audio if seconds is None else audio[:max(1, int(round(seconds * sr)))]
-    folder = Path(cache or cache_dir() / "sanity") / cache_key(model, excerpt, sr, settings)
+    part = excerpt(audio, sr, settings.get("seconds", DEFAULT_SECONDS))
+    folder = Path(cache or cache_dir() / "sanity") / cache_key(model, part, sr, settings)
     if not refresh and (folder / "sanity.json").is_file():
         return load_report(folder), folder
-    report = sanity_check(model, audio, sr, progress=progress, **settings)
+    report = sanity_check(model, audio, sr, track_name=track_name, progress=progress, **settings)
     save_report(report, folder)
     return report, folder

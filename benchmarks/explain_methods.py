@@ -9,7 +9,9 @@ copies, Grad-CAM at the model's last feature layer), a first call compiles, then
 is timed, side by side in this run; its time is also given as a multiple of the saliency's
 (one gradient).  Then the faithfulness figures of every method on the same track
 (``mirdeconv.explanations.faithfulness``, 10 steps): L-MAC's AI, AD, AG, FF, Fid-In and the
-deletion and insertion areas beside a random order's.
+deletion and insertion areas beside a random order's; and L-MAC's figures again through
+re-synthesised audio (``mirdeconv.explanations.audio_faithfulness``: the explanation's sound
+and its complement's fed back).
 
 The last line is for scripts: ``explain: faithful on deletion N of M (model, method)
 explanations`` (deletion area at least 10 % below the random order's).
@@ -25,7 +27,7 @@ import time
 import numpy as np
 from real_models import MODELS, the_track  # a script beside this one
 
-from mirdeconv.explanations import ATTRIBUTIONS, explain, faithfulness
+from mirdeconv.explanations import ATTRIBUTIONS, audio_faithfulness, explain, faithfulness
 
 SETTINGS = {"steps": 32, "samples": 16}
 
@@ -37,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     y, sr, what = the_track()
     print(f"track: {what}")
-    timings, figures = [], []
+    timings, figures, heard = [], [], []
     for name in args.models.split(","):
         model = MODELS[name]()
         track = model.representation.prepare(y, sr)
@@ -54,6 +56,7 @@ def main() -> None:
             f = faithfulness(model, e, steps=args.steps)
             figures.append((name, method, f.table()[0],
                             None if e.completeness is None else float(e.completeness[0])))
+            heard.append((name, method, audio_faithfulness(model, e)[0]))
     print("\n| model | method | s per explanation | x saliency |")
     print("|---|---|---:|---:|")
     base = {m: s for m, meth, s in timings if meth == "saliency"}
@@ -69,6 +72,13 @@ def main() -> None:
               f"{r['AG']:.1f} | {r['FF']:+.3f} | {'yes' if r['Fid-In'] else 'no'} | "
               f"{r['deletion']:.3f} ({r['deletion_random']:.3f}) | {r['insertion']:.3f} "
               f"({r['insertion_random']:.3f}) | {'' if comp is None else f'{100 * comp:.1f} %'} |")
+    print("\nThrough re-synthesised audio (the explanation's sound in, its complement's out):")
+    print("\n| model | method | p | p in | p out | AI | AD | AG | FF | Fid-In |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for m, meth, r in heard:
+        print(f"| {m} | {meth} | {r['p']:.3f} | {r['p_in']:.3f} | {r['p_out']:.3f} | "
+              f"{r['AI']:.0f} | {r['AD']:.1f} | {r['AG']:.1f} | {r['FF']:+.3f} | "
+              f"{'yes' if r['Fid-In'] else 'no'} |")
     print(f"\nexplain: faithful on deletion {faithful} of {len(figures)} (model, method) "
           f"explanations")
 

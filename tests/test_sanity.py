@@ -99,7 +99,8 @@ def test_similarity_measures():
     assert abs(rank_correlation(a, rng.standard_normal(a.shape))) < 0.1
     assert ssim(a, 3 * a) == pytest.approx(1.0)
     assert ssim(a, rng.standard_normal(a.shape)) < 0.2
-    assert np.isnan(rank_correlation(a, np.zeros_like(a))) and np.isnan(ssim(np.zeros_like(a), a))
+    assert rank_correlation(a, np.zeros_like(a)) == 0.0                  # nothing ranks alike
+    assert np.isnan(rank_correlation(0 * a, 0 * a)) and np.isnan(ssim(np.zeros_like(a), a))
 
 
 def test_explanation_cascade_equals_explanations_computed_here(tagger):
@@ -128,13 +129,15 @@ def test_explanation_cascade_equals_explanations_computed_here(tagger):
 
 
 def test_cascade_verdicts():
-    rho = np.array([[1.0, 0.9, 0.6, 0.3], [1.0, 0.95, 0.9, 0.8], [1.0, np.nan, np.nan, np.nan]])
-    c = Cascade("explanation", "m", 'tag "x"', ["a", "b", "c"], ["trained", "l3", "l2", "l1"],
-                rho, rho, rho, np.zeros(3))
-    assert c.passes() == {"a": True, "b": False, "c": False}
-    assert c.first_below() == {"a": "l1", "b": None, "c": None}
+    rho = np.array([[1.0, 0.4, 0.3, 0.1], [1.0, 0.9, 0.6, 0.3], [1.0, 0.45, 0.55, 0.2],
+                    [1.0, np.nan, np.nan, np.nan]])
+    c = Cascade("explanation", "m", 'tag "x"', ["a", "b", "c", "d"], ["trained", "l3", "l2", "l1"],
+                rho, rho, rho, np.zeros(4))
+    assert c.passes() == {"a": True, "b": False, "c": False, "d": False}
+    assert c.first_below() == {"a": "l3", "b": "l1", "c": "l3", "d": None}
     assert PASS_BELOW == 0.5
     back = Cascade.from_dict(json.loads(json.dumps(c.to_dict()).replace("NaN", "null")))
+    assert back.passes() == c.passes()
     np.testing.assert_array_equal(back.spearman, rho)
 
 

@@ -117,7 +117,7 @@ def _sanity(ctx: dict) -> None:
         ok = [m for m, p in passes.items() if p]
         bad = [m for m, p in passes.items() if not p]
         st.markdown(f"**{kind.capitalize()}s:** pass: {', '.join(ok) or 'none'}; fail: "
-                    f"{', '.join(bad) or 'none'} (rank correlation with every layer "
-                    f"re-initialised below {PASS_BELOW})")
+                    f"{', '.join(bad) or 'none'} (a pass: the rank correlation with the trained "
+                    f"model's map below {PASS_BELOW} from the top layer re-initialised on)")
     st.image(png, width="stretch")
     st.markdown(report.markdown())

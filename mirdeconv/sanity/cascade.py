@@ -3,10 +3,12 @@
 more at each step (:func:`mirdeconv.sanity.randomise.cascade`), the explanation recomputed
 on the same track, and compared with the trained model's (:mod:`.similarity`).
 
-An explanation that explains the model changes when its weights do.  A method *passes* when,
-with every layer re-initialised, the rank correlation of its magnitudes with the trained
-model's has fallen below :data:`PASS_BELOW` (and fails when it stays at or above it: the map
-then shows mostly the input, or the architecture, not what the model learned).
+An explanation that explains the model changes when its weights do.  A method *passes* when
+the rank correlation of its magnitudes with the trained model's map is below
+:data:`PASS_BELOW` at every step, from the first (only the top layer re-initialised: for a
+class explanation, the layer that tells the tags apart) to the last (every layer).  It fails
+when some step stays at or above it: the map then shows mostly the input, or the
+architecture, not what the model learned.
 
 * :func:`explanation_cascade`: the class explanations of :func:`mirdeconv.explain`, for the
   trained model's top tag (or a given one), one row per method;
@@ -37,8 +39,8 @@ from .similarity import rank_correlation, ssim
 __all__ = ["Cascade", "explanation_cascade", "deconvolution_cascade", "PASS_BELOW",
            "EXPLANATION_METHODS", "DECONVOLUTION_METHODS", "CASCADE_SETTINGS", "gradcam_layer"]
 
-#: Rank correlation (of magnitudes) with the trained model's map, with every layer
-#: randomised, below which a method passes.
+#: Rank correlation (of magnitudes) with the trained model's map below which a method passes
+#: (at every step of the cascade).
 PASS_BELOW = 0.5
 EXPLANATION_METHODS = tuple(ATTRIBUTIONS)
 DECONVOLUTION_METHODS = tuple(METHODS)
@@ -83,9 +85,10 @@ class Cascade:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def passes(self) -> dict[str, bool]:
-        """Per method: the rank correlation with every layer randomised is below
-        :data:`PASS_BELOW` (NaN, a map of zeros, fails)."""
-        return {m: bool(self.spearman[i, -1] < PASS_BELOW) for i, m in enumerate(self.methods)}
+        """Per method: the rank correlation is below :data:`PASS_BELOW` at every randomised
+        step (NaN, a map of zeros, fails)."""
+        return {m: bool(np.all(self.spearman[i, 1:] < PASS_BELOW)) and len(self.steps) > 1
+                for i, m in enumerate(self.methods)}
 
     def first_below(self) -> dict[str, str | None]:
         """Per method: the first step whose rank correlation is below :data:`PASS_BELOW`."""

@@ -107,9 +107,10 @@ class SanityReport:
     def markdown(self) -> str:
         """The report as Markdown tables."""
         lines = [f"# Sanity checks: {self.model_name}", "",
-                 f"Track: {self.track} (the first {self.seconds:g} s).  A method passes when, "
-                 f"with every layer re-initialised, the rank correlation of its map's "
-                 f"magnitudes with the trained model's is below {PASS_BELOW}.", ""]
+                 f"Track: {self.track} (the first {self.seconds:g} s).  A method passes when the "
+                 f"rank correlation (ρ) of its map's magnitudes with the trained model's is "
+                 f"below {PASS_BELOW} at every step, from the top layer re-initialised to "
+                 f"every layer.", ""]
         for c in self.cascades():
             lines += [f"## Cascading randomisation: {c.kind}s ({c.subject})", "",
                       "| method | ρ, top layer random | ρ, all random | signed ρ | SSIM | "

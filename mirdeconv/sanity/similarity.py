@@ -8,7 +8,8 @@ randomised model's.
   ``structural_similarity``, 7 x 7 windows) of the magnitudes, each scaled to [0, 1] by its
   maximum.
 
-A map that is constant (all zero: nothing to rank) gives NaN.
+A map that is constant (all zero: nothing to rank) against one that is not shares no
+ranking with it: its rank correlation is 0 (two constant maps: NaN); its SSIM is NaN.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def _constant(a: np.ndarray) -> bool:
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray, *, absolute: bool = True) -> float:
-    """Spearman's rank correlation of two maps of one shape (NaN when one is constant).
+    """Spearman's rank correlation of two maps of one shape (0 when one of them is constant,
+    NaN when both are).
 
     Parameters
     ----------
@@ -37,7 +39,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray, *, absolute: bool = True) -> 
     if absolute:
         a, b = np.abs(a), np.abs(b)
     if _constant(a) or _constant(b):
-        return float("nan")
+        return float("nan") if _constant(a) and _constant(b) else 0.0
     return float(spearmanr(a, b).statistic)
 
 

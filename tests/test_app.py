@@ -243,6 +243,7 @@ def test_tags_view_explains_a_tag_and_runs_the_sanity_check(app, monkeypatch):
     complement's players, the faithfulness table in both domains), another method, and the
     sanity check one click away, read back from the disk on the second click."""
     from mirdeconv.app import tags
+    from mirdeconv.zoo import cache_dir as zoo_cache_dir
 
     monkeypatch.setattr(tags, "APP_SANITY", {"seconds": 6.0, "methods": ["saliency", "guided"],
                                              "features": 2, "selectivity_features": 2})
@@ -266,8 +267,15 @@ def test_tags_view_explains_a_tag_and_runs_the_sanity_check(app, monkeypatch):
     assert at.button(key="sanity").label.startswith("Run the sanity check")
     at.button(key="sanity").click().run()
     assert not at.exception and not at.error
+    from mirdeconv.sanity import load_report
+
+    reports = sorted((zoo_cache_dir() / "sanity").glob("*/sanity.json"),
+                     key=lambda p: p.stat().st_mtime)
+    assert reports and (reports[-1].parent / "sanity.png").is_file()    # kept on disk, whole
+    passes = load_report(reports[-1]).verdicts()["explanation"]
+    ok = ", ".join(m for m in ("saliency", "guided") if passes[m]) or "none"
     verdicts = [m.value for m in at.markdown if m.value.startswith("**Explanations:**")]
-    assert len(verdicts) == 1 and "saliency" in verdicts[0]
+    assert len(verdicts) == 1 and verdicts[0].startswith(f"**Explanations:** pass: {ok}; fail:")
     assert any("## Selectivity of the auralisations" in m.value for m in at.markdown)
     at.run()
     assert at.button(key="sanity").label.startswith("Show the sanity check (kept")

@@ -15,8 +15,7 @@ from ..explanations.targets import output_target
 from ..plot import mask_figure
 from ..prediction import predict
 from ..sanity import SanityReport
-from ..sanity.report import cache_key, cached_sanity_check, excerpt
-from ..zoo import cache_dir
+from ..sanity.report import cached_sanity_check, report_folder
 from .logic import figure_png, wav_bytes
 
 __all__ = ["top_tags", "tag_explanation", "explanation_media", "faithfulness_figures",
@@ -100,15 +99,14 @@ def _lmac_row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def sanity_folder(model: Any, y: np.ndarray, sr: int) -> Path:
-    """Where the app keeps the model's sanity check of this track (it may not exist yet)."""
-    return cache_dir() / "sanity" / cache_key(model, excerpt(y, sr, APP_SANITY["seconds"]), sr,
-                                              APP_SANITY)
+    """Where the app keeps the model's sanity check of this track (complete when it holds
+    ``sanity.json``)."""
+    return report_folder(model, y, sr, **APP_SANITY)
 
 
 def sanity_report(model: Any, y: np.ndarray, sr: int, track_name: str, progress: Any = None
                   ) -> tuple[SanityReport, bytes]:
     """The sanity check (read from the disk when it ran before) and its figure (PNG)."""
-    report, folder = cached_sanity_check(model, y, sr, cache=cache_dir() / "sanity",
-                                         progress=progress or False, track_name=track_name,
-                                         **APP_SANITY)
+    report, folder = cached_sanity_check(model, y, sr, progress=progress or False,
+                                         track_name=track_name, **APP_SANITY)
     return report, (folder / "sanity.png").read_bytes()

@@ -25,8 +25,9 @@ def _top_tags(model_key: str, track_key: str, _model: Any, _y: np.ndarray, sr: i
 @st.cache_data(show_spinner="Explaining the tag and feeding the explanation back ...",
                max_entries=16)
 def _explained(model_key: str, track_key: str, tag: int, method: str, output: str,
-               layer: str, _model: Any, _y: np.ndarray, sr: int) -> dict[str, Any]:
-    """The explanation's picture and sounds and its faithfulness figures (kept per key)."""
+               layer: str | None, _model: Any, _y: np.ndarray, sr: int) -> dict[str, Any]:
+    """The explanation's picture and sounds and its faithfulness figures (kept per key;
+    ``layer``: Grad-CAM's, None for the other methods)."""
     expl = tags.tag_explanation(_model, _y, sr, tag, method, output, layer)
     png, kept, removed = tags.explanation_media(expl)
     return {"png": png, "kept": kept, "removed": removed, "score": float(expl.scores[0]),
@@ -55,16 +56,16 @@ def tags_view(ctx: dict) -> None:
     method = cols[1].selectbox("Method", methods, index=methods.index("saliency"), key="xmethod",
                                help=METHOD_HELP)
     output = cols[2].radio("Explain its", list(OUTPUTS), key="xoutput", horizontal=True)
-    layer = ctx["layer"].name
+    layer = ctx["layer"].name if ATTRIBUTIONS[method].layer else ""
     try:
-        out = _explained(model_key, track_key, tops[i][0], method, output, layer, view.model,
-                         ctx["y"], ctx["sr"])
+        out = _explained(model_key, track_key, tops[i][0], method, output, layer or None,
+                         view.model, ctx["y"], ctx["sr"])
     except MirdeconvError as exc:
         st.error(f"{tops[i][1]} cannot be explained with {method}: {exc}")
         return
     st.caption(f"{view.name}: {tops[i][1]}, {output} {out['score']:.3g} (probability "
                f"{out['probability']:.2f}) averaged over {out['n_patches']} patches; {method}"
-               + (f" at {layer}" if ATTRIBUTIONS[method].layer else ""))
+               + (f" at {layer}" if layer else ""))
     st.image(out["png"], width="stretch")
     left, right = st.columns(2)
     with left:
@@ -90,16 +91,24 @@ def _faithfulness(figures: dict[str, Any]) -> None:
         st.caption(f"Model-input figures: not measured ({figures['note']}).")
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sanity_folder(model_key: str, track_key: str, _model: Any, _y: np.ndarray, sr: int):
+    """The report's folder (its key hashes the graph and the excerpt: once per model and
+    track)."""
+    return tags.sanity_folder(_model, _y, sr)
+
+
 def _sanity(ctx: dict) -> None:
-    """The model's sanity check on this track: one click, kept on disk per model and track."""
+    """The model's sanity check on this track: one click, kept on disk per model and track
+    (shown from then on in this session; a check cut short by another choice is not)."""
     view = ctx["model"]
     key = (ctx["key"][0], ctx["track_key"])
-    done = (tags.sanity_folder(view.model, ctx["y"], ctx["sr"]) / "sanity.json").is_file()
+    folder = _sanity_folder(*key, view.model, ctx["y"], ctx["sr"])
+    done = (folder / "sanity.json").is_file()
     label = ("Show the sanity check (kept from an earlier run)" if done else
              "Run the sanity check of this model (a few minutes; kept on disk)")
-    if st.button(label, key="sanity"):
-        st.session_state["sanity_for"] = key
-    if st.session_state.get("sanity_for") != key:
+    clicked = st.button(label, key="sanity")
+    if not clicked and st.session_state.get("sanity_shown") != key:
         return
     bar = st.progress(0.0, text="Sanity check ...")
     try:
@@ -112,6 +121,7 @@ def _sanity(ctx: dict) -> None:
         st.error(f"The sanity check could not run: {exc}")
         return
     bar.empty()
+    st.session_state["sanity_shown"] = key
     verdicts = report.verdicts()
     for kind, passes in verdicts.items():
         ok = [m for m, p in passes.items() if p]

@@ -37,7 +37,8 @@ from .randomise import ParameterLayer, cascade, parameter_layers, randomised
 from .similarity import rank_correlation, ssim
 
 __all__ = ["Cascade", "explanation_cascade", "deconvolution_cascade", "PASS_BELOW",
-           "EXPLANATION_METHODS", "DECONVOLUTION_METHODS", "CASCADE_SETTINGS", "gradcam_layer"]
+           "EXPLANATION_METHODS", "DECONVOLUTION_METHODS", "CASCADE_SETTINGS", "gradcam_layer",
+           "usable_methods"]
 
 #: Rank correlation (of magnitudes) with the trained model's map below which a method passes
 #: (at every step of the cascade).
@@ -86,7 +87,9 @@ class Cascade:
 
     def passes(self) -> dict[str, bool]:
         """Per method: the rank correlation is below :data:`PASS_BELOW` at every randomised
-        step (NaN, a map of zeros, fails)."""
+        step.  A step whose maps are all constant (NaN) fails; a randomised map made constant
+        against a trained one that is not counts as ρ 0
+        (:func:`mirdeconv.sanity.similarity.rank_correlation`)."""
         return {m: bool(np.all(self.spearman[i, 1:] < PASS_BELOW)) and len(self.steps) > 1
                 for i, m in enumerate(self.methods)}
 
@@ -131,6 +134,7 @@ def explanation_cascade(
     *,
     tag: str | int | None = None,
     methods: Sequence[str] = EXPLANATION_METHODS,
+    output: str = "logit",
     layer: str | int | None = None,
     settings: Settings = CASCADE_SETTINGS,
     seed: int = 0,
@@ -150,6 +154,8 @@ def explanation_cascade(
     methods : sequence of str
         Rows of :data:`mirdeconv.explanations.ATTRIBUTIONS`.  Integrated gradients are left
         out (in ``skipped``) for a model that normalises by the track's statistics.
+    output : {"logit", "probability"}
+        What is explained (:func:`mirdeconv.explain`).
     layer : str or int, optional
         Grad-CAM's layer (default: :func:`gradcam_layer`).
     settings : Settings
@@ -164,12 +170,13 @@ def explanation_cascade(
     """
     model = check_model(model)
     track = track_input(model, audio, sr, track)
-    methods, skipped = _usable(model, methods)
+    methods, skipped = usable_methods(model, methods)
     cam_layer = gradcam_layer(model) if layer is None else model.layer(layer).name
     kept: dict[str, Any] = {"tag": tag}
 
     def compute(m: FrozenModel, method: str) -> np.ndarray:
-        expl = explain(m, track=track, tag=kept["tag"], method=method, steps=settings.steps,
+        expl = explain(m, track=track, tag=kept["tag"], method=method, output=output,
+                       steps=settings.steps,
                        samples=settings.samples, noise=settings.noise, seed=settings.seed,
                        layer=cam_layer if ATTRIBUTIONS[method].layer else None)
         kept["tag"], kept["name"] = expl.indices[0], expl.tags[0]
@@ -242,7 +249,8 @@ def gradcam_layer(model: FrozenModel, cells: int = 8) -> str:
     return model.layers[0].name
 
 
-def _usable(model: FrozenModel, methods: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+def usable_methods(model: FrozenModel, methods: Sequence[str]
+                   ) -> tuple[list[str], dict[str, str]]:
     """The methods that can explain ``model``, and those left out with why."""
     for m in methods:
         if m not in ATTRIBUTIONS:
@@ -267,6 +275,8 @@ def _run(model: FrozenModel, groups: list[list[ParameterLayer]],
     n = 1 + len(groups)
     rho, signed, sim = (np.ones((len(methods), n)) for _ in range(3))
     seconds = np.zeros(len(methods))
+    models = [model] + [randomised(model, [pl for g in groups[:k] for pl in g], seed)
+                        for k in range(1, n)]
     bar = Progress(progress, n * len(methods), desc, "map")
     with bar:
         for i, method in enumerate(methods):
@@ -275,7 +285,7 @@ def _run(model: FrozenModel, groups: list[list[ParameterLayer]],
             seconds[i] += time.perf_counter() - t0
             bar.update(1)
             for k in range(1, n):
-                mk = randomised(model, [pl for g in groups[:k] for pl in g], seed)
+                mk = models[k]
                 t0 = time.perf_counter()
                 maps = compute(mk, method)
                 seconds[i] += time.perf_counter() - t0

@@ -9,7 +9,8 @@ weighted operation (an input normalisation) belong to no layer and are never ran
 :func:`randomised` re-initialises layers the way Keras builds them (Adebayo et al., "Sanity
 checks for saliency maps", NeurIPS 2018, re-initialise with the layers' initialisers):
 kernels Glorot-uniform (``limit = sqrt(6 / (fan_in + fan_out))``), biases and shifts zero,
-scales one, moving means zero, moving variances one.
+scales one, moving means zero, moving variances one (a batch norm folded into a ``Mul``
+and an ``Add`` becomes the identity).
 """
 
 from __future__ import annotations
@@ -64,10 +65,6 @@ class ParameterLayer:
     depth: int
     constants: tuple[tuple[str, float], ...] = ()
 
-    @property
-    def n_parameters(self) -> int:
-        return 1 + len(self.constants)
-
 
 def _const_node(graph: FrozenGraph, tensor: str) -> str | None:
     """The Const node behind ``tensor`` (through Identity chains), if it is a float constant."""
@@ -83,7 +80,13 @@ def _const_node(graph: FrozenGraph, tensor: str) -> str | None:
 
 
 def parameter_layers(model: FrozenModel, tensor: str | None = None) -> list[ParameterLayer]:
-    """The learned layers the model's ``tensor`` (default: its output) depends on, input first.
+    """The learned layers the model's ``tensor`` (default: its output) depends on, by depth
+    (input first).
+
+    Each float constant of an element-wise operation (bias, batch norm, a folded batch
+    norm's ``Mul`` and ``Add``) belongs to the weighted operation it follows on the path from
+    the input: through reshapes, pads and the like, and after a merge of branches (a
+    concatenation, a residual sum) to the deepest of the merged branches' layers.
 
     Parameters
     ----------
@@ -97,31 +100,33 @@ def parameter_layers(model: FrozenModel, tensor: str | None = None) -> list[Para
     """
     g = model.graph
     order = g.ancestors([tensor or model.output_tensor or g.sinks()[-1]])
+    live = g.depends_on(order, model.input_tensor)         # what the input's values reach
     owner: dict[str, int | None] = {}
-    depth: dict[str, int] = {}
     found: list[dict] = []
     for name in order:
-        node = g.nodes[name]
-        if node.op == "Const":
+        if name not in live:
             continue
+        node = g.nodes[name]
         inputs = g.data_inputs(node)
         consts = {i: _const_node(g, t) for i, t in enumerate(inputs)}
-        depth[name] = max((depth.get(node_name(t), 0) for t in inputs), default=0)
         if node.op in WEIGHT_OPS and len(inputs) > 1 and consts.get(1):
-            depth[name] += 1
+            depth = 1 + max((found[owner[node_name(t)]]["depth"] for t in inputs
+                             if owner.get(node_name(t)) is not None), default=0)
             found.append({"name": name, "op": node.op, "kernel": consts[1], "constants": [],
-                          "depth": depth[name]})
+                          "depth": depth})
             owner[name] = len(found) - 1
             continue
-        owners = {owner.get(node_name(t)) for i, t in enumerate(inputs) if not consts.get(i)}
-        mine = owners.pop() if len(owners) == 1 else None     # merges of branches own nothing
+        owners = [owner[node_name(t)] for t in inputs
+                  if node_name(t) in live and owner.get(node_name(t)) is not None]
+        mine = max(owners, key=lambda k: (found[k]["depth"], k), default=None)
         owner[name] = mine
-        values = _FOLLOWERS.get(node.op, {})
-        if mine is not None:
-            for i, value in values.items():
-                c = consts.get(i)
-                if c and g.const_value(c).size > 1 and c not in dict(found[mine]["constants"]):
-                    found[mine]["constants"].append((c, value))
+        if mine is None:                                   # before the first weighted op
+            continue
+        taken = {c for f in found for c, _ in f["constants"]}
+        for i, value in _FOLLOWERS.get(node.op, {}).items():
+            c = consts.get(i)
+            if c and g.const_value(c).size > 1 and c not in taken:
+                found[mine]["constants"].append((c, value))
     found.sort(key=lambda f: f["depth"])                     # stable: graph order within a depth
     return [ParameterLayer(f["name"], f["op"], f["kernel"], f["depth"], tuple(f["constants"]))
             for f in found]

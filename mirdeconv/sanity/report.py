@@ -27,24 +27,26 @@ import numpy as np
 from ..audio import validate
 from ..engine import check_model
 from ..errors import MirdeconvError
-from ..explanations.targets import output_target
+from ..explanations.targets import OUTPUTS, output_target
 from ..model import FrozenModel
 from ..progress import ProgressArg
-from ..store import prepare_folder, save_json
+from ..store import file_lock, prepare_folder, save_json
 from .cascade import (
     CASCADE_SETTINGS,
+    DECONVOLUTION_METHODS,
     EXPLANATION_METHODS,
     PASS_BELOW,
     Cascade,
     deconvolution_cascade,
     explanation_cascade,
+    usable_methods,
 )
-from .selectivity import Selectivity, selectivity
+from .randomise import cascade, parameter_layers
+from .selectivity import FEEDBACK_SOUND, Selectivity, selectivity
 
 __all__ = ["SanityReport", "sanity_check", "save_report", "load_report", "cached_sanity_check",
-           "REPORT_FILES", "DEFAULT_SECONDS", "excerpt", "cache_key"]
+           "DEFAULT_SECONDS", "excerpt", "cache_key", "report_folder", "REPORT_VERSION"]
 
-REPORT_FILES = ("sanity.json", "sanity.md", "sanity.png")
 #: The excerpt checked (from the track's start), in seconds.
 DEFAULT_SECONDS = 30.0
 
@@ -191,33 +193,57 @@ def sanity_check(
     sel_layers = ([model.layers[0].name, model.layers[-1].name] if selectivity_layers is None
                   else [model.layer(x).name for x in selectivity_layers])
     track = model.representation.prepare(audio, sr)
+    output = _class_output(model)
+    sel_layers = list(dict.fromkeys(sel_layers))
+    stage = _stages(progress, [
+        0 if output is None else
+        (1 + len(cascade(parameter_layers(model)))) * len(usable_methods(model, methods)[0]),
+        (1 + len(cascade(parameter_layers(model, model.layer(layer_name).tensor))))
+        * len(DECONVOLUTION_METHODS),
+        *(min(selectivity_features, model.layer(x).n_features) for x in sel_layers)])
     expl = None
-    if _has_classes(model):
-        expl = explanation_cascade(model, track=track, tag=tag, methods=methods, seed=seed,
-                                   progress=progress)
+    if output is not None:
+        expl = explanation_cascade(model, track=track, tag=tag, methods=methods, output=output,
+                                   seed=seed, progress=stage[0])
     deconv = deconvolution_cascade(model, track=track, layer=layer_name, features=features,
-                                   seed=seed, progress=progress)
+                                   seed=seed, progress=stage[1])
     sel = [selectivity(model, audio, sr, layer=x, features=selectivity_features, track=track,
-                       progress=progress) for x in dict.fromkeys(sel_layers)]
-    settings = {"methods": list(methods), "tag": tag, "layer": layer_name, "features": features,
+                       progress=stage[2 + i]) for i, x in enumerate(sel_layers)]
+    settings = {"methods": list(methods), "output": output, "tag": tag, "layer": layer_name,
+                "features": features,
                 "selectivity_layers": sel_layers, "selectivity_features": selectivity_features,
                 "seed": seed, "explanation_settings": dataclasses.asdict(CASCADE_SETTINGS)}
     return SanityReport(model.name, model.graph.content_digest(), track_name,
                         len(audio) / float(sr), settings, expl, deconv, sel)
 
 
-def _has_classes(model: FrozenModel) -> bool:
-    """The model has a class output to explain."""
-    try:
-        output_target(model, "logit")
-    except MirdeconvError:
-        return False
-    return True
+def _class_output(model: FrozenModel) -> str | None:
+    """What a class explanation of ``model`` explains: its logits, else (an output without a
+    sigmoid or softmax) the output itself; None: no class output."""
+    for output in OUTPUTS:
+        try:
+            output_target(model, output)
+            return output
+        except MirdeconvError:
+            continue
+    return None
+
+
+def _stages(progress: ProgressArg, totals: list[int]) -> list[ProgressArg]:
+    """One progress argument per stage: a callable ``progress(done, total)`` sees the stages
+    as one count over their ``totals``; True or False go to every stage as they are."""
+    if not callable(progress):
+        return [progress] * len(totals)
+    grand = max(1, sum(totals))
+    starts = np.cumsum([0, *totals[:-1]])
+    return [lambda done, _total, s=int(s), n=n: progress(min(s + done, s + n), grand)
+            for s, n in zip(starts, totals)]
 
 
 def save_report(report: SanityReport, folder: str | os.PathLike, *, png: bool = True
                 ) -> list[Path]:
-    """Write ``sanity.json``, ``sanity.md`` and (``png``) ``sanity.png`` into ``folder``.
+    """Write ``sanity.png`` (with ``png``), ``sanity.md`` and, last, ``sanity.json`` into
+    ``folder``, each atomically.
 
     Returns
     -------
@@ -226,15 +252,17 @@ def save_report(report: SanityReport, folder: str | os.PathLike, *, png: bool = 
     from ..store import atomic_path
 
     out = prepare_folder(folder)
-    files = [save_json(out / "sanity.json", _strict(report.to_dict()))]
-    with atomic_path(out / "sanity.md") as tmp:
-        tmp.write_text(report.markdown())
-    files.append(out / "sanity.md")
+    files = []
     if png:
         from ..plot import save_figure
 
         save_figure(cascade_figure(report), out / "sanity.png")
         files.append(out / "sanity.png")
+    with atomic_path(out / "sanity.md") as tmp:
+        tmp.write_text(report.markdown())
+    files.append(out / "sanity.md")
+    # last: its presence says the report is whole (cached_sanity_check reads it so)
+    files.append(save_json(out / "sanity.json", _strict(report.to_dict())))
     return files
 
 
@@ -280,12 +308,40 @@ def cascade_figure(report: SanityReport) -> Any:
     return fig
 
 
+#: Bumped when what a report holds, or how it is computed, changes (old reports are then
+#: recomputed, not read).
+REPORT_VERSION = 2
+
+
 def cache_key(model: FrozenModel, audio: np.ndarray, sr: int, settings: dict[str, Any]) -> str:
-    """The report's key: the model's graph, the excerpt's samples, the settings."""
-    h = hashlib.sha256(model.graph.content_digest().encode())
+    """The report's key: the model (its graph, input, representation, normalisation, layers
+    and labels), the excerpt's samples, every setting of :func:`sanity_check` (defaults
+    filled in) and what the checks hold fixed (:data:`REPORT_VERSION`, the cascade's
+    explanation settings, the deconvolution methods, the auralisation fed back)."""
+    import inspect
+
+    params = inspect.signature(sanity_check).parameters
+    resolved = {k: p.default for k, p in params.items()
+                if p.default is not inspect.Parameter.empty and k not in ("track_name", "progress")}
+    resolved.update(settings)
+    what = {"version": REPORT_VERSION, "sr": int(sr), "settings": resolved,
+            "cascade": dataclasses.asdict(CASCADE_SETTINGS), "deconvolution": DECONVOLUTION_METHODS,
+            "feedback": dataclasses.asdict(FEEDBACK_SOUND), "model": {
+                **model.identity(), "layers": model.layer_tensors, "labels": model.labels,
+                "output": model.output_tensor, "normalization": model.input_normalization}}
+    h = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(audio, np.float32).tobytes())
-    h.update(json.dumps({"sr": int(sr), **settings}, sort_keys=True, default=str).encode())
     return h.hexdigest()[:24]
+
+
+def report_folder(model: FrozenModel, audio: np.ndarray, sr: int, *,
+                  cache: str | os.PathLike | None = None, **settings: Any) -> Path:
+    """Where :func:`cached_sanity_check` keeps the report of these settings (it may not exist
+    yet; it is complete when it holds ``sanity.json``)."""
+    from ..zoo import cache_dir
+
+    part = excerpt(audio, sr, settings.get("seconds", DEFAULT_SECONDS))
+    return Path(cache or cache_dir() / "sanity") / cache_key(model, part, sr, settings)
 
 
 def excerpt(audio: np.ndarray, sr: int, seconds: float | None) -> np.ndarray:
@@ -299,19 +355,21 @@ def cached_sanity_check(model: FrozenModel, audio: np.ndarray, sr: int, *,
                         track_name: str = "", progress: ProgressArg = False,
                         **settings: Any) -> tuple[SanityReport, Path]:
     """:func:`sanity_check`, read from ``cache`` (default: ``<mirdeconv cache>/sanity``) when it
-    has run before on the same model, excerpt and settings; else run and saved there.
+    has run before on the same model, excerpt and settings; else run and saved there (one
+    process at a time per report: another waits for it and reads it).
 
     Returns
     -------
     (SanityReport, Path)
         The report and its folder.
     """
-    from ..zoo import cache_dir
-
-    part = excerpt(audio, sr, settings.get("seconds", DEFAULT_SECONDS))
-    folder = Path(cache or cache_dir() / "sanity") / cache_key(model, part, sr, settings)
-    if not refresh and (folder / "sanity.json").is_file():
+    folder = report_folder(model, audio, sr, cache=cache, **settings)
+    done = folder / "sanity.json"
+    if not refresh and done.is_file():
         return load_report(folder), folder
-    report = sanity_check(model, audio, sr, track_name=track_name, progress=progress, **settings)
-    save_report(report, folder)
-    return report, folder
+    with file_lock(folder.parent / f".{folder.name}.lock", owner=f"pid {os.getpid()}"):
+        if refresh or not done.is_file():
+            report = sanity_check(model, audio, sr, track_name=track_name, progress=progress,
+                                  **settings)
+            save_report(report, folder)
+    return load_report(folder), folder

@@ -167,10 +167,11 @@ def test_no_name_hides_a_module():
     import pkgutil
 
     for pkg_name in ("mirdeconv", "mirdeconv.engine", "mirdeconv.engine.rules", "mirdeconv.analysis",
-                     "mirdeconv.graph", "mirdeconv.adapters", "mirdeconv.app"):
+                     "mirdeconv.graph", "mirdeconv.adapters", "mirdeconv.app", "mirdeconv.cli",
+                     "mirdeconv.explanations", "mirdeconv.sanity"):
         pkg = importlib.import_module(pkg_name)
         for info in pkgutil.iter_modules(pkg.__path__):
-            if info.name == "main":          # the app's script draws the page when imported
+            if info.name in ("main", "__main__"):   # scripts: they run when imported
                 continue
             module = importlib.import_module(f"{pkg_name}.{info.name}")
             assert getattr(pkg, info.name) is module, f"{pkg_name}.{info.name}"

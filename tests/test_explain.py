@@ -299,7 +299,7 @@ def test_faithfulness_figures_equal_their_definitions(net):
 def test_faithfulness_through_resynthesised_audio(net):
     """The explanation's sound and its complement's, as a listener gets them, prepared again
     and fed through the Keras model on their patches: L-MAC's figures from those."""
-    from mirdeconv.explanations.faithfulness import AUDIO_DOMAIN_SOUND, audio_faithfulness
+    from mirdeconv.explanations.measures import AUDIO_DOMAIN_SOUND, audio_faithfulness
 
     model, fm, track = net
     e = explain(fm, track=track, tag=["bass", "keys"], method="saliency")

@@ -4,13 +4,13 @@
 * :mod:`.methods`: the attribution methods, rows of one table (:data:`ATTRIBUTIONS`);
 * :mod:`.api`: :func:`explain` and :class:`Explanation`, patches averaged as predictions are;
 * :mod:`.sound`: the explanation and its complement made audible;
-* :mod:`.faithfulness`: the inputs masked in and out fed back (L-MAC's figures, deletion
+* :mod:`.measures`: the inputs masked in and out fed back (L-MAC's figures, deletion
   and insertion against a random order);
 * :mod:`.files`: an explanation written to a folder.
 """
 
 from .api import Explanation, explain
-from .faithfulness import FIGURES, Faithfulness, audio_faithfulness, faithfulness
+from .measures import FIGURES, Faithfulness, audio_faithfulness, faithfulness
 from .methods import ATTRIBUTIONS, Attribution, Settings
 from .sound import EXPLANATION_SOUND, explanation_sound, unit_masks
 from .targets import OUTPUTS, output_target, tag_indices

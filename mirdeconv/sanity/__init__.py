@@ -5,7 +5,7 @@
 * :mod:`.activity`: each feature's response to a track;
 * :mod:`.cascade`: cascading model randomisation (Adebayo et al., NeurIPS 2018) of the class
   explanations and of the deconvolution of feature maps, with a verdict per method;
-* :mod:`.selectivity`: a feature's auralisation fed back: does it re-excite that feature
+* :mod:`.feedback`: a feature's auralisation fed back: does it re-excite that feature
   more than the layer's others?
 * :mod:`.report`: all of it on one track, as one report written to a folder and cached per
   model.
@@ -19,9 +19,9 @@ from .cascade import (
     deconvolution_cascade,
     explanation_cascade,
 )
+from .feedback import Selectivity, selectivity
 from .randomise import ParameterLayer, parameter_layers, randomised
 from .report import SanityReport, cached_sanity_check, load_report, sanity_check, save_report
-from .selectivity import Selectivity, selectivity
 
 __all__ = ["Cascade", "explanation_cascade", "deconvolution_cascade", "PASS_BELOW",
            "EXPLANATION_METHODS", "DECONVOLUTION_METHODS", "ParameterLayer", "parameter_layers",

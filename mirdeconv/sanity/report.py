@@ -41,8 +41,8 @@ from .cascade import (
     explanation_cascade,
     usable_methods,
 )
+from .feedback import FEEDBACK_SOUND, Selectivity, selectivity
 from .randomise import cascade, parameter_layers
-from .selectivity import FEEDBACK_SOUND, Selectivity, selectivity
 
 __all__ = ["SanityReport", "sanity_check", "save_report", "load_report", "cached_sanity_check",
            "DEFAULT_SECONDS", "excerpt", "cache_key", "report_folder", "REPORT_VERSION"]

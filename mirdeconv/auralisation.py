@@ -90,6 +90,11 @@ def _bands_to_bins(rep: Representation) -> np.ndarray | None:
     return T.astype(np.float32)
 
 
+#: ``reading="magnitude"``: the largest magnitude a deconvolution read as a spectrogram may
+#: take, as a multiple of the track's loudest STFT bin (+60 dB).
+MAGNITUDE_CAP = 1e3
+
+
 def _invert_compression(values: np.ndarray, rep: Representation) -> np.ndarray:
     """Compressed spectrogram values -> linear magnitudes (the ``power``-th root)."""
     comp = getattr(rep, "compression", None)
@@ -136,12 +141,14 @@ def stft_domain_mask(masks: np.ndarray, track: TrackInput, sound: SoundOptions =
     m = apply_sign(np.asarray(masks, np.float32), sound.sign)
     T = _bands_to_bins(rep)
     if sound.reading == "magnitude":
-        mag = _invert_compression(m.astype(np.float64), rep)          # (F, frames, bands)
+        peak = max(stft_peak(track) if peak is None else peak, 1e-12)
+        with np.errstate(over="ignore"):          # a deep deconvolution is not bounded
+            mag = _invert_compression(m.astype(np.float64), rep)      # (F, frames, bands)
+        mag = np.minimum(mag, MAGNITUDE_CAP * peak)   # inf times the filterbank's 0s: NaN
         mag = mag if T is None else mag @ T.T.astype(np.float64)       # (F, frames, bins)
         orig = np.abs(read_block(track.stft, np.s_[:, frames or slice(None)])).T.astype(
             np.float64)                                                 # (frames, bins)
-        floor = 1e-3 * max(stft_peak(track) if peak is None else peak, 1e-12)
-        out = mag / np.maximum(orig, floor)
+        out = mag / np.maximum(orig, 1e-3 * peak)
         return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)
     out = m if T is None else m @ T.T                                   # (F, frames, bins)
     return np.ascontiguousarray(np.swapaxes(out, 1, 2), dtype=np.float32)

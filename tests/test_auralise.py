@@ -103,6 +103,23 @@ def test_magnitude_reading_inverts_the_compression(compression):
     assert snr_db(y, other[0]) < 10.0
 
 
+@pytest.mark.parametrize("compression", ["db", "log10"])
+def test_magnitude_reading_of_a_huge_deconvolution_stays_finite(compression):
+    """A deep deconvnet mask is not bounded by the input's range (Choi's conv3: values in the
+    thousands); read as a compressed spectrogram it overflowed to inf, and inf times the
+    filterbank's zeros made NaN audio.  It is capped 60 dB above the track's loudest bin."""
+    rep = musicnn() if compression == "log10" else LinearSpectrogram(
+        sr=SR, n_fft=512, hop_length=256, compression="db", top_db=None)
+    y = tone_track(sr=rep.sr, seconds=3.0)
+    a = rep.prepare(y, rep.sr)
+    huge = np.full((1, *a.frames.shape), 5e3, np.float32)
+    huge[0, ::7] = -5e3
+    out, _, thumbs = auralise_masks(huge, a, sound=RAW.replace(reading="magnitude"))
+    assert np.isfinite(out).all() and np.isfinite(thumbs).all() and np.abs(out).max() > 0
+    peak, _, _ = auralise_masks(huge, a, sound=SoundOptions(reading="magnitude"))
+    assert np.abs(peak).max() == pytest.approx(0.99, rel=1e-3)
+
+
 def test_signs():
     rep = choi2016_stft()
     y = tone_track(sr=SR, seconds=2.0)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import backend
 from ..errors import MirdeconvError
-from . import features, outputs, tools
+from . import atlas, features, outputs, tools
 from .common import add_option_flags, model_args, no_args, options_from_args
 
 __all__ = ["main", "build_parser", "add_option_flags", "options_from_args", "COMMANDS"]
@@ -41,6 +41,9 @@ COMMANDS: dict[str, tuple[Any, str, Any]] = {
     "sanity": (outputs.cmd_sanity, "do the explanations and auralisations depend on what the "
                                    "model learned? cascading randomisation and selectivity: "
                                    "sanity.json, .md, .png", outputs.sanity_args),
+    "atlas": (atlas.cmd_atlas, "what every feature and tag responds to across a collection, on "
+                               "Dask: top-k excerpts, their deconvolutions and sounds",
+              atlas.atlas_args),
     "zoo": (tools.cmd_zoo, "pretrained models (musicnn/vgg, MTT/MSD)", tools.zoo_args),
     "plugins": (tools.cmd_plugins, "every model plugin and adapter found, with its status", no_args),
     "models": (tools.cmd_models, "every model id that load_model and the CLI accept", no_args),

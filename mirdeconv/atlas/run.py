@@ -1,0 +1,190 @@
+"""Building an atlas on Dask: one task per track (its top-k table, on a worker that opened
+the model once), a tree of merges (memory O(units x k)), the atlas written atomically.
+
+``scheduler=None`` starts an embedded ``distributed.LocalCluster`` (worker processes, one
+thread each, as many as the machine has cores); an address (``tcp://host:8786``, or
+``DASK_SCHEDULER_ADDRESS``) runs the same graph on an existing cluster, the model shipped
+to the workers by its id or path; ``"synchronous"`` runs it in this process (Dask's
+synchronous scheduler, for checks and debugging).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .sources import Track
+from .topk import KEY, empty, merge
+from .winners import FILE_COLUMNS
+
+__all__ = ["AtlasSettings", "build_atlas", "track_table", "write_atlas", "load", "FANIN"]
+
+#: Tables merged by one reduction task.
+FANIN = 8
+
+_MODELS: dict[tuple, Any] = {}          # a worker's open models: (model id, options) -> model
+_MODELS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AtlasSettings:
+    """What an atlas is of: the model (id or path, and its ``load_model`` options), the
+    layers (empty: every feature layer), winners per unit, the excerpt's seconds, and
+    whether the tags are in it."""
+
+    model: str
+    layers: tuple[str, ...] = ()
+    k: int = 9
+    excerpt: float = 3.0
+    tags: bool = True
+    model_options: tuple[tuple[str, Any], ...] = ()
+
+
+def _model(settings: AtlasSettings) -> Any:
+    """The model, opened once per worker process (by id or path: nothing pickled)."""
+    key = (settings.model, settings.model_options)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            from ..loading import load_model
+
+            _MODELS[key] = load_model(settings.model, **dict(settings.model_options))
+        return _MODELS[key]
+
+
+def track_table(track: Track, settings: AtlasSettings) -> pd.DataFrame:
+    """One track's top-k table (a task: runs on a worker)."""
+    from ..audio import load
+    from .summary import summarise
+
+    model = _model(settings)
+    layers = settings.layers or tuple(li.name for li in model.layers)
+    y, sr = load(track.path)
+    return summarise(model, y, sr, track=track.id, layers=layers, k=settings.k,
+                     excerpt=settings.excerpt, tags=settings.tags)
+
+
+def _merge_many(tables: Sequence[pd.DataFrame], k: int) -> pd.DataFrame:
+    out = empty()
+    for t in tables:
+        out = merge(out, t, k)
+    return out
+
+
+def _track_files(track: Track, rows: pd.DataFrame, settings: AtlasSettings, out: str
+                 ) -> pd.DataFrame:
+    """The second pass for one track's winners (a task: runs on a worker)."""
+    from .winners import winner_files
+
+    return winner_files(_model(settings), track.path, rows, out)
+
+
+@contextmanager
+def _runner(scheduler: str | None, n_workers: int | None, progress: bool
+            ) -> Iterator[Callable[[list], list]]:
+    """A function that computes a list of Dask delayed objects on the chosen scheduler."""
+    import dask
+
+    if scheduler == "synchronous":
+        yield lambda objs: list(dask.compute(*objs, scheduler="synchronous"))
+        return
+    from distributed import Client, LocalCluster
+    from distributed import progress as dask_progress
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=":0")
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:
+            if progress:
+                print(f"Dask dashboard: {client.dashboard_link}")
+
+            def run(objs: list) -> list:
+                futures = client.compute(objs, retries=2)
+                if progress:
+                    dask_progress(futures)
+                return client.gather(futures)
+
+            yield run
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
+                out: str | os.PathLike | None = None, scheduler: str | None = None,
+                n_workers: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """The atlas' top-k table of ``tracks`` (and, with ``out``, its files).
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+    settings : AtlasSettings
+    out : path, optional
+        Write every winner's files there (:mod:`mirdeconv.atlas.winners`), then
+        ``atlas.parquet`` and ``atlas.json``.
+    scheduler : str, optional
+        None (or ``DASK_SCHEDULER_ADDRESS`` unset): an embedded LocalCluster; an address:
+        that cluster; ``"synchronous"``: this process.
+    n_workers : int, optional
+        The LocalCluster's worker processes (default: the machine's cores).
+    progress : bool
+        Show ``distributed``'s progress bars and the dashboard's address.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`mirdeconv.atlas.topk.COLUMNS` and ``rank`` (with ``out``, also the files'
+        columns), sorted by unit and rank.
+    """
+    import dask
+
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    tasks = [dask.delayed(track_table, pure=True)(t, settings, dask_key_name=f"track-{i}")
+             for i, t in enumerate(tracks)]
+    level = 0
+    while len(tasks) > 1:                                   # a tree of merges
+        tasks = [dask.delayed(_merge_many, pure=True)(tasks[i:i + FANIN], settings.k,
+                                                       dask_key_name=f"merge-{level}-{i}")
+                 for i in range(0, len(tasks), FANIN)]
+        level += 1
+    with _runner(scheduler, n_workers, progress) as run:
+        table = run([tasks[0]])[0] if tasks else empty()
+        if out is None:
+            return table
+        folder = str(Path(out).resolve())
+        by_id = {t.id: t for t in tracks}
+        jobs = [dask.delayed(_track_files, pure=True)(by_id[tid], rows, settings, folder,
+                                                       dask_key_name=f"files-{i}")
+                for i, (tid, rows) in enumerate(table.groupby("track", sort=True))]
+        parts = run(jobs)
+    table = pd.concat(parts, ignore_index=True) if parts else table.assign(
+        **{c: pd.Series(dtype=object) for c in FILE_COLUMNS})
+    table = table.sort_values(KEY + ["rank"], kind="mergesort").reset_index(drop=True)
+    write_atlas(table, out, settings)
+    return table
+
+
+def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSettings) -> Path:
+    """``atlas.parquet`` (atomically) and ``atlas.json`` (the settings) in ``out``."""
+    import dataclasses
+
+    from ..store import atomic_path, prepare_folder, save_json
+
+    folder = prepare_folder(out)
+    with atomic_path(folder / "atlas.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    save_json(folder / "atlas.json", dataclasses.asdict(settings))
+    return folder / "atlas.parquet"
+
+
+def load(folder: str | os.PathLike) -> pd.DataFrame:
+    """An atlas' table (pandas), from its folder."""
+    return pd.read_parquet(Path(folder) / "atlas.parquet")

@@ -1,0 +1,144 @@
+"""One track's part of an atlas: for every feature of the chosen layers its strongest
+moments, and for every tag its most confident patches, as a top-k table
+(:mod:`mirdeconv.atlas.topk`).
+
+A feature's moments are the units of its map (maximised over frequency) on the track's
+time axis, each at the centre of its receptive field, each taken from the patch where it
+lies furthest from the patch's edges; the strongest are taken with
+non-maximum suppression, at least an excerpt apart, so one track gives a feature at most
+``k`` distinct excerpts.  The excerpt (``excerpt`` seconds centred on the moment, clipped to
+the track) is what a listener hears.  A tag's moments are the model's patches, by the tag's
+probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..engine import model_input, run_graph
+from ..errors import MirdeconvError
+from ..explanations.api import patch_fill, patch_outputs, track_inputs
+from ..explanations.targets import output_target
+from ..graph import LayerInfo
+from ..model import FrozenModel
+from .topk import COLUMNS, empty, top_k
+
+__all__ = ["summarise", "PATCHES_PER_PASS"]
+
+#: Patches that go through the model together (memory is bounded by them, not by the track).
+PATCHES_PER_PASS = 8
+
+
+def summarise(model: FrozenModel, audio: np.ndarray, sr: int, *, track: str,
+              layers: Sequence[str], k: int, excerpt: float, tags: bool = True
+              ) -> pd.DataFrame:
+    """The top-``k`` table of one track.
+
+    Parameters
+    ----------
+    model : FrozenModel
+    audio : np.ndarray, shape (n_samples,)
+    sr : int
+        Sample rate in Hz.
+    track : str
+        The track's id (kept in every row).
+    layers : sequence of str
+        Feature layers.
+    k : int
+        Winners per unit.
+    excerpt : float
+        Seconds of an excerpt (and the least distance between two winners of a unit).
+    tags : bool
+        Also the tags (a model with a class output).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`mirdeconv.atlas.topk.COLUMNS` and ``rank``.
+    """
+    prepared = model.representation.prepare(audio, sr)
+    duration = prepared.duration
+    spf = model.representation.seconds_per_frame
+    parts = [empty()]
+    for name in layers:
+        info = model.layer(name)
+        times, values = _moments(model, prepared.frames, info)
+        parts.append(_winners(times * spf, values, info.name, k, excerpt, duration, track))
+    if tags:
+        parts.append(_tag_winners(model, prepared, k, track, duration))
+    return top_k(pd.concat(parts, ignore_index=True), k)
+
+
+def _moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Every unit's time (frames, the centre of its receptive field; (n_units,)) and every
+    feature's activation there, maximised over frequency ((n_features, n_units))."""
+    whole = model.input_length is None
+    x, patching = model_input(model, frames, whole=whole)
+    stride, rf = info.stride[0] or 1, info.receptive_field[0] or 1
+    ta, fa = info.time_axis, info.feature_axis
+    starts = np.asarray(patching.starts, float)
+    ends = starts + patching.length
+    # a unit counts in the patch where it is furthest from an edge: the patches' cores meet
+    # in the middle of their overlaps (whole tracks and the track's own ends: no edge)
+    bounds = np.concatenate([[-np.inf], (starts[1:] + ends[:-1]) / 2, [np.inf]])
+    times, values = [], []
+    size = min(PATCHES_PER_PASS, len(x))
+    for a in range(0, len(x), size):
+        items = np.minimum(np.arange(a, a + size), len(x) - 1)     # one batch size: padded
+        act = run_graph(model, x[items], info.tensor)[:len(x) - a]
+        rest = tuple(i for i in range(1, act.ndim) if i not in (ta, fa))
+        act = act.max(axis=rest) if rest else act                   # items, then F and T
+        act = act if fa < ta else np.swapaxes(act, 1, 2)             # items, features, units
+        for j, item in enumerate(range(a, min(a + size, len(x)))):
+            start = patching.starts[item]
+            n = act.shape[2]
+            t = start + np.arange(n) * stride + rf / 2.0
+            keep = (t < patching.n_frames) & (t >= bounds[item]) & (t < bounds[item + 1])
+            times.append(t[keep])
+            values.append(act[j][:, keep])
+    return np.concatenate(times), np.concatenate(values, axis=1)
+
+
+def _winners(times: np.ndarray, values: np.ndarray, layer: str, k: int, excerpt: float,
+             duration: float, track: str) -> pd.DataFrame:
+    """Each feature's ``k`` strongest moments, at least ``excerpt`` seconds apart."""
+    rows = []
+    for f, v in enumerate(values):
+        chosen: list[float] = []
+        for i in np.argsort(-v, kind="stable"):
+            if v[i] <= 0 or len(chosen) == k:
+                break
+            if all(abs(times[i] - c) >= excerpt for c in chosen):
+                chosen.append(float(times[i]))
+                start, end = _span(times[i], excerpt, duration)
+                rows.append(("feature", layer, f, float(v[i]), track, start, end))
+    return pd.DataFrame(rows, columns=COLUMNS) if rows else empty()
+
+
+def _span(centre: float, excerpt: float, duration: float) -> tuple[float, float]:
+    """``excerpt`` seconds around ``centre``, moved (not cut) to lie inside the track."""
+    start = min(max(0.0, centre - excerpt / 2), max(0.0, duration - excerpt))
+    return round(start, 6), round(min(duration, start + excerpt), 6)
+
+
+def _tag_winners(model: FrozenModel, prepared, k: int, track: str, duration: float
+                 ) -> pd.DataFrame:
+    """Each tag's ``k`` most confident patches (none for a model without class output)."""
+    try:
+        target = output_target(model, "probability")
+    except MirdeconvError:
+        return empty()
+    frames, _, patching = track_inputs(model, prepared)
+    probs = patch_outputs(model, target.tensor, frames, patching, patch_fill(model, frames))
+    spf = model.representation.seconds_per_frame
+    rows = []
+    for c in range(probs.shape[1]):
+        for i in np.argsort(-probs[:, c], kind="stable")[:k]:
+            s = patching.starts[i] * spf
+            rows.append(("tag", "", c, float(probs[i, c]), track, round(s, 6),
+                         round(min(duration, s + patching.length * spf), 6)))
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,45 @@
+"""The ``atlas`` command: what every feature and every tag responds to across a collection."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import model_args, model_options
+
+__all__ = ["cmd_atlas", "atlas_args"]
+
+
+def cmd_atlas(args: argparse.Namespace) -> int:
+    from ..atlas import AtlasSettings, build_atlas, collect
+    from ..store import prepare_folder
+
+    tracks = collect(args.source)                  # refused before any work
+    prepare_folder(args.out)
+    layers = tuple(x for x in (args.layers or "").split(",") if x)
+    settings = AtlasSettings(model=args.model, layers=layers, k=args.top_k, excerpt=args.excerpt,
+                             tags=not args.no_tags,
+                             model_options=tuple(sorted(model_options(args).items())))
+    table = build_atlas(tracks, settings, out=args.out, scheduler=args.scheduler,
+                        n_workers=args.workers, progress=True)
+    n_units = table.groupby(["kind", "layer", "unit"]).ngroups
+    failed = int((table["error"] != "").sum())
+    print(f"{len(tracks)} tracks: {n_units} features and tags, {len(table)} winners -> "
+          f"{args.out}/atlas.parquet" + (f"; {failed} without a deconvolution" if failed else ""))
+    return 0
+
+
+def atlas_args(p: argparse.ArgumentParser) -> None:
+    model_args(p)
+    p.add_argument("source", help="a folder of audio (recursively) or a .csv/.parquet list with a "
+                                  "'path' column")
+    p.add_argument("--layers", help="comma-separated feature layers (default: all)")
+    p.add_argument("--top-k", type=int, default=9, help="winners per feature and tag (default 9)")
+    p.add_argument("--excerpt", type=float, default=3.0,
+                   help="seconds per excerpt, and between two winners of a unit (default 3)")
+    p.add_argument("--no-tags", action="store_true", help="only the features")
+    p.add_argument("--scheduler",
+                   help="a Dask scheduler's address (tcp://HOST:8786; also DASK_SCHEDULER_ADDRESS); "
+                        "default: a local cluster, one worker process per core; 'synchronous': "
+                        "this process")
+    p.add_argument("--workers", type=int, help="the local cluster's worker processes")
+    p.add_argument("--out", "-o", required=True, help="the atlas folder")

@@ -1,0 +1,139 @@
+"""The atlas: a collection's strongest moments per feature and per tag, on Dask, equal to
+the same work done in one process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from mirdeconv.atlas import AtlasSettings, build_atlas, collect, load
+from mirdeconv.atlas.summary import summarise
+from mirdeconv.atlas.topk import merge, top_k
+from mirdeconv.errors import InvalidOptionError
+from mirdeconv.representations import MelSpectrogram
+
+from .test_explain import BANDS, TAGS, build
+
+SR = 8000
+REP = MelSpectrogram(sr=SR, n_fft=256, hop_length=128, n_mels=BANDS, compression="log10")
+
+
+@pytest.fixture(scope="module")
+def collection(keras, tmp_path_factory):
+    """A small tagger saved as .keras (+ its representation) and five tracks of 2-4 s."""
+    keras.utils.set_random_seed(15)
+    L = keras.layers
+    net = build(keras, lambda kind, name: {"relu": L.ReLU, "elu": L.ELU}[kind](name=name))
+    d = tmp_path_factory.mktemp("atlas")
+    net.save(d / "net.keras")
+    (d / "net.mirdeconv.json").write_text(json.dumps({
+        "representation": REP.to_dict(), "input_axes": "NFTC", "labels": TAGS}))
+    rng = np.random.default_rng(0)
+    (d / "songs" / "b").mkdir(parents=True)
+    for i in range(5):
+        t = np.arange(int(SR * (2 + i % 3))) / SR
+        y = 0.2 * np.sin(2 * np.pi * (100 + 150 * i) * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(d / "songs" / ("b" if i % 2 else ".") / f"t{i}.wav", y.astype(np.float32), SR)
+    return d
+
+
+def test_collect_and_refuse(collection, tmp_path):
+    tracks = collect(collection / "songs")
+    assert [t.id for t in tracks] == ["b/t1.wav", "b/t3.wav", "t0.wav", "t2.wav", "t4.wav"]
+    pd.DataFrame({"path": ["songs/t0.wav", "songs/b/t1.wav"]}).to_csv(collection / "list.csv")
+    assert [t.id for t in collect(collection / "list.csv")] == ["songs/b/t1.wav", "songs/t0.wav"]
+    with pytest.raises(InvalidOptionError, match="holds no audio"):
+        collect(tmp_path)
+    (tmp_path / "bad.csv").write_text("file\nx.wav\n")
+    with pytest.raises(InvalidOptionError, match="no 'path' column"):
+        collect(tmp_path / "bad.csv")
+
+
+def test_top_k_merge_is_order_free():
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"kind": "feature", "layer": "c1", "unit": rng.integers(0, 3, 60),
+                         "activation": rng.integers(0, 5, 60).astype(float),   # many ties
+                         "track": [f"t{i % 7}" for i in range(60)],
+                         "start": rng.uniform(0, 10, 60).round(2), "end": 0.0})
+    parts = [rows.iloc[i:i + 10] for i in range(0, 60, 10)]
+    left = parts[0]
+    for p in parts[1:]:
+        left = merge(left, p, 4)
+    right = parts[-1]
+    for p in parts[-2::-1]:
+        right = merge(p, right, 4)
+    pd.testing.assert_frame_equal(left, right)
+    pd.testing.assert_frame_equal(left, top_k(rows, 4))
+    assert (left.groupby("unit").size() == 4).all()
+    assert (left.groupby("unit")["activation"].apply(lambda a: a.is_monotonic_decreasing)).all()
+
+
+def test_summary_winners_are_peaks_an_excerpt_apart(collection):
+    import mirdeconv
+
+    model = mirdeconv.load_model(collection / "net.keras")
+    y, sr = mirdeconv.audio.load(collection / "songs" / "t2.wav")
+    t = summarise(model, y, sr, track="t2", layers=["c1"], k=3, excerpt=0.5)
+    feats = t[t.kind == "feature"]
+    assert set(feats.unit) <= set(range(4)) and (feats.groupby("unit").size() <= 3).all()
+    for _, g in feats.groupby("unit"):
+        centres = ((g.start + g.end) / 2).to_numpy()
+        assert np.all(np.abs(centres[:, None] - centres[None]) + np.eye(len(g)) >= 0.5 - 1e-6)
+    assert ((feats.end - feats.start) <= 0.5 + 1e-6).all() and (feats.start >= 0).all()
+    # the best winner of each feature is its map's maximum over the track
+    res = mirdeconv.deconvolve(model, y, sr, layer="c1", features=[0, 1, 2, 3])
+    best = feats[feats["rank"] == 0].set_index("unit")["activation"]
+    np.testing.assert_allclose(best.to_numpy(), res.activation_max[best.index], rtol=1e-5)
+    tags = t[t.kind == "tag"]
+    assert sorted(tags.unit.unique()) == [0, 1, 2] and ((tags.activation > 0) & (tags.activation < 1)).all()
+
+
+@pytest.mark.slow
+def test_local_cluster_equals_one_process(collection, tmp_path):
+    """Two worker processes, a tree of merges and the winners' files in a second pass give
+    the single process's atlas: the same table row for row, the same files byte for byte."""
+    tracks = collect(collection / "songs")
+    settings = AtlasSettings(model=str(collection / "net.keras"), layers=("c1", "c2"), k=2,
+                             excerpt=0.5)
+    one = build_atlas(tracks, settings, scheduler="synchronous", out=tmp_path / "one")
+    two = build_atlas(tracks, settings, n_workers=2, out=tmp_path / "two")
+    pd.testing.assert_frame_equal(one, two)
+    assert set(one.track) <= {t.id for t in tracks} and len(one) > 0
+    assert (one.groupby(["kind", "layer", "unit"]).size() <= 2).all()
+    pd.testing.assert_frame_equal(load(tmp_path / "two"), two, check_dtype=False)
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.*"))
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.*"))
+    for f in files:
+        if f.suffix == ".wav":
+            assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
+    feats = one[one.kind == "feature"]
+    assert (feats.error == "").all() and feats.png_path.str.endswith(".png").all()
+    row = feats.iloc[0]
+    clip, sr = sf.read(tmp_path / "one" / row.excerpt_path)
+    assert sr == SR and len(clip) == round((row.end - row.start) * SR)
+    y, _ = sf.read(collection / "songs" / row.track)
+    np.testing.assert_allclose(clip, y[round(row.start * SR):round(row.end * SR)], atol=1e-4)
+    tags = one[one.kind == "tag"]
+    assert tags.excerpt_path.str.startswith("tags/").all() and (tags.audio_path == "").all()
+
+
+@pytest.mark.slow
+def test_cli_atlas(collection, tmp_path, capsys):
+    from mirdeconv.cli import main
+
+    code = main(["atlas", str(collection / "net.keras"), str(collection / "songs"), "--layers",
+                 "c2", "--top-k", "1", "--excerpt", "0.5", "--scheduler", "synchronous",
+                 "--out", str(tmp_path / "a")])
+    out = capsys.readouterr().out
+    table = load(tmp_path / "a")
+    n = table.groupby(["kind", "layer", "unit"]).ngroups      # c2's 6 features (less the
+    assert code == 0 and 4 <= n <= 9                         # dead ones) and the 3 tags
+    assert f"5 tracks: {n} features and tags, {len(table)} winners" in out
+    assert sorted(table.kind.unique()) == ["feature", "tag"] and (table["rank"] == 0).all()
+    assert main(["atlas", str(collection / "net.keras"), str(tmp_path / "nothing"), "--out",
+                 str(tmp_path / "b")]) == 2
+    assert "neither a folder of audio" in capsys.readouterr().err

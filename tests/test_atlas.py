@@ -137,3 +137,107 @@ def test_cli_atlas(collection, tmp_path, capsys):
     assert main(["atlas", str(collection / "net.keras"), str(tmp_path / "nothing"), "--out",
                  str(tmp_path / "b")]) == 2
     assert "neither a folder of audio" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rerun_after_adding_tracks_equals_a_fresh_run(collection, tmp_path):
+    """Three tracks, then all five into the same folder: the old tracks' summaries are read,
+    not recomputed, and the atlas equals a fresh run on the five."""
+    import shutil
+
+    songs = tmp_path / "songs"
+    shutil.copytree(collection / "songs", songs)
+    later = [songs / "t4.wav", songs / "b" / "t3.wav"]
+    for p in later:
+        p.rename(p.with_suffix(".later"))
+    settings = AtlasSettings(model=str(collection / "net.keras"), layers=("c1",), k=2, excerpt=0.5)
+    build_atlas(collect(songs), settings, scheduler="synchronous", out=tmp_path / "atlas")
+    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "atlas" / "summaries").rglob("*.parquet")}
+    assert len(kept) == 3
+    for p in later:
+        p.with_suffix(".later").rename(p)
+    again = build_atlas(collect(songs), settings, scheduler="synchronous", out=tmp_path / "atlas")
+    now = {p: p.stat().st_mtime_ns for p in (tmp_path / "atlas" / "summaries").rglob("*.parquet")}
+    assert len(now) == 5 and all(now[p] == t for p, t in kept.items())
+    fresh = build_atlas(collect(songs), settings, scheduler="synchronous", out=tmp_path / "fresh")
+    pd.testing.assert_frame_equal(again, fresh)
+    # other settings (another k) do not read these summaries
+    other = AtlasSettings(model=str(collection / "net.keras"), layers=("c1",), k=1, excerpt=0.5)
+    build_atlas(collect(songs), other, scheduler="synchronous", out=tmp_path / "atlas")
+    assert len(list((tmp_path / "atlas" / "summaries").iterdir())) == 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_real_cluster_and_a_killed_worker(collection, tmp_path):
+    """A `dask scheduler` and two `dask worker` processes on loopback run the job through its
+    address; one worker SIGKILLed in the middle: the atlas is still complete and equal to
+    the one computed in one process."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    songs = tmp_path / "songs"
+    for i in range(8):                                 # 40 tracks: work for the workers
+        shutil.copytree(collection / "songs", songs / str(i))
+    tracks = collect(songs)
+    settings = AtlasSettings(model=str(collection / "net.keras"), layers=("c1", "c2"), k=2,
+                             excerpt=0.5)
+    want = build_atlas(tracks, settings, scheduler="synchronous")
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    procs = [subprocess.Popen([os.path.join(bin_dir, "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--dashboard-address", ":0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
+    try:
+        for name in ("w0", "w1"):
+            procs.append(subprocess.Popen(
+                [os.path.join(bin_dir, "dask"), "worker", addr, "--nthreads", "1", "--no-nanny",
+                 "--host", "127.0.0.1", "--name", name], env=env, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True))
+        from distributed import Client
+
+        with Client(addr, timeout=60) as c:
+            c.wait_for_workers(2, timeout=120)
+        pd.testing.assert_frame_equal(build_atlas(tracks, settings, scheduler=addr), want)
+        # again, with a worker killed while the job runs
+        from mirdeconv.atlas import run as atlas_run
+
+        times = {}
+
+        def kill():            # as soon as the second worker is busy with the job's tasks
+            with Client(addr, timeout=60) as watcher:
+                w1 = next(a for a, w in watcher.scheduler_info()["workers"].items()
+                          if w["name"] == "w1")
+                while not watcher.processing().get(w1):
+                    time.sleep(0.01)
+                os.killpg(procs[1].pid, signal.SIGKILL)
+                times["kill"] = time.monotonic()
+
+        killer = threading.Thread(target=kill)
+        killer.start()
+        got = atlas_run.build_atlas(tracks, settings, scheduler=addr)
+        times["done"] = time.monotonic()
+        killer.join()
+        assert procs[1].wait(timeout=10) == -signal.SIGKILL
+        assert times["kill"] < times["done"]          # the kill came while the job ran
+        pd.testing.assert_frame_equal(got, want)
+    finally:
+        for p in procs[::-1]:                     # workers, then the scheduler
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)

@@ -70,6 +70,47 @@ def track_table(track: Track, settings: AtlasSettings) -> pd.DataFrame:
                      excerpt=settings.excerpt, tags=settings.tags)
 
 
+#: Bumped when a track's summary changes meaning (older summaries are then recomputed).
+SUMMARY_VERSION = 1
+
+
+def summary_key(settings: AtlasSettings, digest: str) -> str:
+    """The folder of the per-track summaries of these settings and this model (its graph's
+    content digest): a rerun with the same ones reads them instead of recomputing."""
+    import dataclasses
+    import hashlib
+    import json
+
+    what = {"version": SUMMARY_VERSION, "digest": digest,
+            **{k: v for k, v in dataclasses.asdict(settings).items() if k != "model"}}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _summary_file(folder: Path, track: Track) -> Path:
+    """A track's summary file: its id and its file's size and modification time hashed (a
+    replaced file is summarised again)."""
+    import hashlib
+
+    st = os.stat(track.path)
+    h = hashlib.sha256(f"{track.id}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    return folder / f"{h}.parquet"
+
+
+def stored_table(track: Track, settings: AtlasSettings, path: str | None) -> pd.DataFrame:
+    """:func:`track_table`, read from ``path`` when a run before made it, else computed and
+    written there atomically (a task: runs on a worker; ``path`` None: not kept)."""
+    from ..store import atomic_path
+
+    if path is not None and os.path.isfile(path):
+        return pd.read_parquet(path)
+    table = track_table(track, settings)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+    return table
+
+
 def _merge_many(tables: Sequence[pd.DataFrame], k: int) -> pd.DataFrame:
     out = empty()
     for t in tables:
@@ -129,7 +170,9 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     settings : AtlasSettings
     out : path, optional
         Write every winner's files there (:mod:`mirdeconv.atlas.winners`), then
-        ``atlas.parquet`` and ``atlas.json``.
+        ``atlas.parquet`` and ``atlas.json``; keep each track's summary in
+        ``summaries/<settings and model>/`` so that a rerun (after a crash, or with more
+        tracks) computes only the tracks it has not summarised.
     scheduler : str, optional
         None (or ``DASK_SCHEDULER_ADDRESS`` unset): an embedded LocalCluster; an address:
         that cluster; ``"synchronous"``: this process.
@@ -147,8 +190,13 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     import dask
 
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    tasks = [dask.delayed(track_table, pure=True)(t, settings, dask_key_name=f"track-{i}")
-             for i, t in enumerate(tracks)]
+    store = None
+    if out is not None:                           # per-track summaries kept: a rerun resumes
+        store = Path(out).resolve() / "summaries" / summary_key(
+            settings, _model(settings).graph.content_digest())
+    paths = [None if store is None else str(_summary_file(store, t)) for t in tracks]
+    tasks = [dask.delayed(stored_table, pure=True)(t, settings, p, dask_key_name=f"track-{i}")
+             for i, (t, p) in enumerate(zip(tracks, paths))]
     level = 0
     while len(tasks) > 1:                                   # a tree of merges
         tasks = [dask.delayed(_merge_many, pure=True)(tasks[i:i + FANIN], settings.k,

@@ -241,3 +241,16 @@ def test_a_real_cluster_and_a_killed_worker(collection, tmp_path):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=30)
+
+
+def test_tag_winners_do_not_overlap(collection):
+    import mirdeconv
+
+    model = mirdeconv.load_model(collection / "net.keras")
+    y, sr = mirdeconv.audio.load(collection / "songs" / "t4.wav")          # 3 s, patches of 0.38
+    t = summarise(model, y, sr, track="t4", layers=[], k=3, excerpt=0.5)
+    patch = 24 * REP.seconds_per_frame
+    for _, g in t[t.kind == "tag"].groupby("unit"):
+        s = np.sort(g.start.to_numpy())
+        assert len(g) >= 1 and np.all(np.diff(s) >= patch - 1e-6)
+        assert np.allclose(g.end - g.start, np.minimum(patch, len(y) / sr - g.start))

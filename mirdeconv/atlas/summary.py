@@ -8,7 +8,7 @@ lies furthest from the patch's edges; the strongest are taken with
 non-maximum suppression, at least an excerpt apart, so one track gives a feature at most
 ``k`` distinct excerpts.  The excerpt (``excerpt`` seconds centred on the moment, clipped to
 the track) is what a listener hears.  A tag's moments are the model's patches, by the tag's
-probability.
+probability, no two overlapping.
 """
 
 from __future__ import annotations
@@ -103,19 +103,26 @@ def _moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
     return np.concatenate(times), np.concatenate(values, axis=1)
 
 
+def _apart(times: np.ndarray, values: np.ndarray, k: int, gap: float) -> list[int]:
+    """The ``k`` largest positive ``values`` whose ``times`` lie at least ``gap`` apart
+    (non-maximum suppression), strongest first."""
+    chosen: list[int] = []
+    for i in np.argsort(-values, kind="stable"):
+        if values[i] <= 0 or len(chosen) == k:
+            break
+        if all(abs(times[i] - times[c]) >= gap for c in chosen):
+            chosen.append(int(i))
+    return chosen
+
+
 def _winners(times: np.ndarray, values: np.ndarray, layer: str, k: int, excerpt: float,
              duration: float, track: str) -> pd.DataFrame:
     """Each feature's ``k`` strongest moments, at least ``excerpt`` seconds apart."""
     rows = []
     for f, v in enumerate(values):
-        chosen: list[float] = []
-        for i in np.argsort(-v, kind="stable"):
-            if v[i] <= 0 or len(chosen) == k:
-                break
-            if all(abs(times[i] - c) >= excerpt for c in chosen):
-                chosen.append(float(times[i]))
-                start, end = _span(times[i], excerpt, duration)
-                rows.append(("feature", layer, f, float(v[i]), track, start, end))
+        for i in _apart(times, v, k, excerpt):
+            start, end = _span(times[i], excerpt, duration)
+            rows.append(("feature", layer, f, float(v[i]), track, start, end))
     return pd.DataFrame(rows, columns=COLUMNS) if rows else empty()
 
 
@@ -127,7 +134,8 @@ def _span(centre: float, excerpt: float, duration: float) -> tuple[float, float]
 
 def _tag_winners(model: FrozenModel, prepared, k: int, track: str, duration: float
                  ) -> pd.DataFrame:
-    """Each tag's ``k`` most confident patches (none for a model without class output)."""
+    """Each tag's ``k`` most confident patches that do not overlap (none for a model without
+    class output)."""
     try:
         target = output_target(model, "probability")
     except MirdeconvError:
@@ -135,10 +143,11 @@ def _tag_winners(model: FrozenModel, prepared, k: int, track: str, duration: flo
     frames, _, patching = track_inputs(model, prepared)
     probs = patch_outputs(model, target.tensor, frames, patching, patch_fill(model, frames))
     spf = model.representation.seconds_per_frame
+    starts = np.asarray(patching.starts, float) * spf
     rows = []
-    for c in range(probs.shape[1]):
-        for i in np.argsort(-probs[:, c], kind="stable")[:k]:
-            s = patching.starts[i] * spf
+    for c in range(probs.shape[1]):                  # patches that do not overlap
+        for i in _apart(starts, probs[:, c], k, patching.length * spf - 1e-9):
+            s = starts[i]
             rows.append(("tag", "", c, float(probs[i, c]), track, round(s, 6),
                          round(min(duration, s + patching.length * spf), 6)))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -137,6 +137,13 @@ def test_cli_atlas(collection, tmp_path, capsys):
     assert main(["atlas", str(collection / "net.keras"), str(tmp_path / "nothing"), "--out",
                  str(tmp_path / "b")]) == 2
     assert "neither a folder of audio" in capsys.readouterr().err
+    assert main(["atlas", "--check", str(tmp_path / "a")]) == 0
+    assert "every file the atlas lists is there" in capsys.readouterr().out
+    gone = table[table.kind == "feature"].png_path.iloc[0]
+    (tmp_path / "a" / gone).unlink()
+    assert main(["atlas", "--check", str(tmp_path / "a")]) == 1
+    assert f"missing file: {gone}" in capsys.readouterr().out
+    assert main(["atlas", "--check", str(tmp_path / "nothing")]) == 1
 
 
 @pytest.mark.slow

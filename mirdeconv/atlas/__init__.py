@@ -6,7 +6,7 @@
 * :mod:`.run`: the Dask graph (a task per track, a tree of merges), the atlas written and read.
 """
 
-from .run import AtlasSettings, build_atlas, load, write_atlas
+from .run import AtlasSettings, build_atlas, check_atlas, load, write_atlas
 from .sources import Track, collect
 
-__all__ = ["AtlasSettings", "build_atlas", "load", "write_atlas", "Track", "collect"]
+__all__ = ["AtlasSettings", "build_atlas", "check_atlas", "load", "write_atlas", "Track", "collect"]

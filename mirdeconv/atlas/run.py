@@ -24,7 +24,8 @@ from .sources import Track
 from .topk import KEY, empty, merge
 from .winners import FILE_COLUMNS
 
-__all__ = ["AtlasSettings", "build_atlas", "track_table", "write_atlas", "load", "FANIN"]
+__all__ = ["AtlasSettings", "build_atlas", "track_table", "write_atlas", "load", "check_atlas",
+           "FANIN"]
 
 #: Tables merged by one reduction task.
 FANIN = 8
@@ -231,6 +232,30 @@ def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSett
         table.to_parquet(tmp, index=False)
     save_json(folder / "atlas.json", dataclasses.asdict(settings))
     return folder / "atlas.parquet"
+
+
+def check_atlas(folder: str | os.PathLike) -> dict[str, list[str]]:
+    """Compare an atlas folder with its table: problems by kind (``missing table``,
+    ``missing file`` (a path the table lists), ``unreadable summary``); empty lists: whole.
+    """
+    folder = Path(folder)
+    problems: dict[str, list[str]] = {"missing table": [], "missing file": [],
+                                      "unreadable summary": []}
+    try:
+        table = load(folder)
+    except (OSError, ValueError) as exc:
+        problems["missing table"].append(f"{folder / 'atlas.parquet'}: {exc}")
+        return problems
+    for col in ("excerpt_path", "audio_path", "png_path"):
+        for rel in table.get(col, pd.Series(dtype=object)).dropna():
+            if rel and not (folder / rel).is_file():
+                problems["missing file"].append(rel)
+    for p in sorted((folder / "summaries").rglob("*.parquet")):
+        try:
+            pd.read_parquet(p)
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a broken file
+            problems["unreadable summary"].append(f"{p.relative_to(folder)}: {exc}")
+    return problems
 
 
 def load(folder: str | os.PathLike) -> pd.DataFrame:

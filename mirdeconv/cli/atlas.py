@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InvalidOptionError
 from .common import model_args, model_options
 
 __all__ = ["cmd_atlas", "atlas_args"]
@@ -13,6 +14,10 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     from ..atlas import AtlasSettings, build_atlas, collect
     from ..store import prepare_folder
 
+    if args.check:
+        return _check(args.check)
+    if not (args.model and args.source and args.out):
+        raise InvalidOptionError("give MODEL SOURCE --out ATLAS (or --check ATLAS)")
     tracks = collect(args.source)                  # refused before any work
     prepare_folder(args.out)
     layers = tuple(x for x in (args.layers or "").split(",") if x)
@@ -28,10 +33,26 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(folder: str) -> int:
+    from ..atlas import check_atlas
+
+    problems = check_atlas(folder)
+    for kind, items in problems.items():
+        for item in items[:20]:
+            print(f"  {kind}: {item}")
+        if len(items) > 20:
+            print(f"  ... {len(items) - 20} more {kind}")
+    bad = sum(map(len, problems.values()))
+    print(f"{folder}: " + ("every file the atlas lists is there" if not bad
+                           else f"{bad} problem{'s' if bad > 1 else ''}"))
+    return 1 if bad else 0
+
+
 def atlas_args(p: argparse.ArgumentParser) -> None:
-    model_args(p)
-    p.add_argument("source", help="a folder of audio (recursively) or a .csv/.parquet list with a "
-                                  "'path' column")
+    model_args(p, optional=True)
+    p.add_argument("source", nargs="?", help="a folder of audio (recursively) or a .csv/.parquet "
+                                             "list with a 'path' column")
+    p.add_argument("--check", metavar="ATLAS", help="check an atlas folder against its table")
     p.add_argument("--layers", help="comma-separated feature layers (default: all)")
     p.add_argument("--top-k", type=int, default=9, help="winners per feature and tag (default 9)")
     p.add_argument("--excerpt", type=float, default=3.0,
@@ -42,4 +63,4 @@ def atlas_args(p: argparse.ArgumentParser) -> None:
                         "default: a local cluster, one worker process per core; 'synchronous': "
                         "this process")
     p.add_argument("--workers", type=int, help="the local cluster's worker processes")
-    p.add_argument("--out", "-o", required=True, help="the atlas folder")
+    p.add_argument("--out", "-o", help="the atlas folder")

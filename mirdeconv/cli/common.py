@@ -52,9 +52,10 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file (.keras, .h5, .pb), zoo name (mtt-musicnn, ...) or "
-                                 "plugin id (musicnn:mtt-vgg, see `mirdeconv models`)")
+def model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    p.add_argument("model", nargs="?" if optional else None,
+                   help="model file (.keras, .h5, .pb), zoo name (mtt-musicnn, ...) or plugin id "
+                        "(musicnn:mtt-vgg, see `mirdeconv models`)")
     p.add_argument("--representation", "-r",
                    help=f"input representation: a preset ({', '.join(presets())}) or a JSON "
                         "file; default: NAME.mirdeconv.json beside the model")

@@ -2,7 +2,8 @@
 the model once), a tree of merges (memory O(units x k)), the atlas written atomically.
 
 ``scheduler=None`` starts an embedded ``distributed.LocalCluster`` (worker processes, one
-thread each, as many as the machine has cores); an address (``tcp://host:8786``, or
+thread each, as many as the machine has cores, each with TensorFlow's thread pools sized to
+its share of the cores: :func:`worker_env`); an address (``tcp://host:8786``, or
 ``DASK_SCHEDULER_ADDRESS``) runs the same graph on an existing cluster, the model shipped
 to the workers by its id or path; ``"synchronous"`` runs it in this process (Dask's
 synchronous scheduler, for checks and debugging).
@@ -25,7 +26,7 @@ from .topk import KEY, empty, merge
 from .winners import FILE_COLUMNS
 
 __all__ = ["AtlasSettings", "build_atlas", "track_table", "write_atlas", "load", "check_atlas",
-           "FANIN"]
+           "worker_env", "FANIN"]
 
 #: Tables merged by one reduction task.
 FANIN = 8
@@ -127,6 +128,14 @@ def _track_files(track: Track, rows: pd.DataFrame, settings: AtlasSettings, out:
     return winner_files(_model(settings), track.path, rows, out)
 
 
+def worker_env(n_workers: int, cores: int | None = None) -> dict[str, str]:
+    """The environment of a local worker process: TensorFlow's thread pools (and oneDNN's
+    OpenMP) sized to its share of the machine's cores, so that the workers do not each
+    take every core."""
+    per = str(max(1, (cores or os.cpu_count() or 1) // max(1, n_workers)))
+    return {"TF_NUM_INTRAOP_THREADS": per, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": per}
+
+
 @contextmanager
 def _runner(scheduler: str | None, n_workers: int | None, progress: bool
             ) -> Iterator[Callable[[list], list]]:
@@ -141,8 +150,9 @@ def _runner(scheduler: str | None, n_workers: int | None, progress: bool
 
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=":0")
+        n = n_workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", env=worker_env(n))
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
             if progress:

@@ -425,6 +425,9 @@ class Environment:
     memory : str or None
         ``MIRDECONV_MEMORY`` (e.g. ``2G``) as written: the default memory budget, read by
         :attr:`DeconvOptions.budget` (which refuses a value that is not a size).
+    atlas_dir : Path or None
+        ``MIRDECONV_ATLAS_DIR``: the folder whose atlases (``mirdeconv atlas --out``) the
+        app's Atlas view opens (the page never takes a path).
     """
 
     cache: Path | None = None
@@ -434,6 +437,7 @@ class Environment:
     upload_minutes: float = UPLOAD_LIMIT_MINUTES
     verbose: bool = False
     memory: str | None = None
+    atlas_dir: Path | None = None
 
 
 def _flag(value: str | None) -> bool:
@@ -473,6 +477,7 @@ def environment(environ: Mapping[str, str] | None = None) -> Environment:
         upload_minutes=_minutes(get("UPLOAD_MINUTES")),
         verbose=_flag(get("VERBOSE")),
         memory=get("MEMORY"),
+        atlas_dir=Path(get("ATLAS_DIR")) if get("ATLAS_DIR") else None,
     )
 
 

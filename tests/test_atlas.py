@@ -261,3 +261,49 @@ def test_tag_winners_do_not_overlap(collection):
         s = np.sort(g.start.to_numpy())
         assert len(g) >= 1 and np.all(np.diff(s) >= patch - 1e-6)
         assert np.allclose(g.end - g.start, np.minimum(patch, len(y) / sr - g.start))
+
+
+def test_app_reads_only_files_inside_the_atlas(collection, tmp_path, monkeypatch):
+    from mirdeconv.app import atlas as app_atlas
+
+    assert app_atlas.atlas_folders(tmp_path) == {}
+    monkeypatch.delenv("MIRDECONV_ATLAS_DIR", raising=False)
+    assert app_atlas.atlas_folders() == {}
+    (tmp_path / "one").mkdir()
+    pd.DataFrame({"kind": ["feature"]}).to_parquet(tmp_path / "one" / "atlas.parquet")
+    (tmp_path / "secret.txt").write_text("not yours")
+    (tmp_path / "one" / "x.wav").write_bytes(b"RIFF")
+    monkeypatch.setenv("MIRDECONV_ATLAS_DIR", str(tmp_path))
+    folders = app_atlas.atlas_folders()
+    assert folders == {"one": tmp_path / "one"}
+    assert app_atlas.atlas_file(folders["one"], "x.wav") == b"RIFF"
+    assert app_atlas.atlas_file(folders["one"], "../secret.txt") is None
+    assert app_atlas.atlas_file(folders["one"], str(tmp_path / "secret.txt")) is None
+    assert app_atlas.atlas_file(folders["one"], "") is None
+
+
+@pytest.mark.slow
+def test_app_atlas_view(collection, tmp_path, monkeypatch, zoo_cache):
+    """The Atlas tab opens the operator's atlas: pick a layer and a feature, hear its
+    excerpts and auralisations, see its pictures; then a tag, by its label."""
+    from streamlit.testing.v1 import AppTest
+
+    from .conftest import ROOT
+
+    settings = AtlasSettings(model=str(collection / "net.keras"), layers=("c2",), k=2,
+                             excerpt=0.5)
+    table = build_atlas(collect(collection / "songs"), settings, scheduler="synchronous",
+                        out=tmp_path / "atlases" / "small")
+    monkeypatch.setenv("MIRDECONV_ATLAS_DIR", str(tmp_path / "atlases"))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600).run()
+    assert not at.exception and at.selectbox(key="atlas").value == "small"
+    feature = int(at.selectbox(key="atlas_unit").value)
+    rows = table[(table.kind == "feature") & (table.unit == feature)]
+    assert any(c.value.startswith(f"small: {len(rows)} strongest moments of feature {feature} "
+                                  "of c2 across 5 tracks") for c in at.caption)
+    listed = [m.value for m in at.markdown if m.value.startswith("**1.**")]
+    best = rows[rows["rank"] == 0].iloc[0]
+    assert listed and listed[0].startswith(f"**1.** {best.track}, {best.start:.1f}")
+    assert sum(c.value == "the feature's auralisation on it" for c in at.caption) == len(rows)
+    at.radio(key="atlas_kind").set_value("tag").run()
+    assert not at.exception and at.selectbox(key="atlas_unit").options[:3] == TAGS

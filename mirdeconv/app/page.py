@@ -19,6 +19,7 @@ from .. import backend
 from ..errors import MirdeconvError
 from ..options import UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, environment
 from . import logic
+from .atlas_view import atlas_view
 from .model_view import ModelView, model_view
 from .tags_view import tags_view
 
@@ -339,10 +340,12 @@ def run() -> None:
     result = _deconvolved(ctx, wanted)
     feats = list(wanted) if wanted is not None else logic.most_active(result, 8)
     ctx["result"] = result
-    tab_feature, tab_layer, tab_tags = st.tabs(["Features", "Layer", "Tags"])
+    tab_feature, tab_layer, tab_tags, tab_atlas = st.tabs(["Features", "Layer", "Tags", "Atlas"])
     with tab_feature:
         _feature_view(ctx, feats)
     with tab_layer:
         _layer_view(ctx)
     with tab_tags:
         tags_view(ctx)
+    with tab_atlas:
+        atlas_view()

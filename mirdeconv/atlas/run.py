@@ -227,12 +227,14 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     table = pd.concat(parts, ignore_index=True) if parts else table.assign(
         **{c: pd.Series(dtype=object) for c in FILE_COLUMNS})
     table = table.sort_values(KEY + ["rank"], kind="mergesort").reset_index(drop=True)
-    write_atlas(table, out, settings)
+    write_atlas(table, out, settings, labels=list(_model(settings).labels or []))
     return table
 
 
-def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSettings) -> Path:
-    """``atlas.parquet`` (atomically) and ``atlas.json`` (the settings) in ``out``."""
+def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSettings,
+                labels: list[str] | None = None) -> Path:
+    """``atlas.parquet`` (atomically) and ``atlas.json`` (the settings and the model's class
+    labels) in ``out``."""
     import dataclasses
 
     from ..store import atomic_path, prepare_folder, save_json
@@ -240,7 +242,7 @@ def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSett
     folder = prepare_folder(out)
     with atomic_path(folder / "atlas.parquet") as tmp:
         table.to_parquet(tmp, index=False)
-    save_json(folder / "atlas.json", dataclasses.asdict(settings))
+    save_json(folder / "atlas.json", {**dataclasses.asdict(settings), "labels": labels or []})
     return folder / "atlas.parquet"
 
 

@@ -307,3 +307,52 @@ def test_app_atlas_view(collection, tmp_path, monkeypatch, zoo_cache):
     assert sum(c.value == "the feature's auralisation on it" for c in at.caption) == len(rows)
     at.radio(key="atlas_kind").set_value("tag").run()
     assert not at.exception and at.selectbox(key="atlas_unit").options[:3] == TAGS
+
+
+def _planted(keras, kernel, name, folder):
+    """A one-feature net on Choi's STFT (the analysis tests' planted nets), saved as .keras
+    with its representation beside it."""
+    from mirdeconv.representations import choi2016_stft
+
+    rep = choi2016_stft()
+    L = keras.layers
+    inp = L.Input((rep.n_bands, None, 1), name="stft")
+    conv = L.Conv2D(1, kernel.shape[:2], activation="relu", name=name,
+                    padding="same" if kernel.shape[0] < rep.n_bands else "valid")
+    out = conv(inp)
+    conv.set_weights([kernel.astype(np.float32), np.zeros(1, np.float32)])
+    path = folder / f"{name}.keras"
+    keras.Model(inp, out).save(path)
+    path.with_suffix(".mirdeconv.json").write_text(json.dumps(
+        {"representation": rep.to_dict(), "input_axes": "NFTC"}))
+    return str(path), rep
+
+
+@pytest.mark.slow
+def test_planted_nets_get_their_concept_from_annotated_probes(keras, tmp_path):
+    """The probe set (chords, notes, onsets) written with its JAMS annotations: the onset
+    detector (a vertical edge in time) is labelled "onset", the low-band net (the bins below
+    200 Hz) "low note".  (With the drum probes in the set both are labelled "drum hit",
+    IoU 0.26 and 0.17: a kick is a loud, low onset, and IoU favours the smaller concept.)"""
+    from mirdeconv import probes
+
+    clips = probes.probe_set(families=("chords", "notes", "onsets"), keys=["Eb2", "A3"],
+                             instruments=["piano"], chord_sets=["major_minor"])
+    probes.write_probes(clips, tmp_path / "probes", annotations="jams")
+    tracks = collect(tmp_path / "probes")
+    assert len(tracks) == len(clips)
+    edge = np.zeros((3, 3, 1, 1))
+    edge[:, 0], edge[:, 2] = -1.0, 1.0
+    onset_net, rep = _planted(keras, edge, "edge", tmp_path)
+    freqs = np.arange(rep.n_bands) * rep.sr / rep.n_fft
+    low_net, _ = _planted(keras, (freqs < 200).astype(float).reshape(-1, 1, 1, 1), "lowpass",
+                          tmp_path)
+    labels = {}
+    for path, layer in ((onset_net, "edge"), (low_net, "lowpass")):
+        settings = AtlasSettings(model=path, layers=(layer,), k=1, excerpt=0.5, tags=False)
+        table = build_atlas(tracks, settings, scheduler="synchronous", out=tmp_path / layer)
+        d = pd.read_parquet(tmp_path / layer / "dissection.parquet")
+        labels[layer] = d.iloc[0].label, d.set_index("concept").iou.to_dict()
+        assert table.label.iloc[0] == labels[layer][0]
+    assert labels["edge"][0] == "onset", labels
+    assert labels["lowpass"][0] == "low note", labels

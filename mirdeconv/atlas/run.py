@@ -113,6 +113,67 @@ def stored_table(track: Track, settings: AtlasSettings, path: str | None) -> pd.
     return table
 
 
+def _tree(tasks: list, combine: Callable, name: str, *args: Any) -> Any:
+    """The tasks' results combined by ``combine(list, *args)`` in a tree of :data:`FANIN`."""
+    import dask
+
+    level = 0
+    while len(tasks) > 1:
+        tasks = [dask.delayed(combine, pure=True)(tasks[i:i + FANIN], *args,
+                                                  dask_key_name=f"{name}-{level}-{i}")
+                 for i in range(0, len(tasks), FANIN)]
+        level += 1
+    return tasks[0]
+
+
+def _track_histograms(track: Track, settings: AtlasSettings, layers: tuple[str, ...]) -> dict:
+    from ..audio import load
+    from .dissect import histograms
+
+    y, sr = load(track.path)
+    return histograms(_model(settings), y, sr, layers)
+
+
+def _track_overlaps(track: Track, settings: AtlasSettings, concepts: dict, limits: dict) -> dict:
+    from ..audio import load
+    from .dissect import overlaps
+
+    y, sr = load(track.path)
+    return overlaps(_model(settings), y, sr, concepts, limits)
+
+
+def _add_all(parts: list) -> dict:
+    from .dissect import add
+
+    out: dict = {}
+    for p in parts:
+        out = add(out, p)
+    return out
+
+
+def _dissection(tracks: Sequence[Track], settings: AtlasSettings,
+                run: Callable[[list], list]) -> pd.DataFrame | None:
+    """The Network-Dissection table of the annotated tracks (:mod:`mirdeconv.atlas.dissect`;
+    None: no track has annotations): every feature's quantile from merged histograms, then
+    its overlaps with every concept, summed in trees of tasks."""
+    import dask
+
+    from .dissect import concepts_of, labels_table, thresholds
+
+    annotated = [(t, c) for t in tracks if (c := concepts_of(t.path)) is not None]
+    if not annotated:
+        return None
+    layers = settings.layers or tuple(li.name for li in _model(settings).layers)
+    hist = run([_tree([dask.delayed(_track_histograms, pure=True)(
+        t, settings, layers, dask_key_name=f"hist-{i}") for i, (t, _) in enumerate(annotated)],
+        _add_all, "hist-add")])[0]
+    limits = thresholds(hist)
+    counts = run([_tree([dask.delayed(_track_overlaps, pure=True)(
+        t, settings, c, limits, dask_key_name=f"iou-{i}") for i, (t, c) in enumerate(annotated)],
+        _add_all, "iou-add")])[0]
+    return labels_table(counts)
+
+
 def _merge_many(tables: Sequence[pd.DataFrame], k: int) -> pd.DataFrame:
     out = empty()
     for t in tables:
@@ -208,14 +269,15 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     paths = [None if store is None else str(_summary_file(store, t)) for t in tracks]
     tasks = [dask.delayed(stored_table, pure=True)(t, settings, p, dask_key_name=f"track-{i}")
              for i, (t, p) in enumerate(zip(tracks, paths))]
-    level = 0
-    while len(tasks) > 1:                                   # a tree of merges
-        tasks = [dask.delayed(_merge_many, pure=True)(tasks[i:i + FANIN], settings.k,
-                                                       dask_key_name=f"merge-{level}-{i}")
-                 for i in range(0, len(tasks), FANIN)]
-        level += 1
+    tasks = [_tree(tasks, _merge_many, "merge", settings.k)] if tasks else []
     with _runner(scheduler, n_workers, progress) as run:
         table = run([tasks[0]])[0] if tasks else empty()
+        labels = _dissection(tracks, settings, run)
+        if labels is not None:
+            best = labels.groupby(["layer", "unit"], sort=False).head(1)[
+                ["layer", "unit", "label", "label_iou"]]
+            table = table.merge(best.assign(kind="feature"), on=["kind", "layer", "unit"],
+                                how="left")
         if out is None:
             return table
         folder = str(Path(out).resolve())
@@ -228,6 +290,11 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
         **{c: pd.Series(dtype=object) for c in FILE_COLUMNS})
     table = table.sort_values(KEY + ["rank"], kind="mergesort").reset_index(drop=True)
     write_atlas(table, out, settings, labels=list(_model(settings).labels or []))
+    if labels is not None:
+        from ..store import atomic_path
+
+        with atomic_path(Path(out) / "dissection.parquet") as tmp:
+            labels.to_parquet(tmp, index=False)
     return table
 
 

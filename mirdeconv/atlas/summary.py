@@ -26,7 +26,7 @@ from ..graph import LayerInfo
 from ..model import FrozenModel
 from .topk import COLUMNS, empty, top_k
 
-__all__ = ["summarise", "PATCHES_PER_PASS"]
+__all__ = ["summarise", "moments", "PATCHES_PER_PASS"]
 
 #: Patches that go through the model together (memory is bounded by them, not by the track).
 PATCHES_PER_PASS = 8
@@ -65,14 +65,14 @@ def summarise(model: FrozenModel, audio: np.ndarray, sr: int, *, track: str,
     parts = [empty()]
     for name in layers:
         info = model.layer(name)
-        times, values = _moments(model, prepared.frames, info)
+        times, values = moments(model, prepared.frames, info)
         parts.append(_winners(times * spf, values, info.name, k, excerpt, duration, track))
     if tags:
         parts.append(_tag_winners(model, prepared, k, track, duration))
     return top_k(pd.concat(parts, ignore_index=True), k)
 
 
-def _moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
+def moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
              ) -> tuple[np.ndarray, np.ndarray]:
     """Every unit's time (frames, the centre of its receptive field; (n_units,)) and every
     feature's activation there, maximised over frequency ((n_features, n_units))."""

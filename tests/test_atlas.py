@@ -347,12 +347,16 @@ def test_planted_nets_get_their_concept_from_annotated_probes(keras, tmp_path):
     freqs = np.arange(rep.n_bands) * rep.sr / rep.n_fft
     low_net, _ = _planted(keras, (freqs < 200).astype(float).reshape(-1, 1, 1, 1), "lowpass",
                           tmp_path)
-    labels = {}
+    labels, feats = {}, {}
     for path, layer in ((onset_net, "edge"), (low_net, "lowpass")):
         settings = AtlasSettings(model=path, layers=(layer,), k=1, excerpt=0.5, tags=False)
         table = build_atlas(tracks, settings, scheduler="synchronous", out=tmp_path / layer)
         d = pd.read_parquet(tmp_path / layer / "dissection.parquet")
         labels[layer] = d.iloc[0].label, d.set_index("concept").iou.to_dict()
         assert table.label.iloc[0] == labels[layer][0]
+        feats[layer] = pd.read_parquet(tmp_path / layer / "features.parquet").iloc[0]
     assert labels["edge"][0] == "onset", labels
     assert labels["lowpass"][0] == "low note", labels
+    # the analysis' descriptors of the winners' deconvolutions, per feature
+    assert feats["lowpass"].n == 1 and feats["lowpass"].low_share > 0.95
+    assert feats["edge"].n == 1 and np.isfinite(feats["edge"].onset_f)

@@ -290,9 +290,12 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
         **{c: pd.Series(dtype=object) for c in FILE_COLUMNS})
     table = table.sort_values(KEY + ["rank"], kind="mergesort").reset_index(drop=True)
     write_atlas(table, out, settings, labels=list(_model(settings).labels or []))
-    if labels is not None:
-        from ..store import atomic_path
+    from ..store import atomic_path
+    from .winners import feature_descriptors
 
+    with atomic_path(Path(out) / "features.parquet") as tmp:
+        feature_descriptors(table).to_parquet(tmp, index=False)
+    if labels is not None:
         with atomic_path(Path(out) / "dissection.parquet") as tmp:
             labels.to_parquet(tmp, index=False)
     return table

@@ -2,6 +2,10 @@
 winner the feature's deconvolution on that excerpt (a picture beside the input) and its
 auralisation; computed only for the winners, one task per track (its audio read once).
 
+Each feature's winner is also described by the analysis' descriptors (onset F-measure on
+the excerpt's detected onsets, percussive share, bands, ...); :func:`feature_descriptors`
+aggregates them per feature.
+
 Files, below the atlas folder (``NNN``: feature or class, ``R``: rank)::
 
     features/<layer>/fNNN/R_excerpt.wav, R.wav (the auralisation), R.png
@@ -20,7 +24,7 @@ import pandas as pd
 from ..errors import MirdeconvError
 from ..store import write_audio
 
-__all__ = ["winner_files", "FILE_COLUMNS"]
+__all__ = ["winner_files", "feature_descriptors", "FILE_COLUMNS"]
 
 FILE_COLUMNS = ["excerpt_path", "audio_path", "png_path", "error"]
 
@@ -42,6 +46,7 @@ def winner_files(model: Any, path: str, rows: pd.DataFrame, out: str) -> pd.Data
         winner has no deconvolution, e.g. an excerpt shorter than the layer's receptive
         field, else "").
     """
+    from ..analysis import DESCRIPTORS, Reference, TrackContext, describe
     from ..audio import load
     from ..auralisation import auralise_result
     from ..engine import deconvolve
@@ -59,9 +64,12 @@ def winner_files(model: Any, path: str, rows: pd.DataFrame, out: str) -> pd.Data
         excerpt = f"{rel}/{int(row.rank)}_excerpt.wav"
         write_audio(Path(out) / excerpt, clip, sr)
         sound = png = error = ""
+        values = dict.fromkeys(DESCRIPTORS, np.nan)
         if row.kind == "feature":
             try:
                 res = deconvolve(model, clip, sr, layer=row.layer, features=[int(row.unit)])
+                ctx = TrackContext(res.track, Reference.detect(clip, sr))
+                values = describe(res, ctx).iloc[0][list(DESCRIPTORS)].to_dict()
                 aur = auralise_result(res, clip, sr)
                 sound = f"{rel}/{int(row.rank)}.wav"
                 write_audio(Path(out) / sound, aur.audio[0], aur.sr)
@@ -72,5 +80,20 @@ def winner_files(model: Any, path: str, rows: pd.DataFrame, out: str) -> pd.Data
                 save_figure(fig, Path(out) / png)
             except MirdeconvError as exc:
                 error = str(exc)
-        done.append((excerpt, sound, png, error))
-    return rows.assign(**{c: [d[i] for d in done] for i, c in enumerate(FILE_COLUMNS)})
+        done.append((excerpt, sound, png, error, values))
+    out = rows.assign(**{c: [d[i] for d in done] for i, c in enumerate(FILE_COLUMNS)})
+    return out.assign(**{k: [float(d[4][k]) for d in done] for k in DESCRIPTORS})
+
+
+def feature_descriptors(table: pd.DataFrame) -> pd.DataFrame:
+    """Each feature's descriptors over its winners (the analysis' descriptors of its
+    deconvolution on each excerpt, :mod:`mirdeconv.analysis`): their mean, and how many
+    winners had one (``n``)."""
+    from ..analysis import DESCRIPTORS
+
+    feats = table[table["kind"] == "feature"]
+    cols = [c for c in DESCRIPTORS if c in feats.columns]
+    grouped = feats.groupby(["layer", "unit"], sort=True)
+    out = grouped[cols].mean()
+    out.insert(0, "n", grouped[cols[0]].count() if cols else 0)
+    return out.reset_index()

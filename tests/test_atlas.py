@@ -133,6 +133,7 @@ def test_cli_atlas(collection, tmp_path, capsys):
     n = table.groupby(["kind", "layer", "unit"]).ngroups      # c2's 6 features (less the
     assert code == 0 and 4 <= n <= 9                         # dead ones) and the 3 tags
     assert f"5 tracks: {n} features and tags, {len(table)} winners" in out
+    assert not (tmp_path / "a" / "dissection.parquet").exists()      # no annotations
     assert sorted(table.kind.unique()) == ["feature", "tag"] and (table["rank"] == 0).all()
     assert main(["atlas", str(collection / "net.keras"), str(tmp_path / "nothing"), "--out",
                  str(tmp_path / "b")]) == 2
@@ -305,6 +306,8 @@ def test_app_atlas_view(collection, tmp_path, monkeypatch, zoo_cache):
     best = rows[rows["rank"] == 0].iloc[0]
     assert listed and listed[0].startswith(f"**1.** {best.track}, {best.start:.1f}")
     assert sum(c.value == "the feature's auralisation on it" for c in at.caption) == len(rows)
+    described = at.dataframe[-1].value                       # its descriptors over its winners
+    assert int(described["winners described"].iloc[0]) == len(rows) and "onset F" in described
     at.radio(key="atlas_kind").set_value("tag").run()
     assert not at.exception and at.selectbox(key="atlas_unit").options[:3] == TAGS
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..options import environment
 
-__all__ = ["atlas_folders", "atlas_table", "unit_rows", "atlas_file"]
+__all__ = ["atlas_folders", "atlas_table", "unit_rows", "atlas_file", "feature_summary"]
 
 
 def atlas_folders(root: Path | None = None) -> dict[str, Path]:
@@ -46,3 +46,26 @@ def atlas_file(folder: Path, rel: str) -> bytes | None:
     if not path.is_relative_to(base) or not path.is_file():
         return None
     return path.read_bytes()
+
+
+SHOWN = {"n": "winners described", "onset_f": "onset F", "percussive_share": "percussive share",
+         "low_share": "low share", "mid_share": "mid share", "high_share": "high share",
+         "centroid_hz": "centroid (Hz)", "temporal_sparsity": "temporal sparsity"}
+
+
+def feature_summary(folder: Path, table: Any, layer: str, unit: int) -> tuple[str, Any]:
+    """A feature's label from the annotations (``""`` without) and its descriptors over its
+    winners (a one-row table with readable names, or None)."""
+    import pandas as pd
+
+    rows = unit_rows(table, "feature", layer, unit)
+    label = ""
+    if "label" in rows.columns and len(rows) and isinstance(rows["label"].iloc[0], str):
+        label = f"{rows['label'].iloc[0]} (IoU {rows['label_iou'].iloc[0]:.2f})"
+    path = folder / "features.parquet"
+    if not path.is_file():
+        return label, None
+    feats = pd.read_parquet(path)
+    row = feats[(feats["layer"] == layer) & (feats["unit"] == unit)]
+    cols = [c for c in SHOWN if c in row.columns]
+    return label, (row[cols].rename(columns=SHOWN).round(3) if len(row) else None)

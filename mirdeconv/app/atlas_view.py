@@ -38,6 +38,12 @@ def atlas_view() -> None:
     unit = cols[2].selectbox("Feature" if kind == "feature" else "Tag", units, key="atlas_unit",
                              format_func=lambda u: labels[u] if u < len(labels) else str(u))
     rows = atlas.unit_rows(table, kind, layer, int(unit))
+    if kind == "feature":
+        label, described = atlas.feature_summary(folder, table, layer, int(unit))
+        if label:
+            st.markdown(f"**Label from the annotations:** {label}")
+        if described is not None:
+            st.dataframe(described, hide_index=True)
     st.caption(f"{name}: {len(rows)} strongest moments of {kind} {unit}"
                + (f" of {layer}" if layer else "") + f" across {table['track'].nunique()} "
                "tracks, strongest first")

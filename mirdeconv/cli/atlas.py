@@ -18,6 +18,11 @@ def cmd_atlas(args: argparse.Namespace) -> int:
         return _check(args.check)
     if not (args.model and args.source and args.out):
         raise InvalidOptionError("give MODEL SOURCE --out ATLAS (or --check ATLAS)")
+    if args.source == "probes":                    # the probe set, with its annotations
+        from ..probes import probe_set, write_probes
+
+        write_probes(probe_set(), prepare_folder(args.out) / "probes", annotations="jams")
+        args.source = str(prepare_folder(args.out) / "probes")
     tracks = collect(args.source)                  # refused before any work
     prepare_folder(args.out)
     layers = tuple(x for x in (args.layers or "").split(",") if x)
@@ -50,8 +55,10 @@ def _check(folder: str) -> int:
 
 def atlas_args(p: argparse.ArgumentParser) -> None:
     model_args(p, optional=True)
-    p.add_argument("source", nargs="?", help="a folder of audio (recursively) or a .csv/.parquet "
-                                             "list with a 'path' column")
+    p.add_argument("source", nargs="?", help="a folder of audio (recursively; NAME.jams beside a "
+                                             "file annotates it), a .csv/.parquet list with a "
+                                             "'path' column, or 'probes' (the probe set and "
+                                             "its annotations, written into the atlas)")
     p.add_argument("--check", metavar="ATLAS", help="check an atlas folder against its table")
     p.add_argument("--layers", help="comma-separated feature layers (default: all)")
     p.add_argument("--top-k", type=int, default=9, help="winners per feature and tag (default 9)")

@@ -221,6 +221,13 @@ def test_a_real_cluster_and_a_killed_worker(collection, tmp_path):
 
         with Client(addr, timeout=60) as c:
             c.wait_for_workers(2, timeout=120)
+        from mirdeconv.cli import main  # the command's --scheduler, then the API's
+
+        assert main(["atlas", str(collection / "net.keras"), str(songs), "--layers", "c1,c2",
+                     "--top-k", "2", "--excerpt", "0.5", "--scheduler", addr,
+                     "--out", str(tmp_path / "cli")]) == 0
+        cli = load(tmp_path / "cli")[want.columns]
+        pd.testing.assert_frame_equal(cli, want, check_dtype=False)
         pd.testing.assert_frame_equal(build_atlas(tracks, settings, scheduler=addr), want)
         # again, with a worker killed while the job runs
         from mirdeconv.atlas import run as atlas_run

@@ -238,7 +238,8 @@ def test_a_real_cluster_and_a_killed_worker(collection, tmp_path):
             with Client(addr, timeout=60) as watcher:
                 w1 = next(a for a, w in watcher.scheduler_info()["workers"].items()
                           if w["name"] == "w1")
-                while not watcher.processing().get(w1):
+                deadline = time.monotonic() + 120
+                while not watcher.processing().get(w1) and time.monotonic() < deadline:
                     time.sleep(0.01)
                 os.killpg(procs[1].pid, signal.SIGKILL)
                 times["kill"] = time.monotonic()
@@ -311,7 +312,9 @@ def test_app_atlas_view(collection, tmp_path, monkeypatch, zoo_cache):
                                   "of c2 across 5 tracks") for c in at.caption)
     listed = [m.value for m in at.markdown if m.value.startswith("**1.**")]
     best = rows[rows["rank"] == 0].iloc[0]
-    assert listed and listed[0].startswith(f"**1.** {best.track}, {best.start:.1f}")
+    from mirdeconv.app.atlas_view import _plain
+
+    assert listed and listed[0].startswith(f"**1.** {_plain(best.track)}, {best.start:.1f}")
     assert sum(c.value == "the feature's auralisation on it" for c in at.caption) == len(rows)
     described = at.dataframe[-1].value                       # its descriptors over its winners
     assert int(described["winners described"].iloc[0]) == len(rows) and "onset F" in described
@@ -370,3 +373,47 @@ def test_planted_nets_get_their_concept_from_annotated_probes(keras, tmp_path):
     # the analysis' descriptors of the winners' deconvolutions, per feature
     assert feats["lowpass"].n == 1 and feats["lowpass"].low_share > 0.95
     assert feats["edge"].n == 1 and np.isfinite(feats["edge"].onset_f)
+
+
+def test_a_winner_lies_where_its_event_is(keras):
+    """A click at a known time through "same"-padded convolutions and two pools (stride 16
+    frames): the deep feature's best winner is centred on the click, within half a stride."""
+    import mirdeconv
+    from mirdeconv.representations import choi2016_stft
+
+    rep = choi2016_stft()
+    L = keras.layers
+    inp = L.Input((rep.n_bands, None, 1))
+    x = L.Conv2D(1, (rep.n_bands, 1), activation="relu", name="all")(inp)
+    x = L.MaxPooling2D((1, 4), name="p1")(L.Conv2D(1, (1, 9), padding="same", name="c1")(x))
+    x = L.MaxPooling2D((1, 4), name="p2")(L.Conv2D(1, (1, 9), padding="same", name="c2")(x))
+    net = keras.Model(inp, x)
+    for name in ("all", "c1", "c2"):
+        w = net.get_layer(name).get_weights()
+        net.get_layer(name).set_weights([np.ones_like(w[0]), np.zeros_like(w[1])])
+    model = mirdeconv.load_model(net, representation=rep, input_axes="NFTC")
+    y = np.zeros(rep.sr * 20, np.float32)
+    click = 12.3
+    y[int(click * rep.sr):int(click * rep.sr) + 64] = 0.8
+    t = summarise(model, y, rep.sr, track="click", layers=["p2"], k=1, excerpt=2.0, tags=False)
+    best = t.iloc[0]
+    stride = 16 * rep.seconds_per_frame
+    # measured: 0.06 s off; centred on its receptive field instead (56 frames), 0.24 s
+    assert abs((best.start + best.end) / 2 - click) <= stride / 2, (best.start, best.end)
+
+
+def test_dissection_thresholds_and_labels():
+    from mirdeconv.atlas.dissect import EDGES, labels_table, thresholds
+
+    values = -np.linspace(1.0, 2.0, 1000)                     # a layer that stays below zero
+    hist = {"bn": np.histogram(values, EDGES)[0][None].astype(np.int64)}
+    thr = thresholds(hist, 0.95)["bn"][0]
+    assert np.quantile(values, 0.95) <= thr < 0 and thr == pytest.approx(np.quantile(values, 0.95),
+                                                                         rel=0.06)
+    big = {"x": np.histogram([1e9, 2e9], EDGES)[0][None].astype(np.int64)}
+    assert np.isfinite(thresholds(big, 0.5)["x"][0])           # nothing falls off the end
+    counts = {("c", "onset"): np.array([[3, 0], [10, 8]]), ("c", "chord"): np.array([[1, 0], [4, 8]])}
+    t = labels_table(counts)
+    f0, f1 = t[t.unit == 0], t[t.unit == 1]
+    assert set(f0.label) == {"onset"} and f0.label_iou.iloc[0] == pytest.approx(0.3)
+    assert f1.label.isna().all()                              # no concept overlaps it: no label

@@ -48,7 +48,7 @@ def atlas_view() -> None:
                + (f" of {layer}" if layer else "") + f" across {table['track'].nunique()} "
                "tracks, strongest first")
     for r in rows.itertuples(index=False):
-        st.markdown(f"**{int(r.rank) + 1}.** {r.track}, {r.start:.1f}–{r.end:.1f} s "
+        st.markdown(f"**{int(r.rank) + 1}.** {_plain(r.track)}, {r.start:.1f}–{r.end:.1f} s "
                     f"(activation {r.activation:.3g})")
         left, right = st.columns(2)
         excerpt = atlas.atlas_file(folder, getattr(r, "excerpt_path", "") or "")
@@ -63,7 +63,15 @@ def atlas_view() -> None:
         if png:
             st.image(png, width="stretch")
         if getattr(r, "error", ""):
-            st.caption(f"No deconvolution: {r.error}")
+            st.caption(f"No deconvolution: {_plain(r.error)}")
+
+
+def _plain(text: str) -> str:
+    """Text from the atlas (file names, messages) shown as text, never as Markdown (a name
+    like ``![](http://...)`` would load an outside image)."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|~])", r"\\\1", str(text))
 
 
 def _labels(folder: Path) -> list[str]:

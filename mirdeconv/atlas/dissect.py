@@ -33,19 +33,28 @@ CONCEPTS = ("onset", "drum hit", "low note", "note", "chord")
 QUANTILE = 0.95
 INSTANT = 0.05
 LOW_NOTE = 55
-#: Histogram bin edges of positive activations (log-spaced); values <= 0 count in bin 0.
-EDGES = np.concatenate([[-np.inf, 0.0], np.logspace(-6, 6, 481)])
+#: Histogram bin edges of activations: log-spaced magnitudes on either side of zero, open
+#: at both ends (batch-norm and ELU layers respond below zero too).
+_POS = np.logspace(-6, 6, 481)
+EDGES = np.concatenate([[-np.inf], -_POS[::-1], [0.0], _POS, [np.inf]])
 
 
 def concepts_of(path: str) -> dict[str, list[tuple[float, float]]] | None:
-    """The concepts annotated for an audio file (None: no JAMS file beside it)."""
+    """The concepts annotated for an audio file (None: no JAMS file beside it).  A concept
+    whose namespace the file does not annotate is left out (its absence is unknown, not
+    "none here"), so it counts only on the tracks that annotate it."""
     jam_path = Path(path).with_suffix(".jams")
     if not jam_path.is_file():
         return None
     import jams
 
     jam = jams.load(str(jam_path), validate=False)
-    out: dict[str, list[tuple[float, float]]] = {c: [] for c in CONCEPTS}
+    spaces = {a.namespace for a in jam.annotations}
+    tags = any(str(o.value).startswith("drum:") for a in jam.annotations
+               if a.namespace == "tag_open" for o in a.data)
+    given = {"onset": "onset" in spaces, "drum hit": tags, "low note": "note_midi" in spaces,
+             "note": "note_midi" in spaces, "chord": "chord" in spaces}
+    out: dict[str, list[tuple[float, float]]] = {c: [] for c in CONCEPTS if given[c]}
     for ann in jam.annotations:
         for obs in ann.data:
             t, d, v = float(obs.time), float(obs.duration), obs.value
@@ -85,7 +94,7 @@ def thresholds(hist: dict, quantile: float = QUANTILE) -> dict:
     for layer, h in hist.items():
         cum = np.cumsum(h, axis=1) / np.maximum(h.sum(axis=1, keepdims=True), 1)
         idx = np.argmax(cum >= quantile, axis=1)
-        out[layer] = EDGES[np.minimum(idx + 1, len(EDGES) - 1)]
+        out[layer] = EDGES[np.minimum(idx + 1, len(EDGES) - 2)]   # a finite upper edge
     return out
 
 
@@ -114,7 +123,8 @@ def overlaps(model: Any, audio: np.ndarray, sr: int, concepts: dict, limits: dic
 
 
 def labels_table(counts: dict) -> pd.DataFrame:
-    """Per feature: every concept's IoU, and its label (the best concept) with its IoU."""
+    """Per feature: every concept's IoU, and its label (the best concept; none when no
+    concept overlaps it at all) with its IoU."""
     rows = []
     for (layer, concept), c in counts.items():
         iou = c[0] / np.maximum(c[1], 1)
@@ -123,10 +133,10 @@ def labels_table(counts: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["layer", "unit", "concept", "iou"])
     if table.empty:
         return table.assign(label=pd.Series(dtype=object), label_iou=pd.Series(dtype=float))
-    best = (table.sort_values(["layer", "unit", "iou", "concept"],
+    best = (table[table["iou"] > 0].sort_values(["layer", "unit", "iou", "concept"],
                               ascending=[True, True, False, True], kind="mergesort")
             .groupby(["layer", "unit"], sort=True).head(1)
             .rename(columns={"concept": "label", "iou": "label_iou"})[
                 ["layer", "unit", "label", "label_iou"]])
-    return table.merge(best, on=["layer", "unit"]).sort_values(
+    return table.merge(best, on=["layer", "unit"], how="left").sort_values(
         ["layer", "unit", "concept"], kind="mergesort").reset_index(drop=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ __all__ = ["AtlasSettings", "build_atlas", "track_table", "write_atlas", "load",
 #: Tables merged by one reduction task.
 FANIN = 8
 
-_MODELS: dict[tuple, Any] = {}          # a worker's open models: (model id, options) -> model
+_MODELS: dict[tuple, Any] = {}   # a worker's open models: (model id, options, mtime) -> model
 _MODELS_LOCK = threading.Lock()
 
 
@@ -50,8 +51,11 @@ class AtlasSettings:
 
 
 def _model(settings: AtlasSettings) -> Any:
-    """The model, opened once per worker process (by id or path: nothing pickled)."""
-    key = (settings.model, settings.model_options)
+    """The model, opened once per worker process (by id or path: nothing pickled; a model
+    file changed since is opened again)."""
+    path = Path(settings.model)
+    stamp = path.stat().st_mtime_ns if path.exists() else None
+    key = (settings.model, settings.model_options, stamp)
     with _MODELS_LOCK:
         if key not in _MODELS:
             from ..loading import load_model
@@ -76,25 +80,29 @@ def track_table(track: Track, settings: AtlasSettings) -> pd.DataFrame:
 SUMMARY_VERSION = 1
 
 
-def summary_key(settings: AtlasSettings, digest: str) -> str:
+def summary_key(settings: AtlasSettings, model: Any) -> str:
     """The folder of the per-track summaries of these settings and this model (its graph's
-    content digest): a rerun with the same ones reads them instead of recomputing."""
+    content digest, input, representation, patches, normalisation, layers and output): a
+    rerun with the same ones reads them instead of recomputing."""
     import dataclasses
     import hashlib
     import json
 
-    what = {"version": SUMMARY_VERSION, "digest": digest,
-            **{k: v for k, v in dataclasses.asdict(settings).items() if k != "model"}}
+    what = {"version": SUMMARY_VERSION, "model": {
+        **model.identity(), "hop": model.patch_hop, "normalization": model.input_normalization,
+        "layers": model.layer_tensors, "output": model.output_tensor},
+        **{k: v for k, v in dataclasses.asdict(settings).items() if k != "model"}}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _summary_file(folder: Path, track: Track) -> Path:
-    """A track's summary file: its id and its file's size and modification time hashed (a
-    replaced file is summarised again)."""
+    """A track's summary file: its id and its file's size, modification and change times
+    hashed (a replaced or edited file is summarised again)."""
     import hashlib
 
     st = os.stat(track.path)
-    h = hashlib.sha256(f"{track.id}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    h = hashlib.sha256(f"{track.id}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+                       .encode()).hexdigest()[:20]
     return folder / f"{h}.parquet"
 
 
@@ -114,6 +122,7 @@ def stored_table(track: Track, settings: AtlasSettings, path: str | None) -> pd.
 
 
 def _tree(tasks: list, combine: Callable, name: str, *args: Any) -> Any:
+    # ``name`` carries the build's token: two builds on one scheduler never share a key
     """The tasks' results combined by ``combine(list, *args)`` in a tree of :data:`FANIN`."""
     import dask
 
@@ -152,7 +161,7 @@ def _add_all(parts: list) -> dict:
 
 
 def _dissection(tracks: Sequence[Track], settings: AtlasSettings,
-                run: Callable[[list], list]) -> pd.DataFrame | None:
+                run: Callable[[list], list], token: str) -> pd.DataFrame | None:
     """The Network-Dissection table of the annotated tracks (:mod:`mirdeconv.atlas.dissect`;
     None: no track has annotations): every feature's quantile from merged histograms, then
     its overlaps with every concept, summed in trees of tasks."""
@@ -165,12 +174,13 @@ def _dissection(tracks: Sequence[Track], settings: AtlasSettings,
         return None
     layers = settings.layers or tuple(li.name for li in _model(settings).layers)
     hist = run([_tree([dask.delayed(_track_histograms, pure=True)(
-        t, settings, layers, dask_key_name=f"hist-{i}") for i, (t, _) in enumerate(annotated)],
-        _add_all, "hist-add")])[0]
+        t, settings, layers, dask_key_name=f"{token}-hist-{i}")
+        for i, (t, _) in enumerate(annotated)], _add_all, f"{token}-hist-add")])[0]
     limits = thresholds(hist)
+    shared = dask.delayed(limits, traverse=False)          # one node, not a copy per task
     counts = run([_tree([dask.delayed(_track_overlaps, pure=True)(
-        t, settings, c, limits, dask_key_name=f"iou-{i}") for i, (t, c) in enumerate(annotated)],
-        _add_all, "iou-add")])[0]
+        t, settings, c, shared, dask_key_name=f"{token}-iou-{i}")
+        for i, (t, c) in enumerate(annotated)], _add_all, f"{token}-iou-add")])[0]
     return labels_table(counts)
 
 
@@ -264,15 +274,16 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     store = None
     if out is not None:                           # per-track summaries kept: a rerun resumes
-        store = Path(out).resolve() / "summaries" / summary_key(
-            settings, _model(settings).graph.content_digest())
+        store = Path(out).resolve() / "summaries" / summary_key(settings, _model(settings))
     paths = [None if store is None else str(_summary_file(store, t)) for t in tracks]
-    tasks = [dask.delayed(stored_table, pure=True)(t, settings, p, dask_key_name=f"track-{i}")
+    token = uuid.uuid4().hex[:12]                 # this build's keys on a shared scheduler
+    tasks = [dask.delayed(stored_table, pure=True)(t, settings, p,
+                                                   dask_key_name=f"{token}-track-{i}")
              for i, (t, p) in enumerate(zip(tracks, paths))]
-    tasks = [_tree(tasks, _merge_many, "merge", settings.k)] if tasks else []
+    tasks = [_tree(tasks, _merge_many, f"{token}-merge", settings.k)] if tasks else []
     with _runner(scheduler, n_workers, progress) as run:
         table = run([tasks[0]])[0] if tasks else empty()
-        labels = _dissection(tracks, settings, run)
+        labels = _dissection(tracks, settings, run, token)
         if labels is not None:
             best = labels.groupby(["layer", "unit"], sort=False).head(1)[
                 ["layer", "unit", "label", "label_iou"]]
@@ -283,7 +294,7 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
         folder = str(Path(out).resolve())
         by_id = {t.id: t for t in tracks}
         jobs = [dask.delayed(_track_files, pure=True)(by_id[tid], rows, settings, folder,
-                                                       dask_key_name=f"files-{i}")
+                                                       dask_key_name=f"{token}-files-{i}")
                 for i, (tid, rows) in enumerate(table.groupby("track", sort=True))]
         parts = run(jobs)
     table = pd.concat(parts, ignore_index=True) if parts else table.assign(
@@ -298,6 +309,8 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     if labels is not None:
         with atomic_path(Path(out) / "dissection.parquet") as tmp:
             labels.to_parquet(tmp, index=False)
+    else:                                         # an earlier run's labels are not this one's
+        (Path(out) / "dissection.parquet").unlink(missing_ok=True)
     return table
 
 

@@ -3,8 +3,10 @@ moments, and for every tag its most confident patches, as a top-k table
 (:mod:`mirdeconv.atlas.topk`).
 
 A feature's moments are the units of its map (maximised over frequency) on the track's
-time axis, each at the centre of its receptive field, each taken from the patch where it
-lies furthest from the patch's edges; the strongest are taken with
+time axis, each at its centre in the input (unit ``u`` of ``n`` over an input of ``T``
+frames at stride ``s``: ``u s + (T - (n - 1) s) / 2``, which is the receptive field's centre
+for unpadded layers and the stride's for "same"-padded ones), each taken from the patch
+where it lies furthest from the patch's edges; the strongest are taken with
 non-maximum suppression, at least an excerpt apart, so one track gives a feature at most
 ``k`` distinct excerpts.  The excerpt (``excerpt`` seconds centred on the moment, clipped to
 the track) is what a listener hears.  A tag's moments are the model's patches, by the tag's
@@ -78,7 +80,7 @@ def moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
     feature's activation there, maximised over frequency ((n_features, n_units))."""
     whole = model.input_length is None
     x, patching = model_input(model, frames, whole=whole)
-    stride, rf = info.stride[0] or 1, info.receptive_field[0] or 1
+    stride = info.stride[0] or 1
     ta, fa = info.time_axis, info.feature_axis
     starts = np.asarray(patching.starts, float)
     ends = starts + patching.length
@@ -96,7 +98,7 @@ def moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
         for j, item in enumerate(range(a, min(a + size, len(x)))):
             start = patching.starts[item]
             n = act.shape[2]
-            t = start + np.arange(n) * stride + rf / 2.0
+            t = start + np.arange(n) * stride + (patching.length - (n - 1) * stride) / 2.0
             keep = (t < patching.n_frames) & (t >= bounds[item]) & (t < bounds[item + 1])
             times.append(t[keep])
             values.append(act[j][:, keep])
@@ -107,8 +109,9 @@ def _apart(times: np.ndarray, values: np.ndarray, k: int, gap: float) -> list[in
     """The ``k`` largest positive ``values`` whose ``times`` lie at least ``gap`` apart
     (non-maximum suppression), strongest first."""
     chosen: list[int] = []
+    values = np.where(np.isfinite(values), values, -np.inf)        # NaN never wins
     for i in np.argsort(-values, kind="stable"):
-        if values[i] <= 0 or len(chosen) == k:
+        if not values[i] > 0 or len(chosen) == k:
             break
         if all(abs(times[i] - times[c]) >= gap for c in chosen):
             chosen.append(int(i))
@@ -150,4 +153,4 @@ def _tag_winners(model: FrozenModel, prepared, k: int, track: str, duration: flo
             s = starts[i]
             rows.append(("tag", "", c, float(probs[i, c]), track, round(s, 6),
                          round(min(duration, s + patching.length * spf), 6)))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS) if rows else empty()

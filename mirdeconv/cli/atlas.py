@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import InvalidOptionError
 from .common import model_args, model_options
@@ -23,10 +24,13 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 
         write_probes(probe_set(), prepare_folder(args.out) / "probes", annotations="jams")
         args.source = str(prepare_folder(args.out) / "probes")
-    tracks = collect(args.source)                  # refused before any work
-    prepare_folder(args.out)
+    out = prepare_folder(args.out).resolve()
+    source = Path(args.source).resolve()
+    tracks = [t for t in collect(source)           # refused before any work; never the atlas'
+              if source.is_relative_to(out) or not Path(t.path).is_relative_to(out)]  # files
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     layers = tuple(x for x in (args.layers or "").split(",") if x)
-    settings = AtlasSettings(model=args.model, layers=layers, k=args.top_k, excerpt=args.excerpt,
+    settings = AtlasSettings(model=model, layers=layers, k=args.top_k, excerpt=args.excerpt,
                              tags=not args.no_tags,
                              model_options=tuple(sorted(model_options(args).items())))
     table = build_atlas(tracks, settings, out=args.out, scheduler=args.scheduler,

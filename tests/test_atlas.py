@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mirdeconv.atlas import AtlasSettings, build_atlas, collect, load
+from mirdeconv.atlas import AtlasSettings, build_atlas, check_atlas, collect, load
 from mirdeconv.atlas.summary import summarise
 from mirdeconv.atlas.topk import merge, top_k
 from mirdeconv.errors import InvalidOptionError
@@ -118,7 +118,8 @@ def test_local_cluster_equals_one_process(collection, tmp_path):
     y, _ = sf.read(collection / "songs" / row.track)
     np.testing.assert_allclose(clip, y[round(row.start * SR):round(row.end * SR)], atol=1e-4)
     tags = one[one.kind == "tag"]
-    assert tags.excerpt_path.str.startswith("tags/").all() and (tags.audio_path == "").all()
+    assert tags.excerpt_path.str.match(r"files/[0-9a-f]{12}/tags/").all()
+    assert (tags.audio_path == "").all()
 
 
 @pytest.mark.slow
@@ -169,6 +170,10 @@ def test_rerun_after_adding_tracks_equals_a_fresh_run(collection, tmp_path):
     assert len(now) == 5 and all(now[p] == t for p, t in kept.items())
     fresh = build_atlas(collect(songs), settings, scheduler="synchronous", out=tmp_path / "fresh")
     pd.testing.assert_frame_equal(again, fresh)
+    # the first run's winners' files went with its table; nothing unlisted is left
+    assert len(list((tmp_path / "atlas" / "files").iterdir())) == 1
+    assert check_atlas(tmp_path / "atlas") == {"missing table": [], "missing file": [],
+                                               "unreadable summary": [], "unlisted file": []}
     # other settings (another k) do not read these summaries
     other = AtlasSettings(model=str(collection / "net.keras"), layers=("c1",), k=1, excerpt=0.5)
     build_atlas(collect(songs), other, scheduler="synchronous", out=tmp_path / "atlas")

@@ -12,6 +12,7 @@ synchronous scheduler, for checks and debugging).
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -291,7 +292,8 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
                                 how="left")
         if out is None:
             return table
-        folder = str(Path(out).resolve())
+        generation = _generation(table)
+        folder = str(Path(out).resolve() / FILES / generation)
         by_id = {t.id: t for t in tracks}
         jobs = [dask.delayed(_track_files, pure=True)(by_id[tid], rows, settings, folder,
                                                        dask_key_name=f"{token}-files-{i}")
@@ -299,8 +301,14 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
         parts = run(jobs)
     table = pd.concat(parts, ignore_index=True) if parts else table.assign(
         **{c: pd.Series(dtype=object) for c in FILE_COLUMNS})
+    for c in FILE_COLUMNS[:3]:                    # paths relative to the atlas' folder
+        table[c] = [f"{FILES}/{generation}/{p}" if p else "" for p in table[c]]
     table = table.sort_values(KEY + ["rank"], kind="mergesort").reset_index(drop=True)
     write_atlas(table, out, settings, labels=list(_model(settings).labels or []))
+    files = Path(out) / FILES
+    for old in files.iterdir() if files.is_dir() else ():   # the table no longer lists them
+        if old.name != generation and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
     from ..store import atomic_path
     from .winners import feature_descriptors
 
@@ -312,6 +320,20 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     else:                                         # an earlier run's labels are not this one's
         (Path(out) / "dissection.parquet").unlink(missing_ok=True)
     return table
+
+
+#: The winners' files live in ``files/<generation>/``: a generation is named by the winners
+#: themselves, so a changed table gets a new folder (the table in place still lists the old
+#: files, whole, until the new table replaces it; then the old folder goes).
+FILES = "files"
+
+
+def _generation(table: pd.DataFrame) -> str:
+    """The name of the winners' files folder: a hash of who won, where."""
+    import hashlib
+
+    key = table[["kind", "layer", "unit", "rank", "track", "start", "end"]].astype(str)
+    return hashlib.sha256("\n".join(key.agg("\t".join, axis=1)).encode()).hexdigest()[:12]
 
 
 def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSettings,
@@ -331,7 +353,8 @@ def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSett
 
 def check_atlas(folder: str | os.PathLike) -> dict[str, list[str]]:
     """Compare an atlas folder with its table: problems by kind (``missing table``,
-    ``missing file`` (a path the table lists), ``unreadable summary``); empty lists: whole.
+    ``missing file`` (a path the table lists), ``unlisted file`` (a winner's file the table
+    does not list), ``unreadable summary``); empty lists: whole.
     """
     folder = Path(folder)
     problems: dict[str, list[str]] = {"missing table": [], "missing file": [],
@@ -341,10 +364,16 @@ def check_atlas(folder: str | os.PathLike) -> dict[str, list[str]]:
     except (OSError, ValueError) as exc:
         problems["missing table"].append(f"{folder / 'atlas.parquet'}: {exc}")
         return problems
+    listed = set()
     for col in ("excerpt_path", "audio_path", "png_path"):
         for rel in table.get(col, pd.Series(dtype=object)).dropna():
-            if rel and not (folder / rel).is_file():
-                problems["missing file"].append(rel)
+            if rel:
+                listed.add(rel)
+                if not (folder / rel).is_file():
+                    problems["missing file"].append(rel)
+    problems["unlisted file"] = sorted(
+        p.relative_to(folder).as_posix() for p in (folder / FILES).rglob("*")
+        if p.is_file() and p.relative_to(folder).as_posix() not in listed)
     for p in sorted((folder / "summaries").rglob("*.parquet")):
         try:
             pd.read_parquet(p)

@@ -6,7 +6,8 @@ Each feature's winner is also described by the analysis' descriptors (onset F-me
 the excerpt's detected onsets, percussive share, bands, ...); :func:`feature_descriptors`
 aggregates them per feature.
 
-Files, below the atlas folder (``NNN``: feature or class, ``R``: rank)::
+Files, below the atlas' ``files/<generation>/`` folder (``NNN``: feature or class, ``R``:
+rank)::
 
     features/<layer>/fNNN/R_excerpt.wav, R.wav (the auralisation), R.png
     tags/NNN_<label>/R_excerpt.wav

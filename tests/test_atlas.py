@@ -422,3 +422,30 @@ def test_dissection_thresholds_and_labels():
     f0, f1 = t[t.unit == 0], t[t.unit == 1]
     assert set(f0.label) == {"onset"} and f0.label_iou.iloc[0] == pytest.approx(0.3)
     assert f1.label.isna().all()                              # no concept overlaps it: no label
+
+
+def test_winners_from_bounded_candidates_equal_those_from_every_unit(collection):
+    """The summary keeps only each feature's k (2 g + 1) strongest units, batch by batch;
+    greedy suppression over every unit of the track picks the same winners."""
+    import mirdeconv
+    from mirdeconv.atlas import summary
+
+    model = mirdeconv.load_model(collection / "net.keras")
+    rng = np.random.default_rng(5)
+    y = (0.3 * rng.standard_normal(SR * 20)).astype(np.float32)
+    info = model.layer("c1")
+    frames = model.representation.prepare(y, SR).frames
+    batches = list(summary.moment_batches(model, frames, info))
+    assert len(batches) > 3                                   # several batches of patches
+    times = np.concatenate([t for t, _ in batches])
+    values = np.concatenate([v for _, v in batches], axis=1)
+    spf = model.representation.seconds_per_frame
+    k, excerpt = 3, 0.5
+    t = summarise(model, y, SR, track="n", layers=["c1"], k=k, excerpt=excerpt, tags=False)
+    for f in range(info.n_features):
+        order = np.argsort(times, kind="stable")
+        want = [times[order][i] * spf for i in summary._apart(times[order] * spf,
+                                                              values[f][order], k, excerpt)]
+        got = t[t.unit == f].sort_values("rank")
+        np.testing.assert_allclose(got.activation, values[f][order][[
+            int(np.argmin(np.abs(times[order] * spf - w))) for w in want]], rtol=1e-6)

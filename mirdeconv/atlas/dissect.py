@@ -72,13 +72,16 @@ def concepts_of(path: str) -> dict[str, list[tuple[float, float]]] | None:
 def histograms(model: Any, audio: np.ndarray, sr: int, layers: Sequence[str]) -> dict:
     """Per layer, each feature's histogram of unit activations over :data:`EDGES`:
     ``{layer: (n_features, n_bins) int64}`` (merged by adding)."""
-    from .summary import moments
+    from .summary import moment_batches
 
     prepared = model.representation.prepare(audio, sr)
     out = {}
     for name in layers:
-        _, values = moments(model, prepared.frames, model.layer(name))
-        out[name] = np.stack([np.histogram(v, EDGES)[0] for v in values]).astype(np.int64)
+        info = model.layer(name)
+        h = np.zeros((info.n_features, len(EDGES) - 1), np.int64)
+        for _, values in moment_batches(model, prepared.frames, info):   # a batch at a time
+            h += np.stack([np.histogram(v, EDGES)[0] for v in values])
+        out[name] = h
     return out
 
 
@@ -101,24 +104,25 @@ def thresholds(hist: dict, quantile: float = QUANTILE) -> dict:
 def overlaps(model: Any, audio: np.ndarray, sr: int, concepts: dict, limits: dict) -> dict:
     """Per (layer, concept): the counts of units active and in the concept, and active or in
     it, per feature: ``{(layer, concept): (2, n_features) int64}`` (merged by adding)."""
-    from .summary import moments
+    from .summary import moment_batches
 
     prepared = model.representation.prepare(audio, sr)
     spf = model.representation.seconds_per_frame
     out = {}
     for layer, thr in limits.items():
         info = model.layer(layer)
-        times, values = moments(model, prepared.frames, info)
         half = (info.stride[0] or 1) * spf / 2
-        t = times * spf
-        active = values > thr[:, None]                                  # features, units
-        for concept, spans in concepts.items():
-            inside = np.zeros(len(t), bool)
-            for s, e in spans:
-                inside |= (t + half > s) & (t - half < e)
-            both = (active & inside).sum(axis=1)
-            either = (active | inside).sum(axis=1)
-            out[(layer, concept)] = np.stack([both, either]).astype(np.int64)
+        for key in ((layer, c) for c in concepts):
+            out[key] = np.zeros((2, info.n_features), np.int64)
+        for times, values in moment_batches(model, prepared.frames, info):  # a batch at a time
+            t = times * spf
+            active = values > thr[:, None]                              # features, units
+            for concept, spans in concepts.items():
+                inside = np.zeros(len(t), bool)
+                for s, e in spans:
+                    inside |= (t + half > s) & (t - half < e)
+                out[(layer, concept)] += np.stack([(active & inside).sum(axis=1),
+                                                   (active | inside).sum(axis=1)])
     return out
 
 

@@ -15,12 +15,13 @@ probability, no two overlapping.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..engine import model_input, run_graph
+from ..engine import Patching, run_graph
+from ..engine.patches import normalize_track, patch_input, plan_patches
 from ..errors import MirdeconvError
 from ..explanations.api import patch_fill, patch_outputs, track_inputs
 from ..explanations.targets import output_target
@@ -28,7 +29,7 @@ from ..graph import LayerInfo
 from ..model import FrozenModel
 from .topk import COLUMNS, empty, top_k
 
-__all__ = ["summarise", "moments", "PATCHES_PER_PASS"]
+__all__ = ["summarise", "moment_batches", "top_moments", "PATCHES_PER_PASS"]
 
 #: Patches that go through the model together (memory is bounded by them, not by the track).
 PATCHES_PER_PASS = 8
@@ -67,19 +68,27 @@ def summarise(model: FrozenModel, audio: np.ndarray, sr: int, *, track: str,
     parts = [empty()]
     for name in layers:
         info = model.layer(name)
-        times, values = moments(model, prepared.frames, info)
+        # the k winners of greedy suppression lie among the k (2 g + 1) strongest units, g
+        # the units an excerpt spans: each winner suppresses at most 2 g + 1 of them
+        gap = int(np.ceil(excerpt / ((info.stride[0] or 1) * spf)))
+        times, values = top_moments(model, prepared.frames, info, k * (2 * gap + 1))
         parts.append(_winners(times * spf, values, info.name, k, excerpt, duration, track))
     if tags:
         parts.append(_tag_winners(model, prepared, k, track, duration))
     return top_k(pd.concat(parts, ignore_index=True), k)
 
 
-def moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Every unit's time (frames, the centre of its receptive field; (n_units,)) and every
-    feature's activation there, maximised over frequency ((n_features, n_units))."""
-    whole = model.input_length is None
-    x, patching = model_input(model, frames, whole=whole)
+def moment_batches(model: FrozenModel, frames: np.ndarray, info: LayerInfo
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The units of a track, :data:`PATCHES_PER_PASS` patches at a time: each batch's unit
+    times (frames, their centres in the input; (n,)) and every feature's activation there,
+    maximised over frequency ((n_features, n)).  Memory: one batch (a model that takes any
+    length goes whole)."""
+    n_frames = frames.shape[0]
+    norm = normalize_track(model, frames)
+    patching = (Patching([0], n_frames, n_frames) if model.input_length is None
+                else plan_patches(model, n_frames))
+    n_items = len(patching.starts)
     stride = info.stride[0] or 1
     ta, fa = info.time_axis, info.feature_axis
     starts = np.asarray(patching.starts, float)
@@ -87,22 +96,39 @@ def moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo
     # a unit counts in the patch where it is furthest from an edge: the patches' cores meet
     # in the middle of their overlaps (whole tracks and the track's own ends: no edge)
     bounds = np.concatenate([[-np.inf], (starts[1:] + ends[:-1]) / 2, [np.inf]])
-    times, values = [], []
-    size = min(PATCHES_PER_PASS, len(x))
-    for a in range(0, len(x), size):
-        items = np.minimum(np.arange(a, a + size), len(x) - 1)     # one batch size: padded
-        act = run_graph(model, x[items], info.tensor)[:len(x) - a]
+    size = min(PATCHES_PER_PASS, n_items)
+    for a in range(0, n_items, size):
+        items = np.minimum(np.arange(a, a + size), n_items - 1)    # one batch size: padded
+        act = run_graph(model, patch_input(model, norm, patching, items), info.tensor)
+        act = act[:n_items - a]
         rest = tuple(i for i in range(1, act.ndim) if i not in (ta, fa))
         act = act.max(axis=rest) if rest else act                   # items, then F and T
         act = act if fa < ta else np.swapaxes(act, 1, 2)             # items, features, units
-        for j, item in enumerate(range(a, min(a + size, len(x)))):
-            start = patching.starts[item]
+        times, values = [], []
+        for j, item in enumerate(range(a, min(a + size, n_items))):
             n = act.shape[2]
-            t = start + np.arange(n) * stride + (patching.length - (n - 1) * stride) / 2.0
-            keep = (t < patching.n_frames) & (t >= bounds[item]) & (t < bounds[item + 1])
+            t = starts[item] + np.arange(n) * stride + (patching.length - (n - 1) * stride) / 2
+            keep = (t < n_frames) & (t >= bounds[item]) & (t < bounds[item + 1])
             times.append(t[keep])
             values.append(act[j][:, keep])
-    return np.concatenate(times), np.concatenate(values, axis=1)
+        yield np.concatenate(times), np.concatenate(values, axis=1)
+
+
+def top_moments(model: FrozenModel, frames: np.ndarray, info: LayerInfo, keep: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's ``keep`` strongest units over the track, by time: times (frames) and
+    values, both (n_features, <= keep).  Memory: ``keep`` per feature and one batch."""
+    cand_t = np.zeros((info.n_features, 0))
+    cand_v = np.zeros((info.n_features, 0), np.float32)
+    for t, v in moment_batches(model, frames, info):
+        cand_t = np.concatenate([cand_t, np.broadcast_to(t, v.shape)], axis=1)
+        cand_v = np.concatenate([cand_v, np.where(np.isfinite(v), v, -np.inf)], axis=1)
+        if cand_v.shape[1] > keep:
+            idx = np.argpartition(-cand_v, keep - 1, axis=1)[:, :keep]
+            cand_t = np.take_along_axis(cand_t, idx, axis=1)
+            cand_v = np.take_along_axis(cand_v, idx, axis=1)
+    order = np.argsort(cand_t, axis=1, kind="stable")
+    return np.take_along_axis(cand_t, order, axis=1), np.take_along_axis(cand_v, order, axis=1)
 
 
 def _apart(times: np.ndarray, values: np.ndarray, k: int, gap: float) -> list[int]:
@@ -120,11 +146,12 @@ def _apart(times: np.ndarray, values: np.ndarray, k: int, gap: float) -> list[in
 
 def _winners(times: np.ndarray, values: np.ndarray, layer: str, k: int, excerpt: float,
              duration: float, track: str) -> pd.DataFrame:
-    """Each feature's ``k`` strongest moments, at least ``excerpt`` seconds apart."""
+    """Each feature's ``k`` strongest moments, at least ``excerpt`` seconds apart (``times``
+    and ``values``: (n_features, n), each feature's candidates)."""
     rows = []
     for f, v in enumerate(values):
-        for i in _apart(times, v, k, excerpt):
-            start, end = _span(times[i], excerpt, duration)
+        for i in _apart(times[f], v, k, excerpt):
+            start, end = _span(times[f][i], excerpt, duration)
             rows.append(("feature", layer, f, float(v[i]), track, start, end))
     return pd.DataFrame(rows, columns=COLUMNS) if rows else empty()
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidOptionError
-from .common import model_args, model_options
+from .common import model_args, model_options, print_problems
 
 __all__ = ["cmd_atlas", "atlas_args"]
 
@@ -45,13 +45,7 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 def _check(folder: str) -> int:
     from ..atlas import check_atlas
 
-    problems = check_atlas(folder)
-    for kind, items in problems.items():
-        for item in items[:20]:
-            print(f"  {kind}: {item}")
-        if len(items) > 20:
-            print(f"  ... {len(items) - 20} more {kind}")
-    bad = sum(map(len, problems.values()))
+    bad = print_problems(check_atlas(folder))
     print(f"{folder}: " + ("every file the atlas lists is there" if not bad
                            else f"{bad} problem{'s' if bad > 1 else ''}"))
     return 1 if bad else 0

@@ -13,7 +13,7 @@ from ..options import DeconvOptions, choices, parse_size
 from ..representations import presets
 
 __all__ = ["add_option_flags", "options_from_args", "model_args", "model_options", "open_model",
-           "selection_args", "truncation_arg", "no_args", "plural"]
+           "selection_args", "truncation_arg", "no_args", "plural", "print_problems"]
 
 
 def _size(text: str) -> int:
@@ -45,6 +45,16 @@ def options_from_args(cls: type, args: argparse.Namespace) -> Any:
     if isinstance(opts, DeconvOptions):
         _ = opts.budget          # a bad MIRDECONV_MEMORY is refused now
     return opts
+
+
+def print_problems(problems: dict[str, list[str]]) -> int:
+    """Print a check's problems by kind (20 of each at most); their number."""
+    for kind, items in problems.items():
+        for item in items[:20]:
+            print(f"  {kind}: {item}")
+        if len(items) > 20:
+            print(f"  ... {len(items) - 20} more {kind}")
+    return sum(map(len, problems.values()))
 
 
 def plural(count: int, word: str) -> str:

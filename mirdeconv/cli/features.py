@@ -16,6 +16,7 @@ from .common import (
     open_model,
     options_from_args,
     plural,
+    print_problems,
     selection_args,
     truncation_arg,
 )
@@ -99,13 +100,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 2
     if args.repair:
         print(f"{out / 'index.parquet'}: rebuilt from the files, {plural(repair_index(out), 'row')}")
-    problems = check_index(out)
-    for kind, items in problems.items():
-        for item in items[:20]:
-            print(f"  {kind}: {item}")
-        if len(items) > 20:
-            print(f"  ... {len(items) - 20} more {kind}")
-    bad = sum(map(len, problems.values()))
+    bad = print_problems(check_index(out))
     print(f"{out / 'index.parquet'}: " + ("every file listed, every listed file on disk" if not bad
                                          else f"{plural(bad, 'problem')} (--repair rebuilds it)"))
     return 1 if bad else 0

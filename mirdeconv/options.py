@@ -428,6 +428,9 @@ class Environment:
     atlas_dir : Path or None
         ``MIRDECONV_ATLAS_DIR``: the folder whose atlases (``mirdeconv atlas --out``) the
         app's Atlas view opens (the page never takes a path).
+    dask_scheduler : str or None
+        ``DASK_SCHEDULER_ADDRESS`` (Dask's own variable): the cluster the atlas runs on when
+        no ``scheduler`` is given.
     """
 
     cache: Path | None = None
@@ -438,6 +441,7 @@ class Environment:
     verbose: bool = False
     memory: str | None = None
     atlas_dir: Path | None = None
+    dask_scheduler: str | None = None
 
 
 def _flag(value: str | None) -> bool:
@@ -478,6 +482,7 @@ def environment(environ: Mapping[str, str] | None = None) -> Environment:
         verbose=_flag(get("VERBOSE")),
         memory=get("MEMORY"),
         atlas_dir=Path(get("ATLAS_DIR")) if get("ATLAS_DIR") else None,
+        dask_scheduler=env.get("DASK_SCHEDULER_ADDRESS") or None,
     )
 
 

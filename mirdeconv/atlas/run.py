@@ -272,7 +272,9 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     """
     import dask
 
-    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    from ..options import environment
+
+    scheduler = scheduler or environment().dask_scheduler
     store = None
     if out is not None:                           # per-track summaries kept: a rerun resumes
         store = Path(out).resolve() / "summaries" / summary_key(settings, _model(settings))

@@ -3,6 +3,8 @@ and maximised over the whole track (the plain forward pass, patch by patch)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..engine import model_input, run_graph
@@ -10,7 +12,7 @@ from ..graph import LayerInfo
 from ..model import FrozenModel
 from ..representations import TrackInput
 
-__all__ = ["layer_activity", "PATCHES_PER_PASS"]
+__all__ = ["layer_activity", "chosen_features", "PATCHES_PER_PASS"]
 
 #: Patches that go through the model together (memory is bounded by them, not by the track).
 PATCHES_PER_PASS = 8
@@ -47,3 +49,11 @@ def layer_activity(model: FrozenModel, track: TrackInput, layer: LayerInfo
         peak = np.maximum(peak, act.max(axis=0))
         count += act.shape[0]
     return total / max(count, 1), peak
+
+
+def chosen_features(features: int | Sequence[int], peak: np.ndarray) -> list[int]:
+    """Feature indices as given, or (an int) that many of the most active by their maps'
+    peaks ``peak`` (n_features,), strongest first."""
+    if isinstance(features, (int, np.integer)):
+        return np.argsort(-peak, kind="stable")[:int(features)].tolist()
+    return [int(f) for f in features]

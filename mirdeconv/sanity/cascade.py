@@ -32,7 +32,7 @@ from ..model import FrozenModel
 from ..options import METHODS
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .activity import layer_activity
+from .activity import chosen_features, layer_activity
 from .randomise import ParameterLayer, cascade, parameter_layers, randomised
 from .similarity import rank_correlation, ssim
 
@@ -224,10 +224,9 @@ def deconvolution_cascade(
     model = check_model(model)
     track = track_input(model, audio, sr, track)
     info = model.layer(layer)
-    if isinstance(features, (int, np.integer)):
-        _, peak = layer_activity(model, track, info)
-        features = np.argsort(-peak, kind="stable")[:int(features)].tolist()
-    feats = [int(f) for f in features]
+    peak = layer_activity(model, track, info)[1] if isinstance(features, (int, np.integer)) \
+        else None
+    feats = chosen_features(features, peak)
 
     def compute(m: FrozenModel, method: str) -> np.ndarray:
         return deconvolve(m, track=track, layer=info.name, features=feats, method=method).masks

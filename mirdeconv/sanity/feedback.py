@@ -30,7 +30,7 @@ from ..model import FrozenModel
 from ..options import DeconvOptions, SoundOptions
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .activity import layer_activity
+from .activity import chosen_features, layer_activity
 
 __all__ = ["Selectivity", "selectivity", "FEEDBACK_SOUND"]
 
@@ -161,9 +161,7 @@ def selectivity(
     track = track_input(model, audio, sr, track)
     info = model.layer(layer)
     base, peak = layer_activity(model, track, info)
-    if isinstance(features, (int, np.integer)):
-        features = np.argsort(-peak, kind="stable")[:int(features)].tolist()
-    feats = [int(f) for f in features]
+    feats = chosen_features(features, peak)
     res = deconvolve(model, track=track, layer=info.name, features=feats, method=method)
     sound = auralise_result(res, audio, int(sr), FEEDBACK_SOUND)
     retention = np.full((len(feats), info.n_features), np.nan)

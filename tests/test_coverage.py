@@ -37,6 +37,7 @@ def _fn(kind):
         "gelu_tanh": lambda x: ops.gelu(x, approximate=True),
         "swish": ops.silu, "mish": lambda x: x * ops.tanh(ops.softplus(x)),
         "hard_swish": ops.hard_silu, "erf": ops.erf, "softsign": ops.softsign,
+        "sigmoid": ops.sigmoid,
     }[kind]
 
 
@@ -254,6 +255,22 @@ def sample_level(act):
     return inp, act("relu", "a4")(L.Conv1D(16, 3, padding="same", name="c4")(x))
 
 
+def squeeze_excite(act):
+    """An EfficientNet block: swish, a depthwise conv, squeeze-and-excitation (global average
+    pool kept as 1 x 1, two 1 x 1 convs, a sigmoid gate multiplied into the map it was computed
+    from), a projection and a residual add."""
+    keras = backend.keras()
+    L = keras.layers
+    inp = keras.Input((BANDS, FRAMES, 1))
+    x = act("swish", "a1")(L.Conv2D(8, 3, padding="same", name="c1")(inp))
+    x = act("swish", "a2")(L.DepthwiseConv2D(3, padding="same", name="dw")(x))
+    s = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    s = act("relu", "a3")(L.Conv2D(4, 1, name="reduce")(s))
+    s = act("sigmoid", "gate")(L.Conv2D(8, 1, name="expand")(s))
+    x = L.Multiply(name="excite")([x, s])
+    return inp, L.Add(name="res")([L.Conv2D(8, 1, name="proj")(x), x])
+
+
 ARCHITECTURES = {
     "temporal_conv1d": (temporal, "NTF", ["c1", "a1", "p1", "c2", "a2", "c3", "a3"]),
     "dilated": (dilated, "NFTC", ["c1", "a1", "p1", "c2", "a2"]),
@@ -270,6 +287,7 @@ ARCHITECTURES = {
     "causal_conv1d": (causal, "NTF", ["c1", "a1", "c2", "a2"]),
     "erf_softsign": (elementwise, "NFTC", ["c1", "a1", "c2", "a2"]),
     "split_upsample": (branches, "NFTC", ["c1", "a1", "c2", "a2", "cat", "p2", "c3", "a3"]),
+    "squeeze_excite": (squeeze_excite, "NFTC", ["c1", "a1", "dw", "a2", "excite", "proj", "res"]),
     "sample_level": (sample_level, "NTC",
                      ["c1", "b1", "a1", "c2", "b2", "a2", "p2", "c3", "b3", "a3", "p3", "c4", "a4"]),
 }

@@ -109,7 +109,7 @@ def unbroadcast(tf: Any, g: Any, shape: Any) -> Any:
     shape = tf.cast(shape, tf.int32)
     n = tf.size(shape)
     full = tf.concat([tf.ones([rank_g - n], tf.int32), shape], 0)
-    _, red = tf.raw_ops.BroadcastGradientArgs(s0=full, s1=gs)
+    red, _ = tf.raw_ops.BroadcastGradientArgs(s0=full, s1=gs)     # the axes ``full`` was broadcast on
     g = tf.reduce_sum(g, axis=red + 1, keepdims=True)
     return tf.reshape(g, tf.concat([tf.shape(g)[:1], shape], 0))
 

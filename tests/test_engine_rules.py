@@ -296,3 +296,61 @@ def test_the_matmul_rule_equals_a_transposed_convolution(padding, kh, kw, cout):
     assert got.shape == (3, 2, H, W, 1)
     np.testing.assert_allclose(got.reshape(6, H, W, 1), want.numpy(), rtol=0,
                                atol=1e-5 * np.abs(want.numpy()).max())
+
+
+# -- a rule that meets a graph it does not expect -----------------------------------------------
+def _one_layer_net():
+    keras = backend.keras()
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((BANDS, FRAMES, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inp)
+    x = keras.layers.ReLU(name="a1")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c2")(x)
+    net = keras.Model(inp, keras.layers.ReLU(name="a2")(x))
+    rep = LinearSpectrogram(sr=8000, n_fft=2 * (BANDS - 1), hop_length=16)
+    return from_keras(net, rep, input_axes="NFTC")
+
+
+@pytest.mark.parametrize("when", ["running", "tracing", "compiling"])
+def test_a_failing_rule_is_named(monkeypatch, when):
+    """Whether a rule fails while compiled, while traced or while it runs, the user gets an
+    UnsupportedGraphError that names the operation, its node and the layer, TensorFlow's (or
+    the rule's) own error chained, never a raw TensorFlow error."""
+    from mirdeconv.engine import table
+    from mirdeconv.errors import UnsupportedGraphError
+
+    tf = backend.tensorflow()
+    model = _one_layer_net()
+    relu = table.RULES["Relu"]
+
+    def broken(ctx, step):
+        if when == "compiling":
+            raise ValueError("the rule cannot read this node")
+        relu(ctx, step)
+        if "a1" in step.node.name:
+            if when == "running":     # a shape TensorFlow refuses only when it runs
+                step.rule = lambda g, sv, F: [tf.debugging.check_numerics(g / 0.0, "the signal")]
+            else:                     # ... or already while it is traced
+                def traced(g, sv, F):
+                    raise ValueError(f"a signal of rank {g.shape.rank} was not expected here")
+
+                step.rule = traced
+            step.compact_rule, step.channelwise = None, False
+
+    monkeypatch.setitem(table.RULES, "Relu", broken)
+    track = TrackInput(frames=np.random.default_rng(0).standard_normal((FRAMES, BANDS)).astype(np.float32),
+                       stft=np.zeros((BANDS, FRAMES), np.complex64), audio=np.zeros(16 * FRAMES, np.float32),
+                       sr=8000, representation=model.representation)
+    with pytest.raises(UnsupportedGraphError) as info:
+        deconvolve(model, track=track, layer="a2", features="0-3", method="saliency")
+    msg = str(info.value)
+    assert "backward rule of Relu (node " in msg and "a1" in msg and "from layer a2" in msg
+    cause = info.value.__cause__
+    assert cause is not None and not isinstance(cause, UnsupportedGraphError)
+    if when == "running":
+        assert isinstance(cause, tf.errors.InvalidArgumentError)
+        assert "Graph execution error" not in msg and "the signal" in msg
+    elif when == "tracing":
+        assert isinstance(cause, ValueError) and "a signal of rank 5 was not expected" in msg
+    elif when == "compiling":
+        assert isinstance(cause, ValueError) and "the rule cannot read this node" in msg

@@ -42,15 +42,16 @@ def _cached(model: FrozenModel, key: tuple, build: Any) -> Any:
 
 def compiled(model: FrozenModel, layer: LayerInfo, method: str, precision: str) -> Program:
     """The compiled program for a layer, method and precision of a model (made once)."""
-    return compiled_tensor(model, layer.tensor, layer.feature_axis, method, precision)
+    return compiled_tensor(model, layer.tensor, layer.feature_axis, method, precision, layer.name)
 
 
 def compiled_tensor(model: FrozenModel, tensor: str, feature_axis: int, method: str,
-                    precision: str) -> Program:
+                    precision: str, label: str | None = None) -> Program:
     """The compiled program from any tensor of a model's graph (a feature layer, or an
-    output whose classes lie on ``feature_axis``) down to its input (made once)."""
+    output whose classes lie on ``feature_axis``) down to its input (made once); ``label``
+    names it in errors."""
     return _cached(model, ("program", tensor, method, precision), lambda: Program(
-        model.graph, model.input_tensor, tensor, feature_axis, method, precision))
+        model.graph, model.input_tensor, tensor, feature_axis, method, precision, label))
 
 
 def graph_function(model: FrozenModel, output: str, build: Any) -> Any:

@@ -14,7 +14,9 @@ For one layer and a list of its features the program
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -51,12 +53,22 @@ class Program:
     precision : {"float32", "bfloat16"}
         Arithmetic of the backward pass; the forward pass (switches, activations) always runs
         in float32.
+    label : str, optional
+        The layer's name for people (errors name it); default: ``layer_tensor``.
+
+    Raises
+    ------
+    UnsupportedGraphError
+        At compilation or when a step fails: the operation, its node and the layer named,
+        TensorFlow's own error chained.
     """
 
     def __init__(self, graph: FrozenGraph, input_tensor: str, layer_tensor: str,
-                 feature_axis: int, method: str | Method, precision: str) -> None:
+                 feature_axis: int, method: str | Method, precision: str,
+                 label: str | None = None) -> None:
         self.tf = tf = backend.tensorflow()
         self.graph = graph
+        self.label = label or layer_tensor
         if not isinstance(method, Method) and method not in METHODS:
             raise InvalidOptionError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         self.method = method if isinstance(method, Method) else METHODS[method]
@@ -96,16 +108,21 @@ class Program:
         self._seeded_fn: Any = None
         self._to_fns: dict[str, Any] = {}
 
-    @staticmethod
-    def _compile(ctx: Context, name: str, var: set[str], composite: Composite | None) -> Step:
+    def _compile(self, ctx: Context, name: str, var: set[str], composite: Composite | None) -> Step:
         node = ctx.graph.nodes[name]
         if composite is not None:     # several operations that are one non-linearity
             step = Step(node, [0], [composite.source])
-            rule_for(COMPOSITE)(ctx, step)
-            return step
-        inputs = ctx.graph.data_inputs(node)
-        step = Step(node, [i for i, t in enumerate(inputs) if node_name(t) in var], inputs)
-        rule_for(node.op)(ctx, step)
+            op = COMPOSITE
+        else:
+            inputs = ctx.graph.data_inputs(node)
+            step = Step(node, [i for i, t in enumerate(inputs) if node_name(t) in var], inputs)
+            op = node.op
+        try:
+            rule_for(op)(ctx, step)
+        except UnsupportedGraphError as exc:
+            raise UnsupportedGraphError(f"{exc} (on the way down from layer {self.label})") from exc
+        except Exception as exc:  # noqa: BLE001 - a rule meeting a graph it does not expect
+            raise self._failed(step, exc) from exc
         return step
 
     # -- forward ----------------------------------------------------------------------
@@ -177,10 +194,9 @@ class Program:
             act, saved, elems, made = self._forward_fn(self.tf.constant(x, self.tf.float32))
             return act, saved, int(elems), int(made)
         except self.tf.errors.InvalidArgumentError as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnsupportedGraphError(
-                f"the graph cannot run on an input of shape {tuple(np.shape(x))}: {msg}"
-            ) from None
+                f"the graph cannot run on an input of shape {tuple(np.shape(x))} up to layer "
+                f"{self.label}: {_first_line(exc)}") from exc
 
     # -- backward ---------------------------------------------------------------------
     def _low(self, *tensors: Any) -> Any:
@@ -201,7 +217,8 @@ class Program:
             saved_of = {id(st): sv for st, sv in zip(self.steps, saved)}
             g = select(tf, act, feats, 3, target_max)              # (F, N, H, W)
             for st in self.compact:
-                g = st.compact_rule(g, saved_of[id(st)], feats)
+                with self._named(st):
+                    g = st.compact_rule(g, saved_of[id(st)], feats)
             grads = {self.compact[-1].inputs[0]: g}
             skip = {id(st) for st in self.compact}
         else:
@@ -233,7 +250,8 @@ class Program:
             else:
                 g = grads.pop(step.output, None)
             if g is not None:
-                _accumulate(grads, step, g, sv, F)
+                with self._named(step):
+                    _accumulate(grads, step, g, sv, F)
         g = grads.get(self.input)
         if g is None:  # no gradient path (StopGradient)
             return None
@@ -273,7 +291,7 @@ class Program:
         tf = self.tf
         if self._seeded_fn is None:
             self._seeded_fn = tf.function(self._seeded, reduce_retracing=True, autograph=False)
-        out = self._seeded_fn(saved, tf.constant(seeds, tf.float32))
+        out = self._run(self._seeded_fn, saved, tf.constant(seeds, tf.float32))
         if out is None:
             return np.zeros((len(seeds), *self._input_shape), np.float32)
         return np.asarray(out)
@@ -306,7 +324,7 @@ class Program:
         if tensor not in self._to_fns:
             self._to_fns[tensor] = tf.function(lambda sv, g: self._to(sv, g, tensor),
                                                reduce_retracing=True, autograph=False)
-        out = self._to_fns[tensor](saved, tf.constant(seeds, tf.float32))
+        out = self._run(self._to_fns[tensor], saved, tf.constant(seeds, tf.float32))
         if out is None:
             raise UnsupportedGraphError(f"no gradient reaches {tensor} from {self.layer}")
         return np.asarray(out)
@@ -320,10 +338,58 @@ class Program:
         """
         tf = self.tf
         feats = tf.constant(np.asarray(features, np.int32))
-        out = self._backward_fn(act, saved, feats, tf.constant(target == "max"))
+        out = self._run(self._backward_fn, act, saved, feats, tf.constant(target == "max"))
         if out is None:
             return np.zeros((len(features), *self._input_shape), np.float32)
         return np.asarray(out)                  # read-only, without the copy .numpy() makes
+
+
+    # -- failures, named --------------------------------------------------------------
+    @contextmanager
+    def _named(self, step: Step) -> Iterator[None]:
+        """Trace a step's rule under a name scope that tells it apart in TensorFlow's errors;
+        a rule that fails while it is traced is named at once."""
+        with self.tf.name_scope(f"{_SCOPE}{self.steps.index(step)}"):
+            try:
+                yield
+            except UnsupportedGraphError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - TensorFlow's and the rules' own errors
+                failure = self._failed(step, exc)
+                failure.original = exc        # tf.function re-raises without the chain
+                raise failure from exc
+
+    def _failed(self, step: Step | None, exc: BaseException) -> UnsupportedGraphError:
+        where = (f"the backward rule of {step.op} (node {step.node.name})" if step is not None
+                 else "the backward pass")
+        return UnsupportedGraphError(
+            f"{where} failed on the way down from layer {self.label}: {_first_line(exc)}")
+
+    def _run(self, fn: Any, *args: Any) -> Any:
+        """Run a compiled backward function; a TensorFlow error names the step it came from."""
+        try:
+            return fn(*args)
+        except UnsupportedGraphError as failure:       # failed while traced
+            raise failure from getattr(failure, "original", None)
+        except self.tf.errors.OpError as exc:
+            found = re.search(rf"\b{_SCOPE}(\d+)/", str(exc))
+            step = self.steps[int(found.group(1))] if found else None
+            raise self._failed(step, exc) from exc
+
+
+#: The name scope of each step's rule in the compiled backward functions.
+_SCOPE = "mirdeconv_rule_"
+
+
+#: Lines of TensorFlow's error messages that say where, not what.
+_WHERE = ("Graph execution error", "Detected at", "<stack traces", "[[", "File ", "Call arguments")
+
+
+def _first_line(exc: BaseException) -> str:
+    """What went wrong, in TensorFlow's words, without its framing lines."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    said = [ln for ln in lines if ln and not ln.startswith(_WHERE)]
+    return (said[0] if said else type(exc).__name__)[:300]
 
 
 def _accumulate(grads: dict, step: Step, g: Any, sv: Any, F: Any) -> None:

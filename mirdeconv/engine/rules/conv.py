@@ -316,3 +316,18 @@ def matmul(ctx: Context, step: Step) -> None:
     step.save = [saved_input(step, 1)]
     eq = "fno,oi->fni" if tb else "fno,io->fni"
     step.rule = lambda g, sv, F: [tf.einsum(eq, g, sv[0])]
+
+
+@register("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+def batch_matmul(ctx: Context, step: Step) -> None:
+    """``x @ W`` over the last two axes of ``x`` (a dense layer applied at every frame, the
+    input projection of a recurrent layer) with a constant matrix ``W``: the signal goes back
+    through ``W``'s transpose."""
+    tf, g = ctx.tf, ctx.graph
+    w = g.const_value(step.inputs[1])
+    if step.var_inputs != [0] or g.attr(step.node, "adj_x") or w is None or w.ndim != 2:
+        unsupported(ctx, step)
+    eq = "f...o,io->f...i" if not g.attr(step.node, "adj_y") else "f...o,oi->f...i"
+    step.save = [saved_input(step, 1)]
+    step.rule = lambda g, sv, F: [tf.einsum(eq, g, sv[0])]
+

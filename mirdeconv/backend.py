@@ -1,4 +1,4 @@
-"""The one module that imports TensorFlow, Keras and Essentia.
+"""The one module that imports TensorFlow, Keras, Essentia, and PyTorch and its ONNX tools.
 
 essentia-tensorflow bundles its own libtensorflow.  Loading it after the
 ``tensorflow`` package aborts the whole process ("Op with name Bitcast already
@@ -11,6 +11,9 @@ mirdeconv asks this module for TensorFlow or Essentia, and this module:
 * when Essentia is needed but the user already imported TensorFlow (or Keras)
   on their own, raises :class:`~mirdeconv.errors.EssentiaImportOrderError`
   explaining what to do, instead of letting the process abort;
+* imports PyTorch, ONNX and the ONNX-to-TensorFlow converter (the optional extra
+  ``mirdeconv[torch]``) only when a PyTorch or ONNX model is opened, after TensorFlow, and
+  says what to install when they are missing (:class:`~mirdeconv.errors.MissingExtraError`);
 * keeps the terminal quiet.  In a library process TensorFlow's C++ INFO and WARNING lines
   are hidden (``TF_CPP_MIN_LOG_LEVEL=2``) and Essentia's INFO lines are off.  The command
   line and the app go further (:func:`quiet_mode`): TensorFlow's, absl's and CUDA's start-up
@@ -33,12 +36,17 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from .errors import BackendError, EssentiaImportOrderError
-from .options import environment
+from .errors import BackendError, EssentiaImportOrderError, MissingExtraError
+from .options import environment, environment_kept
 
 __all__ = [
     "tensorflow",
     "keras",
+    "torch",
+    "onnx",
+    "onnx2tf",
+    "onnxruntime",
+    "TORCH_EXTRA",
     "essentia",
     "essentia_standard",
     "essentia_status",
@@ -210,6 +218,67 @@ def keras() -> ModuleType:
             "TensorFlow (set KERAS_BACKEND=tensorflow before importing keras)."
         )
     return _keras
+
+
+#: How to install what PyTorch and ONNX models need.
+TORCH_EXTRA = 'pip install "mirdeconv[torch]"'
+
+
+def _optional(module: str, what: str) -> ModuleType:
+    """Import an optional dependency of the ``torch`` extra, or say what to install."""
+    try:
+        with _silent_stderr():
+            return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{what} needs {module}, which is not installed ({exc}): {TORCH_EXTRA} "
+            "installs PyTorch, ONNX and the converter") from exc
+
+
+def torch() -> ModuleType:
+    """Import and return PyTorch (the ``torch`` extra), after TensorFlow (and so after
+    Essentia), so that every library keeps its import order.  Unless verbose, its ONNX
+    exporter's log lines (progress, "torchvision is not installed") stay off the terminal."""
+    with _lock:
+        tensorflow()
+        module = _optional("torch", "a PyTorch model")
+        if not verbose():
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        return module
+
+
+def onnx() -> ModuleType:
+    """Import and return the ``onnx`` package (the ``torch`` extra), its reference evaluator
+    (``onnx.reference``) loaded."""
+    with _lock:
+        module = _optional("onnx", "an ONNX model")
+        _optional("onnx.reference", "an ONNX model")
+        return module
+
+
+def onnxruntime() -> ModuleType | None:
+    """Import and return ONNX Runtime (the ``torch`` extra), or None when it is not
+    installed (the converted graph is then not checked against it)."""
+    with _lock:
+        try:
+            return _optional("onnxruntime", "checking a converted ONNX model")
+        except MissingExtraError:
+            return None
+
+
+def onnx2tf() -> ModuleType:
+    """Import and return the ONNX-to-TensorFlow converter ``onnx2tf`` (the ``torch`` extra).
+
+    Importing it sets ``TF_USE_LEGACY_KERAS=1`` and ``TF_CPP_MIN_LOG_LEVEL=3`` in the
+    process's environment; both are put back as they were, so that Keras 3 and the user's
+    own log settings are left alone.
+    """
+    with _lock:
+        tensorflow()
+        if "onnx2tf" in sys.modules:
+            return sys.modules["onnx2tf"]
+        with environment_kept("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL"):
+            return _optional("onnx2tf", "converting an ONNX model")
 
 
 def convert_variables_to_constants(concrete_function: Any) -> Any:

@@ -98,3 +98,8 @@ class BackendError(MirdeconvError, RuntimeError):
 
 class EssentiaImportOrderError(BackendError):
     """TensorFlow was imported before Essentia; Essentia cannot be loaded any more."""
+
+
+class MissingExtraError(BackendError, ImportError):
+    """An optional part of mirdeconv is needed but not installed (PyTorch and the ONNX
+    converter: ``pip install "mirdeconv[torch]"``)."""

@@ -91,21 +91,26 @@ def load_model(source: Any, *, representation: Any = None, adapter: str | None =
 
     Parameters
     ----------
-    source : keras.Model, FrozenModel, str or PathLike
+    source : keras.Model, torch.nn.Module, onnx.ModelProto, FrozenModel, str or PathLike
         An in-memory Keras model, a ``.keras`` / ``.h5`` file, an Essentia model (``.pb``
-        with its ``.json`` beside it, or a bare ``.pb``), a zoo name (``"mtt-musicnn"``), or
-        a plugin model id (``"choi2016:music_tagger_cnn"``; see :mod:`mirdeconv.registry`).
+        with its ``.json`` beside it, or a bare ``.pb``), a PyTorch module (exported to ONNX
+        by mirdeconv: give ``example_input=`` or ``input_axes=`` and ``input_length=``), an
+        ONNX model or ``.onnx`` file, a TorchScript ``.pt`` file, a zoo name
+        (``"mtt-musicnn"``), or a plugin model id (``"choi2016:music_tagger_cnn"``; see
+        :mod:`mirdeconv.registry`).
     representation : Representation, str or dict, optional
         The model's input representation (an object, a preset name such as
         ``"choi2016-stft"`` or ``"musicnn"``, a dict, or a JSON file).  For files it may
         also come from ``NAME.mirdeconv.json`` beside the model.
     adapter : str, optional
-        The adapter to open it with (``"keras"``, ``"essentia"``, ``"pb"``, or one an
+        The adapter to open it with (``"keras"``, ``"essentia"``, ``"pb"``, ``"onnx"``,
+        ``"pytorch"``, or one an
         installed package adds; see :func:`mirdeconv.adapters.list_adapters`); default: the
         first that recognises the source.
     **options
         Passed to the adapter (``input_axes``, ``labels``, ``name``, ``allow_unsafe``,
-        ``input``, ``output``, ``algorithm``, ...) or to the plugin's loader.
+        ``input``, ``output``, ``algorithm``, ``example_input``, ...) or to the plugin's
+        loader.
 
     Returns
     -------
@@ -138,6 +143,6 @@ def load_model(source: Any, *, representation: Any = None, adapter: str | None =
                            **_adapter_options(chosen, options, sidecar))
     if isinstance(source, str | os.PathLike):
         raise ModelLoadError(
-            f"{source}: not a model file mirdeconv can open (expected .keras, .h5, .hdf5 or .pb, "
-            "or a zoo name)")
+            f"{source}: not a model file mirdeconv can open (expected .keras, .h5, .hdf5, .pb, "
+            ".onnx or .pt (TorchScript), or a zoo name)")
     raise ModelLoadError(f"cannot open a model from a {type(source).__name__}")

@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -484,6 +485,21 @@ def environment(environ: Mapping[str, str] | None = None) -> Environment:
         atlas_dir=Path(get("ATLAS_DIR")) if get("ATLAS_DIR") else None,
         dask_scheduler=env.get("DASK_SCHEDULER_ADDRESS") or None,
     )
+
+
+@contextmanager
+def environment_kept(*names: str) -> Iterator[None]:
+    """Put the process's environment variables ``names`` back as they were once the block
+    ends (a library that sets them when imported: onnx2tf sets ``TF_USE_LEGACY_KERAS``)."""
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def env_value(name: str) -> str | None:

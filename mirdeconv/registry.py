@@ -62,11 +62,25 @@ class ModelSpec:
         further options: a FrozenModel, or a path to an Essentia ``.pb``.
     description : str
         One line for people.
+    requires : callable, optional
+        ``requires()`` returns ``""`` when the model can be loaded as things are, else a
+        sentence saying what it needs (a folder of weights to configure, an extra to
+        install).  Front ends offer only the models whose requirements are met.
     """
 
     name: str
     load: Callable[..., Any]
     description: str = ""
+    requires: Callable[[], str] | None = None
+
+    def unmet(self) -> str:
+        """What the model still needs before it can be loaded (``""``: nothing)."""
+        if self.requires is None:
+            return ""
+        try:
+            return str(self.requires() or "")
+        except Exception as exc:  # a plugin's own check failing is itself the reason
+            return describe_error(exc)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ __all__ = [
     "tempocnn",
     "tempocnn_librosa",
     "crepe",
+    "won2020",
     "Waveform",
     "from_dict",
     "presets",
@@ -611,6 +612,18 @@ def tempocnn_librosa() -> MelSpectrogram:
                           fmax=5000.0, power=1.0, compression=None)
 
 
+def won2020() -> MelSpectrogram:
+    """Won et al. 2020's front end (their PyTorch taggers, ``won2020:*``): torchaudio's
+    ``MelSpectrogram(sample_rate=16000, n_fft=512, f_min=0, f_max=8000, n_mels=96)`` then
+    ``AmplitudeToDB()``: 16 kHz, periodic Hann window 512, hop 256, frames centred with
+    reflect padding, power spectrum, 96 HTK mel bands without filter normalisation,
+    ``10 log10(max(x, 1e-10))`` without a floor.  3 s = 188 frames, 29 s = 1813."""
+    return MelSpectrogram(
+        sr=16000, n_fft=512, hop_length=256, window="hann", window_symmetric=False,
+        center=True, pad_mode="reflect", n_mels=96, fmin=0.0, fmax=8000.0, htk=True,
+        norm=None, power=2.0, compression="db", ref=1.0, amin=1e-10, top_db=None)
+
+
 def crepe() -> Waveform:
     """CREPE's input (Kim et al. 2018; Essentia's ``TensorflowPredictCREPE``): 16 kHz,
     frames of 1024 samples every 10 ms (160 samples), centred (512 zeros before and after
@@ -623,4 +636,4 @@ def presets() -> dict[str, Any]:
     """Named presets: name -> function returning the representation."""
     return {"choi2016-stft": choi2016_stft, "choi2016-mel": choi2016_mel, "musicnn": musicnn,
             "vggish": vggish, "tempocnn": tempocnn, "tempocnn-librosa": tempocnn_librosa,
-            "crepe": crepe}
+            "crepe": crepe, "won2020": won2020}

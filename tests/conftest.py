@@ -26,6 +26,22 @@ def shared_file(rel: str) -> Path:
     return p
 
 
+def debian_file(path: str | Path, package: str) -> Path:
+    """A file a Debian package installs (.ci/run installs it); skip (or fail when
+    MIRDECONV_REQUIRE_SHARED=1) when absent."""
+    p = Path(path)
+    if not p.is_file():
+        msg = f"{p} is absent (Debian's {package}; .ci/run installs it)"
+        if REQUIRE_SHARED:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return p
+
+
+#: A real rock recording with its stems (Debian's fretsonfire-songs-muldjord).
+MULDJORD = Path("/usr/share/games/fretsonfire/data/songs/muldjord")
+
+
 def tone_track(sr: int = 16000, seconds: float = 4.0, seed: int = 0) -> np.ndarray:
     """Deterministic music-like test audio: harmonic notes, a noise burst pattern, clicks."""
     rng = np.random.default_rng(seed)

@@ -119,17 +119,17 @@ def test_an_adapter_from_an_entry_point(tmp_path, monkeypatch, keras, capsys):
     monkeypatch.syspath_prepend(str(site))
     try:
         found = adapters.refresh_adapters()
-        assert list(found)[:2] == ["keras", "essentia"] and list(found)[-2:] == ["tiny", "pb"]
+        assert list(found) == ["keras", "essentia", "pytorch", "onnx", "tiny", "pb"]
         assert "broken" in adapters.adapter_errors()
         (tmp_path / "net.tiny").write_text("5")
         m = mirdeconv.load_model(tmp_path / "net.tiny")
         assert m.name == "tiny" and m.layer("p").n_features == 5
-        with pytest.raises(ModelLoadError, match="no model adapter named 'onnx'; adapters: keras, "
-                                                 "essentia, tiny, pb"):
-            mirdeconv.load_model(tmp_path / "net.tiny", adapter="onnx")
+        with pytest.raises(ModelLoadError, match="no model adapter named 'caffe'; adapters: keras, "
+                                                 "essentia, pytorch, onnx, tiny, pb"):
+            mirdeconv.load_model(tmp_path / "net.tiny", adapter="caffe")
         assert main(["plugins"]) == 0
         out = capsys.readouterr().out
-        assert "adapters: keras, essentia, tiny, pb" in out and "adapter broken: error" in out
+        assert "adapters: keras, essentia, pytorch, onnx, tiny, pb" in out and "adapter broken: error" in out
     finally:
         monkeypatch.undo()
         sys.modules.pop("tiny_adapter", None)

@@ -427,3 +427,42 @@ def test_a_sample_level_net_analysed(keras):
         assert 0.01 < cover <= 1
         assert df.loc[f, "energy_ratio"] == pytest.approx(cover, rel=1e-3), f
         assert "passes 0 %" not in df.loc[f, "label"]
+
+
+@pytest.mark.slow
+def test_efficientnet_b0(keras):
+    """keras.applications.EfficientNetB0 (random weights; Discogs-EffNet is one), on mel
+    frames: a mid-network activation and its squeeze-and-excitation output deconvolve with
+    every method, saliency equal to GradientTape seeded with the feature's own map."""
+    tf = backend.tensorflow()
+    keras.utils.set_random_seed(5)
+    net = keras.applications.EfficientNetB0(include_top=False, weights=None,
+                                             input_shape=(128, 96, 1))
+    rep = mirdeconv.representations.musicnn()
+    fm = mirdeconv.load_model(net, representation=rep, input_axes="NTFC")
+    names = {li.name for li in fm.layers}
+    assert {"block4a_activation", "block4a_se_excite", "block6d_add"} <= names
+    X = np.random.default_rng(3).standard_normal((128, 96)).astype(np.float32)
+    track = TrackInput(frames=X, stft=np.zeros((257, 128), np.complex64),
+                       audio=np.zeros(256 * 128, np.float32), sr=16000, representation=rep)
+    x = tf.constant(fm.to_input(X[None]))
+    for layer in ("block4a_activation", "block4a_se_excite"):
+        sub = keras.Model(net.inputs, net.get_layer(layer).output)
+        a = sub(x, training=False).numpy()
+        feats = [0, 17, int(np.abs(a).reshape(-1, a.shape[-1]).max(0).argmax())]
+        res = {m: mirdeconv.deconvolve(fm, track=track, layer=layer, features=feats, method=m)
+               for m in METHODS}
+        for j, f in enumerate(feats):
+            seed = np.zeros_like(a)
+            seed[..., f] = a[..., f]
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = sub(x, training=False)
+            ref = fm.from_input(tape.gradient(y, x, output_gradients=tf.constant(seed)).numpy())[0]
+            assert np.abs(ref).max() > 0
+            np.testing.assert_allclose(res["saliency"].masks[j], ref, rtol=0,
+                                       atol=1e-4 * np.abs(ref).max(), err_msg=f"{layer} / {f}")
+        for m in ("deconvnet", "guided"):
+            assert np.isfinite(res[m].masks).all() and np.abs(res[m].masks).max() > 0, (layer, m)
+        d, sal = res["deconvnet"].masks, res["saliency"].masks
+        assert np.abs(d / np.abs(d).max() - sal / np.abs(sal).max()).max() > 0.1   # a rule of its own

@@ -76,7 +76,9 @@ def test_sidecar_description(keras, tmp_path):
     ("x.keras", b"PK\x03\x04 not really a zip", "not a Keras model file"),
     ("x.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "not a Keras HDF5 model file"),
     ("x.pb", bytes(range(256)) * 4, "not a TensorFlow frozen graph"),
-    ("x.onnx", b"whatever", "expected .keras, .h5, .hdf5 or .pb"),
+    ("x.onnx", b"whatever", "x.onnx is not a valid ONNX model"),
+    ("x.pt", b"whatever", "x.pt is not a TorchScript file: a PyTorch checkpoint"),
+    ("x.caffemodel", b"whatever", r"expected \.keras, \.h5, \.hdf5, \.pb, \.onnx or \.pt"),
 ])
 def test_files_that_are_not_models(tmp_path, name, content, msg):
     p = tmp_path / name

@@ -30,7 +30,7 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _FEATURE_LAYER_TYPES = (
     "Conv1D", "Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Activation", "ReLU", "ELU",
     "LeakyReLU", "PReLU", "BatchNormalization", "MaxPooling1D", "MaxPooling2D",
-    "AveragePooling1D", "AveragePooling2D", "Concatenate", "Add", "Dropout",
+    "AveragePooling1D", "AveragePooling2D", "Concatenate", "Add", "Multiply", "Dropout",
     "ZeroPadding2D", "Permute", "Reshape",
 )
 

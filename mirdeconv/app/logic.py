@@ -42,8 +42,9 @@ APP_COLUMNS = 320
 
 
 def model_choices() -> list[str]:
-    """Every model id the registry lists (the zoo plugin first)."""
-    ids = list(models())
+    """Every model id the registry lists whose requirements are met (a folder of weights
+    configured, an extra installed), the zoo plugin first."""
+    ids = [i for i, (_, spec) in models().items() if not spec.unmet()]
     return sorted(ids, key=lambda i: (not i.startswith("musicnn:"), i != DEFAULT_MODEL, i))
 
 

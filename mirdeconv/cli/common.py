@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from ..adapters.onnx_model import ONNX_AXES
 from ..errors import MirdeconvError
 from ..model import INPUT_AXES
 from ..options import DeconvOptions, choices, parse_size
@@ -69,7 +70,9 @@ def model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--representation", "-r",
                    help=f"input representation: a preset ({', '.join(presets())}) or a JSON "
                         "file; default: NAME.mirdeconv.json beside the model")
-    p.add_argument("--input-axes", choices=INPUT_AXES, help="model input layout")
+    p.add_argument("--input-axes", choices=sorted(set(INPUT_AXES) | set(ONNX_AXES)),
+                   help="model input layout (N batch, C channel, F bands, T frames; PyTorch and "
+                        "ONNX spectrogram nets: NCFT)")
     p.add_argument("--input", help="input tensor of a frozen graph (.pb)")
     p.add_argument("--output", help="the prediction tensor of a frozen graph (.pb)")
     p.add_argument("--algorithm", help="Essentia's input algorithm of a frozen graph "

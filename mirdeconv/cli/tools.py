@@ -48,7 +48,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from ..zoo import ZOO
 
     for model_id, (_, spec) in models().items():
-        print(f"{model_id:<36} {spec.description}")
+        unmet = spec.unmet()
+        print(f"{model_id:<36} {spec.description}" + (f" (not available: {unmet})" if unmet else ""))
     for name, entry in ZOO.items():
         print(f"{name:<36} {entry.description} (zoo)")
     return 0

@@ -52,12 +52,26 @@ its activation, 0) and is left out of the comparison; the header says how many w
 Only an agreeing peer's time is ranked; one that disagrees is reported with its error and no
 ratio.
 
+A real PyTorch model
+--------------------
+Then Won et al. 2020's MTAT FCN (the ``won2020`` plugin's checkpoint, ``../shared/models/won2020``
+or ``MIRDECONV_WON2020_DIR``) on 29 s of Muldjord's "Chaos God" (Debian's
+fretsonfire-songs-muldjord; a synthetic track when it is absent): all 128 features of its
+``layer3`` (the block's output, after its max-pool), target = each feature's strongest unit,
+for both methods.  mirdeconv opens the PyTorch module itself (exported to ONNX, converted to
+TensorFlow; opening it is not timed); Captum runs ``NeuronDeconvolution`` /
+``NeuronGuidedBackprop`` on the native module, cut after ``layer3`` (as the engine computes
+nothing above the layer), chunks of 1, 8 and 64 copies tried.  Agreement as above, per feature;
+a feature whose maps differ only where a max-pool window held two values closer than float
+rounding (TensorFlow and PyTorch then pick different maxima) is counted apart.
+
 The last line
 -------------
-``peers: mirdeconv N.NNx ahead of the fastest peer (NAME)``, where ``N.NN`` is the smallest ratio
-``peer ms / mirdeconv ms`` over every agreeing peer and both methods, each peer compared with
-mirdeconv on the same method: the fastest peer relative to mirdeconv, whichever method that is
-on.  Below 1 means mirdeconv is behind that peer.
+``peers: mirdeconv N.NNx ahead of the fastest peer (NAME); Won et al.'s FCN (PyTorch): M.MMx
+ahead of Captum (METHOD)``, where ``N.NN`` is the smallest ratio ``peer ms / mirdeconv ms`` over
+every agreeing peer and both methods, each peer compared with mirdeconv on the same method: the
+fastest peer relative to mirdeconv, whichever method that is on; ``M.MM`` the same for Captum on
+the real model.  Below 1 means mirdeconv is behind that peer.
 
 Installing the peers
 --------------------
@@ -142,9 +156,10 @@ def _harness() -> Any:
 def _data(path: str) -> dict[str, Any]:
     with np.load(path, allow_pickle=False) as z:
         d = {k: z[k] for k in z.files}
-    d["weights"] = [d[f"w{i}"] for i in range(int(d["n_weights"]))]
-    d["channels"] = tuple(int(c) for c in d["channels"])
-    d["layer"] = int(d["layer"])
+    if "n_weights" in d:                        # the Choi-style net (the FCN's data: frames, folder)
+        d["weights"] = [d[f"w{i}"] for i in range(int(d["n_weights"]))]
+        d["channels"] = tuple(int(c) for c in d["channels"])
+        d["layer"] = int(d["layer"])
     return d
 
 
@@ -340,11 +355,103 @@ def worker_eager_loop(d: dict[str, Any]) -> Maps:
     return {"deconvnet": (run(), median_ms(run), "eager, one forward + backward per channel")}
 
 
+# -- a real PyTorch model: Won et al.'s FCN --------------------------------------------------------
+FCN_LAYER, FCN_FRAMES = "layer3", 1813
+SONG = Path("/usr/share/games/fretsonfire/data/songs/muldjord/chaos_god/song.ogg")
+
+
+def _won_folder() -> Path | None:
+    """The won2020 checkpoints: ``MIRDECONV_WON2020_DIR`` or ``../shared/models/won2020``."""
+    for where in (os.environ.get("MIRDECONV_WON2020_DIR"), HERE.parents[1] / "shared" / "models" / "won2020"):
+        if where and (Path(where) / "mtat_fcn.pth").is_file():
+            return Path(where)
+    return None
+
+
+def fcn_frames() -> tuple[np.ndarray, str]:
+    """The FCN's input: 29 s of a real song through its front end, (1813 frames, 96 bands)."""
+    from mirdeconv.representations import won2020
+
+    rep = won2020()
+    if SONG.is_file():
+        from mirdeconv.audio import load
+
+        y, _ = load(SONG, sr=rep.sr)
+        what = "29 s of Muldjord's Chaos God from 30 s"
+        y = y[30 * rep.sr:30 * rep.sr + 464_000]
+    else:
+        from mirdeconv.demo import demo_track
+
+        y, what = demo_track(sr=rep.sr, seconds=29.0, kind="mix"), "the synthetic demo mix"
+    return rep.prepare(y, rep.sr).frames[:FCN_FRAMES].astype(np.float32), what
+
+
+def worker_mirdeconv_fcn(d: dict[str, Any]) -> Maps:
+    """mirdeconv on the won2020 plugin's FCN (exported, converted): ``deconvolve(layer3.mp,
+    features="all", target="max")``; maps as (features, bands, frames)."""
+    import mirdeconv
+    from mirdeconv.representations import TrackInput
+
+    model = mirdeconv.load_model("won2020:mtat-fcn", folder=str(d["folder"]))
+    X = d["frames"]
+    track = TrackInput(frames=X, stft=np.zeros((257, len(X)), np.complex64),
+                       audio=np.zeros(len(X) * 256, np.float32), sr=16000,
+                       representation=model.representation)
+    out: Maps = {}
+    for method in METHODS:
+        def run(m: str = method) -> Any:
+            return mirdeconv.deconvolve(model, track=track, layer=f"{FCN_LAYER}.mp", features="all",
+                                        method=m, target="max")
+
+        out[method] = (np.swapaxes(run().masks, 1, 2), median_ms(run), "opened from the torch.nn.Module")
+    return out
+
+
+def worker_captum_fcn(d: dict[str, Any]) -> Maps:
+    """Captum on the native FCN cut after ``layer3``, at its fastest chunking."""
+    import mirdeconv_plugins.won2020 as won
+    import torch
+    from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
+
+    full = won.build("mtat-fcn", str(d["folder"]))
+    net = torch.nn.Sequential(full.spec_bn, full.layer1, full.layer2, full.layer3).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x = torch.from_numpy(np.ascontiguousarray(d["frames"].T[None, None]))
+    n = full.layer3.conv.out_channels
+
+    def maps(attr: Any, chunk: int) -> np.ndarray:
+        parts = []
+        for start in range(0, n, chunk):
+            own, rows = torch.arange(start, start + chunk), torch.arange(chunk)
+
+            def selector(out: torch.Tensor, own: torch.Tensor = own, rows: torch.Tensor = rows) -> Any:
+                return out[rows, own].amax(dim=(1, 2))
+
+            parts.append(attr.attribute(x.expand(chunk, -1, -1, -1).clone(), neuron_selector=selector))
+        return torch.cat(parts)[:, 0].numpy()
+
+    out: Maps = {}
+    for method, cls in (("deconvnet", NeuronDeconvolution), ("guided", NeuronGuidedBackprop)):
+        attr = cls(net, net[-1])
+        timed = {k: median_ms(lambda a=attr, k=k: maps(a, k), repeats=3) for k in CAPTUM_CHUNKS}
+        best = min(timed, key=timed.__getitem__)
+        tried = ", ".join(f"{k}: {ms:.0f} ms" for k, ms in timed.items())
+        out[method] = (maps(attr, best), timed[best],
+                       f"chunks of {best} (tried {tried}); {torch.get_num_threads()} threads")
+    return out
+
+
 WORKERS: dict[str, Callable[[dict[str, Any]], Maps]] = {
     "mirdeconv": worker_mirdeconv, "tf-reference": worker_tf_reference,
     "tf-keras-vis": worker_tf_keras_vis, "xplique": worker_xplique,
     "captum": worker_captum, "eager-loop": worker_eager_loop,
+    "mirdeconv-fcn": worker_mirdeconv_fcn, "captum-fcn": worker_captum_fcn,
 }
+FCN_PEERS = (
+    Peer("mirdeconv-fcn", "mirdeconv engine, from the torch.nn.Module", ("mirdeconv", "torch", "onnx2tf")),
+    Peer("captum-fcn", "Captum Neuron* on the native module (PyTorch CPU)", ("torch", "captum")),
+)
 
 
 def run_worker(name: str, data: str, out: str) -> None:
@@ -439,6 +546,56 @@ def _spawn(peer: Peer, data: Path, tmp: Path) -> tuple[dict[str, np.ndarray] | N
         return {k: z[k] for k in z.files}, ""
 
 
+def compare(peers: list[Peer], data: Path, tmp: Path) -> tuple[list[Row], dict[str, np.ndarray]]:
+    """Run each implementation in its own process on ``data``; its rows, and mirdeconv's maps.
+    The first peer is mirdeconv (the reference)."""
+    rows: list[Row] = []
+    ours: dict[str, np.ndarray] = {}
+    for peer in peers:
+        missing = _missing(peer)
+        got, why = (None, missing) if missing else _spawn(peer, data, tmp)
+        print(f"  {peer.name}: {'done' if got is not None else why}", flush=True)
+        for method in peer.methods:
+            row = Row(peer, method)
+            rows.append(row)
+            if got is None:
+                row.status, row.note = ("skipped" if missing else "failed"), why
+                continue
+            maps = got[f"maps_{method}"]
+            row.ms, row.note = float(got[f"ms_{method}"]), str(got[f"note_{method}"])
+            if peer.name.startswith("mirdeconv"):
+                ours[method] = maps
+                continue
+            if method not in ours:
+                row.status, row.note = "not compared", "mirdeconv did not run"
+                continue
+            row.err = agreement(maps, ours[method])
+            if not row.err <= TOLERANCE:
+                row.status = "disagrees"
+    return rows, ours
+
+
+def table(rows: list[Row], unit: str) -> tuple[float, str] | None:
+    """Print the rows as a table; the fastest agreeing peer's (ratio, name)."""
+    base = {r.method: r.ms for r in rows if r.peer.name.startswith("mirdeconv") and r.ms is not None}
+    print(f"| implementation | method | ms for {unit} | x mirdeconv's time | max rel diff | note |")
+    print("|---|---|---:|---:|---:|---|")
+    best: tuple[float, str] | None = None
+    for r in rows:
+        ratio = None
+        if r.status == "ok" and r.ms is not None and base.get(r.method):
+            ratio = r.ms / base[r.method]
+            if not r.peer.name.startswith("mirdeconv") and (best is None or ratio < best[0]):
+                best = (ratio, f"{r.peer.name}, {r.method}")
+        ms = _fmt(r.ms, ".1f")
+        err = "reference" if r.peer.name.startswith("mirdeconv") and r.status == "ok" else _fmt(r.err, ".1e")
+        status = "" if r.status == "ok" else f"**{r.status}** "
+        shown_ratio = _fmt(ratio, ".2f") if ratio is not None else "-"
+        print(f"| {r.peer.label} | {r.method} | {ms} | {shown_ratio} | {err} | {status}{r.note} |")
+    print()
+    return best
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "" if v is None else format(v, spec)
 
@@ -484,66 +641,48 @@ def main(argv: list[str] | None = None) -> None:
           f"(Conv2D 64x48x128x32 -> 32, fp32, engine_vs_reference.machine_conv_gflops): "
           f"{machine:.0f} GFLOP/s", flush=True)
 
-    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="mirdeconv-peers-") as tmpdir:
         tmp = Path(tmpdir)
         data = tmp / "net.npz"
         np.savez(data, x=x, n_weights=np.int64(len(weights)), channels=np.asarray(ev.CHANNELS),
                  layer=np.int64(ev.LAYER), **{f"w{i}": w for i, w in enumerate(weights)})
-        ours: dict[str, np.ndarray] = {}
-        for peer in peers:
-            missing = _missing(peer)
-            got, why = (None, missing) if missing else _spawn(peer, data, tmp)
-            print(f"  {peer.name}: {'done' if got is not None else why}", flush=True)
-            for method in peer.methods:
-                row = Row(peer, method)
-                rows.append(row)
-                if got is None:
-                    row.status, row.note = ("skipped" if missing else "failed"), why
-                    continue
-                maps = got[f"maps_{method}"]
-                row.ms, row.note = float(got[f"ms_{method}"]), str(got[f"note_{method}"])
-                if peer.name == "mirdeconv":
-                    ours[method] = maps
-                    continue
-                if method not in ours:
-                    row.status, row.note = "not compared", "mirdeconv did not run"
-                    continue
-                row.err = agreement(maps, ours[method])
-                if not row.err <= TOLERANCE:
-                    row.status = "disagrees"
+        rows, ours = compare(peers, data, tmp)
+        fcn = None
+        folder = _won_folder()
+        if not args.only or "captum" in args.only:
+            if folder is None:
+                print("  Won et al.'s FCN: skipped, its checkpoint is not found (../shared/models/won2020 "
+                      "or MIRDECONV_WON2020_DIR)")
+            else:
+                frames, what = fcn_frames()
+                fcn_data = tmp / "fcn.npz"
+                np.savez(fcn_data, frames=frames, folder=np.str_(str(folder)))
+                fcn = (what, *compare(list(FCN_PEERS), fcn_data, tmp))
 
     after = os.getloadavg()
     some = next(iter(ours.values()), None)
     fired = n if some is None else int((np.abs(some).reshape(len(some), -1).max(axis=1) > 0).sum())
-    base = {r.method: r.ms for r in rows if r.peer.name == "mirdeconv" and r.ms is not None}
+    ran = any(r.peer.name == "mirdeconv" and r.ms is not None for r in rows)
     print()
     print(f"Choi-style net (engine_vs_reference.build), input {ev.BANDS}x{ev.FRAMES}x1, all {n} "
           f"channels of layer {ev.LAYER} (pool{ev.LAYER}), target = each channel's strongest unit; "
           f"each implementation in its own process, median of 5 after a warm-up; agreement over the "
           f"{fired} of {n} channels that fire (the others are all zero in mirdeconv); load average "
           f"{load[0]:.2f} before, {after[0]:.2f} after")
-    print("| implementation | method | ms for 64 channels | x mirdeconv's time | max rel diff | note |")
-    print("|---|---|---:|---:|---:|---|")
-    best: tuple[float, str] | None = None
-    for r in rows:
-        ratio = None
-        if r.status == "ok" and r.ms is not None and base.get(r.method):
-            ratio = r.ms / base[r.method]
-            if r.peer.name != "mirdeconv" and (best is None or ratio < best[0]):
-                best = (ratio, f"{r.peer.name}, {r.method}")
-        ms = _fmt(r.ms, ".1f")
-        err = "reference" if r.peer.name == "mirdeconv" and r.status == "ok" else _fmt(r.err, ".1e")
-        status = "" if r.status == "ok" else f"**{r.status}** "
-        shown_ratio = _fmt(ratio, ".2f") if ratio is not None else "-"
-        print(f"| {r.peer.label} | {r.method} | {ms} | {shown_ratio} | {err} | {status}{r.note} |")
-    print()
-    if not base:
-        print("peers: mirdeconv did not run, nothing compared")
-    elif best is None:
-        print("peers: no peer agreed with mirdeconv, nothing ranked")
-    else:
-        print(f"peers: mirdeconv {best[0]:.2f}x ahead of the fastest peer ({best[1]})")
+    best = table(rows, f"{n} channels")
+    summary = ("peers: mirdeconv did not run, nothing compared" if not ran else
+               "peers: no peer agreed with mirdeconv, nothing ranked" if best is None else
+               f"peers: mirdeconv {best[0]:.2f}x ahead of the fastest peer ({best[1]})")
+    if fcn is not None:
+        what, fcn_rows, _ = fcn
+        print(f"Won et al.'s MTAT FCN (PyTorch checkpoint, won2020 plugin), {what}, input 96x"
+              f"{FCN_FRAMES}, all 128 features of {FCN_LAYER} (after its max-pool), target = each "
+              "feature's strongest unit; each in its own process")
+        fcn_best = table(fcn_rows, "128 features")
+        summary += ("; Won et al.'s FCN (PyTorch): Captum did not agree or run" if fcn_best is None
+                    else f"; Won et al.'s FCN (PyTorch): {fcn_best[0]:.2f}x ahead of Captum "
+                         f"({fcn_best[1].split(', ')[1]})")
+    print(summary)
 
 
 if __name__ == "__main__":

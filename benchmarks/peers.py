@@ -61,9 +61,7 @@ fretsonfire-songs-muldjord; a synthetic track when it is absent): all 128 featur
 for both methods.  mirdeconv opens the PyTorch module itself (exported to ONNX, converted to
 TensorFlow; opening it is not timed); Captum runs ``NeuronDeconvolution`` /
 ``NeuronGuidedBackprop`` on the native module, cut after ``layer3`` (as the engine computes
-nothing above the layer), chunks of 1, 8 and 64 copies tried.  Agreement as above, per feature;
-a feature whose maps differ only where a max-pool window held two values closer than float
-rounding (TensorFlow and PyTorch then pick different maxima) is counted apart.
+nothing above the layer), chunks of 1, 8 and 64 copies tried.  Agreement as above, per feature.
 
 The last line
 -------------

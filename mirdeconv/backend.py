@@ -46,6 +46,7 @@ __all__ = [
     "onnx",
     "onnx2tf",
     "onnxruntime",
+    "onnx_optimizer",
     "TORCH_EXTRA",
     "essentia",
     "essentia_standard",
@@ -264,6 +265,13 @@ def onnxruntime() -> ModuleType | None:
             return _optional("onnxruntime", "checking a converted ONNX model")
         except MissingExtraError:
             return None
+
+
+def onnx_optimizer() -> ModuleType:
+    """``onnxscript.optimizer`` (constant folding of ONNX graphs; the ``torch`` extra, as
+    PyTorch's ONNX exporter needs it)."""
+    with _lock:
+        return _optional("onnxscript.optimizer", "an ONNX model")
 
 
 def onnx2tf() -> ModuleType:

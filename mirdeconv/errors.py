@@ -103,3 +103,21 @@ class EssentiaImportOrderError(BackendError):
 class MissingExtraError(BackendError, ImportError):
     """An optional part of mirdeconv is needed but not installed (PyTorch and the ONNX
     converter: ``pip install "mirdeconv[torch]"``)."""
+
+
+#: Lines of library error messages that say where, not what (TensorFlow's framing).
+_WHERE = ("Graph execution error", "Detected at", "<stack traces", "[[", "File ", "Call arguments",
+          "Traceback")
+
+
+def message_of(exc: BaseException | str, limit: int = 300) -> str:
+    """What went wrong, in one line: the first line of an exception's message that is not
+    TensorFlow's framing ("Graph execution error:", "Detected at node ..."), or the
+    exception's type when it says nothing; at most ``limit`` characters."""
+    text = exc if isinstance(exc, str) else str(exc)
+    lines = [ln.strip() for ln in text.splitlines()]
+    said = [ln for ln in lines if ln and not ln.startswith(_WHERE)]
+    if said:
+        return said[0][:limit]
+    return (type(exc).__name__ if not isinstance(exc, str) else "no message")[:limit]
+

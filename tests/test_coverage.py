@@ -271,6 +271,30 @@ def squeeze_excite(act):
     return inp, L.Add(name="res")([L.Conv2D(8, 1, name="proj")(x), x])
 
 
+def gather_matmul(act):
+    """Channels projected by a fixed matrix at every band and frame (``x @ W``: a batched
+    matmul, as a recurrent layer's input projection), then bands picked by constant indices
+    along a negative axis, one of them twice (a gather)."""
+    keras, tf = backend.keras(), backend.tensorflow()
+    L = keras.layers
+
+    class Project(L.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 6), initializer="glorot_uniform", name="w")
+
+        def call(self, x):
+            return tf.linalg.matmul(x, self.w)                  # BatchMatMulV2
+
+    class Pick(L.Layer):
+        def call(self, x):
+            return tf.gather(x, [1, 1, 5, 9, 2, 20], axis=-3)   # GatherV2
+
+    inp = keras.Input((BANDS, FRAMES, 1))
+    x = act("relu", "a1")(L.Conv2D(4, 3, padding="same", name="c1")(inp))
+    x = Pick(name="picked")(Project(name="proj")(x))
+    return inp, act("relu", "a2")(x)
+
+
 ARCHITECTURES = {
     "temporal_conv1d": (temporal, "NTF", ["c1", "a1", "p1", "c2", "a2", "c3", "a3"]),
     "dilated": (dilated, "NFTC", ["c1", "a1", "p1", "c2", "a2"]),
@@ -287,6 +311,7 @@ ARCHITECTURES = {
     "causal_conv1d": (causal, "NTF", ["c1", "a1", "c2", "a2"]),
     "erf_softsign": (elementwise, "NFTC", ["c1", "a1", "c2", "a2"]),
     "split_upsample": (branches, "NFTC", ["c1", "a1", "c2", "a2", "cat", "p2", "c3", "a3"]),
+    "gather_matmul": (gather_matmul, "NFTC", ["c1", "a1", "proj", "picked", "a2"]),
     "squeeze_excite": (squeeze_excite, "NFTC", ["c1", "a1", "dw", "a2", "excite", "proj", "res"]),
     "sample_level": (sample_level, "NTC",
                      ["c1", "b1", "a1", "c2", "b2", "a2", "p2", "c3", "b3", "a3", "p3", "c4", "a4"]),

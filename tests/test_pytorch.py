@@ -103,21 +103,12 @@ def test_fcn_predictions_equal_pytorch_and_rock_is_the_top_tag(fcn, song):
 
 
 def test_crnn_predictions_equal_pytorch_gru(crnn, song):
-    """The plugin's GRU is written out step by step (so its export holds any batch); the
-    reference here runs torch.nn.GRU's own forward on the same weights, on the very patches
-    the engine cut (two of them: a batch)."""
-    from mirdeconv.engine import model_input
-
+    """torch.nn.GRU in the module, its equations written out step by step in the graph, on
+    the very patches the engine cut (several: a batch)."""
     model, net = crnn
     y = np.concatenate([song, song[::-1]])
     act, labels, _ = mirdeconv.predict(model, y, SR)
-    x, _ = model_input(model, frames_of(model, y).frames, whole=False)   # (n, 96, 1813, 1)
-    with torch.no_grad():
-        h = net.spec_bn(torch.tensor(np.transpose(x, (0, 3, 1, 2))))
-        for i in range(4):
-            h = getattr(net, f"layer{i + 1}")(h)
-        seq, _ = torch.nn.GRU.forward(net.layer5, h.squeeze(2).permute(0, 2, 1))
-        ref = torch.sigmoid(net.dense(seq[:, -1])).numpy()
+    ref = on_patches(model, net, y)
     assert act.shape == ref.shape and len(act) >= 2
     assert np.abs(act - ref).max() < 1e-4
     assert labels[int(act[0].argmax())] == "rock"
@@ -204,38 +195,13 @@ def test_deconvolution_equals_pytorch(request, song, which, layer, block, pools,
 
 
 # -- a user's own module, exported to ONNX by the user ----------------------------------------------
-def user_crnn(net):
-    """Won et al.'s CRNN as their code writes it: torch.nn.GRU (an ONNX GRU when exported)."""
-    nn = torch.nn
-
-    class CRNN(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.spec_bn = net.spec_bn
-            for k in range(4):
-                setattr(self, f"layer{k + 1}", getattr(net, f"layer{k + 1}"))
-            self.layer5 = nn.GRU(128, 32, 2, batch_first=True)
-            self.layer5.load_state_dict(net.layer5.state_dict())
-            self.dense = net.dense
-
-        def forward(self, x):
-            x = self.spec_bn(x)
-            for k in range(4):
-                x = getattr(self, f"layer{k + 1}")(x)
-            x, _ = self.layer5(x.squeeze(2).permute(0, 2, 1))
-            return torch.sigmoid(self.dense(x[:, -1]))
-
-    return CRNN().eval()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["fcn", "crnn"])
 def test_an_onnx_file_exported_from_the_users_module(request, song, tmp_path, which):
-    """torch.onnx.export with a free batch axis, as ONNX Runtime's users write it (the CRNN
-    with torch.nn.GRU, an ONNX GRU in the file); the file opens with its layer names, takes a
-    batch of patches, and predicts what PyTorch predicts."""
-    model, net = request.getfixturevalue(which)
-    user = user_crnn(net) if which == "crnn" else net
+    """torch.onnx.export with a free batch axis, as ONNX Runtime's users write it (the CRNN:
+    an ONNX GRU in the file); the file opens with its layer names, takes a batch of patches,
+    and predicts what PyTorch predicts."""
+    model, user = request.getfixturevalue(which)
     path = tmp_path / f"{which}.onnx"
     torch.onnx.export(user, (torch.zeros(2, 1, 96, 1813),), str(path), input_names=["mel"],
                       output_names=["tags"], dynamo=True,
@@ -271,7 +237,7 @@ def test_a_torchscript_file_opens(fcn, tmp_path, song):
     path = tmp_path / "fcn.pt"
     torch.jit.trace(net, torch.zeros(1, 1, 96, 1813)).save(str(path))
     m = mirdeconv.load_model(path, representation="won2020", input_axes="NCFT", input_length=1813,
-                             labels=won.TAGS)
+                             labels=won.TAGS, allow_unsafe=True)
     assert m.family == "pytorch" and m.layer("layer3.relu").n_features == 128
     act, _, _ = mirdeconv.predict(m, song, SR)
     with torch.no_grad():
@@ -330,8 +296,8 @@ def test_musicnn_saliency_equals_autograd(folder, song):
 @pytest.mark.slow
 def test_crnn_explanation_through_the_gru_equals_autograd(crnn, song):
     """Saliency of the CRNN's "rock" logit: back through the dense layer, the GRU's 36 steps
-    (its matrix products, gates, the last step taken) and the conv blocks, against
-    torch.autograd through torch.nn.GRU's own forward."""
+    (written out: matrix products, gates, the last step taken) and the conv blocks, against
+    torch.autograd through torch.nn.GRU."""
     model, net = crnn
     track = frames_of(model, song)
     e = mirdeconv.explain(model, track=track, tag="rock", method="saliency", output="logit")
@@ -339,7 +305,7 @@ def test_crnn_explanation_through_the_gru_equals_autograd(crnn, song):
     h = net.spec_bn(x)
     for i in range(4):
         h = getattr(net, f"layer{i + 1}")(h)
-    seq, _ = torch.nn.GRU.forward(net.layer5, h.squeeze(2).permute(0, 2, 1))
+    seq, _ = net.layer5(h.squeeze(2).permute(0, 2, 1))
     logit = net.dense(seq[:, -1])[0, won.TAGS.index("rock")]
     (g,) = torch.autograd.grad(logit, x)
     ref = g[0, 0].numpy().T
@@ -470,14 +436,15 @@ def test_won2020_models_are_offered_when_configured(folder, monkeypatch, capsys)
     monkeypatch.delenv("MIRDECONV_WON2020_DIR", raising=False)
     assert not any(m.startswith("won2020:") for m in model_choices())
     assert main(["models"]) == 0
-    assert "won2020:mtat-fcn" in capsys.readouterr().out.split("not available: set "
-                                                               "MIRDECONV_WON2020_DIR")[0]
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("won2020:mtat-fcn"))
+    assert line.endswith("(not available: set MIRDECONV_WON2020_DIR to the folder of the checkpoints)")
     with pytest.raises(ModelLoadError, match="MIRDECONV_WON2020_DIR"):
         mirdeconv.load_model("won2020:mtat-fcn")
     monkeypatch.setenv("MIRDECONV_WON2020_DIR", str(folder))
     assert {"won2020:mtat-fcn", "won2020:mtat-crnn", "won2020:mtat-musicnn"} <= set(model_choices())
     main(["models"])
-    assert "not available" not in capsys.readouterr().out.split("won2020:mtat-musicnn")[1].splitlines()[0]
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("won2020:mtat-musicnn"))
+    assert "musicnn (Pons et al.)" in line and "not available" not in line
 
 
 def test_without_the_torch_extra_the_error_says_what_to_install(monkeypatch, tmp_path):

@@ -18,9 +18,46 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from .. import backend
+from ..errors import ModelLoadError, message_of
 from ..model import FrozenModel
+from ..representations import Representation
 
-__all__ = ["ModelAdapter"]
+__all__ = ["ModelAdapter", "needs_representation", "freeze"]
+
+
+def needs_representation(rep: Representation | None, what: str) -> Representation:
+    """``rep``, or an error saying how to give the representation ``what`` needs.
+
+    Raises
+    ------
+    ModelLoadError
+    """
+    if rep is None:
+        raise ModelLoadError(
+            f"{what} needs its input representation: pass representation=... (a preset such "
+            "as 'musicnn' or 'won2020', a mirdeconv.representations object, a dict or a JSON "
+            "file), or -r on the command line, or write NAME.mirdeconv.json beside the model file")
+    return rep
+
+
+def freeze(call: Any, in_shape: tuple, what: str) -> Any:
+    """``call`` (a model called on a batch) as a concrete function of a batch of any size,
+    its variables as constants: the frozen graph every adapter ends in.
+
+    Raises
+    ------
+    ModelLoadError
+        TensorFlow cannot trace or freeze it (its message, one line).
+    """
+    tf = backend.tensorflow()
+    spec = tf.TensorSpec([None, *in_shape[1:]], tf.float32)
+    fn = tf.function(lambda x: call(x, training=False))
+    try:
+        return backend.convert_variables_to_constants(fn.get_concrete_function(spec))
+    except Exception as exc:  # noqa: BLE001 - TensorFlow's errors for graphs it cannot trace
+        raise ModelLoadError(f"cannot freeze {what} into a graph for a batch of any size: "
+                             f"{message_of(exc)}") from exc
 
 
 class ModelAdapter(ABC):

@@ -21,7 +21,7 @@ from ..errors import ModelLoadError, NoFeatureLayersError, UnsafeModelError
 from ..graph import FrozenGraph
 from ..model import FrozenModel
 from ..representations import Representation
-from .base import ModelAdapter
+from .base import ModelAdapter, freeze, needs_representation
 
 __all__ = ["KerasAdapter", "from_keras", "load_keras"]
 
@@ -178,18 +178,6 @@ def _feature_outputs(model: Any, layers: list[str] | None) -> list[tuple[str, An
     return candidates
 
 
-def _freeze(model: Any, outputs: list[Any], in_shape: tuple) -> Any:
-    """A concrete function from the model's input to ``outputs``, variables as constants."""
-    tf, keras = backend.tensorflow(), backend.keras()
-    probe = keras.Model(model.inputs, outputs)
-    spec = tf.TensorSpec([None, *in_shape[1:]], tf.float32)
-    fn = tf.function(lambda x: probe(x, training=False))
-    try:
-        return backend.convert_variables_to_constants(fn.get_concrete_function(spec))
-    except Exception as exc:
-        raise ModelLoadError(f"cannot freeze model {model.name!r} into a graph: {exc}") from None
-
-
 def from_keras(
     model: Any,
     representation: Representation,
@@ -249,7 +237,8 @@ def from_keras(
     axes = input_axes or _guess_input_axes(in_shape, representation)
 
     candidates = _feature_outputs(model, layers)
-    frozen = _freeze(model, [o for _, o in candidates] + list(outputs), in_shape)
+    probe = keras.Model(model.inputs, [o for _, o in candidates] + list(outputs))
+    frozen = freeze(probe, in_shape, f"model {model.name!r}")
     gd = frozen.graph.as_graph_def()
     in_name = frozen.inputs[0].name
     out_names = [t.name for t in frozen.outputs]
@@ -294,9 +283,5 @@ class KerasAdapter(ModelAdapter):
             where = os.fspath(source)
         else:
             model, where = source, ""
-        if representation is None:
-            raise ModelLoadError(
-                "a Keras model needs its input representation: pass representation=... (e.g. "
-                "mirdeconv.representations.choi2016_stft()), or -r PRESET on the command line, "
-                "or write NAME.mirdeconv.json beside the model file")
-        return from_keras(model, representation, source=where, **options)
+        rep = needs_representation(representation, "a Keras model")
+        return from_keras(model, rep, source=where, **options)

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, message_of
 
 __all__ = ["FEATURE_OPS", "layer_names", "expose", "free_batch", "unroll_recurrent",
-           "static_shape"]
+           "static_shape", "fold_constants", "prune"]
 
 #: ONNX operations whose outputs are offered as feature layers (those with a time and a
 #: channel axis after a convolution; :class:`mirdeconv.model.FrozenModel` keeps those).
@@ -37,6 +37,16 @@ FEATURE_OPS = frozenset({
     "LayerNormalization", "GroupNormalization", "MaxPool", "AveragePool", "Add", "Mul",
     "Concat", "ReduceMax", "ReduceMean",
 })
+
+
+def fold_constants(model: Any) -> None:
+    """Compute what depends on constants only (a scale reshaped to ``[1, C, 1, 1]``, a GRU's
+    weights unsqueezed) and keep it as constants, in place (onnxscript's constant folding):
+    the converter mistakes some of those operations' layouts."""
+    try:
+        backend.onnx_optimizer().fold_constants(model)
+    except Exception as exc:  # noqa: BLE001 - the optimizer's errors on graphs it does not read
+        raise ModelLoadError(f"the ONNX graph's constants cannot be folded: {message_of(exc)}") from exc
 
 
 def static_shape(value_info: Any) -> list[int | str | None]:
@@ -164,7 +174,8 @@ def free_batch(model: Any, input_name: str) -> int | None:
     inits = _initializers(model)
     consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
     for node in model.graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2:
+        if node.op_type != "Reshape" or len(node.input) < 2 or \
+                _constant_of(model, node.input[0]) is not None:   # a constant's own reshape
             continue
         target = node.input[1]
         if target in inits:
@@ -173,7 +184,10 @@ def free_batch(model: Any, input_name: str) -> int | None:
             shape = onnx.numpy_helper.to_array(consts[target].attribute[0].t)
         else:
             continue
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
         if shape.ndim == 1 and shape.size and shape[0] == fixed:
+            if -1 in shape[1:] and allowzero:
+                continue                                   # neither -1 nor 0 can stand for it
             new = shape.copy()
             new[0] = -1 if -1 not in shape[1:] else 0      # any batch (0: copy the input's)
             name = f"{target}__batch_free_{node.output[0]}"
@@ -213,6 +227,13 @@ class _Builder:
             return self.op(op_type, [x, self.const(np.asarray(axes, np.int64), "axes")], output)
         return self.op(op_type, [x], output, axes=axes)
 
+    def split(self, x: str, size: int) -> list[str]:
+        """``x``'s last axis cut in three parts of ``size`` (a GRU's gates)."""
+        return [self.op("Slice", [x, self.const(np.asarray([k * size], np.int64), "start"),
+                                  self.const(np.asarray([(k + 1) * size], np.int64), "end"),
+                                  self.const(np.asarray([-1], np.int64), "axis")])
+                for k in range(3)]
+
     def step(self, x: str, axis: int, t: int) -> str:
         """``x[t]`` along ``axis`` (a Slice and a Squeeze)."""
         s = self.op("Slice", [x, self.const(np.asarray([t], np.int64), "start"),
@@ -234,59 +255,97 @@ def _gru(b: _Builder, node: Any, W: np.ndarray, R: np.ndarray, B: np.ndarray | N
     H, layout = int(a["hidden_size"]), int(a.get("layout", 0))
     lbr = int(a.get("linear_before_reset", 0))
     B = np.zeros(6 * H, np.float32) if B is None else B
-    Wz, Wr, Wh = (b.const(np.ascontiguousarray(W[k * H:(k + 1) * H].T), f"W{g}") for k, g in enumerate("zrh"))
-    Rz, Rr, Rh = (b.const(np.ascontiguousarray(R[k * H:(k + 1) * H].T), f"R{g}") for k, g in enumerate("zrh"))
-    bz = b.const(B[0:H] + B[3 * H:4 * H], "bz")
-    br = b.const(B[H:2 * H] + B[4 * H:5 * H], "br")
-    wbh, rbh = b.const(B[2 * H:3 * H], "wbh"), b.const(B[5 * H:6 * H], "rbh")
+    # the input's projection for every step at once (one matrix product), the recurrent
+    # one per step (one Gemm; the converter checks each MatMul it converts, slowly)
+    W_all = b.const(np.ascontiguousarray(W.T), "W")                           # (in, 3H): z, r, h
+    b_x = b.const(B[:3 * H] + np.concatenate([B[3 * H:5 * H], np.zeros(H, B.dtype)]), "bx")
+    R_all = b.const(np.ascontiguousarray(R.T), "R")                           # (H, 3H)
+    b_h = b.const(np.concatenate([np.zeros(2 * H, B.dtype), B[5 * H:]]), "bh")
+    Rh, rbh = b.const(np.ascontiguousarray(R[2 * H:].T), "Rh"), b.const(B[5 * H:], "rbh")
     one = b.const(np.asarray(1.0, np.float32), "one")
-    x_axis = 1 if layout else 0
+    source, x_axis = node.input[0], 1 if layout else 0
+    swapped = _batch_first(b, source) if not layout else None
+    if swapped is not None:           # (seq, batch, in) made from (batch, seq, in): use that
+        source, x_axis = swapped, 1
+    gates_x = b.op("Add", [b.op("MatMul", [source, W_all]), b_x])             # (.., 3H)
     h = h0
     outs: list[str] = []
     for t in range(seq):
-        xt = b.step(node.input[0], x_axis, t)                              # (batch, input)
-        z_in = b.op("Add", [b.op("MatMul", [xt, Wz]), bz])
-        r_in = b.op("Add", [b.op("MatMul", [xt, Wr]), br])
-        n_in = b.op("Add", [b.op("MatMul", [xt, Wh]), wbh])
-        if h is not None:
-            z_in = b.op("Add", [z_in, b.op("MatMul", [h, Rz])])
-            r_in = b.op("Add", [r_in, b.op("MatMul", [h, Rr])])
-        z, r = b.op("Sigmoid", [z_in]), b.op("Sigmoid", [r_in])
-        if h is None:                                                      # h = 0
+        zx, rx, nx = b.split(b.step(gates_x, x_axis, t), H)                   # (batch, H) each
+        if h is None:                                                          # h = 0
+            z, r = b.op("Sigmoid", [zx]), b.op("Sigmoid", [rx])
             rec = b.op("Mul", [r, rbh]) if lbr else rbh
-        elif lbr:
-            rec = b.op("Mul", [r, b.op("Add", [b.op("MatMul", [h, Rh]), rbh])])
         else:
-            rec = b.op("Add", [b.op("MatMul", [b.op("Mul", [r, h]), Rh]), rbh])
-        n = b.op("Tanh", [b.op("Add", [n_in, rec])])
+            zh, rh, nh = b.split(b.op("Gemm", [h, R_all, b_h]), H)
+            z, r = b.op("Sigmoid", [b.op("Add", [zx, zh])]), b.op("Sigmoid", [b.op("Add", [rx, rh])])
+            rec = (b.op("Mul", [r, nh]) if lbr                          # nh = Rh h + Rbh
+                   else b.op("Gemm", [b.op("Mul", [r, h]), Rh, rbh]))
+        n = b.op("Tanh", [b.op("Add", [nx, rec])])
         new = b.op("Mul", [b.op("Sub", [one, z]), n])
         h = new if h is None else b.op("Add", [new, b.op("Mul", [z, h])])
         outs.append(h)
     y_out = node.output[0] if node.output and node.output[0] else None
     yh_out = node.output[1] if len(node.output) > 1 and node.output[1] else None
     squeezed = _direction_dropped(b.model, y_out, layout) if y_out else None
-    if squeezed is not None:   # (seq, batch, H) straight into the reshape that wanted it
-        b.op("Concat", [b.axes_op("Unsqueeze", o, [0]) for o in outs], squeezed.output[0], axis=0)
+    if squeezed is not None:   # (seq, batch, H) or (batch, seq, H) straight where it is wanted
+        target, t = squeezed.output[0], 1 if layout else 0
+        back = _swapped_back(b.model, target) if not layout else None
+        if back is not None:   # ... and swapped back to (batch, seq, H): made so at once
+            target, t = back.output[0], 1
+            b.model.graph.node.remove(back)
+        b.op("Concat", [b.axes_op("Unsqueeze", o, [t]) for o in outs], target, axis=t)
         b.model.graph.node.remove(squeezed)
-    elif y_out:  # Y: (seq, 1, batch, H), or (batch, seq, 1, H) with layout 1
+    if y_out:  # Y: (seq, 1, batch, H), or (batch, seq, 1, H) with layout 1 (pruned if unused)
         steps = [b.axes_op("Unsqueeze", o, [1, 2] if layout else [0, 1]) for o in outs]
         b.op("Concat", steps, y_out, axis=1 if layout else 0)
     if yh_out:  # Y_h: (1, batch, H), or (batch, 1, H)
         b.axes_op("Unsqueeze", h, [1] if layout else [0], yh_out)
 
 
-def _direction_dropped(model: Any, y: str, layout: int) -> Any | None:
-    """The Reshape that PyTorch's exporter puts after a one-directional recurrent layer's
-    ``Y`` (seq, 1, batch, H): a Transpose to (seq, batch, 1, H), then a reshape to (seq,
-    batch, H); None when ``Y`` is used otherwise."""
+def _is_swap(node: Any) -> bool:
+    """A Transpose of a rank-3 tensor's first two axes (batch-first <-> seq-first)."""
+    perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
+    return node.op_type == "Transpose" and perm == [[1, 0, 2]]
+
+
+def _batch_first(b: _Builder, x: str) -> str | None:
+    """A seq-first GRU input (seq, batch, in) that a Transpose made from a tensor with the
+    batch in front (PyTorch's ``batch_first=True``, a permute before it): the same sequence
+    batch-first (batch, seq, in), so the steps are sliced with the batch kept in front."""
+    node = next((n for n in b.model.graph.node if x in n.output), None)
+    perm = [list(a.ints) for a in node.attribute if a.name == "perm"] if node is not None else []
+    if node is None or node.op_type != "Transpose" or not perm or len(perm[0]) != 3 or perm[0][1] != 0:
+        return None
+    order = [0, perm[0][0], perm[0][2]]
+    return node.input[0] if order == [0, 1, 2] else b.op("Transpose", [node.input[0]], perm=order)
+
+
+def _swapped_back(model: Any, y: str) -> Any | None:
+    """The Transpose that turns a seq-first sequence back to batch-first, its only use."""
     users = [n for n in model.graph.node if y in n.input]
-    if layout or len(users) != 1 or users[0].op_type != "Transpose":
+    return users[0] if len(users) == 1 and _is_swap(users[0]) else None
+
+
+def _direction_dropped(model: Any, y: str, layout: int) -> Any | None:
+    """The node that drops a one-directional recurrent layer's direction axis from ``Y``:
+    a ``Squeeze`` of that axis (seq, batch, H; or batch, seq, H with layout 1), or the
+    ``Transpose`` to (seq, batch, 1, H) then ``Reshape`` to (seq, batch, H) that PyTorch's
+    exporter writes.  None when ``Y`` is used otherwise."""
+    users = [n for n in model.graph.node if y in n.input]
+    if len(users) != 1:
         return None
-    perm = [a.ints for a in users[0].attribute if a.name == "perm"]
-    if not perm or list(perm[0]) != [0, 2, 1, 3]:
+    user = users[0]
+    if user.op_type == "Squeeze":
+        axes = ([a.ints for a in user.attribute if a.name == "axes"] or [None])[0]
+        if axes is None and len(user.input) > 1:
+            axes = _constant_of(model, user.input[1])
+        return user if axes is not None and [int(a) % 4 for a in np.ravel(axes)] == [2 if layout else 1] \
+            else None
+    perm = [a.ints for a in user.attribute if a.name == "perm"]
+    if layout or user.op_type != "Transpose" or not perm or list(perm[0]) != [0, 2, 1, 3]:
         return None
-    after = [n for n in model.graph.node if users[0].output[0] in n.input]
-    reshapes = [n for n in after if n.op_type == "Reshape" and n.input[0] == users[0].output[0]]
+    after = [n for n in model.graph.node if user.output[0] in n.input]
+    reshapes = [n for n in after if n.op_type == "Reshape" and n.input[0] == user.output[0]]
     if len(reshapes) != 1 or any(n.op_type not in ("Reshape", "Shape") for n in after):
         return None
     target = _constant_of(model, reshapes[0].input[1])
@@ -357,8 +416,20 @@ def _constant_of(model: Any, name: str, depth: int = 8) -> np.ndarray | None:
     if any(v is None for i, v in zip(node.input, values) if i):
         return None
     feeds = {i: v for i, v in zip(node.input, values) if i}
-    evaluator = onnx.reference.ReferenceEvaluator(node)
-    return np.asarray(evaluator.run(None, feeds)[list(node.output).index(name)])
+    try:
+        evaluator = onnx.reference.ReferenceEvaluator(node)
+        return np.asarray(evaluator.run(None, feeds)[list(node.output).index(name)])
+    except Exception:  # noqa: BLE001 - an operation the reference evaluator does not know
+        return None
+
+
+def _unexpanded(model: Any, name: str) -> str:
+    """A constant's name where ``name`` is that constant expanded to the batch (broadcasting
+    gives the same); else ``name``."""
+    node = next((n for n in model.graph.node if name in n.output), None)
+    if node is not None and node.op_type == "Expand" and _constant_of(model, node.input[0]) is not None:
+        return node.input[0]
+    return name
 
 
 def unroll_recurrent(model: Any, shapes: dict[str, list]) -> int:
@@ -406,8 +477,9 @@ def unroll_recurrent(model: Any, shapes: dict[str, list]) -> int:
         if len(node.input) > 4 and node.input[4]:
             problems.append("sequence_lens")
         W, R = _constant_of(model, node.input[1]), _constant_of(model, node.input[2])
-        if W is None or R is None:
-            problems.append("weights that are not constants")
+        B = _constant_of(model, node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        if W is None or R is None or (B is None and len(node.input) > 3 and node.input[3]):
+            problems.append("weights or biases that are not constants")
         layout = int(a.get("layout", 0))
         seq = (shapes.get(node.input[0]) or [None, None])[1 if layout else 0]
         if not isinstance(seq, int):
@@ -415,12 +487,14 @@ def unroll_recurrent(model: Any, shapes: dict[str, list]) -> int:
         if problems:
             raise ModelLoadError(f"GRU layer {node.name!r} cannot be opened: "
                                  + ", ".join(problems))
-        B = _constant_of(model, node.input[3]) if len(node.input) > 3 else None
         h0_name = node.input[5] if len(node.input) > 5 else ""
         b = _Builder(model, node.name or node.output[0])
         h0 = None
         if h0_name and not _is_zero(model, h0_name):
-            h0 = b.axes_op("Squeeze", h0_name, [1 if layout else 0])
+            source = _unexpanded(model, h0_name)      # a constant broadcast to the batch
+            value = _constant_of(model, source)
+            h0 = (b.const(np.take(value, 0, axis=1 if layout else 0), "h0") if value is not None
+                  else b.axes_op("Squeeze", source, [1 if layout else 0]))
         _gru(b, node, W[0], R[0], None if B is None else B[0], h0, int(seq))
         at = list(model.graph.node).index(node)
         model.graph.node.remove(node)

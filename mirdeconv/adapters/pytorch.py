@@ -7,9 +7,11 @@ exporter's graphs do not convert), with a free batch axis, then opens the ONNX g
 ``onnx`` adapter does (:func:`.onnx_model.from_onnx`).  A TorchScript file can only go
 through the TorchScript exporter.
 
-A TorchScript file is read with ``torch.jit.load``, which runs no Python code from the file.
-A plain checkpoint (``state_dict``) holds no architecture: build the module, load the
-weights into it (``torch.load(..., weights_only=True)``), and pass the module.
+A TorchScript file holds code (TorchScript, run by PyTorch's interpreter when the module is
+called, and so when it is exported): like a Keras file with Lambda layers it is opened only
+with ``allow_unsafe=True`` (``--allow-unsafe``), for files you trust.  A plain checkpoint
+(``state_dict``) holds no architecture: build the module, load the weights into it
+(``torch.load(..., weights_only=True)``), and pass the module.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..errors import ModelLoadError, UnsupportedGraphError
+from ..errors import ModelLoadError, UnsafeModelError, UnsupportedGraphError, message_of
 from ..model import FrozenModel
 from ..representations import Representation
-from .base import ModelAdapter
-from .onnx_model import ONNX_AXES, from_onnx
+from .base import ModelAdapter, needs_representation
+from .onnx_model import converted_axes, from_onnx
 
 __all__ = ["TorchAdapter", "from_torch", "export_onnx"]
 
@@ -78,6 +80,7 @@ def export_onnx(module: Any, example: Any, *, script: bool = False) -> Any:
     """
     torch = backend.torch()
     onnx = backend.onnx()
+    was_training = module.training
     module.eval()
     log = io.StringIO()
     try:
@@ -90,35 +93,15 @@ def export_onnx(module: Any, example: Any, *, script: bool = False) -> Any:
                                   dynamic_axes={"input": {0: "batch"}}, dynamo=False,
                                   opset_version=17)
                 return onnx.load_from_string(buf.getvalue())
-            batch = torch.export.Dim("batch")
-            names = list(_forward_parameters(module))[:1] or ["x"]
             program = torch.onnx.export(module, (example,), None, input_names=["input"],
-                                        dynamic_shapes={names[0]: {0: batch}}, dynamo=True,
-                                        verbose=False)
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                        dynamo=True, verbose=False)
             return program.model_proto
     except Exception as exc:  # noqa: BLE001 - torch.export's many error types
-        first = [ln for ln in str(exc).splitlines() if ln.strip()]
         raise UnsupportedGraphError(
-            f"PyTorch cannot export {type(module).__name__} to ONNX: "
-            f"{(first[0] if first else type(exc).__name__)[:300]}") from exc
-
-
-def _forward_parameters(module: Any) -> list[str]:
-    import inspect
-
-    try:
-        params = inspect.signature(module.forward).parameters
-    except (TypeError, ValueError):
-        return []
-    return [p for p in params if p != "self"]
-
-
-def _onnx_axes(input_axes: str | None) -> str | None:
-    if input_axes is not None and input_axes not in ONNX_AXES:
-        raise ModelLoadError(f"input_axes {input_axes!r} is not a PyTorch input layout "
-                             f"mirdeconv reads; use one of {', '.join(ONNX_AXES)} "
-                             "(spectrogram nets: NCFT, batch, channel, bands, frames)")
-    return input_axes
+            f"PyTorch cannot export {type(module).__name__} to ONNX: {message_of(exc)}") from exc
+    finally:
+        module.train(was_training)
 
 
 def from_torch(
@@ -157,11 +140,12 @@ def from_torch(
     script = isinstance(module, torch.jit.ScriptModule)
     if not script and not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"expected a torch.nn.Module, got {type(module).__name__}")
-    axes = _onnx_axes(input_axes)
-    x = _example(module, example_input, axes, representation, input_length)
+    if input_axes is not None:
+        converted_axes(input_axes)               # a layout mirdeconv reads, or the error
+    x = _example(module, example_input, input_axes, representation, input_length)
     model = export_onnx(module, x, script=script)
     tag = name or type(module).__name__
-    return from_onnx(model, representation, input_axes=axes, input_length=input_length,
+    return from_onnx(model, representation, input_axes=input_axes, input_length=input_length,
                      name=tag, source=source or f"<torch.nn.Module {tag}>", family="pytorch",
                      **options)
 
@@ -176,14 +160,23 @@ def _is_torchscript(path: Path) -> bool:
     return any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names)
 
 
-def load_torchscript(path: str | os.PathLike) -> Any:
+def load_torchscript(path: str | os.PathLike, *, allow_unsafe: bool = False) -> Any:
     """Read a TorchScript file (``torch.jit.save``), never a pickled checkpoint.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    allow_unsafe : bool
+        The file's TorchScript code may run (it does when the module is exported): only for
+        files you trust.
 
     Raises
     ------
     ModelLoadError
         Missing, a plain checkpoint (``torch.save`` of a ``state_dict`` or of a module),
         or unreadable.
+    UnsafeModelError
+        A TorchScript file without ``allow_unsafe``.
     """
     torch = backend.torch()
     p = Path(path)
@@ -195,11 +188,16 @@ def load_torchscript(path: str | os.PathLike) -> Any:
             "weights, not the network. Build the module in Python, load the weights with "
             "torch.load(path, weights_only=True) and module.load_state_dict(...), and pass "
             "the module: mirdeconv.load_model(module, example_input=..., representation=...)")
+    if not allow_unsafe:
+        raise UnsafeModelError(
+            f"{p.name} is a TorchScript file: it holds code that runs when the module is "
+            "called. If you trust the file, opt in with allow_unsafe=True "
+            "(mirdeconv.load_model(path, allow_unsafe=True), or --allow-unsafe on the command "
+            "line)")
     try:
         return torch.jit.load(os.fspath(p), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - TorchScript's many error types
-        raise ModelLoadError(f"cannot read TorchScript file {p.name}: "
-                             f"{str(exc).strip().splitlines()[0][:300]}") from None
+        raise ModelLoadError(f"cannot read TorchScript file {p.name}: {message_of(exc)}") from None
 
 
 class TorchAdapter(ModelAdapter):
@@ -209,7 +207,7 @@ class TorchAdapter(ModelAdapter):
     priority = 20
     description = "PyTorch: torch.nn.Module in memory, TorchScript .pt files (exported to ONNX)"
     options = ("example_input", "input_axes", "labels", "name", "layers", "output",
-               "input_length", "task", "input_normalization")
+               "input_length", "task", "input_normalization", "allow_unsafe")
 
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, str | os.PathLike):
@@ -218,14 +216,10 @@ class TorchAdapter(ModelAdapter):
         return torch is not None and isinstance(source, torch.nn.Module)
 
     def open(self, source: Any, *, representation: Representation | None = None,
-             **options: Any) -> FrozenModel:
-        if representation is None:
-            raise ModelLoadError(
-                "a PyTorch model needs its input representation: pass representation=... (a "
-                "preset such as 'won2020', a dict or a JSON file), or write "
-                "NAME.mirdeconv.json beside the model file")
+             allow_unsafe: bool = False, **options: Any) -> FrozenModel:
+        rep = needs_representation(representation, "a PyTorch model")
         if isinstance(source, str | os.PathLike):
             options.setdefault("name", Path(source).stem)
-            return from_torch(load_torchscript(source), representation,
-                              source=os.fspath(source), **options)
-        return from_torch(source, representation, **options)
+            module = load_torchscript(source, allow_unsafe=allow_unsafe)
+            return from_torch(module, rep, source=os.fspath(source), **options)
+        return from_torch(source, rep, **options)

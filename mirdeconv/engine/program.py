@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..errors import InvalidOptionError, UnsupportedGraphError
+from ..errors import InvalidOptionError, UnsupportedGraphError, message_of
 from ..graph import NONLINEAR_OPS, FrozenGraph, node_name, tensor_name
 from ..graph.patterns import Composite, composite_activations, normalisation_statistics
 from ..options import METHODS, PRECISIONS, Method
@@ -93,6 +93,7 @@ class Program:
         ctx = Context(tf, graph, self.method, nonlinear, pools, shapes)
         self.steps = [self._compile(ctx, name, var, composites.get(name)) for name in order
                       if name in var and name != node_name(self.input) and name not in inside]
+        self._position = {id(st): k for k, st in enumerate(self.steps)}
         self.compact = compact_chain(ctx, self.steps, self.layer, feature_axis)
         in_compact = {id(st) for st in self.compact or []}
         self.fused_skipped: set[int] = set()
@@ -196,7 +197,7 @@ class Program:
         except self.tf.errors.InvalidArgumentError as exc:
             raise UnsupportedGraphError(
                 f"the graph cannot run on an input of shape {tuple(np.shape(x))} up to layer "
-                f"{self.label}: {_first_line(exc)}") from exc
+                f"{self.label}: {message_of(exc)}") from exc
 
     # -- backward ---------------------------------------------------------------------
     def _low(self, *tensors: Any) -> Any:
@@ -349,7 +350,7 @@ class Program:
     def _named(self, step: Step) -> Iterator[None]:
         """Trace a step's rule under a name scope that tells it apart in TensorFlow's errors;
         a rule that fails while it is traced is named at once."""
-        with self.tf.name_scope(f"{_SCOPE}{self.steps.index(step)}"):
+        with self.tf.name_scope(f"{_SCOPE}{self._position[id(step)]}"):
             try:
                 yield
             except UnsupportedGraphError:
@@ -363,7 +364,7 @@ class Program:
         where = (f"the backward rule of {step.op} (node {step.node.name})" if step is not None
                  else "the backward pass")
         return UnsupportedGraphError(
-            f"{where} failed on the way down from layer {self.label}: {_first_line(exc)}")
+            f"{where} failed on the way down from layer {self.label}: {message_of(exc)}")
 
     def _run(self, fn: Any, *args: Any) -> Any:
         """Run a compiled backward function; a TensorFlow error names the step it came from."""
@@ -379,17 +380,6 @@ class Program:
 
 #: The name scope of each step's rule in the compiled backward functions.
 _SCOPE = "mirdeconv_rule_"
-
-
-#: Lines of TensorFlow's error messages that say where, not what.
-_WHERE = ("Graph execution error", "Detected at", "<stack traces", "[[", "File ", "Call arguments")
-
-
-def _first_line(exc: BaseException) -> str:
-    """What went wrong, in TensorFlow's words, without its framing lines."""
-    lines = [ln.strip() for ln in str(exc).splitlines()]
-    said = [ln for ln in lines if ln and not ln.startswith(_WHERE)]
-    return (said[0] if said else type(exc).__name__)[:300]
 
 
 def _accumulate(grads: dict, step: Step, g: Any, sv: Any, F: Any) -> None:

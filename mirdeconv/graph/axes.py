@@ -309,6 +309,29 @@ def _time_varying_constant(graph: FrozenGraph, node: Any, first: TensorInfo, inf
     return False
 
 
+@axis_rule("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+def _batch_matmul(t: Trace) -> None:
+    """``x @ W`` at every position of ``x``: its last axis becomes the features (a
+    contraction over any other axis loses the labels)."""
+    if t.graph.attr(t.node, "adj_x") or len(t.in_shape) < 3:
+        t.lost()
+    t.axes[-1] = "C"
+
+
+@axis_rule("GatherV2")
+def _gather(t: Trace) -> None:
+    """Items picked along an axis by constant indices: the axis keeps its label (it is gone
+    when one item is picked); picking along time ties the graph to its input length."""
+    idx, axis = t.graph.const_value(t.node.input[1]), t.graph.const_value(t.node.input[2])
+    if idx is None or axis is None or np.ndim(idx) > 1:
+        t.lost()
+    ax = int(axis) % len(t.in_shape)
+    if t.axes[ax] == "T":
+        t.time_agnostic = False
+    if np.ndim(idx) == 0:
+        del t.axes[ax]
+
+
 def _propagate(graph: FrozenGraph, node: Any, ins: list[str], info: dict, shapes: dict
                ) -> TensorInfo:
     first = info[ins[0]]

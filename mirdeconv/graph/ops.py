@@ -27,7 +27,8 @@ BN_OPS = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
 #: Operations that treat every time step alike, so a longer input just gives a longer output.
 TIME_AGNOSTIC_OPS = (CONV_OPS | POOL_OPS | NONLINEAR_OPS | ELEMENTWISE_OPS | PASS_OPS | BN_OPS
                      | {"Pad", "PadV2", "MirrorPad", "ConcatV2", "Squeeze", "ExpandDims",
-                        "Transpose", "Split", "SplitV"})
+                        "Transpose", "Split", "SplitV", "GatherV2", "BatchMatMul",
+                        "BatchMatMulV2", "BatchMatMulV3"})
 
 
 def node_name(tensor: str) -> str:

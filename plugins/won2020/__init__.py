@@ -17,8 +17,9 @@ frames)``:
 
 * ``mtat-fcn``: Choi et al. 2016's fully convolutional tagger, 5 blocks of 3x3 conv, batch
   norm, ReLU and max-pool (64, 128, 128, 128, 64 maps), 29 s patches (1,813 frames);
-* ``mtat-crnn``: Choi et al. 2017's CRNN, 4 such blocks, then a 2-layer GRU (32 units) over
-  the frames, 29 s patches;
+* ``mtat-crnn``: Choi et al. 2017's CRNN, 4 such blocks, then a 2-layer ``torch.nn.GRU`` (32
+  units) over the frames, 29 s patches (mirdeconv writes the GRU out as its equations when it
+  opens the module);
 * ``mtat-musicnn``: Pons et al.'s musicnn, timbral (67x7, 38x7) and temporal (1x129,
   1x65, 1x33 over the band-averaged spectrogram) front end, a residual 1-D mid end, max and
   mean over time, 3 s patches (188 frames).
@@ -36,7 +37,7 @@ import numpy as np
 
 import mirdeconv
 from mirdeconv import backend
-from mirdeconv.errors import ModelLoadError
+from mirdeconv.errors import ModelLoadError, message_of
 from mirdeconv.options import env_value
 from mirdeconv.registry import ModelSpec, Plugin
 from mirdeconv.representations import won2020
@@ -112,29 +113,6 @@ def networks() -> dict[str, Any]:
                 x = getattr(self, f"layer{k + 1}")(x)
             return torch.sigmoid(self.dense(x.flatten(1)))
 
-    class GRU(nn.GRU):
-        """``nn.GRU`` (its parameters, ``layer5.weight_ih_l0`` ...) whose forward is written
-        out step by step (the same equations, no initial state), so that its export holds
-        plain operations and any batch; equal to ``nn.GRU.forward`` to float precision."""
-
-        def forward(self, x: Any) -> Any:  # type: ignore[override]
-            H, linear = self.hidden_size, torch.nn.functional.linear
-            for layer in range(self.num_layers):
-                w_ih, w_hh = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}")
-                b_ih, b_hh = getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_hh_l{layer}")
-                gates_x = linear(x, w_ih, b_ih)                    # (N, T, 3H): r, z, n
-                h, outs = None, []
-                for t in range(x.shape[1]):
-                    gx = gates_x[:, t]
-                    gh = b_hh if h is None else linear(h, w_hh, b_hh)
-                    r = torch.sigmoid(gx[:, :H] + gh[..., :H])
-                    z = torch.sigmoid(gx[:, H:2 * H] + gh[..., H:2 * H])
-                    n = torch.tanh(gx[:, 2 * H:] + r * gh[..., 2 * H:])
-                    h = (1 - z) * n if h is None else (1 - z) * n + z * h
-                    outs.append(h)
-                x = torch.stack(outs, 1)
-            return x
-
     class CRNN(nn.Module):
         """(N, 1, 96, 1813) -> (N, 50)."""
 
@@ -144,14 +122,14 @@ def networks() -> dict[str, Any]:
             maps, pools = (1, 64, 128, 128, 128), ((2, 2), (3, 3), (4, 4), (4, 4))
             for k in range(4):
                 self.add_module(f"layer{k + 1}", Conv2dBlock(maps[k], maps[k + 1], pools[k]))
-            self.layer5 = GRU(128, 32, 2, batch_first=True)
+            self.layer5 = nn.GRU(128, 32, 2, batch_first=True)
             self.dense = nn.Linear(32, len(TAGS))
 
         def forward(self, x: Any) -> Any:
             x = self.spec_bn(x)
             for k in range(4):
                 x = getattr(self, f"layer{k + 1}")(x)
-            x = self.layer5(x.squeeze(2).permute(0, 2, 1))
+            x, _ = self.layer5(x.squeeze(2).permute(0, 2, 1))
             return torch.sigmoid(self.dense(x[:, -1]))
 
     class Timbral(nn.Module):
@@ -245,7 +223,7 @@ def checkpoint(name: str, folder: str | os.PathLike | None = None) -> dict[str, 
         state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle's and zip's many error types
         raise ModelLoadError(f"{path.name} is not a readable PyTorch checkpoint: "
-                             f"{str(exc).strip().splitlines()[0][:200]}") from None
+                             f"{message_of(exc)}") from None
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path.name} holds a {type(state).__name__}, not a state_dict")
     return state
@@ -281,8 +259,9 @@ def build(name: str, folder: str | os.PathLike | None = None) -> Any:
         The checkpoint's keys or shapes do not fit the network (naming them).
     """
     state = checkpoint(name, folder)
-    if "spec.mel_scale.fb" not in state:
-        raise ModelLoadError(f"{name}: the checkpoint has no front end (spec.mel_scale.fb)")
+    lacking = [k for k in ("spec.mel_scale.fb", "spec.spectrogram.window") if k not in state]
+    if lacking:
+        raise ModelLoadError(f"{name}: the checkpoint has no front end ({', '.join(lacking)})")
     check_front_end(state, name)
     net = networks()[MODELS[name].build]()
     weights = {k: v for k, v in state.items() if not k.startswith("spec.")}

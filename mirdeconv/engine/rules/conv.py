@@ -307,27 +307,21 @@ def _compact_full_width_rule(tf: Any, shape: tuple) -> Any:
     return rule
 
 
-@register("MatMul")
+#: Matrix products: the attributes that transpose their first and second operands.
+_MATMUL_FLAGS = {"MatMul": ("transpose_a", "transpose_b"), "BatchMatMul": ("adj_x", "adj_y"),
+                 "BatchMatMulV2": ("adj_x", "adj_y"), "BatchMatMulV3": ("adj_x", "adj_y")}
+
+
+@register(*_MATMUL_FLAGS)
 def matmul(ctx: Context, step: Step) -> None:
+    """``x @ W`` over the last two axes of ``x`` (a dense layer; at every frame, the input
+    projection of a recurrent layer) with ``W`` fixed: the signal goes back through ``W``'s
+    transpose."""
     tf, g = ctx.tf, ctx.graph
-    if step.var_inputs != [0] or g.attr(step.node, "transpose_a"):
+    ta, tb = _MATMUL_FLAGS[step.op]
+    if step.var_inputs != [0] or g.attr(step.node, ta):
         unsupported(ctx, step)
-    tb = g.attr(step.node, "transpose_b")
-    step.save = [saved_input(step, 1)]
-    eq = "fno,oi->fni" if tb else "fno,io->fni"
-    step.rule = lambda g, sv, F: [tf.einsum(eq, g, sv[0])]
-
-
-@register("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
-def batch_matmul(ctx: Context, step: Step) -> None:
-    """``x @ W`` over the last two axes of ``x`` (a dense layer applied at every frame, the
-    input projection of a recurrent layer) with a constant matrix ``W``: the signal goes back
-    through ``W``'s transpose."""
-    tf, g = ctx.tf, ctx.graph
-    w = g.const_value(step.inputs[1])
-    if step.var_inputs != [0] or g.attr(step.node, "adj_x") or w is None or w.ndim != 2:
-        unsupported(ctx, step)
-    eq = "f...o,io->f...i" if not g.attr(step.node, "adj_y") else "f...o,oi->f...i"
+    eq = "f...o,oi->f...i" if g.attr(step.node, tb) else "f...o,io->f...i"
     step.save = [saved_input(step, 1)]
     step.rule = lambda g, sv, F: [tf.einsum(eq, g, sv[0])]
 

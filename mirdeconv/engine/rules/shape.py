@@ -100,29 +100,29 @@ def strided_slice(ctx: Context, step: Step) -> None:
 
 @register("GatherV2")
 def gather(ctx: Context, step: Step) -> None:
-    """Items taken along an axis by constant indices (``x[:, t]``, ``x[:, -1]``): the signal
-    goes back to the items it came from (summed where an item was taken twice)."""
+    """Items taken along an axis by constant indices (``x[:, t]``, ``x[:, -1]``, ``x[:, [0,
+    2]]``): the signal goes back to the items it came from (summed where an item was taken
+    twice)."""
     tf = ctx.tf
     idx, axis = ctx.graph.const_value(step.inputs[1]), ctx.graph.const_value(step.inputs[2])
-    if step.var_inputs != [0] or idx is None or axis is None or \
+    if step.var_inputs != [0] or idx is None or axis is None or np.ndim(idx) > 1 or \
             (ctx.graph.attr(step.node, "batch_dims") or 0):
         unsupported(ctx, step)
-    axis = int(axis)
-    if axis == 0:
-        raise UnsupportedGraphError(f"{step.node.name}: a gather along the batch axis")
-    scalar, flat = np.ndim(idx) == 0, np.ravel(idx).astype(np.int64)
+    axis, scalar, flat = int(axis), np.ndim(idx) == 0, np.ravel(idx).astype(np.int64)
     step.save = [saved_shape(ctx, step)]
 
     def rule(g: Any, sv: list, F: Any) -> list:
         shape = sv[0]
-        rank = g.shape.rank                        # features axis in front
-        ax = 1 + (axis if axis > 0 else axis + rank - 1 + (1 if scalar else 0))
+        rank = g.shape.rank - 1 + (1 if scalar else 0)          # the input's rank
+        ax = axis if axis >= 0 else axis + rank
+        if ax <= 0:
+            raise UnsupportedGraphError(f"{step.node.name}: a gather along the batch axis")
         if scalar:
-            g = tf.expand_dims(g, ax)
-        n = tf.cast(shape[ax - 1], tf.int64)
-        where = tf.math.floormod(tf.constant(flat), n)
-        perm = [ax] + [k for k in range(rank + (1 if scalar else 0)) if k != ax]
-        summed = tf.math.unsorted_segment_sum(tf.transpose(g, perm), where, n)
+            g = tf.expand_dims(g, ax + 1)
+        n = tf.cast(shape[ax], tf.int64)
+        perm = [ax + 1] + [k for k in range(rank + 1) if k != ax + 1]
+        summed = tf.math.unsorted_segment_sum(tf.transpose(g, perm),
+                                              tf.math.floormod(tf.constant(flat), n), n)
         return [tf.transpose(summed, np.argsort(perm).tolist())]
 
     step.rule = rule

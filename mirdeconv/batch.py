@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from .auralisation import auralise_result, features_per_group
 from .engine import deconvolve, memory_plan, release_pages, spill_track
 from .errors import AudioError, InvalidOptionError, MemoryBudgetError, MirdeconvError, OutputError
 from .loading import load_model
-from .options import DeconvOptions, SoundOptions, feature_ranges, parse_features
+from .options import DeconvOptions, SoundOptions, check_number, feature_ranges, parse_features
 from .plot import feature_grid
 from .progress import Progress
 from .runstore import AUDIO_SUFFIXES, DESCRIPTOR_COLUMNS, INDEX_COLUMNS, claim, load_index, write_index
@@ -142,6 +143,10 @@ def _estimate_bytes(tracks: list[tuple[str, Path]], n_outputs: int, model_sr: in
 OVERLAP_SHARE = 16
 
 
+class _Stopped(Exception):
+    """A layer's writing stopped half-way (Ctrl-C): no done-marker, redone next time."""
+
+
 class _Worker:
     """Runs (track, layer) units with one model, in this process or a worker process."""
 
@@ -152,6 +157,10 @@ class _Worker:
         #: Where each (track, layer)'s memory plan is reported before its work (None: nowhere;
         #: :func:`run_batch` sets its progress bar's ``write`` in this process).
         self.log: Callable[[str], None] | None = None
+        #: Called with a track's rows after each of its layers (the index kept current).
+        self.on_layer: Callable[[list[dict]], None] | None = None
+        #: Set on Ctrl-C: the layer being written stops at its next group of features.
+        self.stop = threading.Event()
         self.identity = model.identity()
         self.key = settings.key(self.identity["graph_sha256"])
 
@@ -244,30 +253,43 @@ class _Worker:
         y, sr, track, context = loaded
         rows: list[dict] = []
         pending = None
+        def collect(result: tuple[str, list[dict]]) -> None:
+            rows.extend(self._collect(result, counts, tick))
+            if self.on_layer is not None:
+                self.on_layer(rows)
+
         with ThreadPoolExecutor(max_workers=1) as finisher:
-            for layer in todo:
-                opts = self._engine_options(layer, track, context)
-                try:
-                    if self.log is not None:     # the estimate first (deconvolve's own plan)
-                        plan = memory_plan(self.model, track, layer=layer, probe_short=False,
-                                           features=self.s.features, options=opts)
-                        self.log(f"{tid} / {layer}: {plan.describe()}")
-                    res = deconvolve(self.model, track=track, layer=layer,
-                                     features=self.s.features, options=opts)
-                except (AudioError, MemoryBudgetError) as exc:  # e.g. shorter than this
-                    # layer's receptive field, or a piece of this long track over the budget
-                    rows.append({**base, "layer": layer, "feature": None, "status": "error",
-                                 "error": str(exc)})
-                    tick(self.features_of(layer), layer)
-                    continue
+            try:
+                for layer in todo:
+                    opts = self._engine_options(layer, track, context)
+                    n = self.features_of(layer)
+                    try:
+                        if self.log is not None:     # the estimate first (deconvolve's plan)
+                            plan = memory_plan(self.model, track, layer=layer, probe_short=False,
+                                               features=self.s.features, options=opts)
+                            self.log(f"{tid} / {layer}: {plan.describe()}")
+                        # the deconvolution is half of a layer's work on the bar, its sounds
+                        # and files the other half
+                        res = deconvolve(self.model, track=track, layer=layer,
+                                         features=self.s.features, options=opts,
+                                         progress=lambda d, t, n=n, lay=layer: tick(0, lay, (d, t, n)))
+                    except (AudioError, MemoryBudgetError) as exc:  # e.g. shorter than this
+                        # layer's receptive field, or a piece of this long track over the budget
+                        rows.append({**base, "layer": layer, "feature": None, "status": "error",
+                                     "error": str(exc)})
+                        tick(n, layer)
+                        continue
+                    if pending is not None:
+                        collect(pending.result())
+                    pending = finisher.submit(self._finish, tid, layer, res, y, sr, base, context)
+                    if res.masks.nbytes > self.s.deconv.budget // OVERLAP_SHARE:
+                        collect(pending.result())
+                        pending = None
                 if pending is not None:
-                    rows.extend(self._collect(pending.result(), counts, tick))
-                pending = finisher.submit(self._finish, tid, layer, res, y, sr, base, context)
-                if res.masks.nbytes > self.s.deconv.budget // OVERLAP_SHARE:
-                    rows.extend(self._collect(pending.result(), counts, tick))
-                    pending = None
-            if pending is not None:
-                rows.extend(self._collect(pending.result(), counts, tick))
+                    collect(pending.result())
+            except BaseException:
+                self.stop.set()                  # the layer being written stops soon
+                raise
         return rows
 
     def _engine_options(self, layer: str, track: Any, context: Any) -> DeconvOptions:
@@ -301,6 +323,8 @@ class _Worker:
         group = features_per_group(len(y) if self.s.sound.output_sr == "track" else
                                    len(res.track.audio))
         for g0 in range(0, len(res.features), group):     # a few features' sounds at a time
+            if self.stop.is_set():
+                raise _Stopped(f"{tid} / {layer}")
             part = res.select(slice(g0, g0 + group))
             aur = auralise_result(part, y, sr, self.s.sound)
             thumbs.append(aur.thumbnails)
@@ -349,8 +373,9 @@ def _proc_init(model_source: Any, model_options: dict, settings: BatchSettings, 
 
 
 def _proc_track(tid: str, path: str, layers: list[str]) -> tuple[list[dict], dict[str, int]]:
-    q = _PROC["queue"]
-    return _PROC["worker"].run_track(tid, Path(path), layers, lambda n, layer: q.put(n))
+    q = _PROC["queue"]                 # whole layers only (their features, each two steps)
+    return _PROC["worker"].run_track(
+        tid, Path(path), layers, lambda n, layer, part=None: q.put(0 if part else n))
 
 
 def run_batch(
@@ -392,8 +417,7 @@ def run_batch(
     """
     t0 = time.perf_counter()
     model_options = dict(model_options or {})
-    if jobs < 1:
-        raise InvalidOptionError(f"jobs must be >= 1; got {jobs}")
+    check_number("jobs", jobs)
     if isinstance(settings.features, str):
         feature_ranges(settings.features)          # its syntax, before the model loads
     out = prepare_folder(out)
@@ -415,10 +439,22 @@ def run_batch(
         write_index(out, all_rows)
 
     try:
-        with Progress(progress, len(tracks) * per_track, "auralise", "feature") as bar:
+        # two steps per feature of a layer: deconvolved (counted piece by piece), then
+        # auralised and written
+        with Progress(progress, 2 * len(tracks) * per_track, "auralise", "step") as bar:
             worker.log = bar.write if progress is True else None
-            def tick(n: int, layer: str = "") -> None:
-                bar.update(n)
+            begun: dict[str, int] = {}
+
+            def tick(n: int, layer: str = "", part: tuple[int, int, int] | None = None) -> None:
+                if part is not None:            # deconvolution: (done, total, features)
+                    done, total, feats = part
+                    now = feats * done // max(total, 1)
+                    bar.update(now - begun.get(layer, 0))
+                    begun[layer] = now
+                else:                           # n features whole (their first steps counted)
+                    bar.update(2 * n - begun.pop(layer, 0))
+
+            worker.on_layer = lambda rows: write_index(out, all_rows + rows)
 
             if jobs == 1 or len(tracks) == 1:
                 busy = []
@@ -437,6 +473,9 @@ def run_batch(
                               tick, collect)
     except OSError as exc:
         raise OutputError(f"writing to {out} failed: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:                   # what is done stays listed
+        write_index(out, all_rows)
+        raise
     summary.seconds = time.perf_counter() - t0
     _write_summary(summary, all_rows, settings, worker.identity)
     return summary

@@ -40,6 +40,7 @@ __all__ = [
     "UPLOAD_LIMIT_MB", "UPLOAD_LIMIT_MINUTES",
     "DeconvOptions", "SoundOptions",
     "parse_features", "feature_ranges", "parse_size", "Environment", "environment", "env_value", "Choice",
+    "Number", "NUMBERS", "check_number", "MIN_MEMORY",
     "choices", "check_choice", "resolve",
 ]
 
@@ -143,6 +144,10 @@ def default_memory(ram: int | None = None) -> int:
     return int(min(4 << 30, max(512 << 20, ram // 5 // step * step)))
 
 
+#: The smallest memory budget the command line takes (``--memory``): below it not even a short
+#: layer's piece of a real model fits, so it is refused before any work.
+MIN_MEMORY = 64 << 20
+
 #: The memory budget, in bytes, unless overridden (``memory=``, ``--memory``,
 #: ``MIRDECONV_MEMORY``): :func:`default_memory` of this machine (4 GiB with 24 GB of RAM).
 DEFAULT_MEMORY = default_memory()
@@ -201,6 +206,7 @@ class DeconvOptions:
         if self.memory is not None and not (
                 isinstance(self.memory, int | np.integer) and self.memory > 0):
             raise InvalidOptionError(f"memory must be a positive number of bytes; got {self.memory!r}")
+
 
     @property
     def rule(self) -> Method:
@@ -292,6 +298,102 @@ def resolve(cls: type, options: Any, given: Mapping[str, Any]) -> Any:
     return options
 
 
+# -- numbers ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Number:
+    """What a numeric setting takes: an integer or any real number, and its bounds.
+
+    Attributes
+    ----------
+    integer : bool
+        Only whole numbers (an ``int``; never ``True``, never ``1.5``).
+    low, high : float or None
+        Bounds (None: none).
+    low_open, high_open : bool
+        The bound itself is excluded.
+    note : str
+        What a special value means, for people (``"0: the whole track"``).
+    """
+
+    integer: bool
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def describe(self) -> str:
+        """``"an integer of at least 1"``, ``"a number above 0 and at most 100"`` ..."""
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.low_open else 'at least'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
+        what = "an integer" if self.integer else "a number"
+        bounds = " and ".join(parts)
+        if bounds.startswith("at "):
+            bounds = "of " + bounds
+        return " ".join(x for x in (what, bounds) if x) + (f" ({self.note})" if self.note else "")
+
+    def check(self, name: str, value: Any) -> int | float:
+        """``value`` if it is such a number, else an error naming ``name``.
+
+        Raises
+        ------
+        InvalidOptionError
+        """
+        ok = not isinstance(value, bool | np.bool_) and isinstance(
+            value, (int, np.integer) if self.integer else (int, float, np.integer, np.floating))
+        if ok:
+            v = int(value) if self.integer else float(value)
+            ok = bool(np.isfinite(v)) and not (
+                self.low is not None and (v < self.low or (self.low_open and v == self.low))) and not (
+                self.high is not None and (v > self.high or (self.high_open and v == self.high)))
+        if not ok:
+            raise InvalidOptionError(f"{name} must be {self.describe()}; got {value!r}")
+        return v
+
+    def parse(self, name: str, text: str) -> int | float:
+        """A command line's text as such a number (see :meth:`check`)."""
+        try:
+            value: Any = int(text) if self.integer else float(text)
+        except ValueError:
+            raise InvalidOptionError(f"{name} must be {self.describe()}; got {text!r}") from None
+        return self.check(name, value)
+
+
+#: Every numeric setting of the library and the command line, by name.
+NUMBERS: dict[str, Number] = {
+    "top_k": Number(True, 1),
+    "excerpt": Number(False, 0, low_open=True),
+    "workers": Number(True, 1),
+    "jobs": Number(True, 1),
+    "most_active": Number(True, 1),
+    "seconds": Number(False, 0, note="0: the whole track"),
+    "steps": Number(True, 1),
+    "samples": Number(True, 1),
+    "noise": Number(False, 0),
+    "seed": Number(True, 0),
+    "top": Number(True, 1),
+    "top_percent": Number(False, 0, 100, low_open=True),
+    "sample_rate": Number(True, 1000, 768000),
+    "input_length": Number(True, 1),
+    "port": Number(True, 1, 65535),
+    "demo_seconds": Number(False, 1, 600),
+}
+
+
+def check_number(kind: str, value: Any, name: str | None = None) -> int | float:
+    """``value`` checked as the numeric setting ``kind`` of :data:`NUMBERS` (errors name it
+    ``name``, default ``kind``).
+
+    Raises
+    ------
+    InvalidOptionError
+    """
+    return NUMBERS[kind].check(name or kind, value)
+
+
 # -- feature selections ---------------------------------------------------------------
 def parse_features(features: Any, n_features: int) -> list[int]:
     """Turn a feature selection into a list of indices.
@@ -315,13 +417,19 @@ def parse_features(features: Any, n_features: int) -> list[int]:
         return list(range(n_features))
     if isinstance(features, str):
         out = _parse_feature_string(features, n_features)
+    elif isinstance(features, bool | np.bool_):
+        raise InvalidOptionError(f"features must be indices (integers), got {features!r}")
     elif isinstance(features, int | np.integer):
         out = [int(features)]
     else:
         try:
-            out = [int(f) for f in features]
-        except (TypeError, ValueError):
-            raise InvalidOptionError(f"features must be indices, got {features!r}") from None
+            items = list(features)
+        except TypeError:
+            raise InvalidOptionError(f"features must be indices (integers), got {features!r}") from None
+        bad = [f for f in items if isinstance(f, bool | np.bool_) or not isinstance(f, int | np.integer)]
+        if bad:
+            raise InvalidOptionError(f"features must be indices (integers), got {bad[0]!r} in {features!r}")
+        out = [int(f) for f in items]
     if not out:
         raise InvalidOptionError("the feature selection is empty")
     for f in out:
@@ -329,7 +437,7 @@ def parse_features(features: Any, n_features: int) -> list[int]:
     return out
 
 
-_RANGE = re.compile(r"^([+-]?\d+)(?:-(\d+))?$")
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 def feature_ranges(text: str) -> list[tuple[int, int]]:

@@ -43,6 +43,19 @@ class Progress:
         elif self._callback is not None:
             self._callback(self.done, self.total)
 
+    def share(self, units: int) -> Callable[[int, int], None]:
+        """A ``progress=`` callback for a part of the work worth ``units`` of this one: its
+        ``(done, total)`` are turned into as many of these units, counted as they come."""
+        given = [0]
+
+        def report(done: int, total: int) -> None:
+            now = units if total <= 0 else min(units, units * done // total)
+            if now > given[0]:
+                self.update(now - given[0])
+                given[0] = now
+
+        return report
+
     def write(self, text: str) -> None:
         """A line for the person watching the bar (above it, on stderr); nothing otherwise."""
         if self._bar is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -119,6 +120,20 @@ def prepare_folder(folder: str | os.PathLike) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
     return folder
+
+
+def remove_empty_folders(folder: str | os.PathLike) -> None:
+    """Remove ``folder`` and the folders below it that hold no file (what a command made
+    before it was refused): never a file, never a folder with one."""
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()),
+                      key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()                  # only succeeds when empty
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def pcm16(audio: np.ndarray) -> np.ndarray:

@@ -449,3 +449,36 @@ def test_winners_from_bounded_candidates_equal_those_from_every_unit(collection)
         got = t[t.unit == f].sort_values("rank")
         np.testing.assert_allclose(got.activation, values[f][order][[
             int(np.argmin(np.abs(times[order] * spf - w))) for w in want]], rtol=1e-6)
+
+
+def test_bad_members_are_recorded_and_the_atlas_built_from_the_rest(collection, tmp_path, capsys):
+    """A text file named .ogg and a .wav link to a text file outside the source: each is
+    recorded with why, the summary and the exit code (1) say so, and the atlas holds the
+    five good tracks, as a run on them alone does."""
+    import shutil
+
+    from mirdeconv.cli import main
+
+    songs = tmp_path / "songs"
+    shutil.copytree(collection / "songs", songs)
+    (songs / "fake.ogg").write_text("not audio at all")
+    (tmp_path / "notes.txt").write_text("a text file outside the source")
+    (songs / "b" / "link.wav").symlink_to(tmp_path / "notes.txt")
+    settings = AtlasSettings(model=str(collection / "net.keras"), layers=("c2",), k=1, excerpt=0.5)
+    table = build_atlas(collect(songs), settings, scheduler="synchronous", out=tmp_path / "a")
+    bad = {f["track"]: f["error"] for f in table.attrs["failures"]}
+    assert sorted(bad) == ["b/link.wav", "fake.ogg"] and all("cannot decode" in e or "not" in e
+                                                             for e in bad.values())
+    good = build_atlas(collect(collection / "songs"), settings, scheduler="synchronous")
+    pd.testing.assert_frame_equal(table[good.columns].reset_index(drop=True), good)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["tracks"] == 7 and summary["exit_code"] == 1 and len(summary["failures"]) == 2
+    code = main(["atlas", str(collection / "net.keras"), str(songs), "--layers", "c2", "--top-k", "1",
+                 "--excerpt", "0.5", "--scheduler", "synchronous", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 1 and "failed: fake.ogg:" in err and "failed: b/link.wav:" in err
+    only_bad = tmp_path / "only-bad"
+    only_bad.mkdir()
+    (only_bad / "x.mp3").write_bytes(b"\x00" * 4000)
+    assert main(["atlas", str(collection / "net.keras"), str(only_bad), "--scheduler", "synchronous",
+                 "--out", str(tmp_path / "c")]) == 2

@@ -401,3 +401,15 @@ def test_activation_statistics_equal_numpys(feature_axis, time_axis):
         assert got.mean[f] == pytest.approx(a.mean(dtype=np.float64), rel=1e-6)
         assert got.fraction[f] == pytest.approx((a > 0).sum() / a.size)
         np.testing.assert_array_equal(got.over_time[f], a.max(axis=1))
+
+
+@pytest.mark.parametrize("kw", [{"memory": "1M"}, {"mode": "patches", "memory": "20M"}])
+def test_the_bar_counts_every_piece_to_the_end(fcn, track, capsys, kw):
+    """A track in chunks, or its patches in batches: the bar (tqdm) shows every piece's
+    features and ends at 100 %, not at the first piece's share."""
+    import re
+
+    deconvolve(fcn, track, 16000, layer="c2" if "mode" not in kw else "p2", progress=True, **kw)
+    shown = re.findall(r"(\d+)%\|[^|]*\| (\d+)/(\d+)", capsys.readouterr().err)
+    pct, done, total = map(int, shown[-1])
+    assert total > 8 and (pct, done) == (100, total)

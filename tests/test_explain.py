@@ -220,7 +220,7 @@ def test_bad_requests_name_the_problem(keras, net):
         explain(fm, track=track, tag=0, method="lime")
     with pytest.raises(InvalidOptionError, match="output must be one of logit, probability"):
         explain(fm, track=track, tag=0, output="softmax")
-    with pytest.raises(InvalidOptionError, match="steps must be a positive integer"):
+    with pytest.raises(InvalidOptionError, match="steps must be an integer of at least 1"):
         explain(fm, track=track, tag=0, method="integrated_gradients", steps=0)
     L = keras.layers
     inp = keras.Input((BANDS, LENGTH, 1))
@@ -292,7 +292,7 @@ def test_faithfulness_figures_equal_their_definitions(net):
     rows = f.table()
     assert [r["tag"] for r in rows] == ["bass", "keys"] and set(rows[0]) >= {"AI", "AD", "AG", "FF",
                                                                            "Fid-In", "deletion"}
-    with pytest.raises(InvalidOptionError, match="steps must be a positive integer"):
+    with pytest.raises(InvalidOptionError, match="steps must be an integer of at least 1"):
         faithfulness(fm, e, steps=0)
 
 
@@ -380,7 +380,7 @@ def test_what_cannot_be_explained_says_why(keras, net):
         faithfulness(normed, e)
     with pytest.raises(InvalidOptionError, match="a tag is a label or a class index; got True"):
         explain(fm, track=track, tag=True)
-    with pytest.raises(InvalidOptionError, match="noise must be a non-negative number"):
+    with pytest.raises(InvalidOptionError, match="noise must be a number of at least 0"):
         explain(fm, track=track, tag=0, method="smoothgrad", noise="a")
     unlabelled = from_keras(model, fm.representation, layers=["c1"])
     with pytest.raises(InvalidOptionError, match="has no labels: give class indices \\(0..2\\)"):

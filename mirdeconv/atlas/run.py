@@ -23,12 +23,14 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import InvalidOptionError, MirdeconvError, message_of
+from ..options import check_number
 from .sources import Track
 from .topk import KEY, empty, merge
 from .winners import FILE_COLUMNS
 
 __all__ = ["AtlasSettings", "build_atlas", "track_table", "write_atlas", "load", "check_atlas",
-           "worker_env", "FANIN"]
+           "worker_env", "FANIN", "Part", "track_part", "check_scheduler", "exit_code"]
 
 #: Tables merged by one reduction task.
 FANIN = 8
@@ -49,6 +51,50 @@ class AtlasSettings:
     excerpt: float = 3.0
     tags: bool = True
     model_options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_number("top_k", self.k, "k (winners per unit)")
+        check_number("excerpt", self.excerpt, "excerpt (seconds)")
+
+
+@dataclass(frozen=True)
+class Part:
+    """Tracks' top-k table and the tracks that have none, with why (a track that cannot be
+    decoded, or is not an audio file): what a track's task gives, and what merges give."""
+
+    table: pd.DataFrame
+    failures: tuple[tuple[str, str], ...] = ()
+
+
+def check_scheduler(address: str | None, timeout: float = 3.0) -> None:
+    """A Dask scheduler's address that answers (None and ``"synchronous"`` need none), checked
+    before any work with a short connection.
+
+    Raises
+    ------
+    InvalidOptionError
+        An address that cannot be read, or nothing listening there, in one line.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in (None, "synchronous"):
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if parts.scheme not in ("tcp", "tls") or not host or not port:
+        raise InvalidOptionError(f"cannot read the Dask scheduler address {address!r}: use "
+                                 "tcp://HOST:PORT (or 'synchronous')")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise InvalidOptionError(
+            f"no Dask scheduler answers at {address} ({exc.strerror or exc}, after at most "
+            f"{timeout:g} s): start one (dask scheduler), or leave --scheduler out for a local "
+            "cluster") from None
 
 
 def _model(settings: AtlasSettings) -> Any:
@@ -185,11 +231,20 @@ def _dissection(tracks: Sequence[Track], settings: AtlasSettings,
     return labels_table(counts)
 
 
-def _merge_many(tables: Sequence[pd.DataFrame], k: int) -> pd.DataFrame:
+def track_part(track: Track, settings: AtlasSettings, path: str | None) -> Part:
+    """:func:`stored_table` of one track, or the reason it has none (a task: a bad member of
+    a collection is recorded, and the atlas is built from the others)."""
+    try:
+        return Part(stored_table(track, settings, path))
+    except (MirdeconvError, OSError) as exc:
+        return Part(empty(), ((track.id, message_of(exc)),))
+
+
+def _merge_many(parts: Sequence[Part], k: int) -> Part:
     out = empty()
-    for t in tables:
-        out = merge(out, t, k)
-    return out
+    for p in parts:
+        out = merge(out, p.table, k)
+    return Part(out, tuple(f for p in parts for f in p.failures))
 
 
 def _track_files(track: Track, rows: pd.DataFrame, settings: AtlasSettings, out: str
@@ -275,17 +330,23 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     from ..options import environment
 
     scheduler = scheduler or environment().dask_scheduler
+    check_scheduler(scheduler)
     store = None
     if out is not None:                           # per-track summaries kept: a rerun resumes
         store = Path(out).resolve() / "summaries" / summary_key(settings, _model(settings))
     paths = [None if store is None else str(_summary_file(store, t)) for t in tracks]
     token = uuid.uuid4().hex[:12]                 # this build's keys on a shared scheduler
-    tasks = [dask.delayed(stored_table, pure=True)(t, settings, p,
-                                                   dask_key_name=f"{token}-track-{i}")
+    tasks = [dask.delayed(track_part, pure=True)(t, settings, p,
+                                                 dask_key_name=f"{token}-track-{i}")
              for i, (t, p) in enumerate(zip(tracks, paths))]
     tasks = [_tree(tasks, _merge_many, f"{token}-merge", settings.k)] if tasks else []
     with _runner(scheduler, n_workers, progress) as run:
-        table = run([tasks[0]])[0] if tasks else empty()
+        part = run([tasks[0]])[0] if tasks else Part(empty())
+        table, failures = part.table, [{"track": t, "error": e} for t, e in part.failures]
+        if "rank" not in table:                   # no track went in
+            table = table.assign(rank=pd.Series(dtype="int64"))
+        failed = {f["track"] for f in failures}
+        tracks = [t for t in tracks if t.id not in failed]
         labels = _dissection(tracks, settings, run, token)
         if labels is not None:
             best = labels.groupby(["layer", "unit"], sort=False).head(1)[
@@ -293,6 +354,7 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
             table = table.merge(best.assign(kind="feature"), on=["kind", "layer", "unit"],
                                 how="left")
         if out is None:
+            table.attrs["failures"] = failures
             return table
         generation = _generation(table)
         folder = str(Path(out).resolve() / FILES / generation)
@@ -321,7 +383,19 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
             labels.to_parquet(tmp, index=False)
     else:                                         # an earlier run's labels are not this one's
         (Path(out) / "dissection.parquet").unlink(missing_ok=True)
+    from ..store import save_json
+
+    save_json(Path(out) / "summary.json", {"tracks": len(tracks) + len(failures),
+                                           "failures": failures,
+                                           "exit_code": exit_code(len(tracks), len(failures))})
+    table.attrs["failures"] = failures
     return table
+
+
+def exit_code(done: int, failed: int) -> int:
+    """0 when every track went in, 1 when some could not, 2 when none could (as the batch
+    job's)."""
+    return 0 if not failed else 2 if not done else 1
 
 
 #: The winners' files live in ``files/<generation>/``: a generation is named by the winners

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from .. import backend
-from ..errors import MirdeconvError
+from ..errors import MirdeconvError, message_of
+from ..store import remove_empty_folders
 from . import atlas, features, outputs, tools
 from .common import add_option_flags, model_args, no_args, options_from_args
 
@@ -55,31 +57,60 @@ COMMANDS: dict[str, tuple[Any, str, Any]] = {
 def build_parser() -> argparse.ArgumentParser:
     verbose_help = ("let TensorFlow's and the dependencies' log lines through "
                     "(also MIRDECONV_VERBOSE=1)")
-    common = argparse.ArgumentParser(add_help=False)   # --verbose after the command, too
+    common = Parser(add_help=False)   # --verbose after the command, too
     common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
                         help=verbose_help)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mirdeconv",
         description="See and hear what the feature maps of music CNNs respond to "
                     "(Zeiler-Fergus deconvolution, Choi et al. 2016).")
     parser.add_argument("--verbose", "-v", action="store_true", default=None, help=verbose_help)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, (func, text, add_args) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text, parents=[common])
         p.set_defaults(func=func)
         add_args(p)
     return parser
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (``mirdeconv atlas: error: argument
+    --top-k: must be an integer of at least 1, not '-3' (see --help)``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mirdeconv`` console script."""
+    """Entry point of the ``mirdeconv`` console script.
+
+    Every argument is checked as it is parsed (numbers by :data:`mirdeconv.options.NUMBERS`,
+    choices by their tables, feature selections by their syntax), before any work; an error
+    is one line and exit code 2, and an output folder the command made is removed again when
+    it fails before writing anything in it.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:                        # --help, or a refused argument
+        return int(exc.code or 0)
+    out = getattr(args, "out", None)
+    made = None                                      # the first folder of --out not there yet
+    if out is not None and not Path(out).exists():
+        made = Path(out).absolute()
+        while not made.parent.exists():
+            made = made.parent
+    code = 2
     try:
         backend.quiet_mode(args.verbose)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        return code
     except MirdeconvError as exc:
-        print(f"mirdeconv: error: {exc}", file=sys.stderr)
+        print(f"mirdeconv: error: {message_of(exc, limit=2000)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mirdeconv: interrupted", file=sys.stderr)
+        code = 130
         return 130
+    finally:
+        if made is not None and code == 2:
+            remove_empty_folders(made)

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import InvalidOptionError
-from .common import model_args, model_options, print_problems
+from .common import model_args, model_options, number, plural, print_problems
 
 __all__ = ["cmd_atlas", "atlas_args"]
 
 
 def cmd_atlas(args: argparse.Namespace) -> int:
     from ..atlas import AtlasSettings, build_atlas, collect
+    from ..atlas.run import check_scheduler, exit_code
+    from ..options import environment
     from ..store import prepare_folder
 
     if args.check:
         return _check(args.check)
     if not (args.model and args.source and args.out):
         raise InvalidOptionError("give MODEL SOURCE --out ATLAS (or --check ATLAS)")
+    check_scheduler(args.scheduler or environment().dask_scheduler)   # before any work
+    if args.source != "probes":
+        collect(args.source)                       # a source with no audio, refused now
     if args.source == "probes":                    # the probe set, with its annotations
         from ..probes import probe_set, write_probes
 
@@ -36,10 +42,18 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     table = build_atlas(tracks, settings, out=args.out, scheduler=args.scheduler,
                         n_workers=args.workers, progress=True)
     n_units = table.groupby(["kind", "layer", "unit"]).ngroups
-    failed = int((table["error"] != "").sum())
-    print(f"{len(tracks)} tracks: {n_units} features and tags, {len(table)} winners -> "
-          f"{args.out}/atlas.parquet" + (f"; {failed} without a deconvolution" if failed else ""))
-    return 0
+    failed = int((table["error"] != "").sum()) if "error" in table else 0
+    bad = table.attrs.get("failures", [])
+    print(f"{plural(len(tracks) - len(bad), 'track')}: {n_units} features and tags, "
+          f"{len(table)} winners -> {args.out}/atlas.parquet"
+          + (f"; {failed} without a deconvolution" if failed else ""))
+    for f in bad:
+        print(f"  failed: {f['track']}: {f['error']}", file=sys.stderr)
+    code = exit_code(len(tracks) - len(bad), len(bad))
+    if code:
+        print(f"mirdeconv: {'no track could be read' if code == 2 else plural(len(bad), 'track')} "
+              f"(exit code {code}; see {args.out}/summary.json)", file=sys.stderr)
+    return code
 
 
 def _check(folder: str) -> int:
@@ -59,13 +73,14 @@ def atlas_args(p: argparse.ArgumentParser) -> None:
                                              "its annotations, written into the atlas)")
     p.add_argument("--check", metavar="ATLAS", help="check an atlas folder against its table")
     p.add_argument("--layers", help="comma-separated feature layers (default: all)")
-    p.add_argument("--top-k", type=int, default=9, help="winners per feature and tag (default 9)")
-    p.add_argument("--excerpt", type=float, default=3.0,
+    p.add_argument("--top-k", type=number("top_k"), default=9,
+                   help="winners per feature and tag (default 9)")
+    p.add_argument("--excerpt", type=number("excerpt"), default=3.0,
                    help="seconds per excerpt, and between two winners of a unit (default 3)")
     p.add_argument("--no-tags", action="store_true", help="only the features")
     p.add_argument("--scheduler",
                    help="a Dask scheduler's address (tcp://HOST:8786; also DASK_SCHEDULER_ADDRESS); "
                         "default: a local cluster, one worker process per core; 'synchronous': "
                         "this process")
-    p.add_argument("--workers", type=int, help="the local cluster's worker processes")
+    p.add_argument("--workers", type=number("workers"), help="the local cluster's worker processes")
     p.add_argument("--out", "-o", help="the atlas folder")

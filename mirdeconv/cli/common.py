@@ -5,23 +5,62 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..adapters.onnx_model import ONNX_AXES
 from ..errors import MirdeconvError
 from ..model import INPUT_AXES
-from ..options import DeconvOptions, choices, parse_size
+from ..options import MIN_MEMORY, NUMBERS, DeconvOptions, choices, feature_ranges, parse_size
 from ..representations import presets
 
 __all__ = ["add_option_flags", "options_from_args", "model_args", "model_options", "open_model",
-           "selection_args", "truncation_arg", "no_args", "plural", "print_problems"]
+           "selection_args", "truncation_arg", "no_args", "plural", "print_problems", "number",
+           "feature_text", "representation_text"]
 
 
 def _size(text: str) -> int:
     try:
-        return parse_size(text)
+        size = parse_size(text)
     except MirdeconvError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if size < MIN_MEMORY:
+        raise argparse.ArgumentTypeError(f"a budget of {text} cannot hold a piece of any track; "
+                                         f"give at least {MIN_MEMORY >> 20}M")
+    return size
+
+
+def number(kind: str) -> Callable[[str], int | float]:
+    """An argparse type: the text as the numeric setting ``kind`` of
+    :data:`mirdeconv.options.NUMBERS` (``"must be an integer of at least 1, not '-3'"``)."""
+    spec = NUMBERS[kind]
+
+    def parse(text: str) -> int | float:
+        try:
+            return spec.parse(kind, text)
+        except MirdeconvError:
+            raise argparse.ArgumentTypeError(f"must be {spec.describe()}, not {text!r}") from None
+
+    parse.__name__ = kind                       # argparse names the type in its messages
+    return parse
+
+
+def feature_text(text: str) -> str:
+    """An argparse type: a feature selection whose syntax is checked (``0-7,12`` or ``all``)."""
+    try:
+        feature_ranges(text)
+    except MirdeconvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def representation_text(text: str) -> str:
+    """An argparse type: a representation preset or an existing JSON file."""
+    if text in presets() or (text.endswith(".json") and Path(text).is_file()):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither a preset ({', '.join(presets())}) nor an existing .json file")
 
 
 def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None
@@ -67,7 +106,7 @@ def model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("model", nargs="?" if optional else None,
                    help="model file (.keras, .h5, .pb), zoo name (mtt-musicnn, ...) or plugin id "
                         "(musicnn:mtt-vgg, see `mirdeconv models`)")
-    p.add_argument("--representation", "-r",
+    p.add_argument("--representation", "-r", type=representation_text,
                    help=f"input representation: a preset ({', '.join(presets())}) or a JSON "
                         "file; default: NAME.mirdeconv.json beside the model")
     p.add_argument("--input-axes", choices=sorted(set(INPUT_AXES) | set(ONNX_AXES)),
@@ -77,7 +116,7 @@ def model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--output", help="the prediction tensor of a frozen graph (.pb)")
     p.add_argument("--algorithm", help="Essentia's input algorithm of a frozen graph "
                                        "(TensorflowPredictMusiCNN, TempoCNN, ...)")
-    p.add_argument("--input-length", type=int,
+    p.add_argument("--input-length", type=number("input_length"),
                    help="frames per input patch, when the model's input leaves it free")
     p.add_argument("--adapter", help="open the model with this adapter (keras, essentia, pb, ...)")
     p.add_argument("--allow-unsafe", action="store_true",
@@ -107,7 +146,7 @@ def selection_args(p: argparse.ArgumentParser, many_layers: bool) -> None:
                        help="'all' or comma-separated layer names (default: all)")
     else:
         p.add_argument("--layer", "-l", required=True, help="layer name (see `mirdeconv layers`)")
-    p.add_argument("--features", "-f", default="all",
+    p.add_argument("--features", "-f", default="all", type=feature_text,
                    help="e.g. 0-63, 3,5,10-12 or all (default: all)")
 
 

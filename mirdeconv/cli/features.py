@@ -13,6 +13,7 @@ from .common import (
     add_option_flags,
     model_args,
     model_options,
+    number,
     open_model,
     options_from_args,
     plural,
@@ -161,7 +162,7 @@ def auralise_args(p: argparse.ArgumentParser) -> None:
     add_option_flags(p, SoundOptions)
     p.add_argument("--no-analysis", action="store_true",
                    help="leave the descriptor and label columns of the index empty")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", "-j", type=number("jobs"), default=1, help="worker processes")
     p.add_argument("--out", "-o", required=True, help="output folder")
 
 
@@ -174,7 +175,8 @@ def index_args(p: argparse.ArgumentParser) -> None:
 
 def probes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", required=True, help="output folder")
-    p.add_argument("--sr", type=int, default=PROBE_SR, help=f"sample rate (default {PROBE_SR})")
+    p.add_argument("--sr", type=number("sample_rate"), default=PROBE_SR,
+                   help=f"sample rate (default {PROBE_SR})")
     p.add_argument("--families", default="all", help="'all' or some of chords,drums,notes,onsets")
     p.add_argument("--renderer", default="synth", choices=["synth", "soundfont"],
                    help="synthesised instruments, or the General MIDI soundfont via fluidsynth")
@@ -188,6 +190,6 @@ def analyse_args(p: argparse.ArgumentParser) -> None:
     selection_args(p, many_layers=True)
     add_option_flags(p, DeconvOptions)
     add_option_flags(p, SoundOptions, only=("reading", "sign"))
-    p.add_argument("--probe-sr", type=int, default=PROBE_SR,
+    p.add_argument("--probe-sr", type=number("sample_rate"), default=PROBE_SR,
                    help=f"sample rate of the probe set (default {PROBE_SR})")
     p.add_argument("--out", "-o", required=True, help="output folder")

@@ -7,7 +7,15 @@ from pathlib import Path
 
 from ..options import SIGNS, SoundOptions
 from ..prediction import TOP
-from .common import add_option_flags, model_args, open_model, options_from_args, plural, truncation_arg
+from .common import (
+    add_option_flags,
+    model_args,
+    number,
+    open_model,
+    options_from_args,
+    plural,
+    truncation_arg,
+)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -68,7 +76,7 @@ def predict_args(p: argparse.ArgumentParser) -> None:
     model_args(p)
     p.add_argument("audio", help="audio file")
     truncation_arg(p)
-    p.add_argument("--top", type=int, default=TOP, help=f"how many tags (default {TOP})")
+    p.add_argument("--top", type=number("top"), default=TOP, help=f"how many tags (default {TOP})")
 
 
 def explain_args(p: argparse.ArgumentParser) -> None:
@@ -85,14 +93,14 @@ def explain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="logit", choices=list(OUTPUTS),
                    help="explain the tag's logit or its probability (default: logit)")
     p.add_argument("--layer", "-l", help="Grad-CAM's layer (see `mirdeconv layers`)")
-    p.add_argument("--steps", type=int, default=Settings.steps,
+    p.add_argument("--steps", type=number("steps"), default=Settings.steps,
                    help=f"integrated gradients' steps (default {Settings.steps})")
-    p.add_argument("--samples", type=int, default=Settings.samples,
+    p.add_argument("--samples", type=number("samples"), default=Settings.samples,
                    help=f"SmoothGrad's noisy copies (default {Settings.samples})")
-    p.add_argument("--noise", type=float, default=Settings.noise,
+    p.add_argument("--noise", type=number("noise"), default=Settings.noise,
                    help=f"SmoothGrad's noise, a fraction of each patch's range (default {Settings.noise})")
-    p.add_argument("--seed", type=int, default=Settings.seed, help="SmoothGrad's random seed")
-    p.add_argument("--top-percent", type=float,
+    p.add_argument("--seed", type=number("seed"), default=Settings.seed, help="SmoothGrad's random seed")
+    p.add_argument("--top-percent", type=number("top_percent"),
                    help="keep only the strongest PERCENT of the explanation (a binary mask)")
     p.add_argument("--sign", choices=list(SIGNS), default="positive",
                    help="which part of the explanation is heard (default: positive)")
@@ -139,17 +147,25 @@ def sanity_args(p: argparse.ArgumentParser) -> None:
     model_args(p)
     p.add_argument("audio", help="audio file")
     truncation_arg(p)
-    p.add_argument("--methods", default=",".join(EXPLANATION_METHODS),
+    def methods_text(text: str) -> str:
+        unknown = [m for m in text.split(",") if m and m not in EXPLANATION_METHODS]
+        if unknown or not text.strip(","):
+            raise argparse.ArgumentTypeError(
+                f"unknown method(s) {', '.join(unknown) or repr(text)}; use some of "
+                f"{', '.join(EXPLANATION_METHODS)}")
+        return text
+
+    p.add_argument("--methods", default=",".join(EXPLANATION_METHODS), type=methods_text,
                    help="the class explanations' methods (default: all)")
     p.add_argument("--tag", help="the explained tag, a label or class index (default: the top tag)")
     p.add_argument("--layer", "-l", help="the deconvolved layer (default: the deepest)")
-    p.add_argument("--features", type=int, default=8,
+    p.add_argument("--features", type=number("most_active"), default=8,
                    help="how many of its most active features (default 8)")
     p.add_argument("--selectivity-layers",
                    help="comma-separated layers whose auralisations are fed back (default: the "
                         "first and the deepest)")
-    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+    p.add_argument("--seconds", type=number("seconds"), default=DEFAULT_SECONDS,
                    help=f"the excerpt checked, from the start; 0: all (default {DEFAULT_SECONDS:g})")
-    p.add_argument("--seed", type=int, default=0, help="the re-initialisation's seed")
+    p.add_argument("--seed", type=number("seed"), default=0, help="the re-initialisation's seed")
     p.add_argument("--no-png", action="store_true", help="no picture")
     p.add_argument("--out", "-o", required=True, help="output folder")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import backend
 from ..options import UPLOAD_LIMIT_MB
+from .common import number
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -123,10 +124,10 @@ def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default="pool1,pool3,pool5",
                    help="layers of vggnet5 to deconvolve (default: pool1,pool3,pool5)")
     p.add_argument("--features", default="0-7", help="features per layer (default: 0-7)")
-    p.add_argument("--seconds", type=float, default=8.0,
+    p.add_argument("--seconds", type=number("demo_seconds"), default=8.0,
                    help="length of the demo track in seconds (default: 8)")
 
 
 def app_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, default=8501, help="the port (default: 8501)")
+    p.add_argument("--port", type=number("port"), default=8501, help="the port (default: 8501)")
     p.add_argument("--address", help="the address to listen on (default: Streamlit's)")

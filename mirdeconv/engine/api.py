@@ -360,20 +360,20 @@ def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptio
         buf = mask_array((len(feats), n_bands, n_frames) if native_ft else
                          (len(feats), n_frames, n_bands), opts.budget)
         masks = np.swapaxes(buf, 1, 2) if native_ft else buf
-    with progress:
-        for c0 in range(0, len(feats), chunk):
-            sel = feats[c0:c0 + chunk]
-            padded = sel + [sel[-1]] * (chunk - len(sel)) if chunk < len(feats) else sel
-            raw = prog.backward(act, saved, padded, opts.target)[:len(sel)]   # (F, N, *input)
-            if native_ft:
-                buf[c0:c0 + len(sel)] = raw[:, 0, ..., 0] if raw.ndim == 5 else raw[:, 0]
-            elif whole:
-                masks[c0:c0 + len(sel)] = model.from_input(raw)[:, 0, :n_frames]
-            elif out is not None:
-                patching.add(masks[c0:c0 + len(sel)], model.from_input(raw), margin,
-                             not model.patches_add_up, first=out[1])
-            else:
-                masks[c0:c0 + len(sel)] = patching.overlap_add(model.from_input(raw), margin,
-                                                               opts.target, model.patches_add_up)
-            progress.update(len(sel))
+    # (the caller owns the bar: it counts every piece, and closes it when all are done)
+    for c0 in range(0, len(feats), chunk):
+        sel = feats[c0:c0 + chunk]
+        padded = sel + [sel[-1]] * (chunk - len(sel)) if chunk < len(feats) else sel
+        raw = prog.backward(act, saved, padded, opts.target)[:len(sel)]   # (F, N, *input)
+        if native_ft:
+            buf[c0:c0 + len(sel)] = raw[:, 0, ..., 0] if raw.ndim == 5 else raw[:, 0]
+        elif whole:
+            masks[c0:c0 + len(sel)] = model.from_input(raw)[:, 0, :n_frames]
+        elif out is not None:
+            patching.add(masks[c0:c0 + len(sel)], model.from_input(raw), margin,
+                         not model.patches_add_up, first=out[1])
+        else:
+            masks[c0:c0 + len(sel)] = patching.overlap_add(model.from_input(raw), margin,
+                                                           opts.target, model.patches_add_up)
+        progress.update(len(sel))
     return masks

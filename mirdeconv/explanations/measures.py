@@ -36,9 +36,8 @@ import numpy as np
 
 from ..errors import InvalidOptionError
 from ..model import FrozenModel
-from ..options import SoundOptions
+from ..options import SoundOptions, check_number
 from .api import Explanation, has_silence, patch_fill, patch_outputs, track_inputs
-from .methods import positive_int
 from .sound import explanation_sound, unit_masks
 from .targets import output_target
 
@@ -144,7 +143,7 @@ def faithfulness(model: FrozenModel, expl: Explanation, *, steps: int = 20,
         ``steps`` not a positive integer; ``expl`` of another model; a model whose output is
         no probability, or whose input has no fixed silence.
     """
-    positive_int("steps", steps)
+    check_number("steps", steps)
     if expl.model_name != model.name:
         raise InvalidOptionError(f"the explanation is of {expl.model_name}, not of {model.name}")
     target = output_target(model, "probability")

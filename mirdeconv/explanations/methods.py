@@ -39,8 +39,9 @@ from ..engine import Program, run_graph
 from ..errors import InvalidOptionError
 from ..graph import LayerInfo
 from ..model import FrozenModel
+from ..options import check_number
 
-__all__ = ["Settings", "positive_int", "Batch", "Attribution", "ATTRIBUTIONS", "attribution",
+__all__ = ["Settings", "Batch", "Attribution", "ATTRIBUTIONS", "attribution",
            "bilinear_weights"]
 
 
@@ -55,21 +56,8 @@ class Settings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "samples"):
-            positive_int(name, getattr(self, name))
-        try:
-            ok = not isinstance(self.noise, bool) and np.isfinite(float(self.noise)) and self.noise >= 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise InvalidOptionError(f"noise must be a non-negative number; got {self.noise!r}")
-
-
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as a positive int, or an :class:`InvalidOptionError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidOptionError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
+        for name in ("steps", "samples", "noise", "seed"):
+            check_number(name, getattr(self, name))
 
 
 #: ``(x, b, items, k, settings) -> inputs``: the k-th input of each patch (arrays (B, ...);

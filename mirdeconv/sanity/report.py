@@ -26,9 +26,10 @@ import numpy as np
 
 from ..audio import validate
 from ..engine import check_model
-from ..errors import MirdeconvError
+from ..errors import InvalidOptionError, MirdeconvError
 from ..explanations.targets import OUTPUTS, output_target
 from ..model import FrozenModel
+from ..options import check_number
 from ..progress import ProgressArg
 from ..store import file_lock, prepare_folder, save_json
 from .cascade import (
@@ -188,6 +189,16 @@ def sanity_check(
     SanityReport
     """
     model = check_model(model)
+    check_number("most_active", features, "features (how many of the most active)")
+    check_number("most_active", selectivity_features, "selectivity_features")
+    check_number("seed", seed)
+    if seconds is not None:
+        check_number("seconds", seconds)
+        seconds = seconds or None                     # 0: the whole track
+    unknown = [m for m in methods if m not in EXPLANATION_METHODS]
+    if unknown or not methods:
+        raise InvalidOptionError(f"unknown explanation method(s) {unknown or methods}; use "
+                                 f"some of {', '.join(EXPLANATION_METHODS)}")
     audio = excerpt(audio, sr, seconds)
     layer_name = model.layer(-1 if layer is None else layer).name
     sel_layers = ([model.layers[0].name, model.layers[-1].name] if selectivity_layers is None

@@ -26,6 +26,7 @@ import re
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,14 @@ from . import audio as audio_mod
 from .analysis import Reference, TrackContext, add_labels, describe
 from .auralisation import auralise_result, features_per_group
 from .engine import deconvolve, memory_plan, release_pages, spill_track
-from .errors import AudioError, InvalidOptionError, MemoryBudgetError, MirdeconvError, OutputError
+from .errors import (
+    AudioError,
+    InvalidOptionError,
+    MemoryBudgetError,
+    MirdeconvError,
+    OutputError,
+    TruncationWarning,
+)
 from .loading import load_model
 from .options import DeconvOptions, SoundOptions, check_number, feature_ranges, parse_features
 from .plot import feature_grid
@@ -218,9 +226,7 @@ class _Worker:
             return rows, counts
         base = self._base_row(tid, path)
         try:
-            loaded = self._load(path)
-            base["truncated"] = audio_mod.integrity(path, len(loaded[0])) \
-                if self.s.allow_truncated else ""
+            loaded, base["truncated"] = self._load(path)
         except AudioError as exc:
             rows.append({**base, "layer": None, "feature": None, "status": "error",
                          "error": str(exc)})
@@ -234,13 +240,18 @@ class _Worker:
         """How many features of ``layer`` the settings select."""
         return len(parse_features(self.s.features, self.model.layer(layer).n_features))
 
-    def _load(self, path: Path) -> tuple[Any, ...]:
+    def _load(self, path: Path) -> tuple[tuple[Any, ...], str]:
         """The track (samples, rate), its model input (a long track's STFT spilled to a memory
-        map), and its context for the descriptors."""
-        y, sr = audio_mod.load(path, allow_truncated=self.s.allow_truncated)
+        map), and its context for the descriptors; and why it is flagged as truncated (a file
+        a little short of what its header declares, or any with ``allow_truncated``; ``""``:
+        whole)."""
+        with warnings.catch_warnings():          # the flag says it, in the index
+            warnings.simplefilter("ignore", TruncationWarning)
+            got = audio_mod.decode(path, allow_truncated=self.s.allow_truncated)
+        y, sr = got.y, got.sr
         track = spill_track(self.model.representation.prepare(y, sr), self.s.deconv.budget)
         context = TrackContext(track, Reference.for_track(path, y, sr)) if self.s.analyse else None
-        return y, sr, track, context
+        return (y, sr, track, context), (got.reason or "truncated") if got.truncated else ""
 
     def _layers(self, tid: str, todo: list[str], loaded: tuple, base: dict,
                 counts: dict[str, int], tick: Callable[[int, str], None]) -> list[dict]:

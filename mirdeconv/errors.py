@@ -121,3 +121,10 @@ def message_of(exc: BaseException | str, limit: int = 300) -> str:
         return said[0][:limit]
     return (type(exc).__name__ if not isinstance(exc, str) else "no message")[:limit]
 
+
+class TruncationWarning(UserWarning):
+    """A file decodes to less than its header declares (or its decoder fails before the end)
+    and is used anyway: the shortfall is within the tolerance (2 % of the declared length or
+    1 s, whichever is more), or ``allow_truncated`` asked for what decodes.  The message names
+    the file and the shortfall in seconds and percent; :func:`mirdeconv.audio.decode` gives the
+    same facts without warnings (``Decoded.truncated``, ``Decoded.shortfall_seconds``)."""

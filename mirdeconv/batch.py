@@ -18,6 +18,7 @@ on it (:mod:`mirdeconv.runstore`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -300,6 +301,9 @@ class _Worker:
                     collect(pending.result())
             except BaseException:
                 self.stop.set()                  # the layer being written stops soon
+                if pending is not None:          # ... or had finished: it is listed
+                    with contextlib.suppress(BaseException):
+                        collect(pending.result())
                 raise
         return rows
 
@@ -334,7 +338,9 @@ class _Worker:
         group = features_per_group(len(y) if self.s.sound.output_sr == "track" else
                                    len(res.track.audio))
         for g0 in range(0, len(res.features), group):     # a few features' sounds at a time
-            if self.stop.is_set():
+            if self.stop.is_set():               # no half-written layer stays on disk
+                for row in layer_rows:
+                    (self.out / row["audio_path"]).unlink(missing_ok=True)
                 raise _Stopped(f"{tid} / {layer}")
             part = res.select(slice(g0, g0 + group))
             aur = auralise_result(part, y, sr, self.s.sound)

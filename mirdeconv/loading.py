@@ -85,6 +85,18 @@ def _adapter_options(adapter: Any, options: dict[str, Any], sidecar: dict[str, A
     return {**extra, **options}
 
 
+def _did_you_mean(name: str) -> str:
+    """``"; did you mean 'mtt-vgg'?"`` for a name close to a zoo name or a plugin model id
+    (``""`` when none is)."""
+    import difflib
+
+    from .zoo import ZOO
+
+    known = [*ZOO, *registry.models()]
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
+    return f"; did you mean {' or '.join(map(repr, close))}? (`mirdeconv models` lists them)" if close else ""
+
+
 def load_model(source: Any, *, representation: Any = None, adapter: str | None = None,
                **options: Any) -> FrozenModel:
     """Open a model for deconvolution.
@@ -133,7 +145,7 @@ def load_model(source: Any, *, representation: Any = None, adapter: str | None =
     if isinstance(source, str | os.PathLike) and not is_zoo_name(source):
         p = Path(source)
         if not p.exists():
-            raise ModelLoadError(f"model file not found: {p}")
+            raise ModelLoadError(f"model file not found: {p}{_did_you_mean(str(source))}")
         sidecar = _sidecar(p)
         if rep is None and "representation" in sidecar:
             rep = resolve_representation(sidecar["representation"])

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from .errors import MirdeconvError, ModelLoadError
 from .options import env_value, environment
 from .store import file_lock as cache_lock
 
-__all__ = ["ZOO", "ZooEntry", "fetch", "cache_dir", "cache_lock", "is_zoo_name", "ZooError",
+__all__ = ["ZOO", "ZooEntry", "fetch", "converted", "cache_dir", "cache_lock", "is_zoo_name", "ZooError",
            "Wheel", "get_wheel", "MUSICNN_WHEEL"]
 
 WHEEL = "musicnn-0.1.0-py3-none-any.whl"
@@ -202,8 +203,30 @@ def _metadata(entry: ZooEntry, labels: list[str]) -> dict[str, Any]:
     }
 
 
-def fetch(name: str) -> Path:
+def _files(name: str) -> tuple[ZooEntry, Path, Path]:
+    key = name.split(":")[-1]
+    if key not in ZOO:
+        raise ModelLoadError(f"unknown zoo model {name!r}; the zoo has {', '.join(ZOO)}")
+    folder = cache_dir() / "zoo"
+    return ZOO[key], folder / f"{key}.pb", folder / f"{key}.json"
+
+
+def converted(name: str) -> bool:
+    """Whether the zoo model is in the cache already (:func:`fetch` then converts nothing)."""
+    _, pb, js = _files(name)
+    return pb.is_file() and js.is_file()
+
+
+def fetch(name: str, progress: Callable[[str], None] | None = None) -> Path:
     """The zoo model's ``.pb`` in the cache, converting it first when needed.
+
+    Parameters
+    ----------
+    name : str
+        ``"mtt-vgg"`` or ``"musicnn:mtt-vgg"``.
+    progress : callable, optional
+        ``progress(step)`` with each step of a first conversion, for people (the download,
+        the conversion); not called when the model is in the cache.
 
     Raises
     ------
@@ -211,12 +234,9 @@ def fetch(name: str) -> Path:
         Unknown name, failed download or checksum, failed conversion.  Nothing half-written
         is left in the cache.
     """
-    key = name.split(":")[-1]
-    if key not in ZOO:
-        raise ModelLoadError(f"unknown zoo model {name!r}; the zoo has {', '.join(ZOO)}")
-    entry = ZOO[key]
-    folder = cache_dir() / "zoo"
-    pb, js = folder / f"{key}.pb", folder / f"{key}.json"
+    entry, pb, js = _files(name)
+    key, folder = pb.stem, pb.parent
+    say = progress or (lambda step: None)
     if pb.is_file() and js.is_file():
         return pb
     with cache_lock(folder / ".lock"):
@@ -224,7 +244,9 @@ def fetch(name: str) -> Path:
             return pb
         with tempfile.TemporaryDirectory(prefix="mirdeconv-zoo-") as tmp:
             tmp = Path(tmp)
+            say("fetching the musicnn package (its checkpoints) from the package registry")
             wheel = get_wheel(tmp)
+            say(f"converting its {entry.folder} checkpoint into a frozen graph")
             with zipfile.ZipFile(wheel) as zf:
                 labels = _labels(zf.read("musicnn/configuration.py").decode())[entry.dataset]
                 ckpt = tmp / entry.folder

@@ -361,3 +361,38 @@ def test_a_track_whose_pieces_pass_the_budget_is_a_failure_not_an_abort(setup, t
     assert list(idx.status) == ["error", "error"] and list(idx.layer) == ["p1", "p2"]
     assert idx.error.str.contains("more than the memory budget of 8 KiB").all(), idx.error[0]
     assert s.exit_code == 2 and s.n_layers_done == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_within_2_s_and_leaves_the_index_whole(setup, tmp_path):
+    """SIGINT in the middle of a job of many tracks: the process is gone within 2 s, and the
+    index lists every finished layer's files and only files that are there
+    (`mirdeconv index --check`)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mirdeconv.runstore import check_index
+
+    songs = []
+    for i in range(12):
+        songs.append(tmp_path / f"s{i}.wav")
+        sf.write(songs[-1], tone_track(16000, 30.0, seed=i), 16000)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "mirdeconv.cli", "auralise", str(setup / "net.keras"),
+                             *map(str, songs), "--layers", "p1,p2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "index.parquet").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)                                 # well inside a later track
+    assert proc.poll() is None, "the job ended before it could be interrupted"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - t0
+    assert proc.returncode == 130 and "interrupted" in err and took < 2.0, (proc.returncode, took, err[-500:])
+    assert not any(check_index(out).values())
+    idx = load_index(out)
+    assert 0 < idx.track.nunique() < 12 and (idx.status == "ok").all()

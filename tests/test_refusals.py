@@ -159,3 +159,10 @@ def test_a_refusal_after_the_model_loads_leaves_no_folder(keras, tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("mirdeconv: error:"), err
         assert not (tmp_path / f"out{i}").exists(), argv
+
+
+def test_a_misspelt_model_gets_the_closest_names(capsys):
+    assert main(["layers", "mtt-vg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("mirdeconv: error: model file not found: mtt-vg; did you mean 'mtt-vgg'? "
+                   "(`mirdeconv models` lists them)")

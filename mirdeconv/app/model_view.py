@@ -120,14 +120,23 @@ def _save(path: Path, facts: dict[str, Any]) -> None:
         pass
 
 
-def model_view(model_id: str, opener: Callable[[], Any]) -> ModelView:
-    """The view of a registry model: from the disk if it was kept (no TensorFlow), else from
-    the model, opened now, and kept."""
+def _view_file(model_id: str) -> Path:
     from .. import __version__
     from ..zoo import cache_dir
 
     key = hashlib.sha256(f"{model_id}\n{__version__}".encode()).hexdigest()[:32]
-    path = cache_dir() / "app-models" / f"{key}.json"
+    return cache_dir() / "app-models" / f"{key}.json"
+
+
+def view_kept(model_id: str) -> bool:
+    """Whether a registry model's view is on disk (opening it needs no TensorFlow)."""
+    return _view_file(model_id).is_file()
+
+
+def model_view(model_id: str, opener: Callable[[], Any]) -> ModelView:
+    """The view of a registry model: from the disk if it was kept (no TensorFlow), else from
+    the model, opened now, and kept."""
+    path = _view_file(model_id)
     try:
         return ModelView(json.loads(path.read_text()), opener, path)
     except (OSError, ValueError, KeyError, TypeError, MirdeconvError):

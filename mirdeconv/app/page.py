@@ -20,7 +20,7 @@ from ..errors import MirdeconvError
 from ..options import UPLOAD_LIMIT_MB, DeconvOptions, SoundOptions, choices, environment
 from . import logic
 from .atlas_view import atlas_view
-from .model_view import ModelView, model_view
+from .model_view import ModelView, model_view, view_kept
 from .tags_view import tags_view
 
 UPLOAD_CHOICE = "upload a model ..."
@@ -173,20 +173,41 @@ def _pick_model(sb):
     try:
         if model_id == UPLOAD_CHOICE:
             return _uploaded_model(sb)
+        if not view_kept(model_id):          # its first use on this machine: say what happens
+            return model_id, _prepare(model_id)
         return model_id, _view(model_id)
     except MirdeconvError as exc:
         st.error(f"The model {model_id} could not be loaded: {exc}")
         st.stop()
 
 
+def _prepare(model_id: str) -> ModelView:
+    """A model's first opening, step by step in a status box: a zoo model converted from the
+    musicnn package (once, into the cache), the model opened, its layers kept."""
+    from ..zoo import converted, fetch, is_zoo_name
+
+    with st.status(f"Preparing {model_id} (once) ...", expanded=True) as box:
+        if is_zoo_name(model_id) and not converted(model_id):
+            fetch(model_id, progress=lambda step: box.write(step + " ..."))
+        box.write("opening the model (TensorFlow starts) ...")
+        view = _view(model_id)
+        box.update(label=f"{model_id} is ready: next time it opens at once", state="complete",
+                   expanded=False)
+    return view
+
+
 def _pick_layer(sb, model):
     layers = model.layers
     spf = model.representation.seconds_per_frame
-    labels = [f"{li.name} ({li.n_features} features, receptive field "
-              f"{li.receptive_field[0] * spf:.2f} s)" for li in layers]
+    # short enough for the sidebar's picker (it cuts longer ones off); the rest below it
+    labels = [f"{li.name} · {li.n_features} · {li.receptive_field[0] * spf:.2f} s" for li in layers]
     i = sb.selectbox("Layer", range(len(layers)), format_func=lambda i: labels[i],
-                     index=min(2, len(layers) - 1), key="layer")
-    return layers[i]
+                     index=min(2, len(layers) - 1), key="layer",
+                     help="a layer · its features · its receptive field in time")
+    li = layers[i]
+    sb.caption(f"{li.name}: {li.n_features} features, receptive field "
+               f"{li.receptive_field[0] * spf:.2f} s")
+    return li
 
 
 def _select_upload() -> None:

@@ -9,6 +9,7 @@ are rows of :data:`COMMANDS`; their code is in :mod:`.features` (feature maps),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,7 +20,7 @@ from ..store import remove_empty_folders
 from . import atlas, features, outputs, tools
 from .common import add_option_flags, model_args, no_args, options_from_args
 
-__all__ = ["main", "build_parser", "add_option_flags", "options_from_args", "COMMANDS"]
+__all__ = ["main", "console", "build_parser", "add_option_flags", "options_from_args", "COMMANDS"]
 
 #: The commands: name -> (function, help, arguments).
 COMMANDS: dict[str, tuple[Any, str, Any]] = {
@@ -71,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         add_args(p)
     return parser
+
+def console() -> None:
+    """The ``mirdeconv`` console script: :func:`main`, and after Ctrl-C an exit at once (what
+    the command had done is on disk by then; waiting for TensorFlow's and the libraries' own
+    shut-down would add seconds)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser, whose errors are one line (``mirdeconv atlas: error: argument

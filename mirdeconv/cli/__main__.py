@@ -1,7 +1,5 @@
 """``python -m mirdeconv.cli``."""
 
-import sys
+from . import console
 
-from . import main
-
-sys.exit(main())
+console()

@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from .engine import DeconvResult, deconvolve, read_block
+from .engine import DeconvResult, deconvolve, read_block, release_pages
+from .engine.memory import track_zeros
 from .inversion import BLOCK_FRAMES, invert_blocks, stft_frames
 from .model import FrozenModel
 from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, check_choice, resolve
@@ -198,26 +199,53 @@ def _time_weights(rep: Representation, sr_track: int, grid: dict, f0: int, f1: i
     return ti, np.clip((t_track - t_model[ti]) / (t_model[ti + 1] - t_model[ti]), 0, 1)
 
 
+#: Track frames interpolated at once by :func:`_interpolate_mask` (its float64 temporaries are
+#: a few times (features x bins x frames)).
+INTERPOLATE_FRAMES = 1024
+
+
 def _interpolate_mask(mask_of: Any, rep: Representation, sr_track: int, grid: dict,
                       f0: int, f1: int, n_model: int) -> np.ndarray:
     """Track frames f0 .. f1-1 of a mask on the model's grid -> (F, bins_track, f1 - f0) on the
-    track's, linear in Hz and seconds; ``mask_of(m0, m1)`` gives the model frames m0 .. m1-1
-    as (F, bins_model, m1 - m0)."""
+    track's, float32, linear in Hz and seconds; ``mask_of(m0, m1)`` gives the model frames
+    m0 .. m1-1 as (F, bins_model, m1 - m0).  Computed in float64, :data:`INTERPOLATE_FRAMES`
+    frames at a time."""
     ti, tw = _time_weights(rep, sr_track, grid, f0, f1, n_model)
     m0, m1 = int(ti.min()), min(n_model, int(ti.max()) + 2)
     mask = mask_of(m0, m1)
-    if n_model > 1:
-        m = mask[:, :, ti - m0] * (1 - tw) + mask[:, :, np.minimum(ti + 1, n_model - 1) - m0] * tw
-    else:
-        m = np.repeat(mask, f1 - f0, axis=2)
     f_model = np.arange(mask.shape[1]) * rep.sr / rep.n_fft
     f_track = np.arange(grid["n_fft"] // 2 + 1) * sr_track / grid["n_fft"]
     # frequency: interpolate inside the model's band, silence above its Nyquist
     fi = np.clip(np.searchsorted(f_model, f_track) - 1, 0, len(f_model) - 2)
     fw = np.clip((f_track - f_model[fi]) / (f_model[fi + 1] - f_model[fi]), 0, 1)
-    out = m[:, fi, :] * (1 - fw)[None, :, None] + m[:, fi + 1, :] * fw[None, :, None]
+    out = np.empty((len(mask), len(f_track), f1 - f0), np.float32)
+    for a in range(0, f1 - f0, INTERPOLATE_FRAMES):
+        b = min(f1 - f0, a + INTERPOLATE_FRAMES)
+        if n_model > 1:
+            i, w = ti[a:b], tw[a:b]
+            m = mask[:, :, i - m0] * (1 - w) + mask[:, :, np.minimum(i + 1, n_model - 1) - m0] * w
+        else:
+            m = np.repeat(mask, b - a, axis=2)
+        out[:, :, a:b] = m[:, fi, :] * (1 - fw)[None, :, None] + m[:, fi + 1, :] * fw[None, :, None]
     out[:, f_track > rep.sr / 2] = 0.0
-    return out.astype(np.float32)
+    return out
+
+
+#: Samples of a row that :func:`normalise` reads or scales at once.
+NORMALISE_BLOCK = 1 << 20
+
+
+def _row_peak(row: np.ndarray) -> float:
+    """``max(|row|)`` (NaN if any sample is not finite), block by block (no copy of the
+    row)."""
+    peak = 0.0
+    for a in range(0, len(row), NORMALISE_BLOCK):
+        block = row[a:a + NORMALISE_BLOCK]
+        hi, lo = float(np.max(block)), float(np.min(block))
+        if not (np.isfinite(hi) and np.isfinite(lo)):
+            return float("nan")
+        peak = max(peak, hi, -lo)
+    return peak
 
 
 def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, copy: bool = True
@@ -226,16 +254,20 @@ def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, cop
 
     ``peak``: to a peak of 0.99; ``loudness``: to -23 LUFS (ITU-R BS.1770 with pyloudnorm),
     lowered if needed so that no sample exceeds 0.99; ``none``: unchanged.  Silent rows stay
-    silent.  ``copy=False``: in place when ``audio`` is float32.
+    silent.  ``copy=False``: in place when ``audio`` is float32 (a memory map, say
+    :func:`mirdeconv.engine.memory.track_zeros`'s, is read and scaled block by block, its
+    pages given back).
     """
     check_choice("normalize", how, NORMALIZATIONS)
     out = np.array(audio, dtype=np.float32, copy=True) if copy else \
+        audio if isinstance(audio, np.ndarray) and audio.dtype == np.float32 else \
         np.asarray(audio, dtype=np.float32)
     if how == "none":
         return out
     meter = None
-    for i, row in enumerate(out):
-        peak = float(np.max(np.abs(row))) if row.size else 0.0
+    for i in range(len(out)):
+        row = out[i]
+        peak = _row_peak(row) if row.size else 0.0
         if peak == 0.0 or not np.isfinite(peak):
             out[i] = 0.0
             continue
@@ -250,7 +282,9 @@ def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, cop
                 lufs = -np.inf
             if np.isfinite(lufs):
                 gain = min(gain, 10.0 ** ((TARGET_LUFS - lufs) / 20.0))
-        row *= gain                      # (in place: a long track's row is ~100 MB)
+        for a in range(0, len(row), NORMALISE_BLOCK):    # in place: a long track's row is ~300 MB
+            out[i, a:a + NORMALISE_BLOCK] *= gain
+    release_pages(out)
     return out
 
 
@@ -278,6 +312,7 @@ def auralise_masks(
     sound: SoundOptions = SoundOptions(),
     thumbnail: tuple[int, int] = THUMBNAIL,
     chunk: int = 8,
+    budget: int | None = None,
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """Masks in the model input's domain -> audio.
 
@@ -296,10 +331,15 @@ def auralise_masks(
         Features inverted together at most (fewer when one block's STFT-domain buffers,
         :data:`mirdeconv.inversion.BLOCK_FRAMES` frames of each, would pass
         :data:`CHUNK_BYTES`); the track goes block by block (:mod:`mirdeconv.inversion`).
+    budget : int, optional
+        The memory budget in bytes (default: :attr:`DeconvOptions.budget`'s): sounds that pass
+        ``budget / TRACK_SHARE`` are written into a memory map whose pages go back block by
+        block (:func:`mirdeconv.engine.memory.track_zeros`).
 
     Returns
     -------
     audio : np.ndarray, float32, shape (n_features, n_samples)
+        (a :class:`mirdeconv.engine.memory.SpilledArray` when it passes that share)
     sr : int
         Sample rate of ``audio``.
     thumbnails : np.ndarray, float32, shape (n_features, *thumbnail)
@@ -321,7 +361,8 @@ def auralise_masks(
     if track_rate:
         grid = _track_grid(rep, int(sr))
         window = stft_window(rep, grid)
-        y = np.asarray(audio, np.float32)
+        y = audio if isinstance(audio, np.ndarray) and audio.dtype == np.float32 else \
+            np.asarray(audio, np.float32)       # (a spilled track stays a memory map)
         out_sr, n = int(sr), len(y)
         off = grid["n_fft"] // 2 if rep.center else 0
         n_frames = 1 + (n + 2 * off - grid["n_fft"]) // grid["hop_length"]
@@ -345,7 +386,8 @@ def auralise_masks(
     n_bins = grid["n_fft"] // 2 + 1
     chunk = max(1, min(chunk, CHUNK_BYTES // max(1, BLOCK_FRAMES * n_bins * 20)))
     step = (max(1, n_bins // (2 * thumbnail[0])), max(1, n_frames // (2 * thumbnail[1])))
-    out = np.empty((len(masks), n), np.float32)
+    out = track_zeros((len(masks), n), np.float32,
+                      DeconvOptions().budget if budget is None else budget)
     thumbs = np.empty((len(masks), *thumbnail), np.float32)
     for c0 in range(0, len(masks), chunk):
         sel = slice(c0, min(len(masks), c0 + chunk))
@@ -514,6 +556,6 @@ def auralise_result(result: DeconvResult, audio: np.ndarray | None = None, sr: i
     """The auralisation of a deconvolution (``audio``, ``sr``: the track at its own rate, for
     ``sound.output_sr == "track"``)."""
     y, out_sr, thumbs = auralise_masks(result.masks, result.track, audio=audio, sr=sr,
-                                       sound=sound)
+                                       sound=sound, budget=result.options.budget)
     return Auralisation(audio=y, sr=out_sr, features=result.features, thumbnails=thumbs,
                         deconvolution=result, sound=sound)

@@ -37,9 +37,11 @@ import numpy as np
 import pandas as pd
 
 from . import audio as audio_mod
-from .analysis import Reference, TrackContext, add_labels, describe
+from .analysis import TrackContext, add_labels, describe
+from .analysis.context import track_reference
 from .auralisation import auralise_result, features_per_group
 from .engine import deconvolve, memory_plan, release_pages, spill_track
+from .engine.memory import TRACK_SHARE, spill
 from .errors import (
     AudioError,
     InvalidOptionError,
@@ -242,16 +244,20 @@ class _Worker:
         return len(parse_features(self.s.features, self.model.layer(layer).n_features))
 
     def _load(self, path: Path) -> tuple[tuple[Any, ...], str]:
-        """The track (samples, rate), its model input (a long track's STFT spilled to a memory
-        map), and its context for the descriptors; and why it is flagged as truncated (a file
-        a little short of what its header declares, or any with ``allow_truncated``; ``""``:
-        whole)."""
+        """The track (samples, rate), its model input (a long track's STFT and audio spilled to
+        memory maps, and so its samples at their own rate: read block by block), and its
+        context for the descriptors (onsets detected block by block); and why it is flagged
+        as truncated (a file a little short of what its header declares, or any with
+        ``allow_truncated``; ``""``: whole)."""
         with warnings.catch_warnings():          # the flag says it, in the index
             warnings.simplefilter("ignore", TruncationWarning)
             got = audio_mod.decode(path, allow_truncated=self.s.allow_truncated)
-        y, sr = got.y, got.sr
-        track = spill_track(self.model.representation.prepare(y, sr), self.s.deconv.budget)
-        context = TrackContext(track, Reference.for_track(path, y, sr)) if self.s.analyse else None
+        y, sr, budget = got.y, got.sr, self.s.deconv.budget
+        track = spill_track(self.model.representation.prepare(y, sr), budget)
+        if y.nbytes > budget // TRACK_SHARE:
+            y = spill(y)
+        context = TrackContext(track, track_reference(path, y, sr, budget)) \
+            if self.s.analyse else None
         return (y, sr, track, context), (got.reason or "truncated") if got.truncated else ""
 
     def _layers(self, tid: str, todo: list[str], loaded: tuple, base: dict,
@@ -556,13 +562,14 @@ def _run_parallel(model_source, model_options, settings, out, tracks, layers, jo
 
 
 def _nbytes(*objs: Any) -> int:
-    """Bytes of the numpy arrays among some objects' attributes (shared ones once)."""
+    """Bytes of the numpy arrays among some objects' attributes (shared ones once) that are
+    held in RAM (a memory map's pages go back to its file as it is read)."""
     seen, total = set(), 0
     for v in (v for obj in objs if obj is not None for v in vars(obj).values()):
         values = v.values() if isinstance(v, dict) else v if isinstance(v, tuple) else [v]
         for a in values:
             a = a[0] if isinstance(a, tuple) and a else a
-            if isinstance(a, np.ndarray) and id(a) not in seen:
+            if isinstance(a, np.ndarray) and not isinstance(a, np.memmap) and id(a) not in seen:
                 seen.add(id(a))
                 total += a.nbytes
     return total

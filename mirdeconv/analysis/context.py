@@ -1,4 +1,11 @@
-"""Everything the descriptors need about one track, computed once for all its features."""
+"""Everything the descriptors need about one track, computed once for all its features.
+
+Memory is bounded by blocks of frames, not by the track: the STFT is read block by block, and
+what is as long as the track (the HPSS mask, the separation references, the sounds of the
+features being described) is held as the track's STFT is, in a memory map when that was
+spilled (:func:`mirdeconv.engine.memory.spill_track`).  The reference onsets of a track
+without annotations are found block by block too (:func:`detect_onsets`).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from ..auralisation import stft_window
-from ..engine.memory import read_block, release_pages, spill, zeros_held_as
+from ..engine.memory import read_block, release_pages, spill, track_zeros, zeros_held_as
 from ..inversion import BLOCK_FRAMES, invert_blocks
 from ..representations import TrackInput
 from .references import Reference
 
 __all__ = ["LOW_HZ", "HIGH_HZ", "ONSET_WINDOW", "SDR_FILTER", "SDR_BLOCK", "ATTACK_WINDOW",
-           "FFT_WORKERS", "CHROMA_FFT", "HPSS_KERNEL", "HPSS_MARGIN", "TrackContext", "fast_sdr",
-           "lag_correlation"]
+           "FFT_WORKERS", "CHROMA_FFT", "HPSS_KERNEL", "HPSS_MARGIN", "ONSET_BLOCK", "TrackContext",
+           "detect_onsets", "track_reference", "fast_sdr", "lag_correlation"]
 
 LOW_HZ = 200.0
 HIGH_HZ = 2000.0
@@ -35,6 +42,96 @@ CHROMA_FFT = 4096
 HPSS_KERNEL = 31
 #: Frames read on each side of a block for its HPSS: half the filter.
 HPSS_MARGIN = HPSS_KERNEL // 2
+#: Frames of the onset detector's mel spectrogram computed at once (:func:`detect_onsets`).
+ONSET_BLOCK = 4096
+#: librosa's onset detector's STFT (its defaults), in samples.
+ONSET_FFT, ONSET_HOP = 2048, 512
+
+
+def detect_onsets(y: np.ndarray, sr: int, budget: int | None = None) -> np.ndarray:
+    """``librosa.onset.onset_detect(y=y, sr=sr, units="time")``, its mel spectrogram computed
+    :data:`ONSET_BLOCK` frames at a time: the same STFT frames (each from its own stretch of
+    the zero-padded signal), the same dB scale (clipped 80 dB below the track's loudest bin)
+    and spectral flux, so the same onsets; a whole-track call holds the track's STFT (1.3 GB
+    as complex64 for 30 minutes at 44.1 kHz).
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio (a memory map is read block by block).
+    sr : int
+        Its sample rate in Hz.
+    budget : int, optional
+        Bytes (:attr:`DeconvOptions.budget`, its default if None): the dB spectrogram (128 mel
+        bands x frames, float32) is a memory map when it passes ``budget / TRACK_SHARE``.
+
+    Returns
+    -------
+    np.ndarray, float64, shape (n_onsets,)
+        Onset times in seconds.
+    """
+    import librosa
+
+    from ..options import DeconvOptions
+
+    n = len(y)
+    n_frames = 1 + n // ONSET_HOP                    # centred frames (padded n_fft / 2 each side)
+    if n_frames <= ONSET_BLOCK or n < ONSET_FFT:     # one block: librosa itself
+        return librosa.onset.onset_detect(y=np.asarray(y, np.float32), sr=int(sr), units="time")
+    half = ONSET_FFT // 2
+    db = track_zeros((128, n_frames), np.float32, DeconvOptions().budget if budget is None else budget)
+    top = -np.inf
+    for f0 in range(0, n_frames, ONSET_BLOCK):
+        f1 = min(n_frames, f0 + ONSET_BLOCK)
+        start, stop = f0 * ONSET_HOP - half, (f1 - 1) * ONSET_HOP + ONSET_FFT - half
+        seg = np.zeros(stop - start, np.float32)
+        lo, hi = max(0, start), min(n, stop)
+        seg[lo - start:hi - start] = y[lo:hi]
+        mel = np.abs(librosa.feature.melspectrogram(y=seg, sr=int(sr), n_fft=ONSET_FFT,
+                                                    hop_length=ONSET_HOP, center=False))
+        block = librosa.power_to_db(mel, top_db=None)              # ref 1, amin 1e-10
+        top = max(top, float(block.max()))
+        db[:, f0:f1] = block
+    floor = np.float32(top) - 80.0                                 # power_to_db's top_db
+    env = np.zeros(n_frames, np.float32)
+    lag, pad = 1, 1 + ONSET_FFT // (2 * ONSET_HOP)                 # onset_strength's shift
+    for f0 in range(0, n_frames - lag, ONSET_BLOCK):
+        f1 = min(n_frames - lag, f0 + ONSET_BLOCK)                 # flux k: frames k + 1, k
+        S = np.maximum(np.asarray(db[:, f0:f1 + lag]), floor)
+        flux = librosa.util.sync(np.maximum(0.0, S[:, lag:] - S[:, :-lag]), [slice(None)],
+                                 aggregate=np.mean, pad=True, axis=-2)[0]
+        stop = min(n_frames, f1 + pad)
+        env[f0 + pad:stop] = flux[:stop - f0 - pad]
+    release_pages(db)
+    return librosa.onset.onset_detect(onset_envelope=env, sr=int(sr), hop_length=ONSET_HOP,
+                                      units="time")
+
+
+def track_reference(path: str | None, y: np.ndarray, sr: int, budget: int | None = None
+                    ) -> Reference:
+    """:meth:`Reference.for_track` with the onsets detected block by block
+    (:func:`detect_onsets`): ``TRACK.jams`` beside the audio when there is one.
+
+    Parameters
+    ----------
+    path : str or PathLike or None
+        The track's file.
+    y : np.ndarray, shape (n_samples,)
+        Its audio.
+    sr : int
+        Its sample rate in Hz.
+    budget : int, optional
+        As for :func:`detect_onsets`.
+
+    Returns
+    -------
+    Reference
+    """
+    from pathlib import Path
+
+    if path is not None and Path(path).with_suffix(".jams").is_file():
+        return Reference.for_track(path, y, sr)
+    return Reference(np.asarray(detect_onsets(y, sr, budget), float), None, "librosa")
 
 
 class TrackContext:
@@ -54,8 +151,8 @@ class TrackContext:
 
         rep = track.representation
         self.track = track
-        self.reference = reference if reference is not None else Reference.detect(
-            track.audio, track.sr)
+        self.reference = reference if reference is not None else track_reference(
+            None, track.audio, track.sr)
         self.sr = int(track.sr)
         self.hop = rep.hop_length
         self.grid = {"n_fft": rep.n_fft, "hop_length": rep.hop_length, "win_length": rep.win_length}
@@ -85,13 +182,14 @@ class TrackContext:
         # the percussive HPSS mask (block by block; the harmonic is its complement) and the
         # parts' signals, the separation references with their autocorrelations (bss_eval's G)
         self.p_mask = zeros_held_as(X, np.float32)     # (a memory map if the STFT is spilled)
-        # (the signals spilled to a memory map: a 30-minute track's are 2 x 115 MB, read
-        # only by fast_sdr, block by block)
-        parts = self.istft_masks(self._hpss)
+        # (the signals in a memory map: a 30-minute track's are 2 x 115 MB, read only by
+        # fast_sdr, block by block)
+        parts = self.istft_masks(self._hpss, 2)
         lus = {name: scipy.linalg.lu_factor(scipy.linalg.toeplitz(lag_correlation(r[None], r)[0]))
                for name, r in zip(("percussive", "harmonic"), parts)
-               if np.any(r)}                       # (a silent part has no reference)
-        parts = spill(parts)
+               if _any(r)}                         # (a silent part has no reference)
+        if not isinstance(parts, np.memmap):
+            parts = spill(parts)
         self.refs = {name: (parts[i], lus[name]) if name in lus else None
                      for i, name in enumerate(("percussive", "harmonic"))}
 
@@ -131,12 +229,21 @@ class TrackContext:
         return invert_blocks(Y.shape[2], self.n, self.grid, self.window, self.center,
                              lambda a, b: Y[:, :, a:b], None, None)[0]
 
-    def istft_masks(self, mask_of: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    def istft_masks(self, mask_of: Callable[[int, int], np.ndarray], count: int | None = None
+                    ) -> np.ndarray:
         """The sounds of masks on the track's STFT, ``istft(M * X)``, (F, n_samples) at the
         model's rate; ``mask_of(f0, f1)`` gives the masks (F, bins, f1 - f0) of frames
-        f0 .. f1 - 1, one block at a time."""
+        f0 .. f1 - 1, one block at a time.  ``count``: F, when known: the sounds are then held
+        as the track's STFT is (a memory map when it was spilled)."""
+        out = None if count is None else zeros_held_as(self.X, np.float32, (count, self.n))
         return invert_blocks(self.X.shape[1], self.n, self.grid, self.window, self.center,
-                             mask_of, lambda a, b: read_block(self.X, np.s_[:, a:b]), None)[0]
+                             mask_of, lambda a, b: read_block(self.X, np.s_[:, a:b]), None,
+                             out=out)[0]
+
+
+def _any(signal: np.ndarray) -> bool:
+    """``np.any(signal)``, block by block (a memory map's pages given back)."""
+    return any(bool(np.any(signal[a:a + SDR_BLOCK])) for a in range(0, len(signal), SDR_BLOCK))
 
 
 def lag_correlation(estimates: np.ndarray, reference: np.ndarray, n_lags: int = SDR_FILTER

@@ -152,7 +152,7 @@ def describe_masks(masks: np.ndarray, context: TrackContext, *, activations: np.
         if audio is not None:
             a = audio[sl]
         elif a is None:
-            a = ctx.istft_masks(mask_of)                              # (F, n)
+            a = ctx.istft_masks(mask_of, sl.stop - sl.start)          # (F, n)
         profiles[sl] = _pitch(a, ctx, out, c0)
         _separation(a, ctx, out, sl)
     act = np.sqrt(frame_energy) if activations is None else np.asarray(activations, np.float64)

@@ -23,7 +23,7 @@ import pandas as pd
 from ..engine import Patching, run_graph
 from ..engine.patches import normalize_track, patch_input, plan_patches
 from ..errors import MirdeconvError
-from ..explanations.api import patch_fill, patch_outputs, track_inputs
+from ..explanations.api import patch_fill, patch_outputs
 from ..explanations.targets import output_target
 from ..graph import LayerInfo
 from ..model import FrozenModel
@@ -63,7 +63,8 @@ def summarise(model: FrozenModel, audio: np.ndarray, sr: int, *, track: str,
         :data:`mirdeconv.atlas.topk.COLUMNS` and ``rank``.
     """
     prepared = model.representation.prepare(audio, sr)
-    duration = prepared.duration
+    duration, frames = prepared.duration, prepared.frames
+    del prepared                 # only the frames are read: the STFT and the audio go at once
     spf = model.representation.seconds_per_frame
     parts = [empty()]
     for name in layers:
@@ -71,10 +72,10 @@ def summarise(model: FrozenModel, audio: np.ndarray, sr: int, *, track: str,
         # the k winners of greedy suppression lie among the k (2 g + 1) strongest units, g
         # the units an excerpt spans: each winner suppresses at most 2 g + 1 of them
         gap = int(np.ceil(excerpt / ((info.stride[0] or 1) * spf)))
-        times, values = top_moments(model, prepared.frames, info, k * (2 * gap + 1))
+        times, values = top_moments(model, frames, info, k * (2 * gap + 1))
         parts.append(_winners(times * spf, values, info.name, k, excerpt, duration, track))
     if tags:
-        parts.append(_tag_winners(model, prepared, k, track, duration))
+        parts.append(_tag_winners(model, frames, k, track, duration))
     return top_k(pd.concat(parts, ignore_index=True), k)
 
 
@@ -162,15 +163,17 @@ def _span(centre: float, excerpt: float, duration: float) -> tuple[float, float]
     return round(start, 6), round(min(duration, start + excerpt), 6)
 
 
-def _tag_winners(model: FrozenModel, prepared, k: int, track: str, duration: float
+def _tag_winners(model: FrozenModel, frames: np.ndarray, k: int, track: str, duration: float
                  ) -> pd.DataFrame:
     """Each tag's ``k`` most confident patches that do not overlap (none for a model without
-    class output)."""
+    class output); ``frames``: the track's model input (n_frames, n_bands)."""
     try:
         target = output_target(model, "probability")
     except MirdeconvError:
         return empty()
-    frames, _, patching = track_inputs(model, prepared)
+    frames = normalize_track(model, frames)
+    n = frames.shape[0]
+    patching = Patching([0], n, n) if model.input_length is None else plan_patches(model, n)
     probs = patch_outputs(model, target.tensor, frames, patching, patch_fill(model, frames))
     spf = model.representation.seconds_per_frame
     starts = np.asarray(patching.starts, float) * spf

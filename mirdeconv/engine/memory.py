@@ -12,8 +12,11 @@ whole budget to more features at once (:func:`features_per_pass`).  What stays
 proportional to the track is the output: the masks, memory-mapped from a temporary file when
 they pass ``budget / MASK_SHARE`` (:func:`mask_array`), their pages given back to the kernel
 after each chunk is written and each group of features is read (:func:`release_pages`).  A
-long track's STFT is spilled the same way when it passes ``budget / TRACK_SHARE``
-(:func:`spill_track`), and read block by block (:func:`read_block`).
+long track's STFT and audio are spilled the same way when they pass ``budget / TRACK_SHARE``
+(:func:`spill_track`), and so are the other arrays as long as the track that a long job
+makes (:func:`track_zeros`: sounds, the analysis' references): a :class:`SpilledArray`, whose
+pages go back whenever it is indexed, so that a reader or writer that goes block by block
+holds one block (:func:`read_block` copies one out).
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from .patches import model_input, patch_starts
 from .program import Program
 
 __all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "release_pages", "spill",
-           "spill_track", "read_block", "zeros_held_as", "FORWARD_SHARE", "MASK_SHARE", "TRACK_SHARE",
-           "BYTES_PER_ELEMENT", "ACTIVATION_COPIES", "PROBE_FRAMES"]
+           "spill_track", "read_block", "zeros_held_as", "track_zeros", "SpilledArray", "probe_bytes",
+           "size_text", "FORWARD_SHARE", "MASK_SHARE", "TRACK_SHARE", "BYTES_PER_ELEMENT",
+           "ACTIVATION_COPIES", "PROBE_FRAMES"]
 
 #: Share of the memory budget one piece's forward pass and one feature's backward pass may
 #: hold together (the rest goes to backward passes of more features at once).
@@ -42,10 +46,12 @@ FORWARD_SHARE = 4
 #: Masks over ``budget / MASK_SHARE`` go to a memory map (:func:`mask_array`), whose pages the
 #: work gives back as it goes (:func:`release_pages`): they are the part that grows with the track.
 MASK_SHARE = 16
-#: A track's STFT over ``budget / TRACK_SHARE`` goes to a memory map too (:func:`spill_track`):
-#: with the analysis' HPSS mask (half its size) and separation references beside it, what a
-#: long track keeps is about three times its STFT.
-TRACK_SHARE = 32
+#: A track's STFT and audio over ``budget / TRACK_SHARE`` go to a memory map too
+#: (:func:`spill_track`), and so does anything else as long as the track over it
+#: (:func:`track_zeros`: a feature's sound, the analysis' references, the onset detector's
+#: mel spectrogram): a 30-minute track at 44.1 kHz is 318 MB as float32, its STFT at 16 kHz
+#: 231 MB.
+TRACK_SHARE = 64
 #: Bytes per element of the gradients one feature's backward pass holds: float32, and about
 #: three temporaries on the way back.
 BYTES_PER_ELEMENT = 4 * (1 + 3)
@@ -138,9 +144,28 @@ def mask_array(shape: tuple[int, ...], budget: int) -> np.ndarray:
             f"larger --memory") from None
 
 
-def _mapped_zeros(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.memmap:
+class SpilledArray(np.memmap):
+    """A memory map that gives its pages back to the kernel (:func:`release_pages`) whenever it
+    is indexed (before) or assigned to (after): a reader or writer that goes block by block
+    (``store.write_audio``, the inverse STFT's blocks, the descriptors' correlations) holds one
+    block in RAM, not the array.  The data stays in the file.  Whole-array operations
+    (``a.max()``, ufuncs) read every page, as with any memory map, until the next index.
+    """
+
+    def __getitem__(self, index: Any) -> Any:
+        release_pages(self)
+        return super().__getitem__(index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        release_pages(self)
+
+
+def _mapped_zeros(shape: tuple[int, ...], dtype: np.dtype | type = np.float32, *,
+                  releasing: bool = False) -> np.memmap:
     """Zeros (float32 unless told) in a ``.npy`` memory map in ``TMPDIR``, its blocks reserved (a disk that
-    fills later cannot kill the process) and its file unlinked at once.
+    fills later cannot kill the process) and its file unlinked at once; ``releasing``: a
+    :class:`SpilledArray`.
 
     Raises
     ------
@@ -156,16 +181,15 @@ def _mapped_zeros(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -
         arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
         with open(path, "r+b") as f:
             os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
-        return arr
+        return arr.view(SpilledArray) if releasing else arr
     finally:
         os.unlink(path)
 
 
 def spill(arr: np.ndarray) -> np.ndarray:
-    """``arr`` in a memory map (:func:`_mapped_zeros`), its pages given back: for what a long
-    job keeps but reads only now and then, block by block (each reader then calls
-    :func:`release_pages`, or reads through :func:`read_block`).  In RAM when the temporary
-    folder cannot hold it.
+    """``arr`` in a memory map (a :class:`SpilledArray`), its pages given back: for what a long
+    job keeps but reads only now and then, block by block.  In RAM when the temporary folder
+    cannot hold it.
 
     Parameters
     ----------
@@ -175,21 +199,48 @@ def spill(arr: np.ndarray) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        Equal to ``arr`` (same dtype), a :class:`numpy.memmap` when it could be spilled.
+        Equal to ``arr`` (same dtype), a :class:`SpilledArray` when it could be spilled.
     """
     try:
-        out = _mapped_zeros(arr.shape, arr.dtype)
+        out = _mapped_zeros(arr.shape, arr.dtype, releasing=True)
     except OSError:
         return arr
-    out[...] = arr
-    release_pages(out)
+    step = max(1, (16 << 20) // max(1, arr[:1].nbytes))          # 16 MB at a time
+    for a in range(0, len(arr), step):
+        out[a:a + step] = arr[a:a + step]
     return out
 
 
+def track_zeros(shape: tuple[int, ...], dtype: np.dtype | type, budget: int) -> np.ndarray:
+    """Zeros for an array as long as a track (a sound, a reference signal): a
+    :class:`SpilledArray` when they pass ``budget / TRACK_SHARE`` and the temporary folder can
+    hold them, else in RAM.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy dtype
+    budget : int
+        Bytes (:attr:`DeconvOptions.budget`).
+
+    Returns
+    -------
+    np.ndarray
+        Zeros of ``shape`` and ``dtype``.
+    """
+    if int(np.prod(shape)) * np.dtype(dtype).itemsize > budget // TRACK_SHARE:
+        try:
+            return _mapped_zeros(shape, dtype, releasing=True)
+        except OSError:
+            pass
+    return np.zeros(shape, dtype)
+
+
 def spill_track(track: TrackInput, budget: int) -> TrackInput:
-    """``track`` with its STFT spilled (:func:`spill`) when it passes ``budget / TRACK_SHARE``
-    (a 30-minute track's is 231 MB at 16 kHz and 512 points): a long job reads it block by
-    block (:func:`read_block`) when it turns masks into sound and describes them.
+    """``track`` with its STFT and its audio each spilled (:func:`spill`) when they pass
+    ``budget / TRACK_SHARE`` (a 30-minute track's STFT is 231 MB at 16 kHz and 512 points, its
+    audio 115 MB): a long job reads them block by block (:func:`read_block`) when it turns
+    masks into sound and describes them.
 
     Parameters
     ----------
@@ -204,9 +255,9 @@ def spill_track(track: TrackInput, budget: int) -> TrackInput:
     """
     import dataclasses
 
-    if track.stft.nbytes <= budget // TRACK_SHARE:
-        return track
-    return dataclasses.replace(track, stft=spill(track.stft))
+    big = {k: spill(v) for k, v in (("stft", track.stft), ("audio", track.audio))
+           if v.nbytes > budget // TRACK_SHARE and _mapping(v) is None}
+    return dataclasses.replace(track, **big) if big else track
 
 
 def read_block(arr: np.ndarray, index: tuple | slice) -> np.ndarray:
@@ -233,15 +284,18 @@ def read_block(arr: np.ndarray, index: tuple | slice) -> np.ndarray:
     return out
 
 
-def zeros_held_as(like: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
-    """Zeros of ``like``'s shape, held as ``like`` is: in a memory map
-    (:func:`_mapped_zeros`) when it is one and the temporary folder can hold them, else in RAM."""
+def zeros_held_as(like: np.ndarray, dtype: np.dtype | type, shape: tuple[int, ...] | None = None
+                  ) -> np.ndarray:
+    """Zeros of ``like``'s shape (or ``shape``), held as ``like`` is: in a memory map
+    (:func:`_mapped_zeros`; a :class:`SpilledArray` if ``like`` is one) when it is one and the
+    temporary folder can hold them, else in RAM."""
+    shape = like.shape if shape is None else shape
     if _mapping(like) is not None:
         try:
-            return _mapped_zeros(like.shape, dtype)
+            return _mapped_zeros(shape, dtype, releasing=isinstance(like, SpilledArray))
         except OSError:
             pass
-    return np.zeros(like.shape, dtype)
+    return np.zeros(shape, dtype)
 
 
 def _mapping(arr: np.ndarray) -> Any:
@@ -279,15 +333,41 @@ def _gb(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def _probe_bytes(prog: Program, x: np.ndarray) -> int:
-    """What a forward pass over ``x`` and one feature's backward pass hold, in bytes."""
+def probe_bytes(prog: Program, x: np.ndarray) -> tuple[int, int]:
+    """What a forward pass over ``x`` holds, and what one seed's backward pass over it holds
+    besides, in bytes (one forward pass of ``x`` measures both).
+
+    Parameters
+    ----------
+    prog : Program
+    x : np.ndarray, float32, shape (n_items, *input_shape[1:])
+
+    Returns
+    -------
+    forward : int
+        The layer's output (:data:`ACTIVATION_COPIES` copies), the tensors saved for the
+        backward pass and every tensor made on the way.
+    backward : int
+        The gradients of one seed (one feature, one tag) on the way back
+        (:data:`BYTES_PER_ELEMENT` per element).
+    """
     act, saved, elems, made = prog.forward(x)
     held = sum(int(np.prod(t.shape)) * t.dtype.size for t in prog.tf.nest.flatten(saved)
                if hasattr(t, "dtype"))
     n_items = max(1, int(np.shape(x)[0]))
     act_bytes = int(np.prod(act.shape)) * 4
-    return (ACTIVATION_COPIES * act_bytes + held + BYTES_PER_ELEMENT * elems * n_items
-            + 4 * made * n_items)
+    return (ACTIVATION_COPIES * act_bytes + held + 4 * made * n_items,
+            BYTES_PER_ELEMENT * elems * n_items)
+
+
+def size_text(n: float) -> str:
+    """A size in bytes for people: ``1.50 GiB``, ``300 MiB``, ``315 KiB``, ``12 B``."""
+    return _gb(n)
+
+
+def _probe_bytes(prog: Program, x: np.ndarray) -> int:
+    """What a forward pass over ``x`` and one feature's backward pass hold, in bytes."""
+    return sum(probe_bytes(prog, x))
 
 
 def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: TrackInput,

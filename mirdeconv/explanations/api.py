@@ -7,6 +7,14 @@ average: each patch's attribution, divided by the number of patches, is added at
 patch's frames (overlaps add up, as the average's gradient does), so that for the
 gradient it equals the gradient of the track-level output with respect to the track's
 frames (the padded end of the last patch left out).
+
+Memory is bounded by the work's shape, not by the track's length (one budget,
+:attr:`mirdeconv.options.DeconvOptions.budget`): one patch is measured first (its forward
+pass and one tag's backward pass, :func:`mirdeconv.engine.memory.probe_bytes`), and the
+patches go through the model in batches, the tags backward in groups, that hold at most a
+quarter of the budget (:func:`plan_explanation`); a long track's STFT and audio are spilled
+to memory maps (:func:`mirdeconv.engine.memory.spill_track`), and so are the tags' masks when
+they pass a sixteenth of the budget (:func:`mirdeconv.engine.memory.mask_array`).
 """
 
 from __future__ import annotations
@@ -17,30 +25,70 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine import check_model, compiled_tensor, run_graph, track_input
+from ..engine import Program, check_model, compiled_tensor, release_pages, run_graph, spill_track, track_input
+from ..engine.memory import FORWARD_SHARE, PROBE_FRAMES, mask_array, probe_bytes, size_text
 from ..engine.patches import Patching, normalize_track, patch_input, plan_patches
-from ..errors import InvalidOptionError
+from ..errors import InvalidOptionError, MemoryBudgetError
 from ..graph import LayerInfo
 from ..model import FrozenModel
+from ..options import DeconvOptions
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .methods import Attribution, Batch, Settings, attribution
 from .targets import OutputTarget, output_target, tag_indices
 
-__all__ = ["Explanation", "explain", "track_inputs", "patch_outputs", "patch_fill", "has_silence",
-           "silence_frame", "BATCH_FRAMES", "BATCH_ITEMS", "TAGS_PER_PASS"]
+__all__ = ["Explanation", "ExplanationPlan", "explain", "plan_explanation", "track_inputs",
+           "patch_outputs", "patch_fill", "has_silence", "silence_frame", "BATCH_FRAMES",
+           "BATCH_ITEMS", "TAGS_PER_PASS"]
 
-#: Tags whose backward passes run together (memory grows with them).
+#: Tags whose backward passes run together at most (fewer when they do not fit the plan).
 TAGS_PER_PASS = 4
 
-#: Input frames that go through the model together (patches x inputs per patch), at most
-#: :data:`BATCH_ITEMS` items.  Every batch of a model has the same size (the last one
-#: padded): TensorFlow 2.21's oneDNN convolution has aborted the process when one compiled
-#: forward pass met a third batch size (``Check failed: dtype() == expected_dtype``).
-#: Memory grows with it (mtt-musicnn, one tag, 30 s: 8192 frames 8.1 GB, 1024 frames 4.2 GB,
-#: no slower).
+#: Input frames that go through the model together in its plain forward pass
+#: (:func:`patch_outputs`), at most :data:`BATCH_ITEMS` items; the attributions' batches are
+#: sized by the memory plan (:func:`plan_explanation`), at most :data:`BATCH_ITEMS` items too.
+#: Every batch of a compiled pass has the same size (the last one padded): TensorFlow 2.21's
+#: oneDNN convolution has aborted the process when one compiled forward pass met a third
+#: batch size (``Check failed: dtype() == expected_dtype``).
 BATCH_FRAMES = 1024
 BATCH_ITEMS = 16
+
+
+@dataclass(frozen=True)
+class ExplanationPlan:
+    """How an explanation's work goes through the model under the memory budget.
+
+    Attributes
+    ----------
+    budget : int
+        Bytes (:attr:`DeconvOptions.budget`).
+    forward_bytes : int
+        What one item's forward pass holds (a patch, or one of its inputs for integrated
+        gradients and SmoothGrad; the whole track for a model that takes any length).
+    backward_bytes : int
+        What one tag's backward pass over one item holds besides.
+    items : int
+        Items per batch (every batch the same size).
+    tags : int
+        Tags whose backward passes run together.
+    """
+
+    budget: int
+    forward_bytes: int
+    backward_bytes: int
+    items: int
+    tags: int
+
+    @property
+    def piece_bytes(self) -> int:
+        """What one batch holds: its forward pass and its tags' backward passes."""
+        return self.items * (self.forward_bytes + self.tags * self.backward_bytes)
+
+    def describe(self) -> str:
+        """One line: the estimate before the work starts."""
+        return (f"memory: ~{size_text(self.piece_bytes)} per batch ({self.items} item"
+                f"{'s' if self.items != 1 else ''}, {self.tags} tag{'s' if self.tags != 1 else ''}"
+                f" at once); budget {size_text(self.budget)}")
 
 
 @dataclass
@@ -100,6 +148,7 @@ def explain(
     seed: int = Settings.seed,
     layer: str | int | None = None,
     track: TrackInput | None = None,
+    memory: int | str | None = None,
     progress: ProgressArg = False,
 ) -> Explanation:
     """Explain a model's output for some tags: which bins of which frames raised it.
@@ -128,18 +177,25 @@ def explain(
         Grad-CAM's layer (a name or position in ``model.layers``; required by ``gradcam``).
     track : TrackInput, optional
         A precomputed ``model.representation.prepare(audio, sr)``.
+    memory : int or str, optional
+        The memory budget in bytes, or a size such as ``"2G"`` (default: ``MIRDECONV_MEMORY``
+        or :data:`mirdeconv.options.DEFAULT_MEMORY`): batches of patches and groups of tags
+        are sized to a quarter of it (:func:`plan_explanation`).
     progress : bool or callable
         True for a tqdm bar, or ``callable(done, total)`` after every batch.
 
     Returns
     -------
     Explanation
-        ``masks`` has shape ``(n_tags, n_frames, n_bands)``.
+        ``masks`` has shape ``(n_tags, n_frames, n_bands)`` (a memory map when they pass a
+        sixteenth of the budget).
 
     Raises
     ------
     InvalidOptionError
         An unknown method, output or tag; bad settings.
+    MemoryBudgetError
+        One item's forward pass and one tag's backward pass do not fit in the budget.
     UnsupportedGraphError
         The model has no class output, or an operation on the way the engine has no rule for.
     AudioError
@@ -148,6 +204,7 @@ def explain(
     model = check_model(model)
     row = attribution(method)
     settings = Settings(steps, samples, noise, seed)
+    budget = DeconvOptions(memory=memory).budget
     target = output_target(model, output)
     idx = None if tag is None else tag_indices(model, tag, target.n_classes)
     info = _layer(model, row, layer)
@@ -155,27 +212,32 @@ def explain(
         raise InvalidOptionError(
             f"{row.name} starts from digital silence, which has no fixed value for {model.name}: "
             "it normalises its input by the track's or each patch's own statistics")
-    track = track_input(model, audio, sr, track)
+    track = spill_track(track_input(model, audio, sr, track), budget)
     frames, base, patching = track_inputs(model, track)
     prog = compiled_tensor(model, target.tensor, 1, row.rule, "float32")
+    plan = plan_explanation(prog, model, frames, patching, 1 if idx is None else len(idx), budget,
+                            row.count(settings))
     if idx is None:
-        _, probs = _scores(model, target, frames, patching, list(range(target.n_classes)))
+        _, probs = _scores(model, target, frames, patching, list(range(target.n_classes)),
+                           items=plan.items)
         idx = [int(np.argmax(probs))]
-    masks = np.zeros((len(idx), *frames.shape), np.float32)
+    masks = mask_array((len(idx), *frames.shape), budget)
     total = np.zeros(len(idx), np.float64)
-    n_batches = -(-len(patching.starts) * row.count(settings) // _batch_size(patching))
-    bar = Progress(progress, n_batches * -(-len(idx) // TAGS_PER_PASS), f"{model.name} ({method})",
+    n_batches = -(-len(patching.starts) * row.count(settings) // plan.items)
+    bar = Progress(progress, n_batches * -(-len(idx) // plan.tags), f"{model.name} ({method})",
                    "batch")
     with bar:
-        for t0 in range(0, len(idx), TAGS_PER_PASS):
-            sel = slice(t0, t0 + TAGS_PER_PASS)
+        for t0 in range(0, len(idx), plan.tags):
+            sel = slice(t0, t0 + plan.tags)
             job = Batch(model, prog, frames, base, np.array(idx[sel]), target.n_classes,
                         settings, info)
-            total[sel] = _attribute(row, job, patching, masks[sel], bar)
-    scores, probs = _scores(model, target, frames, patching, idx)
+            total[sel] = _attribute(row, job, patching, masks[sel], bar, plan.items)
+    release_pages(masks)
+    scores, probs = _scores(model, target, frames, patching, idx, items=plan.items)
     base_scores = completeness = None
     if row.name == "integrated_gradients":
-        base_scores, _ = _scores(model, target, base, patching, idx, fill=patch_fill(model, frames))
+        base_scores, _ = _scores(model, target, base, patching, idx, fill=patch_fill(model, frames),
+                                 items=plan.items)
         delta = scores.astype(np.float64) - base_scores
         completeness = (np.abs(total - delta) / np.maximum(np.abs(delta), 1e-12)).astype(np.float32)
     labels = list(model.labels or [])
@@ -184,13 +246,64 @@ def explain(
                        settings, len(patching.starts), track, model.name)
 
 
+def plan_explanation(prog: Program, model: FrozenModel, frames: np.ndarray, patching: Patching,
+                     n_tags: int, budget: int, per_patch: int = 1) -> ExplanationPlan:
+    """Items per batch and tags per backward pass, measured on one patch (one forward pass):
+    a batch's forward pass and its tags' backward passes hold at most ``budget /
+    FORWARD_SHARE`` (at least one item and one tag); every batch the same size.
+
+    Parameters
+    ----------
+    prog : Program
+        The compiled program from the explained output.
+    model : FrozenModel
+    frames : np.ndarray, float32, shape (n_frames, n_bands)
+        The track's frames, normalised as the model asks (:func:`track_inputs`).
+    patching : Patching
+    n_tags : int
+        Tags explained.
+    budget : int
+        Bytes.
+    per_patch : int
+        Inputs per patch (integrated gradients' steps, SmoothGrad's samples).
+
+    Returns
+    -------
+    ExplanationPlan
+
+    Raises
+    ------
+    MemoryBudgetError
+        One item and one tag need more than the whole budget.
+    """
+    if model.input_length is None and patching.length > PROBE_FRAMES:    # one item: the track
+        part = Patching([0], PROBE_FRAMES, PROBE_FRAMES)              # measured on its start
+        scale = patching.length / PROBE_FRAMES
+        forward, backward = (int(v * scale) for v in
+                             probe_bytes(prog, patch_input(model, frames, part, [0])))
+    else:
+        forward, backward = probe_bytes(prog, patch_input(model, frames, patching, [0]))
+    share = budget // FORWARD_SHARE
+    tags = max(1, min(n_tags, TAGS_PER_PASS))
+    while tags > 1 and forward + tags * backward > share:
+        tags -= 1
+    n_work = len(patching.starts) * per_patch
+    items = int(max(1, min(BATCH_ITEMS, n_work, share // max(1, forward + tags * backward))))
+    plan = ExplanationPlan(budget, forward, backward, items, tags)
+    if plan.piece_bytes > budget:
+        raise MemoryBudgetError(
+            f"one patch of {model.name} and one tag need ~{size_text(plan.piece_bytes)}, more than the "
+            f"memory budget of {size_text(budget)}; give a larger memory (or MIRDECONV_MEMORY)")
+    return plan
+
+
 def _attribute(row: Attribution, job: Batch, patching: Patching, masks: np.ndarray,
-               bar: Progress) -> np.ndarray:
+               bar: Progress, size: int) -> np.ndarray:
     """Add the attributions of ``job.tags`` into ``masks`` (T, n_frames, n_bands), batch by
-    batch (every batch the same size, the last padded with seeds of zero); returns their
-    sums over every patch's whole input, (T,)."""
+    batch of ``size`` items (every batch the same size, the last padded with seeds of zero);
+    returns their sums over every patch's whole input, (T,)."""
     model, n_items, per_patch = job.model, len(patching.starts), row.count(job.settings)
-    size, n_work = _batch_size(patching), len(patching.starts) * per_patch
+    n_work = len(patching.starts) * per_patch
     fill = patch_fill(model, job.frames)               # the baseline's patches padded as the track's
     total = np.zeros(len(job.tags), np.float64)
     for b0 in range(0, n_work, size):
@@ -205,6 +318,7 @@ def _attribute(row: Attribution, job: Batch, patching: Patching, masks: np.ndarr
         g = row.contribution(row, bt)                                         # T, B, *input
         total += g.reshape(len(job.tags), -1).sum(axis=1)
         _add_patches(masks, model.from_input(g), patching, items)
+        release_pages(masks)                     # (a memory map's: back to its file)
         bar.update(1)
     return total
 
@@ -269,11 +383,13 @@ def _add_patches(masks: np.ndarray, g: np.ndarray, patching: Patching, items: np
 
 
 def patch_outputs(model: FrozenModel, tensor: str, frames: np.ndarray, patching: Patching,
-                  fill: float | None = None) -> np.ndarray:
+                  fill: float | None = None, items: int | None = None) -> np.ndarray:
     """A class output ``tensor`` for every patch of ``frames`` (the plain forward pass; a
     last patch that passes the end padded with ``fill``, default the frames' minimum):
-    float64, shape (n_patches, n_classes)."""
-    size, n = _batch_size(patching), len(patching.starts)
+    float64, shape (n_patches, n_classes).  ``items``: patches per forward pass (default
+    :data:`BATCH_FRAMES` frames' worth, at most :data:`BATCH_ITEMS`; every pass the same
+    size)."""
+    size, n = items or _batch_size(patching), len(patching.starts)
     acts = []
     for a in range(0, n, size):
         items = [min(i, n - 1) for i in range(a, a + size)]     # padded with the last
@@ -283,10 +399,11 @@ def patch_outputs(model: FrozenModel, tensor: str, frames: np.ndarray, patching:
 
 
 def _scores(model: FrozenModel, target: OutputTarget, frames: np.ndarray,
-            patching: Patching, idx: list[int], fill: float | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """The explained output and the probability of each tag, averaged over the patches."""
-    act = patch_outputs(model, target.tensor, frames, patching, fill)
+            patching: Patching, idx: list[int], fill: float | None = None,
+            items: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The explained output and the probability of each tag, averaged over the patches
+    (``items`` patches per forward pass)."""
+    act = patch_outputs(model, target.tensor, frames, patching, fill, items)
     prob = act if target.output == "probability" else _squash(model, target, act)
     return (act[:, idx].mean(axis=0).astype(np.float32),
             prob[:, idx].mean(axis=0).astype(np.float32))

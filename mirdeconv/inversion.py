@@ -18,8 +18,10 @@ import numpy as np
 
 __all__ = ["BLOCK_FRAMES", "stft_frames", "invert_blocks"]
 
-#: STFT frames turned into sound at once (plus the window's overlap on each side).
-BLOCK_FRAMES = 8192
+#: STFT frames turned into sound at once (plus the window's overlap on each side).  A block
+#: of 2048 frames at 44.1 kHz (n_fft 2048) holds ~0.1 GB of float64 frames and spectra on the
+#: way (librosa computes in float64); 8192 held four times that, on top of the engine's peak.
+BLOCK_FRAMES = 2048
 
 
 def stft_frames(y: np.ndarray, f0: int, f1: int, grid: dict, window: np.ndarray,

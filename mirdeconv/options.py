@@ -179,7 +179,7 @@ class DeconvOptions:
         Arithmetic of the backward pass (the forward pass is always float32).
     memory : int, str or None
         The memory budget of the work (an int, or a size such as ``"2G"``): one piece of a
-        track (a chunk or a batch of patches) holds at most a quarter of it, and features go
+        track (a chunk or a batch of patches) holds at most an eighth of it, and features go
         backward in groups that fit it (:mod:`mirdeconv.engine.memory`); None:
         ``MIRDECONV_MEMORY`` or :data:`DEFAULT_MEMORY`.
 

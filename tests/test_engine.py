@@ -309,7 +309,7 @@ def test_patches_in_batches_equal_one_pass(fcn, track):
     from mirdeconv.engine import memory_plan
 
     tr = fcn.representation.prepare(track, 16000)
-    opts = mirdeconv.DeconvOptions(mode="patches", memory="20M")
+    opts = mirdeconv.DeconvOptions(mode="patches", memory="40M")
     plan = memory_plan(fcn, tr, layer="p2", options=opts)
     assert plan.unit == "patch" and plan.n_patches == 19 and 1 < plan.patches_per_pass < 19
     assert plan.n_pieces == -(-19 // plan.patches_per_pass)
@@ -321,7 +321,7 @@ def test_patches_in_batches_equal_one_pass(fcn, track):
     np.testing.assert_allclose(parts.fraction_active, one.fraction_active, rtol=1e-5)
     np.testing.assert_allclose(parts.activations, one.activations, rtol=0,   # batch size
                                atol=1e-6 * np.abs(one.activations).max())  # changes oneDNN's sums
-    assert "batches of" in plan.describe() and "budget 20 MiB" in plan.describe()
+    assert "batches of" in plan.describe() and "budget 40 MiB" in plan.describe()
 
 
 def test_masks_that_fit_neither_the_budget_nor_the_disk_are_refused(monkeypatch, tmp_path):
@@ -375,7 +375,9 @@ def test_pieces_keep_their_features_backward_passes_to_their_share():
     elems = (4 << 30) // (4 * 3 * 32)                     # 32 features fill the whole budget
     assert features_per_pass(opts, elems, 64) == 32
     assert features_per_pass(opts, elems, 64, piece=True) == 32 // FORWARD_SHARE
-    assert features_per_pass(opts, elems, 5, piece=True) == 5          # equal groups: 5 of 5
+    fewer = 32 // FORWARD_SHARE - 1
+    assert features_per_pass(opts, elems, fewer, piece=True) == fewer   # all of them at once
+    assert features_per_pass(opts, elems, fewer + 2, piece=True) == -(-(fewer + 2) // 2)  # halves
     assert features_per_pass(opts, 10 * elems, 8, piece=True) == 1
 
 

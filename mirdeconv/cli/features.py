@@ -43,7 +43,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_deconvolve(args: argparse.Namespace) -> int:
     from .. import audio as audio_mod
-    from ..engine import deconvolve, memory_plan
+    from ..engine import deconvolve, memory_plan, spill_track
     from ..export import save_result
     from ..options import feature_ranges, parse_features
     from ..store import prepare_folder
@@ -55,7 +55,10 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     model = open_model(args)
     info = model.layer(args.layer)
     feats = parse_features(args.features, info.n_features)
-    track = model.representation.prepare(y, sr)
+    rate = model.representation.sr            # the samples at the model's rate only, and what
+    y, sr = audio_mod.resample(y, sr, rate), rate    # the masks do not need spilled: a long
+    track = spill_track(model.representation.prepare(y, sr), opts.budget)   # track's size is
+    del y                                                                   # not kept
     print(memory_plan(model, track, layer=info.name, features=feats, options=opts).describe(),
           file=sys.stderr)             # refuses (exit 2) when one piece cannot fit
     res = deconvolve(model, track=track, layer=info.name, features=feats, options=opts,

@@ -33,9 +33,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .. import audio as audio_mod
+    from ..engine import spill_track
+    from ..engine.memory import spill
     from ..explanations import explain
     from ..explanations.files import save_explanation
     from ..explanations.sound import check_top_percent
+    from ..options import DeconvOptions
     from ..store import prepare_folder
 
     sound = options_from_args(SoundOptions, args)
@@ -45,7 +48,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
     model = open_model(args)
     tags = [int(t) if t.isdigit() else t for t in args.tag] if args.tag else None
-    expl = explain(model, y, sr, tag=tags, method=args.method, output=args.target,
+    rep = model.representation                 # the model's input, what is long spilled; the
+    track = spill_track(rep.prepare(audio_mod.resample(y, sr, rep.sr), rep.sr),   # samples at
+                        DeconvOptions().budget)                                   # their own rate
+    y = spill(y)                                             # read back block by block
+    expl = explain(model, track=track, tag=tags, method=args.method, output=args.target,
                    steps=args.steps, samples=args.samples, noise=args.noise, seed=args.seed,
                    layer=args.layer, progress=True)
     figures = None

@@ -41,8 +41,11 @@ __all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "rele
            "ACTIVATION_COPIES", "PROBE_FRAMES"]
 
 #: Share of the memory budget one piece's forward pass and one feature's backward pass may
-#: hold together (the rest goes to backward passes of more features at once).
-FORWARD_SHARE = 4
+#: hold together (the rest goes to backward passes of more features at once).  An eighth: a
+#: quarter (1 GiB of the default 4 GiB) was no faster on a chunk (mtt-vgg 3CNN, 3 minutes:
+#: 10.1 s, an eighth 9.8 s) and took the batch job's peak, with its sounds being made beside
+#: the next layer's deconvolution, past 2.5 GB.
+FORWARD_SHARE = 8
 #: Masks over ``budget / MASK_SHARE`` go to a memory map (:func:`mask_array`), whose pages the
 #: work gives back as it goes (:func:`release_pages`): they are the part that grows with the track.
 MASK_SHARE = 16

@@ -72,7 +72,7 @@ def windowed_max(prog: Program, plan: MemoryPlan, model: FrozenModel, info: Laye
     caller takes the whole track).
 
     A track the memory plan cuts into chunks is searched for the strongest units chunk by
-    chunk; a batch of windows holds at most a quarter of the budget.
+    chunk; a batch of windows holds at most an eighth of the budget.
     """
     stride = info.stride[0] or 1
     length = window_length(info.receptive_field[0], stride)

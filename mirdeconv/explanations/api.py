@@ -11,8 +11,8 @@ frames (the padded end of the last patch left out).
 Memory is bounded by the work's shape, not by the track's length (one budget,
 :attr:`mirdeconv.options.DeconvOptions.budget`): one patch is measured first (its forward
 pass and one tag's backward pass, :func:`mirdeconv.engine.memory.probe_bytes`), and the
-patches go through the model in batches, the tags backward in groups, that hold at most a
-quarter of the budget (:func:`plan_explanation`); a long track's STFT and audio are spilled
+patches go through the model in batches, the tags backward in groups, that hold at most an
+eighth of the budget (:func:`plan_explanation`); a long track's STFT and audio are spilled
 to memory maps (:func:`mirdeconv.engine.memory.spill_track`), and so are the tags' masks when
 they pass a sixteenth of the budget (:func:`mirdeconv.engine.memory.mask_array`).
 """
@@ -180,7 +180,7 @@ def explain(
     memory : int or str, optional
         The memory budget in bytes, or a size such as ``"2G"`` (default: ``MIRDECONV_MEMORY``
         or :data:`mirdeconv.options.DEFAULT_MEMORY`): batches of patches and groups of tags
-        are sized to a quarter of it (:func:`plan_explanation`).
+        are sized to an eighth of it (:func:`plan_explanation`).
     progress : bool or callable
         True for a tqdm bar, or ``callable(done, total)`` after every batch.
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import DeconvResult, deconvolve, read_block, release_pages
+from .engine import DeconvResult, deconv_options, deconvolve, read_block, release_pages
 from .engine.memory import track_zeros
 from .inversion import BLOCK_FRAMES, invert_blocks, stft_frames
 from .model import FrozenModel
@@ -541,8 +541,7 @@ def auralise(
     """
     from .audio import validate
 
-    opts = resolve(DeconvOptions, options, {"method": method, "target": target, "mode": mode,
-                                            "precision": precision, "memory": memory})
+    opts = deconv_options(options, method, target, mode, precision, memory)
     snd = resolve(SoundOptions, sound, {"reading": reading, "sign": sign, "output_sr": output_sr,
                                         "normalize": normalize, "format": format})
     audio = validate(audio, sr)

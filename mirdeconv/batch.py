@@ -40,7 +40,7 @@ from . import audio as audio_mod
 from .analysis import TrackContext, add_labels, describe
 from .analysis.context import track_reference
 from .auralisation import auralise_result, features_per_group
-from .engine import deconvolve, memory_plan, release_pages, spill_track
+from .engine import deconvolve_request, release_pages, request, selection, spill_track
 from .engine.memory import TRACK_SHARE, spill
 from .errors import (
     AudioError,
@@ -51,7 +51,7 @@ from .errors import (
     TruncationWarning,
 )
 from .loading import load_model
-from .options import DeconvOptions, SoundOptions, check_number, feature_ranges, parse_features
+from .options import DeconvOptions, SoundOptions, check_number
 from .plot import feature_grid
 from .progress import Progress
 from .runstore import AUDIO_SUFFIXES, DESCRIPTOR_COLUMNS, INDEX_COLUMNS, claim, load_index, write_index
@@ -174,6 +174,9 @@ class _Worker:
         self.stop = threading.Event()
         self.identity = model.identity()
         self.key = settings.key(self.identity["graph_sha256"])
+        #: The feature selection, read once; its indices per layer (:meth:`features_of`).
+        self.selection = selection(settings.features)
+        self._features: dict[str, tuple[int, ...]] = {}
 
     def layers(self) -> list[str]:
         names = [li.name for li in self.model.layers]
@@ -241,7 +244,9 @@ class _Worker:
 
     def features_of(self, layer: str) -> int:
         """How many features of ``layer`` the settings select."""
-        return len(parse_features(self.s.features, self.model.layer(layer).n_features))
+        if layer not in self._features:
+            self._features[layer] = self.selection.indices(self.model.layer(layer).n_features)
+        return len(self._features[layer])
 
     def _load(self, path: Path) -> tuple[tuple[Any, ...], str]:
         """The track (samples, rate), its model input (a long track's STFT and audio spilled to
@@ -282,15 +287,14 @@ class _Worker:
                     opts = self._engine_options(layer, track, context)
                     n = self.features_of(layer)
                     try:
-                        if self.log is not None:     # the estimate first (deconvolve's plan)
-                            plan = memory_plan(self.model, track, layer=layer, probe_short=False,
-                                               features=self.s.features, options=opts)
-                            self.log(f"{tid} / {layer}: {plan.describe()}")
+                        req = request(self.model, track=track, layer=layer, options=opts,
+                                      features=self.selection)
+                        if self.log is not None:     # the estimate first (the engine's plan)
+                            self.log(f"{tid} / {layer}: {req.plan.describe()}")
                         # the deconvolution is half of a layer's work on the bar, its sounds
                         # and files the other half
-                        res = deconvolve(self.model, track=track, layer=layer,
-                                         features=self.s.features, options=opts,
-                                         progress=lambda d, t, n=n, lay=layer: tick(0, lay, (d, t, n)))
+                        res = deconvolve_request(
+                            req, progress=lambda d, t, n=n, lay=layer: tick(0, lay, (d, t, n)))
                     except (AudioError, MemoryBudgetError) as exc:  # e.g. shorter than this
                         # layer's receptive field, or a piece of this long track over the budget
                         rows.append({**base, "layer": layer, "feature": None, "status": "error",
@@ -441,8 +445,7 @@ def run_batch(
     t0 = time.perf_counter()
     model_options = dict(model_options or {})
     check_number("jobs", jobs)
-    if isinstance(settings.features, str):
-        feature_ranges(settings.features)          # its syntax, before the model loads
+    selection(settings.features)                   # its syntax, before the model loads
     out = prepare_folder(out)
     model = load_model(model_source, **model_options)
     worker = _Worker(model, settings, out)

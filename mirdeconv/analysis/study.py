@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import audio as audio_mod
 from ..audio import validate
-from ..engine import check_model, deconvolve
+from ..engine import check_model, deconv_options, deconvolve
 from ..model import FrozenModel
 from ..options import DeconvOptions, SoundOptions, resolve
 from ..probes import PROBE_SR, Probe, probe_set
@@ -216,8 +216,7 @@ def analyse(
     """
     import pandas as pd
 
-    opts = resolve(DeconvOptions, options, {"method": method, "target": target, "mode": mode,
-                                            "precision": precision, "memory": memory})
+    opts = deconv_options(options, method, target, mode, precision, memory)
     snd = resolve(SoundOptions, sound, {"reading": reading, "sign": sign})
     model = check_model(model)
     names = [li.name for li in model.layers] if layers in ("all", None) else \

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.onnx_model import ONNX_AXES
+from ..engine.request import selection
 from ..errors import MirdeconvError
 from ..model import INPUT_AXES
-from ..options import MIN_MEMORY, NUMBERS, DeconvOptions, choices, feature_ranges, parse_size
+from ..options import MIN_MEMORY, NUMBERS, DeconvOptions, choices, parse_size
 from ..representations import presets
 
 __all__ = ["add_option_flags", "options_from_args", "model_args", "model_options", "open_model",
@@ -47,9 +48,10 @@ def number(kind: str) -> Callable[[str], int | float]:
 
 
 def feature_text(text: str) -> str:
-    """An argparse type: a feature selection whose syntax is checked (``0-7,12`` or ``all``)."""
+    """An argparse type: a feature selection whose syntax is checked (``0-7,12`` or ``all``;
+    read once: :func:`mirdeconv.engine.request.selection` keeps what it read)."""
     try:
-        feature_ranges(text)
+        selection(text)
     except MirdeconvError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..options import DeconvOptions, SoundOptions
 from ..probes import PROBE_SR
@@ -43,26 +44,27 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_deconvolve(args: argparse.Namespace) -> int:
     from .. import audio as audio_mod
-    from ..engine import deconvolve, memory_plan, spill_track
+    from ..engine import deconvolve_request, request, selection, spill_track
     from ..export import save_result
-    from ..options import feature_ranges, parse_features
     from ..store import prepare_folder
 
     opts = options_from_args(DeconvOptions, args)
-    feature_ranges(args.features)                 # all of this before the model loads
+    features = selection(args.features)           # all of this before the model loads
     prepare_folder(args.out)
-    y, sr = audio_mod.load(args.audio, allow_truncated=args.allow_truncated)
+    loaded = [audio_mod.load(args.audio, allow_truncated=args.allow_truncated)]
     model = open_model(args)
-    info = model.layer(args.layer)
-    feats = parse_features(args.features, info.n_features)
-    rate = model.representation.sr            # the samples at the model's rate only, and what
-    y, sr = audio_mod.resample(y, sr, rate), rate    # the masks do not need spilled: a long
-    track = spill_track(model.representation.prepare(y, sr), opts.budget)   # track's size is
-    del y                                                                   # not kept
-    print(memory_plan(model, track, layer=info.name, features=feats, options=opts).describe(),
-          file=sys.stderr)             # refuses (exit 2) when one piece cannot fit
-    res = deconvolve(model, track=track, layer=info.name, features=feats, options=opts,
-                     progress=True)
+
+    def track() -> Any:      # the samples at the model's rate only (the file's dropped as they
+        y, sr = loaded.pop()                # are resampled), and what the masks do not need
+        rate = model.representation.sr      # spilled: a long track's size is not kept
+        y = audio_mod.resample(y, sr, rate)
+        return spill_track(model.representation.prepare(y, rate), opts.budget)
+
+    req = request(model, layer=args.layer, features=features, options=opts, track=track,
+                  probe_short=True)
+    info = req.layer
+    print(req.plan.describe(), file=sys.stderr)    # refuses (exit 2) when one piece cannot fit
+    res = deconvolve_request(req, progress=True)
     out = prepare_folder(Path(args.out) / Path(args.audio).stem / info.name)
     files = save_result(res, out, png=not args.no_png, identity=model.identity(), progress=True)
     n_dead = int(res.dead.sum())
@@ -123,11 +125,11 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     from ..analysis import analyse
-    from ..options import feature_ranges
+    from ..engine import selection
     from ..report import write_report
 
     opts, sound = options_from_args(DeconvOptions, args), options_from_args(SoundOptions, args)
-    feature_ranges(args.features)                 # before the model loads
+    selection(args.features)                      # before the model loads
     model = open_model(args)
     layers = "all" if args.layers == "all" else [x for x in args.layers.split(",") if x]
     features = None if args.features == "all" else args.features

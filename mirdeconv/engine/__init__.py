@@ -2,7 +2,9 @@
 
 Rooms, from the public call down:
 
-* :mod:`.api`: :func:`deconvolve` and :class:`DeconvResult`;
+* :mod:`.api`: :func:`deconvolve` and :class:`DeconvResult`; :func:`deconvolve_request`;
+* :mod:`.request`: a :class:`Request`, one deconvolution resolved once (layer, features,
+  track, options, memory plan), built by :func:`request`;
 * :mod:`.patches`: whole tracks or patches, overlap-add; :mod:`.stats`: activation statistics;
 * :mod:`.memory`: the memory plan (chunks of a long track, batches of patches) under the
   budget; :mod:`.chunks`: chunks extended by the receptive field, stitched;
@@ -20,14 +22,17 @@ The methods are rows of :data:`mirdeconv.options.METHODS`.  The result lives in 
 input's domain (time x bands), one mask per feature.
 """
 
-from .api import DeconvResult, check_model, deconvolve, memory_plan, track_input
+from .api import DeconvResult, check_model, deconvolve, deconvolve_request, memory_plan, track_input
 from .cache import cached_count, compiled, compiled_tensor, forget
 from .forward import run_graph
 from .memory import MemoryPlan, read_block, release_pages, spill_track
 from .patches import Patching, model_input
 from .program import Program
+from .request import Request, Selection, deconv_options, request, selection
 from .table import RULES, register
 
-__all__ = ["deconvolve", "DeconvResult", "check_model", "memory_plan", "track_input", "MemoryPlan",
+__all__ = ["deconvolve", "deconvolve_request", "Request", "request", "Selection", "selection",
+           "deconv_options",
+           "DeconvResult", "check_model", "memory_plan", "track_input", "MemoryPlan",
            "release_pages", "read_block", "spill_track", "model_input", "Patching", "run_graph",
            "compiled", "compiled_tensor", "forget", "cached_count", "Program", "RULES", "register"]

@@ -8,21 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AudioTooShortError, FeatureIndexError, InvalidOptionError
+from ..errors import FeatureIndexError
 from ..graph import LayerInfo
 from ..model import FrozenModel
-from ..options import DeconvOptions, parse_features, resolve
+from ..options import DeconvOptions
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .cache import compiled
 from .chunks import Chunk, combine_stats, crop_units
-from .memory import MemoryPlan, features_per_pass, mask_array, plan_memory, release_pages
+from .memory import MemoryPlan, features_per_pass, mask_array, release_pages
 from .patches import Patching, model_input, normalize_track, patch_input, plan_patches
 from .program import Program
+from .request import Request, check_model, deconv_options, request, track_input
 from .stats import ActivationStats, activation_stats
 from .windows import windowed_max
 
-__all__ = ["DeconvResult", "deconvolve", "check_model", "memory_plan", "track_input"]
+__all__ = ["DeconvResult", "deconvolve", "deconvolve_request", "check_model", "memory_plan",
+           "track_input"]
 
 
 @dataclass
@@ -101,14 +103,6 @@ class DeconvResult:
             ) from None
 
 
-def check_model(model: Any) -> FrozenModel:
-    """``model`` itself, when it is an open model; else a clear error."""
-    if not isinstance(model, FrozenModel):
-        raise InvalidOptionError(
-            f"expected a model opened with mirdeconv.load_model(...), got a {type(model).__name__}")
-    return model
-
-
 def deconvolve(
     model: FrozenModel,
     audio: np.ndarray | None = None,
@@ -172,15 +166,29 @@ def deconvolve(
     AudioError
         Unusable audio (silent, NaN, too short for the layer's receptive field, ...).
     """
-    opts = resolve(DeconvOptions, options, {"method": method, "target": target, "mode": mode,
-                                            "precision": precision, "memory": memory})
-    model = check_model(model)
-    info = model.layer(layer)
-    feats = parse_features(features, info.n_features)
-    track = track_input(model, audio, sr, track)
-    whole = _goes_whole(model, info, track, opts.mode)
+    opts = deconv_options(options, method, target, mode, precision, memory)
+    return deconvolve_request(request(model, audio, sr, layer=layer, features=features,
+                                      options=opts, track=track), progress=progress)
+
+
+def deconvolve_request(req: Request, progress: ProgressArg = False) -> DeconvResult:
+    """Run a resolved :class:`~mirdeconv.engine.request.Request` (:func:`deconvolve`'s work,
+    with the request's memory plan: no second probe).
+
+    Parameters
+    ----------
+    req : Request
+        From :func:`mirdeconv.engine.request.request`.
+    progress : bool or callable
+        As for :func:`deconvolve`.
+
+    Returns
+    -------
+    DeconvResult
+    """
+    model, info, track, opts, whole = req.model, req.layer, req.track, req.options, req.whole
+    feats, plan = list(req.features), req.engine_plan
     prog = compiled(model, info, opts.method, opts.precision)
-    plan = plan_memory(prog, model, info, track, opts, whole, len(feats), probe_short=False)
     label = f"{info.name} ({opts.method})"
     in_windows = opts.target == "max" and whole and info.time_agnostic   # each feature once
     bar = Progress(progress, len(feats) * (1 if in_windows else plan.n_pieces), label, "feature")
@@ -211,7 +219,9 @@ def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, feat
     (one probe forward pass), before the work starts.
 
     ``probe_short=False``: exactly :func:`deconvolve`'s plan, which takes a track no longer
-    than the probe in one piece, unmeasured and never refused.
+    than the probe in one piece, unmeasured and never refused.  (To print the plan and then
+    follow it, build one :func:`~mirdeconv.engine.request.request` and run it with
+    :func:`deconvolve_request`: one probe.)
 
     Returns
     -------
@@ -223,14 +233,8 @@ def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, feat
     MemoryBudgetError
         Even the smallest piece does not fit in the budget.
     """
-    opts = options or DeconvOptions()
-    model = check_model(model)
-    info = model.layer(layer)
-    feats = parse_features(features, info.n_features)
-    track = track_input(model, None, None, track)
-    whole = _goes_whole(model, info, track, opts.mode)
-    return plan_memory(compiled(model, info, opts.method, opts.precision), model, info, track,
-                       opts, whole, len(feats), probe_short=probe_short)
+    return request(model, layer=layer, features=features, options=options, track=track,
+                   probe_short=probe_short).plan
 
 
 def _piece(prog: Program, x: np.ndarray, patching: Patching, model: FrozenModel, info: LayerInfo,
@@ -305,38 +309,6 @@ def _chunked(prog: Program, plan: list[Chunk], model: FrozenModel, info: LayerIn
                 parts.append((activation_stats(act, info, Patching([0], n_units, n_units)),
                               n_units))
     return masks, combine_stats(parts)
-
-
-def track_input(model: FrozenModel, audio: np.ndarray | None, sr: float | None,
-                track: TrackInput | None) -> TrackInput:
-    """The track through the model's representation: ``track`` checked, or ``audio`` prepared."""
-    if track is not None:
-        if track.representation != model.representation:
-            raise InvalidOptionError(
-                f"the track was prepared with {track.representation.describe()}, but "
-                f"{model.name} takes {model.representation.describe()}")
-        return track
-    if audio is None or sr is None:
-        raise InvalidOptionError("give audio and sr, or a precomputed track")
-    return model.representation.prepare(audio, sr)
-
-
-def _goes_whole(model: FrozenModel, info: LayerInfo, track: TrackInput, mode: str) -> bool:
-    """Whether the track goes through the graph in one piece (else in patches)."""
-    rf = info.receptive_field[0]
-    if track.n_frames < rf:
-        spf = model.representation.seconds_per_frame
-        raise AudioTooShortError(
-            f"the audio is {track.duration:.2f} s ({track.n_frames} frames) long, shorter than "
-            f"the receptive field of layer {info.name} ({rf} frames = {rf * spf:.2f} s)")
-    if mode == "whole" and not info.time_agnostic:
-        raise InvalidOptionError(
-            f"layer {info.name} cannot take a whole track at once (the graph before it is not "
-            "fully convolutional along time); use mode='patches' or 'auto'")
-    if mode == "whole" and (model.standardizes or model.patches_add_up):
-        raise InvalidOptionError(f"{model.name} takes its input in patches; use mode='patches'")
-    return ((info.time_agnostic and mode != "patches" and not model.standardizes
-             and not model.patches_add_up) or model.input_length is None)
 
 
 def _backward(prog: Program, forward: tuple, feats: list[int], opts: DeconvOptions,

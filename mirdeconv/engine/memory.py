@@ -36,7 +36,8 @@ from .patches import model_input, patch_starts
 from .program import Program
 
 __all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "release_pages", "spill",
-           "spill_track", "read_block", "zeros_held_as", "track_zeros", "SpilledArray", "probe_bytes",
+           "spill_track", "read_block", "short_track", "one_piece", "zeros_held_as", "track_zeros",
+           "SpilledArray", "probe_bytes",
            "size_text", "FORWARD_SHARE", "MASK_SHARE", "TRACK_SHARE", "BYTES_PER_ELEMENT",
            "ACTIVATION_COPIES", "PROBE_FRAMES"]
 
@@ -399,10 +400,9 @@ def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: Track
     out_bytes = 4 * n_features * n * model.representation.n_bands
     stride, rf = info.stride[0] or 1, info.receptive_field[0]
     length = model.input_length or n
-    short = n <= PROBE_FRAMES if whole else n <= length
-    if short and not probe_short:
-        return MemoryPlan(budget, "frame" if whole else "patch", 0.0, None, int(not whole),
-                          int(not whole), 0, out_bytes)
+    if not probe_short and short_track(model, track, whole):
+        return one_piece(MemoryPlan(budget, "frame" if whole else "patch", 0.0, None, 0, 0, 0,
+                                    out_bytes))
     if whole:
         probe = min(n, max(PROBE_FRAMES, 2 * rf))
         x, _ = model_input(model, track.frames[:probe], True, stride)
@@ -426,6 +426,19 @@ def plan_memory(prog: Program, model: FrozenModel, info: LayerInfo, track: Track
     if plan.piece_bytes > budget:
         raise MemoryBudgetError(_refusal(plan, opts, info))
     return plan
+
+
+def short_track(model: FrozenModel, track: TrackInput, whole: bool) -> bool:
+    """Whether ``track`` is no longer than the probe (a whole track) or one patch."""
+    n = track.n_frames
+    return n <= PROBE_FRAMES if whole else n <= (model.input_length or n)
+
+
+def one_piece(plan: MemoryPlan) -> MemoryPlan:
+    """``plan``'s track in one piece, unmeasured: how a track no longer than the probe goes
+    (:func:`plan_memory` with ``probe_short=False``)."""
+    patch = int(plan.unit == "patch")
+    return MemoryPlan(plan.budget, plan.unit, 0.0, None, patch, patch, 0, plan.output_bytes)
 
 
 def _refusal(plan: MemoryPlan, opts: DeconvOptions, info: LayerInfo) -> str:

@@ -4,15 +4,17 @@ and maximised over the whole track (the plain forward pass, patch by patch)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..engine import model_input, run_graph
+from ..engine import check_model, model_input, run_graph, track_input
 from ..graph import LayerInfo
 from ..model import FrozenModel
 from ..representations import TrackInput
 
-__all__ = ["layer_activity", "chosen_features", "PATCHES_PER_PASS"]
+__all__ = ["layer_activity", "chosen_features", "Subject", "layer_subject", "PATCHES_PER_PASS"]
 
 #: Patches that go through the model together (memory is bounded by them, not by the track).
 PATCHES_PER_PASS = 8
@@ -57,3 +59,37 @@ def chosen_features(features: int | Sequence[int], peak: np.ndarray) -> list[int
     if isinstance(features, (int, np.integer)):
         return np.argsort(-peak, kind="stable")[:int(features)].tolist()
     return [int(f) for f in features]
+
+
+@dataclass(frozen=True, eq=False)
+class Subject:
+    """What a sanity check of a layer's features works on, resolved once (:func:`layer_subject`).
+
+    Attributes
+    ----------
+    model : FrozenModel
+    track : TrackInput
+    layer : LayerInfo
+    features : list of int
+    activity : (mean, peak) of :func:`layer_activity`, or None when it was not needed
+    """
+
+    model: FrozenModel
+    track: TrackInput
+    layer: LayerInfo
+    features: list[int]
+    activity: tuple[np.ndarray, np.ndarray] | None
+
+
+def layer_subject(model: Any, audio: np.ndarray | None, sr: float | None, track: TrackInput | None,
+            layer: str | int, features: int | Sequence[int], activity: bool = False) -> Subject:
+    """The model checked, the track prepared (or ``track`` checked), the layer found and the
+    features chosen (:func:`chosen_features`: an int, that many of the most active); the
+    layer's activity measured when the choice needs it or ``activity``."""
+    model = check_model(model)
+    track = track_input(model, audio, sr, track)
+    info = model.layer(layer)
+    act = layer_activity(model, track, info) \
+        if activity or isinstance(features, (int, np.integer)) else None
+    return Subject(model, track, info, chosen_features(features, None if act is None else act[1]),
+                   act)

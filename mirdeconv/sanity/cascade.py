@@ -32,7 +32,7 @@ from ..model import FrozenModel
 from ..options import METHODS
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .activity import chosen_features, layer_activity
+from .activity import layer_subject
 from .randomise import ParameterLayer, cascade, parameter_layers, randomised
 from .similarity import rank_correlation, ssim
 
@@ -221,12 +221,8 @@ def deconvolution_cascade(
     -------
     Cascade
     """
-    model = check_model(model)
-    track = track_input(model, audio, sr, track)
-    info = model.layer(layer)
-    peak = layer_activity(model, track, info)[1] if isinstance(features, (int, np.integer)) \
-        else None
-    feats = chosen_features(features, peak)
+    sub = layer_subject(model, audio, sr, track, layer, features)
+    model, track, info, feats = sub.model, sub.track, sub.layer, sub.features
 
     def compute(m: FrozenModel, method: str) -> np.ndarray:
         return deconvolve(m, track=track, layer=info.name, features=feats, method=method).masks

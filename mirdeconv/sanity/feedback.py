@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from ..auralisation import auralise_result
-from ..engine import check_model, deconvolve, track_input
+from ..engine import deconvolve
 from ..errors import AudioError
 from ..model import FrozenModel
 from ..options import DeconvOptions, SoundOptions
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .activity import chosen_features, layer_activity
+from .activity import layer_activity, layer_subject
 
 __all__ = ["Selectivity", "selectivity", "FEEDBACK_SOUND"]
 
@@ -157,11 +157,9 @@ def selectivity(
     -------
     Selectivity
     """
-    model = check_model(model)
-    track = track_input(model, audio, sr, track)
-    info = model.layer(layer)
-    base, peak = layer_activity(model, track, info)
-    feats = chosen_features(features, peak)
+    sub = layer_subject(model, audio, sr, track, layer, features, activity=True)
+    model, track, info, feats = sub.model, sub.track, sub.layer, sub.features
+    base = sub.activity[0]
     res = deconvolve(model, track=track, layer=info.name, features=feats, method=method)
     sound = auralise_result(res, audio, int(sr), FEEDBACK_SOUND)
     retention = np.full((len(feats), info.n_features), np.nan)

@@ -40,7 +40,7 @@ from . import audio as audio_mod
 from .analysis import TrackContext, add_labels, describe
 from .analysis.context import track_reference
 from .auralisation import auralise_result, features_per_group
-from .engine import deconvolve_request, release_pages, request, selection, spill_track
+from .engine import deconvolve_request, release_pages, resolve_request, selection, spill_track
 from .engine.memory import TRACK_SHARE, spill
 from .errors import (
     AudioError,
@@ -287,7 +287,7 @@ class _Worker:
                     opts = self._engine_options(layer, track, context)
                     n = self.features_of(layer)
                     try:
-                        req = request(self.model, track=track, layer=layer, options=opts,
+                        req = resolve_request(self.model, track=track, layer=layer, options=opts,
                                       features=self.selection)
                         if self.log is not None:     # the estimate first (the engine's plan)
                             self.log(f"{tid} / {layer}: {req.plan.describe()}")

@@ -44,7 +44,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_deconvolve(args: argparse.Namespace) -> int:
     from .. import audio as audio_mod
-    from ..engine import deconvolve_request, request, selection, spill_track
+    from ..engine import deconvolve_request, resolve_request, selection, spill_track
     from ..export import save_result
     from ..store import prepare_folder
 
@@ -60,7 +60,7 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
         y = audio_mod.resample(y, sr, rate)
         return spill_track(model.representation.prepare(y, rate), opts.budget)
 
-    req = request(model, layer=args.layer, features=features, options=opts, track=track,
+    req = resolve_request(model, layer=args.layer, features=features, options=opts, track=track,
                   probe_short=True)
     info = req.layer
     print(req.plan.describe(), file=sys.stderr)    # refuses (exit 2) when one piece cannot fit

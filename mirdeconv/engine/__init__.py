@@ -4,7 +4,7 @@ Rooms, from the public call down:
 
 * :mod:`.api`: :func:`deconvolve` and :class:`DeconvResult`; :func:`deconvolve_request`;
 * :mod:`.request`: a :class:`Request`, one deconvolution resolved once (layer, features,
-  track, options, memory plan), built by :func:`request`;
+  track, options, memory plan), built by :func:`resolve_request`;
 * :mod:`.patches`: whole tracks or patches, overlap-add; :mod:`.stats`: activation statistics;
 * :mod:`.memory`: the memory plan (chunks of a long track, batches of patches) under the
   budget; :mod:`.chunks`: chunks extended by the receptive field, stitched;
@@ -28,10 +28,10 @@ from .forward import run_graph
 from .memory import MemoryPlan, read_block, release_pages, spill_track
 from .patches import Patching, model_input
 from .program import Program
-from .request import Request, Selection, deconv_options, request, selection
+from .request import Request, Selection, deconv_options, resolve_request, selection
 from .table import RULES, register
 
-__all__ = ["deconvolve", "deconvolve_request", "Request", "request", "Selection", "selection",
+__all__ = ["deconvolve", "deconvolve_request", "Request", "resolve_request", "Selection", "selection",
            "deconv_options",
            "DeconvResult", "check_model", "memory_plan", "track_input", "MemoryPlan",
            "release_pages", "read_block", "spill_track", "model_input", "Patching", "run_graph",

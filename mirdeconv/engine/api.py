@@ -19,7 +19,7 @@ from .chunks import Chunk, combine_stats, crop_units
 from .memory import MemoryPlan, features_per_pass, mask_array, release_pages
 from .patches import Patching, model_input, normalize_track, patch_input, plan_patches
 from .program import Program
-from .request import Request, check_model, deconv_options, request, track_input
+from .request import Request, check_model, deconv_options, resolve_request, track_input
 from .stats import ActivationStats, activation_stats
 from .windows import windowed_max
 
@@ -167,7 +167,7 @@ def deconvolve(
         Unusable audio (silent, NaN, too short for the layer's receptive field, ...).
     """
     opts = deconv_options(options, method, target, mode, precision, memory)
-    return deconvolve_request(request(model, audio, sr, layer=layer, features=features,
+    return deconvolve_request(resolve_request(model, audio, sr, layer=layer, features=features,
                                       options=opts, track=track), progress=progress)
 
 
@@ -178,7 +178,7 @@ def deconvolve_request(req: Request, progress: ProgressArg = False) -> DeconvRes
     Parameters
     ----------
     req : Request
-        From :func:`mirdeconv.engine.request.request`.
+        From :func:`mirdeconv.engine.request.resolve_request`.
     progress : bool or callable
         As for :func:`deconvolve`.
 
@@ -220,7 +220,7 @@ def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, feat
 
     ``probe_short=False``: exactly :func:`deconvolve`'s plan, which takes a track no longer
     than the probe in one piece, unmeasured and never refused.  (To print the plan and then
-    follow it, build one :func:`~mirdeconv.engine.request.request` and run it with
+    follow it, build one :func:`~mirdeconv.engine.request.resolve_request` and run it with
     :func:`deconvolve_request`: one probe.)
 
     Returns
@@ -233,7 +233,7 @@ def memory_plan(model: FrozenModel, track: TrackInput, *, layer: str | int, feat
     MemoryBudgetError
         Even the smallest piece does not fit in the budget.
     """
-    return request(model, layer=layer, features=features, options=options, track=track,
+    return resolve_request(model, layer=layer, features=features, options=options, track=track,
                    probe_short=probe_short).plan
 
 

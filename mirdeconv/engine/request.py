@@ -1,7 +1,7 @@
 """A request is a value: what one deconvolution needs, resolved once.
 
 The edges (the public functions, the command line, the batch job) build one frozen
-:class:`Request` with :func:`request`: the model checked, the layer found, the feature
+:class:`Request` with :func:`resolve_request`: the model checked, the layer found, the feature
 selection read (:func:`selection`, once per text) and checked against the layer, the track
 prepared, the options validated and the memory plan made (one probe forward pass for a track
 longer than the probe).  Everything below takes the request:
@@ -24,7 +24,7 @@ from ..representations import TrackInput
 from .cache import compiled
 from .memory import MemoryPlan, one_piece, plan_memory, short_track
 
-__all__ = ["Request", "request", "Selection", "selection", "deconv_options", "check_model",
+__all__ = ["Request", "resolve_request", "Selection", "selection", "deconv_options", "check_model",
            "track_input"]
 
 
@@ -138,7 +138,7 @@ class Request:
         return self.plan
 
 
-def request(model: FrozenModel, audio: Any = None, sr: float | None = None, *,
+def resolve_request(model: FrozenModel, audio: Any = None, sr: float | None = None, *,
             layer: str | int | LayerInfo, features: Any = None,
             options: DeconvOptions | None = None,
             track: TrackInput | Callable[[], TrackInput] | None = None,

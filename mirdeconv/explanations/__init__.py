@@ -17,6 +17,7 @@ from .options import DEFAULT_METHOD, ExplainOptions
 from .sound import EXPLANATION_SOUND, explanation_sound, unit_masks
 from .targets import OUTPUTS, output_target, tag_indices
 
-__all__ = ["explain", "Explanation", "ExplainOptions", "DEFAULT_METHOD", "faithfulness", "audio_faithfulness", "Faithfulness",
+__all__ = ["explain", "Explanation", "ExplainOptions", "DEFAULT_METHOD", "faithfulness",
+           "audio_faithfulness", "Faithfulness",
            "FIGURES", "ATTRIBUTIONS", "Attribution", "Settings", "OUTPUTS", "output_target", "tag_indices",
            "explanation_sound", "unit_masks", "EXPLANATION_SOUND"]

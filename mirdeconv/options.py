@@ -659,6 +659,12 @@ class Choice:
     flag: str = ""
     aliases: tuple[str, ...] = ()
 
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps the flag's value (``--explained-output``: ``explained_output``;
+        not the field's name when another flag of the command has it)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
 
 def choices(cls: type, only: Iterable[str] | None = None) -> list[Choice]:
     """The options of ``cls`` (:class:`DeconvOptions`, :class:`SoundOptions`,

@@ -4,7 +4,6 @@ arguments, and opening the model."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import warnings
 from collections.abc import Callable
@@ -90,7 +89,7 @@ def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...
     deprecated flags still work, hidden from ``--help``, and say what replaces them."""
     for c in choices(cls, only):
         names = [c.flag] + ([c.short] if c.short else [])
-        kwargs: dict[str, Any] = {"dest": c.name, "default": c.default}
+        kwargs: dict[str, Any] = {"dest": c.dest, "default": c.default}
         text = c.help
         if c.kind == "choice":
             kwargs["choices"] = list(c.table or ())
@@ -111,8 +110,7 @@ def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...
 def options_from_args(cls: type, args: argparse.Namespace) -> Any:
     """The options object from the parsed flags (fields without a flag keep their default);
     the memory budget is checked here, before any work."""
-    opts = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                  if hasattr(args, f.name)})
+    opts = cls(**{c.name: getattr(args, c.dest) for c in choices(cls) if hasattr(args, c.dest)})
     if isinstance(opts, DeconvOptions):
         _ = opts.budget          # a bad MIRDECONV_MEMORY is refused now
     return opts

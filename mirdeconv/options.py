@@ -8,6 +8,10 @@ the app:
 * :class:`SoundOptions`: how a deconvolution becomes sound (reading, sign, output rate,
   normalisation, file format).
 
+A third, :class:`mirdeconv.explanations.ExplainOptions` (how a class explanation is made),
+is built the same way beside the explanations' own tables, which this module cannot import;
+:func:`choices` reads all three.
+
 Their choices come from the tables below (name -> what it means); the command line's flags
 and ``--help``, and the app's pickers, are generated from the same tables, so a new choice
 is one table row.  The methods are data, as in captum where deconvnet and guided backprop

@@ -42,7 +42,7 @@ from .errors import (
     UnsupportedAudioError,
     UnsupportedGraphError,
 )
-from .explanations import Explanation, explain
+from .explanations import ExplainOptions, Explanation, explain
 from .loading import load_model
 from .model import FrozenModel
 from .options import DeconvOptions, SoundOptions
@@ -52,7 +52,7 @@ __version__ = "0.1.0"
 __all__ = [
     "load_model", "deconvolve", "auralise", "analyse", "explain", "predict", "FrozenModel",
     "DeconvResult", "Explanation",
-    "Auralisation", "AnalysisResult", "DeconvOptions", "SoundOptions", "audio", "errors",
+    "Auralisation", "AnalysisResult", "DeconvOptions", "SoundOptions", "ExplainOptions", "audio", "errors",
     "options", "representations", "MirdeconvError", "AudioError", "AudioFileNotFoundError",
     "UnsupportedAudioError", "InvalidAudioError", "SilentAudioError", "AudioTooShortError",
     "ModelError", "ModelLoadError", "UnsafeModelError", "NoFeatureLayersError",

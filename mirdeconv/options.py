@@ -8,6 +8,10 @@ the app:
 * :class:`SoundOptions`: how a deconvolution becomes sound (reading, sign, output rate,
   normalisation, file format).
 
+A third, :class:`mirdeconv.explanations.ExplainOptions` (how a class explanation is made),
+is built the same way beside the explanations' own tables, which this module cannot import;
+:func:`choices` reads all three.
+
 Their choices come from the tables below (name -> what it means); the command line's flags
 and ``--help``, and the app's pickers, are generated from the same tables, so a new choice
 is one table row.  The methods are data, as in captum where deconvnet and guided backprop
@@ -195,7 +199,7 @@ class DeconvOptions:
     mode: str = field(default="auto", metadata=_choice(MODES, "Mode"))
     precision: str = field(default="float32", metadata=_choice(PRECISIONS, "Precision"))
     memory: int | None = field(default=None, metadata={
-        "label": "Memory", "help": f"memory budget of the work (e.g. 2G; default: "
+        "label": "Memory", "kind": "size", "help": f"memory budget of the work (e.g. 2G; default: "
                                    f"MIRDECONV_MEMORY or {DEFAULT_MEMORY / 2**30:g}G, from this "
                                    "machine's RAM)"})
 
@@ -372,6 +376,7 @@ NUMBERS: dict[str, Number] = {
     "seconds": Number(False, 0, note="0: the whole track"),
     "steps": Number(True, 1),
     "samples": Number(True, 1),
+    "copies": Number(True, 1),
     "noise": Number(False, 0),
     "seed": Number(True, 0),
     "top": Number(True, 1),
@@ -635,6 +640,15 @@ class Choice:
         Every choice with its meaning, or the field's own help.
     names : dict
         Short names of some choices for pickers (``{"map": "whole feature map"}``).
+    kind : {"choice", "number", "size", "text"}
+        What the value is: one of ``table``, a number of :data:`NUMBERS` (``number``), a
+        size such as ``2G``, or free text (a layer's name).
+    number : str or None
+        The :data:`NUMBERS` entry of a number.
+    flag : str
+        The command line's flag (``--output-sr``; a field's metadata may name another).
+    aliases : tuple of str
+        Deprecated flags that still work (and say so).
     """
 
     name: str
@@ -644,11 +658,22 @@ class Choice:
     short: str | None
     help: str
     names: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "choice"
+    number: str | None = None
+    flag: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps the flag's value (``--explained-output``: ``explained_output``;
+        not the field's name when another flag of the command has it)."""
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 def choices(cls: type, only: Iterable[str] | None = None) -> list[Choice]:
-    """The options of ``cls`` (:class:`DeconvOptions`, :class:`SoundOptions`) in field order,
-    for the CLI's flags and the app's pickers."""
+    """The options of ``cls`` (:class:`DeconvOptions`, :class:`SoundOptions`,
+    :class:`mirdeconv.explanations.ExplainOptions`) in field order, for the CLI's flags and the
+    app's pickers."""
     wanted = None if only is None else set(only)
     out = []
     for f in dataclasses.fields(cls):
@@ -657,8 +682,14 @@ def choices(cls: type, only: Iterable[str] | None = None) -> list[Choice]:
         meta, table = f.metadata, f.metadata.get("choices")
         text = meta.get("help") or "; ".join(
             f"{k}: {getattr(v, 'description', v)}" for k, v in (table or {}).items())
+        if callable(text):                        # read from a table now (a row added later)
+            text = text()
+        kind = ("choice" if table is not None else "number" if "number" in meta
+                else meta.get("kind", "size"))
         out.append(Choice(f.name, meta.get("label", f.name), f.default, table, meta.get("short"),
-                          text, meta.get("names", {})))
+                          text, meta.get("names", {}), kind, meta.get("number"),
+                          meta.get("flag", "--" + f.name.replace("_", "-")),
+                          tuple(meta.get("aliases", ()))))
     return out
 
 

@@ -279,3 +279,36 @@ def test_tags_view_explains_a_tag_and_runs_the_sanity_check(app, monkeypatch):
     assert any("## Selectivity of the auralisations" in m.value for m in at.markdown)
     at.run()
     assert at.button(key="sanity").label.startswith("Show the sanity check (kept")
+
+
+def test_explain_pickers_come_from_the_method_table(monkeypatch):
+    """The Tags view's method and output pickers are generated from ExplainOptions: a method
+    added as one row of ATTRIBUTIONS is offered; the default is ExplainOptions'; the sidebar's
+    layer is kept only by a method that takes one."""
+    from streamlit.testing.v1 import AppTest
+
+    from mirdeconv.explanations import ATTRIBUTIONS, Attribution, ExplainOptions
+
+    monkeypatch.setitem(ATTRIBUTIONS, "doubled", Attribution(
+        "doubled", "saliency", "twice the plain gradient (a test's row)", weight=lambda x, b: 2.0))
+
+    def page():
+        import streamlit as st
+
+        from mirdeconv.app.tags_view import explain_pickers
+
+        opts = explain_pickers(st.columns(2), "3CNN")
+        st.caption(f"{opts.method} {opts.output} {opts.layer}")
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert at.selectbox(key="xmethod").options == list(ATTRIBUTIONS)
+    assert "doubled" in at.selectbox(key="xmethod").options
+    assert at.selectbox(key="xmethod").value == ExplainOptions().method
+    assert at.radio(key="xoutput").options == ["logit", "probability"]
+    assert at.caption[0].value == "saliency logit None"        # saliency takes no layer
+    at.selectbox(key="xmethod").set_value("gradcam").run()
+    assert at.caption[0].value == "gradcam logit 3CNN"
+    at.selectbox(key="xmethod").set_value("doubled").run()
+    at.radio(key="xoutput").set_value("probability").run()
+    assert at.caption[0].value == "doubled probability None" and not at.exception

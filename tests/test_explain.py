@@ -146,16 +146,16 @@ def test_smoothgrad_with_the_same_noise(keras, net):
     by the noise level times the patch's value range."""
     model, fm, track = net
     P = _patches(track.frames)
-    samples, level, seed = 5, 0.2, 7
+    copies, level, seed = 5, 0.2, 7
     grads = []
-    for k in range(samples):
+    for k in range(copies):
         noisy = np.stack([
             P[i] + (level * (P[i].max() - P[i].min())
                     * np.random.default_rng([seed, i, k]).standard_normal(P[i].shape)).astype(np.float32)
             for i in range(len(P))])
         grads.append(_tape(keras, model, noisy, 2))
     want = _overlap_add(np.mean(grads, axis=0))
-    got = explain(fm, track=track, tag="keys", method="smoothgrad", samples=samples, noise=level,
+    got = explain(fm, track=track, tag="keys", method="smoothgrad", copies=copies, noise=level,
                   seed=seed)
     np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
 
@@ -197,8 +197,9 @@ def test_gradcam_equals_its_definition(keras, net):
     np.testing.assert_allclose(got.masks[0], want, rtol=0, atol=1e-5 * np.abs(want).max())
     with pytest.raises(InvalidOptionError, match="gradcam needs a layer: one of c1, c2"):
         explain(fm, track=track, tag="bass", method="gradcam")
-    with pytest.raises(InvalidOptionError, match="saliency takes no layer"):
-        explain(fm, track=track, tag="bass", layer="c2")
+    plain = explain(fm, track=track, tag="bass")             # a method that takes no layer
+    ignored = explain(fm, track=track, tag="bass", layer="c2")    # ignores one
+    np.testing.assert_array_equal(ignored.masks, plain.masks)
 
 
 def test_several_tags_at_once_equal_one_at_a_time(net):
@@ -472,3 +473,142 @@ def test_musicnn_hears_drums_in_the_percussive_part(zoo_cache, method):
     f = faithfulness(model, e, steps=10)           # measured: deletion 0.04-0.06, random 0.13
     assert f.deletion_area[0] < 0.6 * f.deletion_random_area[0]
     assert f.ad[0] > 50                             # the mask alone does not keep "drums"
+
+
+# -- ExplainOptions: every setting of an explanation, one default each, flags and pickers -----
+def _doubled():
+    """A method added as one row: twice the gradient, reading ``steps`` (to be seen in its
+    help) and taking no layer."""
+    from mirdeconv.explanations import Attribution
+
+    return Attribution("doubled", "saliency", "twice the plain gradient (a test's row)",
+                       weight=lambda x, b: 2.0, uses=("steps",))
+
+
+def test_a_new_method_is_one_row_of_the_table(net, monkeypatch, capsys):
+    """One row added to ATTRIBUTIONS: explain runs it, and ``mirdeconv explain --help`` lists it
+    with what it reads (the app's picker: tests/test_app.py)."""
+    import dataclasses
+
+    from mirdeconv.cli import main
+
+    _, fm, track = net
+    monkeypatch.setitem(ATTRIBUTIONS, "doubled", _doubled())
+    got = explain(fm, track=track, tag="bass", method="doubled")
+    want = explain(fm, track=track, tag="bass", method="saliency")
+    np.testing.assert_allclose(got.masks, 2 * want.masks, rtol=1e-6)
+    assert got.completeness is None and got.method == "doubled"
+    assert main(["explain", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{deconvnet,guided,saliency,gradient_x_input,integrated_gradients,smoothgrad,gradcam," \
+           "doubled}" in text
+    assert "doubled: twice the plain gradient (a test's row) (reads steps)" in text
+    assert "read by: integrated_gradients, doubled" in text
+    # completeness is what a row says it reports, whatever its name
+    monkeypatch.setitem(ATTRIBUTIONS, "ig", dataclasses.replace(
+        ATTRIBUTIONS["integrated_gradients"], name="ig"))
+    ig = explain(fm, track=track, tag="bass", method="ig", steps=4)
+    assert ig.completeness is not None and ig.baseline_scores is not None
+
+
+def test_explain_options_are_one_object_with_one_default_each(net):
+    from mirdeconv.explanations import DEFAULT_METHOD, ExplainOptions
+    from mirdeconv.options import choices
+
+    _, fm, track = net
+    o = ExplainOptions()
+    assert (o.method, o.output, o.layer) == (DEFAULT_METHOD, "logit", None) == ("saliency", "logit",
+                                                                                 None)
+    assert mirdeconv.ExplainOptions is ExplainOptions
+    assert [c.name for c in choices(ExplainOptions)] == ["method", "output", "steps", "copies",
+                                                         "noise", "seed", "layer"]
+    import inspect
+
+    sig = inspect.signature(explain).parameters
+    assert all(sig[k].default == getattr(o, k) for k in ("method", "output", "steps", "copies",
+                                                         "noise", "seed", "layer"))
+    # a method that takes no layer ignores one; Grad-CAM keeps it
+    assert ExplainOptions(layer="c2").layer is None
+    assert ExplainOptions(method="gradcam", layer="c2").key() == {
+        "method": "gradcam", "output": "logit", "layer": "c2"}
+    assert ExplainOptions(method="smoothgrad").key() == {
+        "method": "smoothgrad", "output": "logit", "copies": 16, "noise": 0.15, "seed": 0}
+    # the numbers checked by options.NUMBERS, the choices by their tables
+    for bad, match in (({"copies": 0}, "copies must be an integer of at least 1"),
+                       ({"steps": 1.5}, "steps must be an integer"),
+                       ({"noise": -1.0}, "noise must be a number of at least 0"),
+                       ({"method": "lime"}, "method must be one of deconvnet"),
+                       ({"output": "target"}, "output must be one of logit, probability")):
+        with pytest.raises(InvalidOptionError, match=match):
+            ExplainOptions(**bad)
+    # options= is the keywords in one object; not both
+    opts = ExplainOptions(method="gradient_x_input", output="probability")
+    a = explain(fm, track=track, tag="keys", options=opts)
+    b = explain(fm, track=track, tag="keys", method="gradient_x_input", output="probability")
+    np.testing.assert_array_equal(a.masks, b.masks)
+    with pytest.raises(InvalidOptionError, match="give method either as keyword or in the "
+                                                 "ExplainOptions"):
+        explain(fm, track=track, tag="keys", options=opts, method="guided")
+    # the old name of copies still works, and says so
+    with pytest.warns(DeprecationWarning, match="copies="):
+        old = explain(fm, track=track, tag="keys", method="smoothgrad", samples=2)
+    assert old.settings.samples == 2
+
+
+def test_the_default_method_is_written_once():
+    """No default of a method is typed again: in the library, the CLI and the app every
+    default of "saliency" (a keyword default, a field's or flag's ``default=``, a picker's
+    ``index("saliency")``) is ExplainOptions' field, once."""
+    import ast
+
+    root = Path(mirdeconv.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            consts: list[ast.AST] = []
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                consts += node.args.defaults + [d for d in node.args.kw_defaults if d]
+            elif isinstance(node, ast.Call):
+                consts += [k.value for k in node.keywords if k.arg == "default"]
+                if isinstance(node.func, ast.Attribute) and node.func.attr == "index":
+                    consts += node.args
+            found += [f"{path.relative_to(root)}:{c.lineno}" for c in consts
+                      if isinstance(c, ast.Constant) and c.value == "saliency"]
+    assert len(found) == 1 and found[0].startswith("explanations/options.py:"), found
+
+
+def test_explain_flags_are_the_library_names_and_old_ones_still_work(capsys):
+    """``--explained-output`` is explain(output=) (``--output`` stays the frozen graph's
+    prediction tensor, as in every command, and ``--out`` the folder: argparse takes an exact
+    flag before a prefix); ``--target`` and ``--samples`` still work and say what replaced
+    them."""
+    from mirdeconv.cli import build_parser
+    from mirdeconv.cli.common import options_from_args
+    from mirdeconv.explanations import ExplainOptions
+
+    parser = build_parser()
+    base = ["explain", "m.keras", "song.wav"]
+    args = parser.parse_args(base + ["--explained-output", "probability", "--out", "o",
+                                     "--output", "dense/Sigmoid", "--copies", "3", "-l", "c2"])
+    assert (args.out, args.output) == ("o", "dense/Sigmoid")
+    assert options_from_args(ExplainOptions, args) == ExplainOptions(output="probability",
+                                                                     copies=3)
+    args = parser.parse_args(base + ["-o", "o", "-m", "gradcam", "-l", "c2"])
+    assert options_from_args(ExplainOptions, args) == ExplainOptions(method="gradcam",
+                                                                     layer="c2")
+    capsys.readouterr()
+    with pytest.warns(DeprecationWarning) as caught:
+        args = parser.parse_args(base + ["--target", "probability", "--samples", "5", "--out",
+                                         "o"])
+    assert [str(w.message) for w in caught] == ["--target is deprecated; use --explained-output",
+                                                "--samples is deprecated; use --copies"]
+    assert options_from_args(ExplainOptions, args) == ExplainOptions(output="probability",
+                                                                     copies=5)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["mirdeconv: note: --target is deprecated; use --explained-output",
+                   "mirdeconv: note: --samples is deprecated; use --copies"]
+    with pytest.raises(SystemExit):                  # the alias keeps its choices
+        parser.parse_args(base + ["--target", "map", "--out", "o"])
+    help_text = parser._subparsers._group_actions[0].choices["explain"].format_help()
+    assert "--target" not in help_text.replace("(formerly --target)", "")

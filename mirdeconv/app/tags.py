@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidOptionError
-from ..explanations import Explanation, audio_faithfulness, explain, explanation_sound, faithfulness
+from ..explanations import (
+    ExplainOptions,
+    Explanation,
+    audio_faithfulness,
+    explain,
+    explanation_sound,
+    faithfulness,
+)
 from ..explanations.targets import output_target
 from ..plot import mask_figure
 from ..prediction import predict
@@ -44,13 +51,11 @@ def top_tags(model: Any, y: np.ndarray, sr: int, n: int = TOP_TAGS) -> list[tupl
     return [(int(i), labels[i] if i < len(labels) else str(i), float(mean[i])) for i in order]
 
 
-def tag_explanation(model: Any, y: np.ndarray, sr: int, tag: int, method: str, output: str,
-                    layer: str | None) -> Explanation:
-    """One tag's explanation (Grad-CAM at ``layer``, the other methods ignore it)."""
-    from ..explanations import ATTRIBUTIONS
-
-    return explain(model, y, sr, tag=tag, method=method, output=output,
-                   layer=layer if ATTRIBUTIONS[method].layer else None)
+def tag_explanation(model: Any, y: np.ndarray, sr: int, tag: int, options: ExplainOptions
+                    ) -> Explanation:
+    """One tag's explanation (a method that takes a layer at ``options.layer``; the others
+    ignore it)."""
+    return explain(model, y, sr, tag=tag, options=options)
 
 
 def explanation_media(expl: Explanation) -> tuple[bytes, bytes, bytes]:

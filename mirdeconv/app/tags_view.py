@@ -9,12 +9,40 @@ import numpy as np
 import streamlit as st
 
 from ..errors import MirdeconvError
-from ..explanations import ATTRIBUTIONS, OUTPUTS
+from ..explanations import ExplainOptions
+from ..options import choices
 from ..sanity import PASS_BELOW
 from . import tags
 
-METHOD_HELP = "\n".join(f"- **{name}**" + (" (at the sidebar's layer)" if row.layer else "")
-                        for name, row in ATTRIBUTIONS.items())
+#: The pickers of the Tags view: fields of :class:`ExplainOptions` (the others keep their
+#: defaults; the layer is the sidebar's), each a widget of the same key with an ``x`` before
+#: it (``xmethod``).
+PICKED = ("method", "output")
+
+
+def _entry(name: str, row: Any) -> str:
+    """One choice in a picker's help: its meaning, and for a method what its row says."""
+    text = f"- **{name}**: {getattr(row, 'description', row)}"
+    if getattr(row, "layer", False):
+        text += " (at the sidebar's layer)"
+    return text
+
+
+def explain_pickers(cols: list[Any], layer: str | None) -> ExplainOptions:
+    """One picker per field of :data:`PICKED`, generated from :class:`ExplainOptions` and its
+    tables (a method added to :data:`mirdeconv.explanations.ATTRIBUTIONS` appears by itself);
+    the options with the sidebar's ``layer`` (kept only by a method that takes one)."""
+    values: dict[str, Any] = {}
+    for col, c in zip(cols, choices(ExplainOptions, PICKED)):
+        keys = list(c.table or ())
+        help_text = "\n".join(_entry(k, v) for k, v in (c.table or {}).items())
+        if len(keys) > 2:
+            values[c.name] = col.selectbox(c.label, keys, index=keys.index(c.default),
+                                           key="x" + c.name, help=help_text)
+        else:
+            values[c.name] = col.radio(c.label, keys, index=keys.index(c.default),
+                                       key="x" + c.name, horizontal=True, help=help_text)
+    return ExplainOptions(**values, layer=layer)
 
 
 @st.cache_data(show_spinner="Finding the track's top tags ...", max_entries=8)
@@ -24,11 +52,11 @@ def _top_tags(model_key: str, track_key: str, _model: Any, _y: np.ndarray, sr: i
 
 @st.cache_data(show_spinner="Explaining the tag and feeding the explanation back ...",
                max_entries=16)
-def _explained(model_key: str, track_key: str, tag: int, method: str, output: str,
-               layer: str | None, _model: Any, _y: np.ndarray, sr: int) -> dict[str, Any]:
+def _explained(model_key: str, track_key: str, tag: int, options: dict[str, Any],
+               _model: Any, _y: np.ndarray, sr: int) -> dict[str, Any]:
     """The explanation's picture and sounds and its faithfulness figures (kept per key;
-    ``layer``: Grad-CAM's, None for the other methods)."""
-    expl = tags.tag_explanation(_model, _y, sr, tag, method, output, layer)
+    ``options``: :meth:`ExplainOptions.key`, what changes the result)."""
+    expl = tags.tag_explanation(_model, _y, sr, tag, ExplainOptions(**options))
     png, kept, removed = tags.explanation_media(expl)
     return {"png": png, "kept": kept, "removed": removed, "score": float(expl.scores[0]),
             "probability": float(expl.probabilities[0]), "n_patches": expl.n_patches,
@@ -49,23 +77,19 @@ def tags_view(ctx: dict) -> None:
     except MirdeconvError as exc:
         st.info(f"{view.name} has no tags to explain: {exc}")
         return
-    cols = st.columns(3)
+    cols = st.columns(1 + len(PICKED))
     i = cols[0].selectbox("Tag", range(len(tops)), key="tag",
                           format_func=lambda i: f"{tops[i][1]} ({tops[i][2]:.2f})")
-    methods = list(ATTRIBUTIONS)
-    method = cols[1].selectbox("Method", methods, index=methods.index("saliency"), key="xmethod",
-                               help=METHOD_HELP)
-    output = cols[2].radio("Explain its", list(OUTPUTS), key="xoutput", horizontal=True)
-    layer = ctx["layer"].name if ATTRIBUTIONS[method].layer else ""
+    opts = explain_pickers(cols[1:], ctx["layer"].name)
     try:
-        out = _explained(model_key, track_key, tops[i][0], method, output, layer or None,
-                         view.model, ctx["y"], ctx["sr"])
+        out = _explained(model_key, track_key, tops[i][0], opts.key(), view.model, ctx["y"],
+                         ctx["sr"])
     except MirdeconvError as exc:
-        st.error(f"{tops[i][1]} cannot be explained with {method}: {exc}")
+        st.error(f"{tops[i][1]} cannot be explained with {opts.method}: {exc}")
         return
-    st.caption(f"{view.name}: {tops[i][1]}, {output} {out['score']:.3g} (probability "
-               f"{out['probability']:.2f}) averaged over {out['n_patches']} patches; {method}"
-               + (f" at {layer}" if layer else ""))
+    st.caption(f"{view.name}: {tops[i][1]}, {opts.output} {out['score']:.3g} (probability "
+               f"{out['probability']:.2f}) averaged over {out['n_patches']} patches; "
+               f"{opts.method}" + (f" at {opts.layer}" if opts.layer else ""))
     st.image(out["png"], width="stretch")
     left, right = st.columns(2)
     with left:

@@ -4,7 +4,8 @@ arguments, and opening the model."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,25 +66,53 @@ def representation_text(text: str) -> str:
         f"{text!r} is neither a preset ({', '.join(presets())}) nor an existing .json file")
 
 
+class _Deprecated(argparse.Action):
+    """A deprecated flag: still sets its option, and says once which flag replaces it (a line
+    on stderr, and a DeprecationWarning for programs)."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any
+                 ) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        text = f"{option_string} is deprecated; use {self.new}"
+        print(f"mirdeconv: note: {text}", file=sys.stderr)
+        warnings.warn(text, DeprecationWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
 def add_option_flags(p: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None
                      ) -> None:
     """Add a flag per field of an options class (``--method``, ``--output-sr`` ...), with its
-    choices, default and help from :mod:`mirdeconv.options`."""
+    choices, default and help from :mod:`mirdeconv.options` (and, for
+    :class:`mirdeconv.explanations.ExplainOptions`, from the method table); a field's
+    deprecated flags still work, hidden from ``--help``, and say what replaces them."""
     for c in choices(cls, only):
-        names = ["--" + c.name.replace("_", "-")] + ([c.short] if c.short else [])
-        if c.table is not None:
-            p.add_argument(*names, dest=c.name, choices=list(c.table), default=c.default,
-                           help=f"{c.help} (default: {c.default})".replace("%", "%%"))
-        else:
-            p.add_argument(*names, dest=c.name, type=_size, default=c.default,
-                           help=c.help.replace("%", "%%"))
+        names = [c.flag] + ([c.short] if c.short else [])
+        kwargs: dict[str, Any] = {"dest": c.dest, "default": c.default}
+        text = c.help
+        if c.kind == "choice":
+            kwargs["choices"] = list(c.table or ())
+        elif c.kind == "number":
+            kwargs["type"] = number(c.number or c.name)
+        elif c.kind == "size":
+            kwargs["type"] = _size
+        if c.default is not None and c.kind != "size":
+            text += f" (default: {c.default})"
+        if c.aliases:
+            text += f" (formerly {', '.join(c.aliases)})"
+        p.add_argument(*names, help=text.replace("%", "%%"), **kwargs)
+        for alias in c.aliases:
+            p.add_argument(alias, action=_Deprecated, new=c.flag, help=argparse.SUPPRESS,
+                           **{**kwargs, "default": argparse.SUPPRESS})
 
 
 def options_from_args(cls: type, args: argparse.Namespace) -> Any:
     """The options object from the parsed flags (fields without a flag keep their default);
     the memory budget is checked here, before any work."""
-    opts = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                  if hasattr(args, f.name)})
+    opts = cls(**{c.name: getattr(args, c.dest) for c in choices(cls) if hasattr(args, c.dest)})
     if isinstance(opts, DeconvOptions):
         _ = opts.budget          # a bad MIRDECONV_MEMORY is refused now
     return opts

@@ -35,13 +35,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .. import audio as audio_mod
     from ..engine import spill_track
     from ..engine.memory import spill
-    from ..explanations import explain
+    from ..explanations import ExplainOptions, explain
     from ..explanations.files import save_explanation
     from ..explanations.sound import check_top_percent
     from ..options import DeconvOptions
     from ..store import prepare_folder
 
     sound = options_from_args(SoundOptions, args)
+    opts = options_from_args(ExplainOptions, args)
     if args.top_percent is not None:
         check_top_percent(args.top_percent)       # before any work
     prepare_folder(args.out)
@@ -52,15 +53,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     track = spill_track(rep.prepare(audio_mod.resample(y, sr, rep.sr), rep.sr),   # samples at
                         DeconvOptions().budget)                                   # their own rate
     y = spill(y)                                             # read back block by block
-    expl = explain(model, track=track, tag=tags, method=args.method, output=args.target,
-                   steps=args.steps, samples=args.samples, noise=args.noise, seed=args.seed,
-                   layer=args.layer, progress=True)
+    expl = explain(model, track=track, tag=tags, options=opts, progress=True)
     figures = None
     if args.faithfulness:
         from ..explanations import faithfulness
 
         figures = faithfulness(model, expl, top_percent=args.top_percent).table()
-    out = Path(args.out) / Path(args.audio).stem / args.method
+    out = Path(args.out) / Path(args.audio).stem / opts.method
     files = save_explanation(expl, out, sound=sound, top_percent=args.top_percent, audio=y, sr=sr,
                              png=not args.no_png, figures=figures)
     for t, tag in enumerate(expl.tags):
@@ -87,7 +86,7 @@ def predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def explain_args(p: argparse.ArgumentParser) -> None:
-    from ..explanations import ATTRIBUTIONS, OUTPUTS, Settings
+    from ..explanations import ExplainOptions
 
     model_args(p)
     p.add_argument("audio", help="audio file")
@@ -95,18 +94,7 @@ def explain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", action="append",
                    help="a tag (label or class index) to explain; repeat for more (default: the "
                         "model's top tag)")
-    p.add_argument("--method", "-m", default="saliency", choices=list(ATTRIBUTIONS),
-                   help="attribution method (default: saliency)")
-    p.add_argument("--target", default="logit", choices=list(OUTPUTS),
-                   help="explain the tag's logit or its probability (default: logit)")
-    p.add_argument("--layer", "-l", help="Grad-CAM's layer (see `mirdeconv layers`)")
-    p.add_argument("--steps", type=number("steps"), default=Settings.steps,
-                   help=f"integrated gradients' steps (default {Settings.steps})")
-    p.add_argument("--samples", type=number("samples"), default=Settings.samples,
-                   help=f"SmoothGrad's noisy copies (default {Settings.samples})")
-    p.add_argument("--noise", type=number("noise"), default=Settings.noise,
-                   help=f"SmoothGrad's noise, a fraction of each patch's range (default {Settings.noise})")
-    p.add_argument("--seed", type=number("seed"), default=Settings.seed, help="SmoothGrad's random seed")
+    add_option_flags(p, ExplainOptions)
     p.add_argument("--top-percent", type=number("top_percent"),
                    help="keep only the strongest PERCENT of the explanation (a binary mask)")
     p.add_argument("--sign", choices=list(SIGNS), default="positive",

@@ -2,6 +2,7 @@
 
 * :mod:`.targets`: the explained tensor (logit or probability) and the tags' classes;
 * :mod:`.methods`: the attribution methods, rows of one table (:data:`ATTRIBUTIONS`);
+* :mod:`.options`: :class:`ExplainOptions`, every setting of an explanation and its default;
 * :mod:`.api`: :func:`explain` and :class:`Explanation`, patches averaged as predictions are;
 * :mod:`.sound`: the explanation and its complement made audible;
 * :mod:`.measures`: the inputs masked in and out fed back (L-MAC's figures, deletion
@@ -12,9 +13,11 @@
 from .api import Explanation, explain
 from .measures import FIGURES, Faithfulness, audio_faithfulness, faithfulness
 from .methods import ATTRIBUTIONS, Attribution, Settings
+from .options import DEFAULT_METHOD, ExplainOptions
 from .sound import EXPLANATION_SOUND, explanation_sound, unit_masks
 from .targets import OUTPUTS, output_target, tag_indices
 
-__all__ = ["explain", "Explanation", "faithfulness", "audio_faithfulness", "Faithfulness",
+__all__ = ["explain", "Explanation", "ExplainOptions", "DEFAULT_METHOD", "faithfulness",
+           "audio_faithfulness", "Faithfulness",
            "FIGURES", "ATTRIBUTIONS", "Attribution", "Settings", "OUTPUTS", "output_target", "tag_indices",
            "explanation_sound", "unit_masks", "EXPLANATION_SOUND"]

@@ -20,6 +20,7 @@ they pass a sixteenth of the budget (:func:`mirdeconv.engine.memory.mask_array`)
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,10 +32,11 @@ from ..engine.patches import Patching, normalize_track, patch_input, plan_patche
 from ..errors import InvalidOptionError, MemoryBudgetError
 from ..graph import LayerInfo
 from ..model import FrozenModel
-from ..options import DeconvOptions
+from ..options import DeconvOptions, resolve
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .methods import Attribution, Batch, Settings, attribution
+from .methods import Attribution, Batch, Settings
+from .options import ExplainOptions
 from .targets import OutputTarget, output_target, tag_indices
 
 __all__ = ["Explanation", "ExplanationPlan", "explain", "plan_explanation", "track_inputs",
@@ -52,6 +54,8 @@ TAGS_PER_PASS = 4
 #: batch size (``Check failed: dtype() == expected_dtype``).
 BATCH_FRAMES = 1024
 BATCH_ITEMS = 16
+
+_DEFAULTS = ExplainOptions()
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,9 @@ class Explanation:
     baseline_scores : np.ndarray or None
         ``scores`` for digital silence (integrated gradients).
     completeness : np.ndarray or None
-        Integrated gradients: ``|sum(attributions) - (score - baseline score)|`` relative to
-        ``|score - baseline score|``, per tag.
+        A method whose row reports completeness (integrated gradients):
+        ``|sum(attributions) - (score - baseline score)|`` relative to ``|score - baseline
+        score|``, per tag.
     method, output : str
     settings : Settings
     n_patches : int
@@ -140,16 +145,18 @@ def explain(
     sr: float | None = None,
     *,
     tag: str | int | Sequence[str | int] | None = None,
-    method: str = "saliency",
-    output: str = "logit",
-    steps: int = Settings.steps,
-    samples: int = Settings.samples,
-    noise: float = Settings.noise,
-    seed: int = Settings.seed,
+    method: str = _DEFAULTS.method,
+    output: str = _DEFAULTS.output,
+    steps: int = _DEFAULTS.steps,
+    copies: int = _DEFAULTS.copies,
+    noise: float = _DEFAULTS.noise,
+    seed: int = _DEFAULTS.seed,
     layer: str | int | None = None,
     track: TrackInput | None = None,
     memory: int | str | None = None,
     progress: ProgressArg = False,
+    options: ExplainOptions | None = None,
+    samples: int | None = None,
 ) -> Explanation:
     """Explain a model's output for some tags: which bins of which frames raised it.
 
@@ -165,16 +172,17 @@ def explain(
         Labels (case-insensitive) or class indices (default: the class the model gives the
         highest mean probability).
     method : str
-        A row of :data:`mirdeconv.explanations.ATTRIBUTIONS`.
+        A row of :data:`mirdeconv.explanations.ATTRIBUTIONS` (default ``"saliency"``).
     output : {"logit", "probability"}
         The output's logit (before its sigmoid or softmax) or the probability itself.
     steps : int
-        Integrated gradients' points on the path from silence.
-    samples, noise, seed : int, float, int
-        SmoothGrad's noisy copies, their noise (a fraction of each patch's value range) and
-        the random seed.
+        Points on the path from silence (integrated gradients).
+    copies, noise, seed : int, float, int
+        Noisy copies of each patch, their noise (a fraction of each patch's value range) and
+        the random seed (SmoothGrad).
     layer : str or int, optional
-        Grad-CAM's layer (a name or position in ``model.layers``; required by ``gradcam``).
+        The layer of a method that takes one (a name or position in ``model.layers``;
+        required by ``gradcam``); the other methods ignore it.
     track : TrackInput, optional
         A precomputed ``model.representation.prepare(audio, sr)``.
     memory : int or str, optional
@@ -183,6 +191,11 @@ def explain(
         are sized to an eighth of it (:func:`plan_explanation`).
     progress : bool or callable
         True for a tqdm bar, or ``callable(done, total)`` after every batch.
+    options : ExplainOptions, optional
+        ``method``, ``output``, ``steps``, ``copies``, ``noise``, ``seed`` and ``layer`` in
+        one object (then not as keywords as well).
+    samples : int, optional
+        Deprecated name of ``copies`` (a DeprecationWarning).
 
     Returns
     -------
@@ -201,13 +214,19 @@ def explain(
     AudioError
         Unusable audio.
     """
+    if samples is not None:
+        warnings.warn("explain(samples=) is now copies= (SmoothGrad's noisy copies)",
+                      DeprecationWarning, stacklevel=2)
+        copies = samples
+    opts = resolve(ExplainOptions, options, {
+        "method": method, "output": output, "steps": steps, "copies": copies, "noise": noise,
+        "seed": seed, "layer": layer})
+    method, output, row, settings = opts.method, opts.output, opts.row, opts.settings
     model = check_model(model)
-    row = attribution(method)
-    settings = Settings(steps, samples, noise, seed)
     budget = DeconvOptions(memory=memory).budget
     target = output_target(model, output)
     idx = None if tag is None else tag_indices(model, tag, target.n_classes)
-    info = _layer(model, row, layer)
+    info = _layer(model, row, opts.layer)
     if row.baseline and not has_silence(model):
         raise InvalidOptionError(
             f"{row.name} starts from digital silence, which has no fixed value for {model.name}: "
@@ -235,7 +254,7 @@ def explain(
     release_pages(masks)
     scores, probs = _scores(model, target, frames, patching, idx, items=plan.items)
     base_scores = completeness = None
-    if row.name == "integrated_gradients":
+    if row.completeness:
         base_scores, _ = _scores(model, target, base, patching, idx, fill=patch_fill(model, frames),
                                  items=plan.items)
         delta = scores.astype(np.float64) - base_scores
@@ -357,10 +376,8 @@ def silence_frame(model: FrozenModel) -> np.ndarray:
 
 
 def _layer(model: FrozenModel, row: Attribution, layer: str | int | None) -> LayerInfo | None:
-    """Grad-CAM's layer (None for the other methods)."""
+    """The layer of a method that takes one (None for the others, which ignore it)."""
     if not row.layer:
-        if layer is not None:
-            raise InvalidOptionError(f"method {row.name} takes no layer (gradcam does)")
         return None
     if layer is None:
         raise InvalidOptionError(f"method {row.name} needs a layer: one of "

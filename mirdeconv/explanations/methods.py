@@ -47,8 +47,10 @@ __all__ = ["Settings", "Batch", "Attribution", "ATTRIBUTIONS", "attribution",
 
 @dataclass(frozen=True)
 class Settings:
-    """Integrated gradients' ``steps``; SmoothGrad's ``samples``, ``noise`` (a fraction of
-    each patch's value range) and ``seed``."""
+    """The numbers the rows read: integrated gradients' ``steps``; SmoothGrad's ``samples``
+    (its noisy copies: :attr:`ExplainOptions.copies <mirdeconv.explanations.ExplainOptions>`),
+    ``noise`` (a fraction of each patch's value range) and ``seed``
+    (:attr:`mirdeconv.explanations.ExplainOptions.settings`)."""
 
     steps: int = 32
     samples: int = 16
@@ -119,8 +121,15 @@ def _gradient(row: Attribution, bt: Batch) -> np.ndarray:
 class Attribution:
     """One method: the engine's ``rule``, how many ``count(settings)`` inputs per patch and
     which (``inputs``), the ``weight(x, b)`` that multiplies the mean gradient, and the
-    batch's ``contribution`` (T, B, *input) made of them; ``layer``: it needs a layer;
-    ``baseline``: it starts from digital silence."""
+    batch's ``contribution`` (T, B, *input) made of them.
+
+    What the front ends and :func:`mirdeconv.explain` read (never a method's name):
+    ``layer``: it takes a layer (the others ignore one); ``baseline``: it starts from
+    digital silence; ``completeness``: it reports how far its attributions' sum is from the
+    output's difference to the baseline (as captum's ``has_convergence_delta()``; needs
+    ``baseline``); ``uses``: the settings of :class:`mirdeconv.explanations.ExplainOptions`
+    it reads (``"steps"``, ``"copies"``, ``"noise"``, ``"seed"``).
+    """
 
     name: str
     rule: str
@@ -131,6 +140,12 @@ class Attribution:
     contribution: Callable[[Any, Batch], np.ndarray] = _gradient
     layer: bool = False
     baseline: bool = False
+    completeness: bool = False
+    uses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.completeness and not self.baseline:
+            raise ValueError(f"{self.name}: completeness is measured against the baseline")
 
 
 def bilinear_weights(n_out: int, n_in: int) -> np.ndarray:
@@ -176,9 +191,9 @@ ATTRIBUTIONS: dict[str, Attribution] = {a.name: a for a in (
     Attribution("integrated_gradients", "saliency",
                 "the gradient along the path from silence to the track, times their difference "
                 "(Sundararajan et al.)", count=lambda s: s.steps, inputs=_path,
-                weight=lambda x, b: x - b, baseline=True),
+                weight=lambda x, b: x - b, baseline=True, completeness=True, uses=("steps",)),
     Attribution("smoothgrad", "saliency", "the gradient averaged over noisy copies (Smilkov et al.)",
-                count=lambda s: s.samples, inputs=_noisy),
+                count=lambda s: s.samples, inputs=_noisy, uses=("copies", "noise", "seed")),
     Attribution("gradcam", "saliency", "the layer's maps weighted by their mean gradient "
                 "(Selvaraju et al.), resized to the input", contribution=_gradcam, layer=True),
 )}

@@ -177,8 +177,8 @@ def explanation_cascade(
     def compute(m: FrozenModel, method: str) -> np.ndarray:
         expl = explain(m, track=track, tag=kept["tag"], method=method, output=output,
                        steps=settings.steps,
-                       samples=settings.samples, noise=settings.noise, seed=settings.seed,
-                       layer=cam_layer if ATTRIBUTIONS[method].layer else None)
+                       copies=settings.samples, noise=settings.noise, seed=settings.seed,
+                       layer=cam_layer)             # ignored by a method that takes none
         kept["tag"], kept["name"] = expl.indices[0], expl.tags[0]
         return expl.masks
 

@@ -247,7 +247,7 @@ def _read(p: Path) -> tuple[np.ndarray, int, str, int, str]:
     name of the format ("FLAC", "MP3", ...), the frame count its reader reports, and what the
     decoder said when it failed (``""`` when it did not).
     """
-    import soundfile as sf
+    import soundfile as sf  # heavy: ~0.1 s (libsndfile through cffi), not at import mirdeconv
 
     try:
         f = sf.SoundFile(str(p))
@@ -271,7 +271,7 @@ def _read(p: Path) -> tuple[np.ndarray, int, str, int, str]:
 def _read_into(f, buf: np.ndarray, pos: int, block: int, stop: int) -> tuple[int, str]:
     """Decode ``f`` into ``buf[pos:stop]`` ``block`` frames at a time; (where it stopped, the
     decoder's complaint or ``""``)."""
-    import soundfile as sf
+    import soundfile as sf  # heavy: ~0.1 s (libsndfile through cffi), not at import mirdeconv
 
     while pos < stop:
         want = min(block, stop - pos)
@@ -288,7 +288,7 @@ def _read_into(f, buf: np.ndarray, pos: int, block: int, stop: int) -> tuple[int
 def _reread(p: Path, buf: np.ndarray, pos: int) -> int:
     """The block after ``pos`` failed to decode: decode it again with a fresh decoder in small
     blocks, to keep what precedes the failure.  Returns the new end (at least ``pos``)."""
-    import soundfile as sf
+    import soundfile as sf  # heavy: ~0.1 s (libsndfile through cffi), not at import mirdeconv
 
     try:
         with sf.SoundFile(str(p)) as g:
@@ -545,7 +545,7 @@ def integrity(path: str | os.PathLike, n_decoded: int) -> str:
     str
         The reasons, ``"; "``-separated; ``""`` when the file looks complete.
     """
-    import soundfile as sf
+    import soundfile as sf  # heavy: ~0.1 s (libsndfile through cffi), not at import mirdeconv
 
     p = Path(path)
     try:
@@ -568,7 +568,7 @@ def to_mono(y: np.ndarray) -> np.ndarray:
 
 def resample(y: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
     """Resample with librosa's high-quality soxr resampler (float32 out)."""
-    import librosa
+    import librosa  # heavy: its functions pull scipy and numba (seconds)
 
     if int(round(orig_sr)) == int(round(target_sr)):
         return np.asarray(y, dtype=np.float32)

@@ -7,17 +7,18 @@ first adapter that says it can open it (:mod:`mirdeconv.adapters`); a model file
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from . import registry
-from .adapters import get_adapter, guess_adapter
+from .adapters import ModelAdapter, get_adapter, guess_adapter
 from .errors import InvalidOptionError, ModelLoadError
 from .model import FrozenModel
 from .representations import Representation, from_dict, presets
-from .zoo import is_zoo_name
+from .zoo import ZOO, is_zoo_name
 
 __all__ = ["load_model", "sidecar_path", "resolve_representation"]
 
@@ -66,21 +67,19 @@ def _sidecar(path: Path) -> dict[str, Any]:
         raise ModelLoadError(f"unreadable model description {side}: {exc}") from None
 
 
-def _adapter_options(adapter: Any, options: dict[str, Any], sidecar: dict[str, Any]
+def _adapter_options(adapter: ModelAdapter, options: dict[str, Any], sidecar: dict[str, Any]
                      ) -> dict[str, Any]:
-    """The options for ``adapter``: those given (each must be one it takes), then the
-    sidecar's that it takes and that were not given."""
+    """The options for ``adapter``: those given (each must be one it takes: a parameter of
+    its ``open``), then the sidecar's that it takes and that were not given."""
     unknown = sorted(set(options) - set(adapter.options))
     if unknown:
-        import difflib
-
         hints = [f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(
             k, adapter.options, n=1)) else "" for k in unknown]
         raise InvalidOptionError(
             f"the {adapter.name} adapter takes no option "
             + ", ".join(f"{k!r}{h}" for k, h in zip(unknown, hints))
-            + f"; it takes {', '.join(adapter.options)} (and load_model's own representation, "
-              "adapter)")
+            + f"; it takes {', '.join(adapter.options) or 'none'} (and load_model's own "
+              "representation, adapter)")
     extra = {k: v for k, v in sidecar.items() if k in SIDECAR_KEYS and k in adapter.options}
     return {**extra, **options}
 
@@ -88,16 +87,13 @@ def _adapter_options(adapter: Any, options: dict[str, Any], sidecar: dict[str, A
 def _did_you_mean(name: str) -> str:
     """``"; did you mean 'mtt-vgg'?"`` for a name close to a zoo name or a plugin model id
     (``""`` when none is)."""
-    import difflib
-
-    from .zoo import ZOO
-
     known = [*ZOO, *registry.models()]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
     return f"; did you mean {' or '.join(map(repr, close))}? (`mirdeconv models` lists them)" if close else ""
 
 
-def load_model(source: Any, *, representation: Any = None, adapter: str | None = None,
+def load_model(source: Any, *, representation: Any = None,
+               adapter: str | type[ModelAdapter] | ModelAdapter | None = None,
                **options: Any) -> FrozenModel:
     """Open a model for deconvolution.
 
@@ -114,15 +110,16 @@ def load_model(source: Any, *, representation: Any = None, adapter: str | None =
         The model's input representation (an object, a preset name such as
         ``"choi2016-stft"`` or ``"musicnn"``, a dict, or a JSON file).  For files it may
         also come from ``NAME.mirdeconv.json`` beside the model.
-    adapter : str, optional
-        The adapter to open it with (``"keras"``, ``"essentia"``, ``"pb"``, ``"onnx"``,
-        ``"pytorch"``, or one an
-        installed package adds; see :func:`mirdeconv.adapters.list_adapters`); default: the
-        first that recognises the source.
+    adapter : str or ModelAdapter subclass, optional
+        The adapter to open it with: a name (``"keras"``, ``"essentia"``, ``"pb"``,
+        ``"onnx"``, ``"pytorch"``, or one an installed package adds; see
+        :func:`mirdeconv.adapters.list_adapters`), or an adapter class, registered or not
+        (:func:`mirdeconv.adapters.get_adapter`); default: the first that recognises the
+        source.
     **options
         Passed to the adapter (``input_axes``, ``labels``, ``name``, ``allow_unsafe``,
-        ``input``, ``output``, ``algorithm``, ``example_input``, ...) or to the plugin's
-        loader.
+        ``input``, ``output``, ``algorithm``, ``example_input``, ...: the parameters of its
+        ``open``) or to the plugin's loader.
 
     Returns
     -------
@@ -132,7 +129,8 @@ def load_model(source: Any, *, representation: Any = None, adapter: str | None =
     ------
     ModelLoadError, UnsafeModelError, NoFeatureLayersError
     InvalidOptionError
-        An option the adapter does not take (the message lists those it takes).
+        An option the adapter does not take (the message lists those it takes), or an
+        ``adapter`` that is neither a name nor an adapter class.
     """
     if isinstance(source, FrozenModel):
         return source

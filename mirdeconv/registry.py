@@ -24,8 +24,10 @@ The registry finds plugins in two places, and one broken plugin never hides the 
 
 Discovery imports each plugin once and caches the result (per value of
 ``MIRDECONV_PLUGIN_PATH``); :func:`refresh` looks again, as after installing a package in a
-running process.  Every model gets a stable id ``plugin:model``; :func:`mirdeconv.load_model`
-takes it.
+running process.  The entry points are read by the same mechanism as the model adapters'
+(:class:`mirdeconv.entrypoints.EntryPointRegistry`: one read of the installed packages for
+both groups, one lock, one refresh for both).  Every model gets a stable id
+``plugin:model``; :func:`mirdeconv.load_model` takes it.
 """
 
 from __future__ import annotations
@@ -33,13 +35,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .entrypoints import describe_error, load_group
+from .entrypoints import EntryPointRegistry, Loaded, describe_error, unknown_name
 from .errors import ModelLoadError
 from .options import environment
 
@@ -138,9 +139,9 @@ class _Failed(Exception):
     """An entry point that could not be loaded (its error already described)."""
 
 
-def _from_entry_points() -> list[PluginInfo]:
+def _from_entry_points(loaded: list[Loaded]) -> list[PluginInfo]:
     found = []
-    for ep in load_group(ENTRY_POINT_GROUP):
+    for ep in loaded:
         source = f"entry point {ep.name} = {ep.value}"
         try:
             if ep.error:
@@ -181,9 +182,8 @@ def _mark_duplicates(found: list[PluginInfo]) -> list[PluginInfo]:
     return found
 
 
-_lock = threading.Lock()
-_entry_points: list[PluginInfo] | None = None
-_folders: dict[tuple[Path, ...], list[PluginInfo]] = {}
+REGISTRY: EntryPointRegistry[list[PluginInfo]] = EntryPointRegistry(ENTRY_POINT_GROUP,
+                                                                     _from_entry_points)
 
 
 def discover() -> list[PluginInfo]:
@@ -192,24 +192,19 @@ def discover() -> list[PluginInfo]:
     Each plugin is imported once: the entry points on the first call, the folders of
     ``MIRDECONV_PLUGIN_PATH`` once per value of that variable (see :func:`refresh`).
     """
-    global _entry_points
     folders = environment().plugin_path
-    with _lock:
-        if _entry_points is None:
-            _entry_points = _from_entry_points()
-        if folders not in _folders:
-            _folders[folders] = [info for f in folders for info in _from_folder(f)]
-        found = [PluginInfo(i.name, i.source, i.status, i.error, i.plugin)
-                 for i in _entry_points + _folders[folders]]
+    from_eps = REGISTRY.discover()
+    from_folders = REGISTRY.memo(("folders", folders), lambda: [
+        info for f in folders for info in _from_folder(f)])
+    found = [PluginInfo(i.name, i.source, i.status, i.error, i.plugin)
+             for i in from_eps + from_folders]
     return _mark_duplicates(found)
 
 
 def refresh() -> list[PluginInfo]:
-    """Forget what was discovered and look again (entry points and folders)."""
-    global _entry_points
-    with _lock:
-        _entry_points = None
-        _folders.clear()
+    """Forget what was discovered and look again: the entry points (of plugins and of model
+    adapters alike, :func:`mirdeconv.entrypoints.refresh`) and the plugin folders."""
+    REGISTRY.refresh()
     return discover()
 
 
@@ -240,8 +235,8 @@ def load(model_id: str, **options: Any) -> Any:
     plugin_name, _, name = model_id.partition(":")
     infos = [i for i in discover() if i.name == plugin_name]
     if not infos:
-        known = ", ".join(sorted({i.name for i in discover()})) or "none"
-        raise ModelLoadError(f"no plugin named {plugin_name!r} (plugins: {known})")
+        raise ModelLoadError(unknown_name("plugin", plugin_name,
+                                          sorted({i.name for i in discover()}), "plugins"))
     info = infos[0]
     if info.status != "ok":
         raise ModelLoadError(f"plugin {plugin_name!r} failed to load: {info.error}")

@@ -82,7 +82,7 @@ def file_lock(path: str | os.PathLike, *, blocking: bool = True, owner: str = ""
     bool
         Whether the lock is held.
     """
-    import fcntl
+    import fcntl  # POSIX only: at the top it would stop `import mirdeconv` on Windows
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +155,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     OutputError
         Unsupported suffix, or the file cannot be written (e.g. the disk is full).
     """
-    import soundfile as sf
+    import soundfile as sf  # heavy: ~0.1 s (libsndfile through cffi); only to write audio
 
     path = Path(path)
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())

@@ -28,8 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
+from . import backend
 from .errors import MirdeconvError, ModelLoadError
+from .graph import FrozenGraph
+from .graph.canonical import canonicalise
+from .graph.conds import make_const
 from .options import env_value, environment
+from .store import atomic_path, save_json
 from .store import file_lock as cache_lock
 
 __all__ = ["ZOO", "ZooEntry", "fetch", "converted", "cache_dir", "cache_lock", "is_zoo_name", "ZooError",
@@ -88,8 +95,6 @@ def cache_dir() -> Path:
     env = environment().cache
     if env:
         return env
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("mirdeconv"))
 
 
@@ -262,8 +267,6 @@ def fetch(name: str, progress: Callable[[str], None] | None = None) -> Path:
                 raise
             except Exception as exc:  # TensorFlow's errors for broken graphs
                 raise ZooError(f"converting {key} failed: {exc}") from None
-            from .store import atomic_path, save_json
-
             folder.mkdir(parents=True, exist_ok=True)
             save_json(js.with_suffix(".json.part"), _metadata(entry, labels))
             with atomic_path(pb) as t:
@@ -281,11 +284,6 @@ def convert_checkpoint(folder: Path, outputs: list[str]) -> Any:
     ``is_training`` flag) becomes False and the ``tf.cond`` branches it selects are resolved,
     so no Switch, Merge or RandomUniform (dropout) is left.
     """
-    from . import backend
-    from .graph import FrozenGraph
-    from .graph.canonical import canonicalise
-    from .graph.conds import make_const
-
     tf = backend.tensorflow()
     meta = tf.compat.v1.MetaGraphDef()
     meta.ParseFromString((folder / ".meta").read_bytes())

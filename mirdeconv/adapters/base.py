@@ -10,11 +10,17 @@ entry-point group ``mirdeconv.adapters`` (see :mod:`mirdeconv.adapters`)::
     class MyAdapter(ModelAdapter):
         name = "mine"
         def guess_can_open(self, source) -> bool: ...
-        def open(self, source, **options) -> FrozenModel: ...
+        def open(self, source, *, representation=None, labels=None) -> FrozenModel: ...
+
+The keywords an adapter takes are read from its ``open`` signature (as xarray reads a
+backend's from ``open_dataset``): every parameter after the source but ``representation``
+(:func:`open_options`).  :func:`mirdeconv.load_model` refuses any other, naming these.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -23,7 +29,7 @@ from ..errors import ModelLoadError, message_of
 from ..model import FrozenModel
 from ..representations import Representation
 
-__all__ = ["ModelAdapter", "needs_representation", "freeze"]
+__all__ = ["ModelAdapter", "needs_representation", "freeze", "open_options"]
 
 
 def needs_representation(rep: Representation | None, what: str) -> Representation:
@@ -60,6 +66,16 @@ def freeze(call: Any, in_shape: tuple, what: str) -> Any:
                              f"{message_of(exc)}") from exc
 
 
+@functools.cache
+def open_options(adapter: type) -> tuple[str, ...]:
+    """The keywords ``adapter.open`` takes: its parameters after ``self`` and the source that
+    can be passed by name, but ``representation`` (which :func:`mirdeconv.load_model` always
+    passes); ``*args`` and ``**kwargs`` add none."""
+    params = list(inspect.signature(adapter.open).parameters.values())[2:]
+    return tuple(p.name for p in params if p.name != "representation" and p.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+
+
 class ModelAdapter(ABC):
     """Opens one family of models as :class:`~mirdeconv.model.FrozenModel`.
 
@@ -74,14 +90,19 @@ class ModelAdapter(ABC):
     description : str
         One line for people.
     options : tuple of str
-        The keyword options :meth:`open` takes besides ``representation`` (anything else
-        given to :func:`mirdeconv.load_model` is refused, naming these).
+        The keyword options :meth:`open` takes besides ``representation``, read from its
+        signature (:func:`open_options`); anything else given to
+        :func:`mirdeconv.load_model` is refused, naming these.  A ``**options`` catch-all in
+        ``open`` adds none: each option is a parameter of its own.
     """
 
     name: str = ""
     priority: int = 100
     description: str = ""
-    options: tuple[str, ...] = ()
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return open_options(type(self))
 
     @abstractmethod
     def guess_can_open(self, source: Any) -> bool:

@@ -33,10 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
+from ..audio import resample, validate
 from ..errors import ModelLoadError
 from ..graph import FrozenGraph, node_name, tensor_name
 from ..model import FrozenModel
 from ..representations import Representation, Waveform, crepe, musicnn, tempocnn, vggish
+from ..zoo import fetch, is_zoo_name
 from .base import ModelAdapter
 
 __all__ = ["EssentiaAdapter", "GraphAdapter", "EssentiaModel", "ALGORITHMS", "SUPPORTED_ALGORITHMS",
@@ -158,9 +161,6 @@ class EssentiaModel(FrozenModel):
         activations : np.ndarray, shape (n_patches, n_classes)
         labels : list of str
         """
-        from .. import backend
-        from ..audio import resample, validate
-
         es = backend.essentia_standard()
         y = resample(validate(audio, sr), sr, self.representation.sr)
         algo = getattr(es, self.algorithm)
@@ -357,33 +357,33 @@ def open_graph(pb: Path, *, family: str, beside: bool, representation: Represent
     )
 
 
-_OPTIONS = ("input", "output", "algorithm", "input_axes", "input_length", "labels", "name",
-            "metadata")
-
-
 class EssentiaAdapter(ModelAdapter):
     """Essentia's models: ``NAME.pb`` with ``NAME.json`` beside it, and the zoo's names."""
 
     name = "essentia"
     priority = 20
     description = "Essentia's models: NAME.pb + NAME.json (and the musicnn zoo's names)"
-    options = _OPTIONS
 
     def guess_can_open(self, source: Any) -> bool:
-        from ..zoo import is_zoo_name
-
         if is_zoo_name(source):
             return True
         return (isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".pb"
                 and Path(source).with_suffix(".json").is_file())
 
-    def open(self, source: Any, **options: Any) -> EssentiaModel:
-        from ..zoo import fetch, is_zoo_name
-
+    def open(self, source: Any, *, representation: Representation | None = None,
+             input: str | None = None, output: str | None = None,  # noqa: A002 - Essentia's word
+             algorithm: str | None = None, input_axes: str | None = None,
+             input_length: int | None = None, labels: list[str] | None = None,
+             name: str | None = None, metadata: str | os.PathLike | None = None) -> EssentiaModel:
+        """Open ``NAME.pb`` with its ``NAME.json``, or a zoo name (the options as for
+        :func:`open_graph`)."""
         if is_zoo_name(source):
-            options.setdefault("name", str(source).split(":")[-1])
+            name = str(source).split(":")[-1] if name is None else name
             source = fetch(str(source))
-        return open_graph(Path(source), family=self.name, beside=True, **options)
+        return open_graph(Path(source), family=self.name, beside=True,
+                          representation=representation, input=input, output=output,
+                          algorithm=algorithm, input_axes=input_axes, input_length=input_length,
+                          labels=labels, name=name, metadata=metadata)
 
 
 class GraphAdapter(ModelAdapter):
@@ -394,10 +394,17 @@ class GraphAdapter(ModelAdapter):
     name = "pb"
     priority = 90
     description = "a bare TensorFlow frozen graph (.pb)"
-    options = _OPTIONS
 
     def guess_can_open(self, source: Any) -> bool:
         return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".pb"
 
-    def open(self, source: Any, **options: Any) -> EssentiaModel:
-        return open_graph(Path(source), family=self.name, beside=False, **options)
+    def open(self, source: Any, *, representation: Representation | None = None,
+             input: str | None = None, output: str | None = None,  # noqa: A002 - Essentia's word
+             algorithm: str | None = None, input_axes: str | None = None,
+             input_length: int | None = None, labels: list[str] | None = None,
+             name: str | None = None, metadata: str | os.PathLike | None = None) -> EssentiaModel:
+        """Open a bare ``.pb`` (the options as for :func:`open_graph`)."""
+        return open_graph(Path(source), family=self.name, beside=False,
+                          representation=representation, input=input, output=output,
+                          algorithm=algorithm, input_axes=input_axes, input_length=input_length,
+                          labels=labels, name=name, metadata=metadata)

@@ -59,7 +59,7 @@ def _read_config(path: Path) -> Any:
                 return json.loads(zf.read("config.json"))
         except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
             raise ModelLoadError(f"{path} is not a Keras model file (.keras zip): {exc}") from None
-    import h5py
+    import h5py  # optional here: only legacy .h5 files need it (an import of ~0.1 s)
 
     try:
         with h5py.File(path, "r") as f:
@@ -260,9 +260,6 @@ class KerasAdapter(ModelAdapter):
     name = "keras"
     priority = 10
     description = "Keras models: keras.Model in memory, .keras and legacy .h5 files"
-    options = ("allow_unsafe", "input_axes", "labels", "name", "layers", "input_length", "task",
-               "input_normalization")
-
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, (str, os.PathLike)):
             return Path(source).suffix.lower() in KERAS_SUFFIXES
@@ -275,13 +272,23 @@ class KerasAdapter(ModelAdapter):
         *,
         representation: Representation | None = None,
         allow_unsafe: bool = False,
-        **options: Any,
+        input_axes: str | None = None,
+        labels: list[str] | None = None,
+        name: str | None = None,
+        layers: list[str] | None = None,
+        input_length: int | None = None,
+        task: str = "tags",
+        input_normalization: str = "none",
     ) -> FrozenModel:
+        """Open a ``keras.Model`` or a ``.keras`` / ``.h5`` file (the options as for
+        :func:`from_keras`; ``allow_unsafe`` as for :func:`load_keras`)."""
         if isinstance(source, str | os.PathLike):
             model = load_keras(source, allow_unsafe=allow_unsafe)
-            options.setdefault("name", Path(source).stem)
+            name = Path(source).stem if name is None else name
             where = os.fspath(source)
         else:
             model, where = source, ""
         rep = needs_representation(representation, "a Keras model")
-        return from_keras(model, rep, source=where, **options)
+        return from_keras(model, rep, source=where, input_axes=input_axes, labels=labels,
+                          name=name, layers=layers, input_length=input_length, task=task,
+                          input_normalization=input_normalization)

@@ -435,9 +435,6 @@ class OnnxAdapter(ModelAdapter):
     name = "onnx"
     priority = 30
     description = "ONNX models (.onnx files; PyTorch exports), converted by onnx2tf"
-    options = ("input_axes", "labels", "name", "layers", "output", "input_length", "task",
-               "input_normalization")
-
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, str | os.PathLike):
             return Path(source).suffix.lower() == ".onnx"
@@ -445,9 +442,17 @@ class OnnxAdapter(ModelAdapter):
         return onnx is not None and isinstance(source, onnx.ModelProto)
 
     def open(self, source: Any, *, representation: Representation | None = None,
-             **options: Any) -> FrozenModel:
+             input_axes: str | None = None, labels: list[str] | None = None,
+             name: str | None = None, layers: list[str] | None = None,
+             output: str | None = None, input_length: int | None = None, task: str = "tags",
+             input_normalization: str = "none") -> FrozenModel:
+        """Open an ``onnx.ModelProto`` or an ``.onnx`` file (the options as for
+        :func:`from_onnx`)."""
         rep = needs_representation(representation, "an ONNX model")
+        options = dict(input_axes=input_axes, labels=labels, layers=layers, output=output,
+                       input_length=input_length, task=task,
+                       input_normalization=input_normalization)
         if isinstance(source, str | os.PathLike):
-            options.setdefault("name", Path(source).stem)
-            return from_onnx(read_onnx(source), rep, source=os.fspath(source), **options)
-        return from_onnx(source, rep, **options)
+            return from_onnx(read_onnx(source), rep, source=os.fspath(source),
+                             name=Path(source).stem if name is None else name, **options)
+        return from_onnx(source, rep, name=name, **options)

@@ -206,9 +206,6 @@ class TorchAdapter(ModelAdapter):
     name = "pytorch"
     priority = 20
     description = "PyTorch: torch.nn.Module in memory, TorchScript .pt files (exported to ONNX)"
-    options = ("example_input", "input_axes", "labels", "name", "layers", "output",
-               "input_length", "task", "input_normalization", "allow_unsafe")
-
     def guess_can_open(self, source: Any) -> bool:
         if isinstance(source, str | os.PathLike):
             return Path(source).suffix.lower() in TORCHSCRIPT_SUFFIXES
@@ -216,10 +213,19 @@ class TorchAdapter(ModelAdapter):
         return torch is not None and isinstance(source, torch.nn.Module)
 
     def open(self, source: Any, *, representation: Representation | None = None,
-             allow_unsafe: bool = False, **options: Any) -> FrozenModel:
+             example_input: Any = None, input_axes: str | None = None,
+             labels: list[str] | None = None, name: str | None = None,
+             layers: list[str] | None = None, output: str | None = None,
+             input_length: int | None = None, task: str = "tags",
+             input_normalization: str = "none", allow_unsafe: bool = False) -> FrozenModel:
+        """Open a ``torch.nn.Module`` or a TorchScript file (the options as for
+        :func:`from_torch`; ``allow_unsafe`` as for :func:`load_torchscript`)."""
         rep = needs_representation(representation, "a PyTorch model")
+        options = dict(example_input=example_input, input_axes=input_axes, labels=labels,
+                       layers=layers, output=output, input_length=input_length, task=task,
+                       input_normalization=input_normalization)
         if isinstance(source, str | os.PathLike):
-            options.setdefault("name", Path(source).stem)
             module = load_torchscript(source, allow_unsafe=allow_unsafe)
-            return from_torch(module, rep, source=os.fspath(source), **options)
-        return from_torch(source, rep, **options)
+            return from_torch(module, rep, source=os.fspath(source),
+                              name=Path(source).stem if name is None else name, **options)
+        return from_torch(source, rep, name=name, **options)

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .summary import moment_batches
+
 __all__ = ["concepts_of", "histograms", "overlaps", "thresholds", "labels_table", "CONCEPTS",
            "QUANTILE", "INSTANT", "LOW_NOTE", "EDGES"]
 
@@ -46,7 +48,7 @@ def concepts_of(path: str) -> dict[str, list[tuple[float, float]]] | None:
     jam_path = Path(path).with_suffix(".jams")
     if not jam_path.is_file():
         return None
-    import jams
+    import jams  # heavy: ~1 s or more (jsonschema, sortedcontainers, ...); only annotated tracks
 
     jam = jams.load(str(jam_path), validate=False)
     spaces = {a.namespace for a in jam.annotations}
@@ -72,8 +74,6 @@ def concepts_of(path: str) -> dict[str, list[tuple[float, float]]] | None:
 def histograms(model: Any, audio: np.ndarray, sr: int, layers: Sequence[str]) -> dict:
     """Per layer, each feature's histogram of unit activations over :data:`EDGES`:
     ``{layer: (n_features, n_bins) int64}`` (merged by adding)."""
-    from .summary import moment_batches
-
     prepared = model.representation.prepare(audio, sr)
     out = {}
     for name in layers:
@@ -104,8 +104,6 @@ def thresholds(hist: dict, quantile: float = QUANTILE) -> dict:
 def overlaps(model: Any, audio: np.ndarray, sr: int, concepts: dict, limits: dict) -> dict:
     """Per (layer, concept): the counts of units active and in the concept, and active or in
     it, per feature: ``{(layer, concept): (2, n_features) int64}`` (merged by adding)."""
-    from .summary import moment_batches
-
     prepared = model.representation.prepare(audio, sr)
     spf = model.representation.seconds_per_frame
     out = {}

@@ -11,8 +11,12 @@ synchronous scheduler, for checks and debugging).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import shutil
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -20,14 +24,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
+from ..audio import load as load_audio
 from ..errors import InvalidOptionError, MirdeconvError, message_of
-from ..options import check_number
+from ..loading import load_model
+from ..options import check_number, environment
+from ..store import atomic_path, prepare_folder, save_json
+from .dissect import add, concepts_of, histograms, labels_table, overlaps, thresholds
 from .sources import Track
+from .summary import summarise
 from .topk import KEY, empty, merge
-from .winners import FILE_COLUMNS
+from .winners import FILE_COLUMNS, feature_descriptors, winner_files
 
 __all__ = ["AtlasSettings", "build_atlas", "track_table", "write_atlas", "load", "check_atlas",
            "worker_env", "FANIN", "Part", "track_part", "check_scheduler", "exit_code"]
@@ -75,9 +85,6 @@ def check_scheduler(address: str | None, timeout: float = 3.0) -> None:
     InvalidOptionError
         An address that cannot be read, or nothing listening there, in one line.
     """
-    import socket
-    from urllib.parse import urlsplit
-
     if address in (None, "synchronous"):
         return
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
@@ -105,20 +112,15 @@ def _model(settings: AtlasSettings) -> Any:
     key = (settings.model, settings.model_options, stamp)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            from ..loading import load_model
-
             _MODELS[key] = load_model(settings.model, **dict(settings.model_options))
         return _MODELS[key]
 
 
 def track_table(track: Track, settings: AtlasSettings) -> pd.DataFrame:
     """One track's top-k table (a task: runs on a worker)."""
-    from ..audio import load
-    from .summary import summarise
-
     model = _model(settings)
     layers = settings.layers or tuple(li.name for li in model.layers)
-    y, sr = load(track.path)
+    y, sr = load_audio(track.path)
     return summarise(model, y, sr, track=track.id, layers=layers, k=settings.k,
                      excerpt=settings.excerpt, tags=settings.tags)
 
@@ -131,10 +133,6 @@ def summary_key(settings: AtlasSettings, model: Any) -> str:
     """The folder of the per-track summaries of these settings and this model (its graph's
     content digest, input, representation, patches, normalisation, layers and output): a
     rerun with the same ones reads them instead of recomputing."""
-    import dataclasses
-    import hashlib
-    import json
-
     what = {"version": SUMMARY_VERSION, "model": {
         **model.identity(), "hop": model.patch_hop, "normalization": model.input_normalization,
         "layers": model.layer_tensors, "output": model.output_tensor},
@@ -145,8 +143,6 @@ def summary_key(settings: AtlasSettings, model: Any) -> str:
 def _summary_file(folder: Path, track: Track) -> Path:
     """A track's summary file: its id and its file's size, modification and change times
     hashed (a replaced or edited file is summarised again)."""
-    import hashlib
-
     st = os.stat(track.path)
     h = hashlib.sha256(f"{track.id}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
                        .encode()).hexdigest()[:20]
@@ -156,8 +152,6 @@ def _summary_file(folder: Path, track: Track) -> Path:
 def stored_table(track: Track, settings: AtlasSettings, path: str | None) -> pd.DataFrame:
     """:func:`track_table`, read from ``path`` when a run before made it, else computed and
     written there atomically (a task: runs on a worker; ``path`` None: not kept)."""
-    from ..store import atomic_path
-
     if path is not None and os.path.isfile(path):
         return pd.read_parquet(path)
     table = track_table(track, settings)
@@ -171,7 +165,7 @@ def stored_table(track: Track, settings: AtlasSettings, path: str | None) -> pd.
 def _tree(tasks: list, combine: Callable, name: str, *args: Any) -> Any:
     # ``name`` carries the build's token: two builds on one scheduler never share a key
     """The tasks' results combined by ``combine(list, *args)`` in a tree of :data:`FANIN`."""
-    import dask
+    import dask  # heavy: ~0.2 s and its config; only when a job runs
 
     level = 0
     while len(tasks) > 1:
@@ -183,24 +177,16 @@ def _tree(tasks: list, combine: Callable, name: str, *args: Any) -> Any:
 
 
 def _track_histograms(track: Track, settings: AtlasSettings, layers: tuple[str, ...]) -> dict:
-    from ..audio import load
-    from .dissect import histograms
-
-    y, sr = load(track.path)
+    y, sr = load_audio(track.path)
     return histograms(_model(settings), y, sr, layers)
 
 
 def _track_overlaps(track: Track, settings: AtlasSettings, concepts: dict, limits: dict) -> dict:
-    from ..audio import load
-    from .dissect import overlaps
-
-    y, sr = load(track.path)
+    y, sr = load_audio(track.path)
     return overlaps(_model(settings), y, sr, concepts, limits)
 
 
 def _add_all(parts: list) -> dict:
-    from .dissect import add
-
     out: dict = {}
     for p in parts:
         out = add(out, p)
@@ -212,9 +198,7 @@ def _dissection(tracks: Sequence[Track], settings: AtlasSettings,
     """The Network-Dissection table of the annotated tracks (:mod:`mirdeconv.atlas.dissect`;
     None: no track has annotations): every feature's quantile from merged histograms, then
     its overlaps with every concept, summed in trees of tasks."""
-    import dask
-
-    from .dissect import concepts_of, labels_table, thresholds
+    import dask  # heavy: ~0.2 s and its config; only when a job runs
 
     annotated = [(t, c) for t in tracks if (c := concepts_of(t.path)) is not None]
     if not annotated:
@@ -250,8 +234,6 @@ def _merge_many(parts: Sequence[Part], k: int) -> Part:
 def _track_files(track: Track, rows: pd.DataFrame, settings: AtlasSettings, out: str
                  ) -> pd.DataFrame:
     """The second pass for one track's winners (a task: runs on a worker)."""
-    from .winners import winner_files
-
     return winner_files(_model(settings), track.path, rows, out)
 
 
@@ -267,12 +249,12 @@ def worker_env(n_workers: int, cores: int | None = None) -> dict[str, str]:
 def _runner(scheduler: str | None, n_workers: int | None, progress: bool
             ) -> Iterator[Callable[[list], list]]:
     """A function that computes a list of Dask delayed objects on the chosen scheduler."""
-    import dask
+    import dask  # heavy: ~0.2 s and its config; only when a job runs
 
     if scheduler == "synchronous":
         yield lambda objs: list(dask.compute(*objs, scheduler="synchronous"))
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster  # heavy: ~0.6 s (tornado, msgpack, ...)
     from distributed import progress as dask_progress
 
     cluster = None
@@ -325,9 +307,7 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
         :data:`mirdeconv.atlas.topk.COLUMNS` and ``rank`` (with ``out``, also the files'
         columns), sorted by unit and rank.
     """
-    import dask
-
-    from ..options import environment
+    import dask  # heavy: ~0.2 s and its config; only when a job runs
 
     scheduler = scheduler or environment().dask_scheduler
     check_scheduler(scheduler)
@@ -373,9 +353,6 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
     for old in files.iterdir() if files.is_dir() else ():   # the table no longer lists them
         if old.name != generation and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
-    from ..store import atomic_path
-    from .winners import feature_descriptors
-
     with atomic_path(Path(out) / "features.parquet") as tmp:
         feature_descriptors(table).to_parquet(tmp, index=False)
     if labels is not None:
@@ -383,8 +360,6 @@ def build_atlas(tracks: Sequence[Track], settings: AtlasSettings, *,
             labels.to_parquet(tmp, index=False)
     else:                                         # an earlier run's labels are not this one's
         (Path(out) / "dissection.parquet").unlink(missing_ok=True)
-    from ..store import save_json
-
     save_json(Path(out) / "summary.json", {"tracks": len(tracks) + len(failures),
                                            "failures": failures,
                                            "exit_code": exit_code(len(tracks), len(failures))})
@@ -406,8 +381,6 @@ FILES = "files"
 
 def _generation(table: pd.DataFrame) -> str:
     """The name of the winners' files folder: a hash of who won, where."""
-    import hashlib
-
     key = table[["kind", "layer", "unit", "rank", "track", "start", "end"]].astype(str)
     return hashlib.sha256("\n".join(key.agg("\t".join, axis=1)).encode()).hexdigest()[:12]
 
@@ -416,10 +389,6 @@ def write_atlas(table: pd.DataFrame, out: str | os.PathLike, settings: AtlasSett
                 labels: list[str] | None = None) -> Path:
     """``atlas.parquet`` (atomically) and ``atlas.json`` (the settings and the model's class
     labels) in ``out``."""
-    import dataclasses
-
-    from ..store import atomic_path, prepare_folder, save_json
-
     folder = prepare_folder(out)
     with atomic_path(folder / "atlas.parquet") as tmp:
         table.to_parquet(tmp, index=False)

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd  # not lazy: the atlas' other rooms import it at their top anyway
+
 from ..errors import InvalidOptionError
 
 __all__ = ["Track", "collect", "AUDIO_SUFFIXES"]
@@ -42,8 +44,6 @@ def collect(source: str | os.PathLike) -> list[Track]:
         paths = [p for p in src.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
         tracks = [Track(p.relative_to(src).as_posix(), str(p.resolve())) for p in paths]
     elif src.is_file() and src.suffix.lower() in (".csv", ".parquet"):
-        import pandas as pd
-
         table = pd.read_csv(src) if src.suffix.lower() == ".csv" else pd.read_parquet(src)
         if "path" not in table.columns:
             raise InvalidOptionError(f"{src} has no 'path' column (columns: "

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis import DESCRIPTORS, Reference, TrackContext, describe
+from ..audio import load
+from ..auralisation import auralise_result
+from ..engine import deconvolve
 from ..errors import MirdeconvError
+from ..plot import mask_figure, save_figure
 from ..store import write_audio
 
 __all__ = ["winner_files", "feature_descriptors", "FILE_COLUMNS"]
@@ -47,12 +52,6 @@ def winner_files(model: Any, path: str, rows: pd.DataFrame, out: str) -> pd.Data
         winner has no deconvolution, e.g. an excerpt shorter than the layer's receptive
         field, else "").
     """
-    from ..analysis import DESCRIPTORS, Reference, TrackContext, describe
-    from ..audio import load
-    from ..auralisation import auralise_result
-    from ..engine import deconvolve
-    from ..plot import mask_figure, save_figure
-
     y, sr = load(path)
     labels = list(model.labels or [])
     done = []
@@ -90,8 +89,6 @@ def feature_descriptors(table: pd.DataFrame) -> pd.DataFrame:
     """Each feature's descriptors over its winners (the analysis' descriptors of its
     deconvolution on each excerpt, :mod:`mirdeconv.analysis`): their mean, and how many
     winners had one (``n``)."""
-    from ..analysis import DESCRIPTORS
-
     feats = table[table["kind"] == "feature"]
     cols = [c for c in DESCRIPTORS if c in feats.columns]
     grouped = feats.groupby(["layer", "unit"], sort=True)

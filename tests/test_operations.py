@@ -140,6 +140,17 @@ def test_a_new_operation_is_one_declaration(keras):
     assert "Atan" not in NONLINEAR_OPS and RULES.get("Atan") is None
 
 
+def test_a_declared_operation_is_not_registered_by_name():
+    """A rule registered under a declared operation's name would never be read: refused."""
+    from mirdeconv.engine import register
+    from mirdeconv.graph import axis_rule
+
+    with pytest.raises(ValueError, match="Relu is a declared operation .*nonlinear"):
+        register("Relu")(lambda ctx, step: None)
+    with pytest.raises(ValueError, match="Squeeze is a declared operation .*squeeze"):
+        axis_rule("Squeeze")(lambda t: None)
+
+
 def test_a_declared_operation_without_a_rule_is_refused_by_name():
     assert OPERATIONS["Conv3D"].backward is None
     from mirdeconv.engine.table import rule_for

@@ -42,6 +42,10 @@ def register(*families: str) -> Callable[[Rule], Rule]:
 
     def add(fn: Rule) -> Rule:
         for family in families:
+            if family in OPERATIONS:
+                raise ValueError(f"{family} is a declared operation (backward family "
+                                 f"{OPERATIONS[family].backward}): change its declaration in "
+                                 "mirdeconv.graph.operations, or register its family")
             if family in FAMILIES and FAMILIES[family] is not fn:
                 raise ValueError(f"a backward rule for {family} is already registered "
                                  f"({FAMILIES[family].__name__})")

@@ -158,6 +158,10 @@ def axis_rule(*families: str) -> Callable[[AxisRule], AxisRule]:
 
     def add(fn: AxisRule) -> AxisRule:
         for family in families:
+            if family in OPERATIONS:
+                raise ValueError(f"{family} is a declared operation (axes family "
+                                 f"{OPERATIONS[family].axes}): change its declaration in "
+                                 "mirdeconv.graph.operations, or register its family")
             AXIS_FAMILIES[family] = fn
         return fn
 

@@ -14,7 +14,8 @@ Rooms, from the public call down:
 * :mod:`.graphrun`: importing a graph for its forward pass (slow convolutions regrouped);
 * :mod:`.fused`: the fast paths (one channel per feature below the seed; the fused first layer,
   in the ways of :mod:`.cells` and :mod:`.sparse`, which share :mod:`.switches`);
-* :mod:`.table` and :mod:`.rules`: one backward rule per operation type, in one table;
+* :mod:`.table` and :mod:`.rules`: one backward rule per rule family, in one table (each
+  operation's family is in its declaration, :mod:`mirdeconv.graph.operations`);
 * :mod:`.step`, :mod:`.seeds`: what rules work on;
 * :mod:`.forward`: the graph's plain forward pass (predictions).
 
@@ -29,10 +30,11 @@ from .memory import MemoryPlan, read_block, release_pages, spill_track
 from .patches import Patching, model_input
 from .program import Program
 from .request import Request, Selection, deconv_options, resolve_request, selection
-from .table import RULES, register
+from .table import FAMILIES, RULES, register
 
 __all__ = ["deconvolve", "deconvolve_request", "Request", "resolve_request", "Selection", "selection",
            "deconv_options",
            "DeconvResult", "check_model", "memory_plan", "track_input", "MemoryPlan",
            "release_pages", "read_block", "spill_track", "model_input", "Patching", "run_graph",
-           "compiled", "compiled_tensor", "forget", "cached_count", "Program", "RULES", "register"]
+           "compiled", "compiled_tensor", "forget", "cached_count", "Program", "RULES", "FAMILIES",
+           "register"]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..graph.operations import Kind
 from .cells import cell_weights, cells_rule
 from .rules.conv import conv_geometry, is_unit_stride
 from .sparse import sparse_map, sparse_rule
@@ -84,7 +85,7 @@ def channelwise_chain(ctx: Context, steps: Sequence[Step], start: str, *, pools:
         st = by_out[t]
         if st.var_inputs != [0] or (users.get(t, 0) != 1 and not (shared_start and not chain)):
             return None
-        if st.op == "Conv2D":
+        if st.operation.kind is Kind.CONVOLUTION:
             return chain, st
         if not (st.channelwise or (pools and st.compact_pool)):
             return None

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import FrozenGraph, node_name, tensor_name
+from ..graph.operations import Kind, operation
 
 __all__ = ["import_forward", "regrouped_convs", "regrouped_conv"]
 
@@ -29,7 +30,7 @@ def regrouped_convs(graph: FrozenGraph, graph_def: Any) -> dict[str, tuple]:
     (input tensor, kernel (kh, 1, cin, C), stride, padding)."""
     out = {}
     for node in graph_def.node:
-        if node.op != "Conv2D" or len(node.input) < 2:
+        if operation(node.op).kind is not Kind.CONVOLUTION or len(node.input) < 2:
             continue
         strides = list(graph.attr(node, "strides") or [1, 1, 1, 1])
         dil = list(graph.attr(node, "dilations") or [1, 1, 1, 1])

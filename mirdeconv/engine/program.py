@@ -23,7 +23,8 @@ import numpy as np
 
 from .. import backend
 from ..errors import InvalidOptionError, UnsupportedGraphError, message_of
-from ..graph import NONLINEAR_OPS, FrozenGraph, node_name, tensor_name
+from ..graph import FrozenGraph, node_name, tensor_name
+from ..graph.operations import COMPOSITE, Kind, operation
 from ..graph.patterns import Composite, composite_activations, normalisation_statistics
 from ..options import METHODS, PRECISIONS, Method
 from . import rules  # noqa: F401  (fills the rule table)
@@ -31,7 +32,7 @@ from .fused import compact_chain, fuse_first_layer
 from .graphrun import import_forward
 from .seeds import seed, select
 from .step import Context, Step, dense
-from .table import COMPOSITE, rule_for
+from .table import family_rule, rule_for
 
 __all__ = ["Program"]
 
@@ -113,13 +114,13 @@ class Program:
         node = ctx.graph.nodes[name]
         if composite is not None:     # several operations that are one non-linearity
             step = Step(node, [0], [composite.source])
-            op = COMPOSITE
+            rule = family_rule(COMPOSITE)
         else:
             inputs = ctx.graph.data_inputs(node)
             step = Step(node, [i for i, t in enumerate(inputs) if node_name(t) in var], inputs)
-            op = node.op
+            rule = rule_for(node.op)
         try:
-            rule_for(op)(ctx, step)
+            rule(ctx, step)
         except UnsupportedGraphError as exc:
             raise UnsupportedGraphError(f"{exc} (on the way down from layer {self.label})") from exc
         except Exception as exc:  # noqa: BLE001 - a rule meeting a graph it does not expect
@@ -313,7 +314,7 @@ class Program:
         tf = self.tf
         tensor, outputs = tensor_name(tensor), {t for st in self.steps for t in st.outputs}
         node = self.graph.nodes.get(node_name(tensor))
-        while tensor not in outputs and node is not None and node.op in ("Identity", "Snapshot"):
+        while tensor not in outputs and node is not None and operation(node.op).alias:
             tensor = tensor_name(self.graph.data_inputs(node)[0])    # an alias of a tensor
             node = self.graph.nodes.get(node_name(tensor))
         if tensor not in outputs:
@@ -414,10 +415,10 @@ def _rectify_pairs(graph: FrozenGraph, order: list[str], var: set[str], layer: s
     pools, nonlinear = set(), set()
     for name in order:
         node = graph.nodes[name]
-        if node.op not in ("MaxPool", "MaxPoolV2") or name not in var:
+        if operation(node.op).kind is not Kind.MAX_POOL or name not in var:
             continue
         src = node_name(node.input[0])
-        if (graph.nodes[src].op in NONLINEAR_OPS and consumers.get(src) == [name]
+        if (operation(graph.nodes[src].op).kind is Kind.NONLINEAR and consumers.get(src) == [name]
                 and tensor_name(src) != layer):
             pools.add(name)
             nonlinear.add(src)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..graph import FrozenGraph, tensor_name
+from ..graph.operations import Operation, operation
 from ..options import Method
 
 __all__ = ["Step", "Context", "CellsMajor", "dense", "merge", "split", "per_feature",
@@ -84,6 +85,11 @@ class Step:
     @property
     def op(self) -> str:
         return self.node.op
+
+    @property
+    def operation(self) -> Operation:
+        """The declaration of the step's operation type."""
+        return operation(self.node.op)
 
     @property
     def output(self) -> str:

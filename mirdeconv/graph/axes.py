@@ -2,10 +2,11 @@
 features, and how much of the input each unit sees.
 
 :func:`trace_axes` walks the operations from the input to the tensors asked for, and each
-operation type moves the labels and receptive fields with its rule from :data:`AXIS_RULES`
-(one small function per kind of operation, registered with :func:`axis_rule`); operation
-types without a rule keep the labels when their output has the same rank, and tie the
-graph to its input length.
+operation type moves the labels and receptive fields with the rule of its axes family (its
+row in :data:`mirdeconv.graph.operations.OPERATIONS`; one small function per family in
+:data:`AXIS_FAMILIES`, registered with :func:`axis_rule`); the ``same`` family keeps the
+labels (the output's rank must be the input's), and an operation that is not declared
+time-agnostic ties the graph to its input length.
 
 Axis labels: ``N`` batch, ``T`` time, ``F`` frequency, ``C`` features (channels made by a
 convolution), ``1`` any other axis (unit axes, the input's own channel axis), ``?`` lost.
@@ -13,7 +14,7 @@ convolution), ``1`` any other axis (unit axes, the input's own channel axis), ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,10 @@ import numpy as np
 
 from ..errors import UnsupportedGraphError
 from .frozen import FrozenGraph
-from .ops import CONV_OPS, ELEMENTWISE_OPS, POOL_OPS, SHAPE_OPS, TIME_AGNOSTIC_OPS, node_name, tensor_name
+from .operations import OPERATIONS, SAME, Kind, operation
+from .ops import node_name, tensor_name
 
-__all__ = ["TensorInfo", "LayerInfo", "AXIS_RULES", "axis_rule", "trace_axes"]
+__all__ = ["TensorInfo", "LayerInfo", "AXIS_FAMILIES", "AXIS_RULES", "axis_rule", "trace_axes"]
 
 
 @dataclass(frozen=True)
@@ -145,27 +147,68 @@ class Trace:
 
 
 AxisRule = Callable[[Trace], None]
-#: Operation type -> how it moves axis labels and receptive fields.
-AXIS_RULES: dict[str, AxisRule] = {}
+#: Axes family (an operation's ``axes`` in its declaration) -> how it moves axis labels and
+#: receptive fields.
+AXIS_FAMILIES: dict[str, AxisRule] = {}
 
 
-def axis_rule(*ops: str) -> Callable[[AxisRule], AxisRule]:
-    """Decorator: the function is the axis rule of these operation types."""
+def axis_rule(*families: str) -> Callable[[AxisRule], AxisRule]:
+    """Decorator: the function is the axis rule of these axes families (an undeclared
+    operation's family is its own name)."""
 
     def add(fn: AxisRule) -> AxisRule:
-        for op in ops:
-            AXIS_RULES[op] = fn
+        for family in families:
+            if family in OPERATIONS:
+                raise ValueError(f"{family} is a declared operation (axes family "
+                                 f"{OPERATIONS[family].axes}): change its declaration in "
+                                 "mirdeconv.graph.operations, or register its family")
+            AXIS_FAMILIES[family] = fn
         return fn
 
     return add
 
 
-@axis_rule(*CONV_OPS, *POOL_OPS)
+def _rule_of(op: str) -> AxisRule:
+    return AXIS_FAMILIES.get(operation(op).axes, _same_labels)
+
+
+class _AxisRules(MutableMapping):
+    """Operation type -> its axis rule, read through its declaration (a view: the rules live
+    in :data:`AXIS_FAMILIES`; setting an item sets the rule of the operation's family)."""
+
+    def __getitem__(self, op: str) -> AxisRule:
+        if op not in OPERATIONS and op not in AXIS_FAMILIES:
+            raise KeyError(op)
+        return _rule_of(op)
+
+    def __setitem__(self, op: str, fn: AxisRule) -> None:
+        AXIS_FAMILIES[operation(op).axes] = fn
+
+    def __delitem__(self, op: str) -> None:
+        if op in OPERATIONS:
+            raise KeyError(f"{op} is declared; withdraw its declaration instead")
+        del AXIS_FAMILIES[op]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from OPERATIONS
+        named = {r.axes for r in OPERATIONS.values()}
+        yield from (f for f in AXIS_FAMILIES if f not in named and f not in OPERATIONS)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+#: Operation type -> how it moves axis labels and receptive fields (derived from the
+#: declarations and :data:`AXIS_FAMILIES`).
+AXIS_RULES: MutableMapping[str, AxisRule] = _AxisRules()
+
+
+@axis_rule("window")
 def _window(t: Trace) -> None:
     """A sliding window: the receptive field grows by the window, the jump by the stride;
     an axis the window covers whole becomes ``1``; a convolution's last axis is features."""
     g, node = t.graph, t.node
-    conv = node.op in CONV_OPS
+    conv = operation(node.op).is_convolution
     if conv:
         w = g.const_value(node.input[1])
         if w is None:
@@ -191,20 +234,20 @@ def _window(t: Trace) -> None:
         t.axes[-1] = "C"
 
 
-@axis_rule("Squeeze")
+@axis_rule("squeeze")
 def _squeeze(t: Trace) -> None:
     dims = t.graph.attr(t.node, "squeeze_dims") or [i for i, d in enumerate(t.in_shape) if d == 1]
     dims = {d % len(t.in_shape) for d in dims}
     t.axes = [a for i, a in enumerate(t.axes) if i not in dims]
 
 
-@axis_rule("ExpandDims")
+@axis_rule("expand_dims")
 def _expand_dims(t: Trace) -> None:
     d = int(np.asarray(t.graph.const_value(t.node.input[1])).ravel()[0])
     t.axes.insert(d % (len(t.in_shape) + 1), "1")
 
 
-@axis_rule("Transpose")
+@axis_rule("transpose")
 def _transpose(t: Trace) -> None:
     perm = t.graph.const_value(t.node.input[1])
     if perm is None:
@@ -212,7 +255,7 @@ def _transpose(t: Trace) -> None:
     t.axes = [t.axes[int(p)] for p in perm]
 
 
-@axis_rule("Reshape")
+@axis_rule("reshape")
 def _reshape(t: Trace) -> None:
     """A reshape that adds or removes unit axes, or splits an axis into several and merges
     them back (group normalisation's ``C -> (G, C / G)``), keeps the labels: the parts of a
@@ -260,7 +303,7 @@ def _regroup(axes: list[str], dims_in: list, dims_out: list) -> list[str] | None
     return out
 
 
-@axis_rule("Max", "Mean", "Sum", "Min")
+@axis_rule("reduce")
 def _reduce(t: Trace) -> None:
     red = t.graph.const_value(t.node.input[1])
     if red is None:
@@ -274,22 +317,24 @@ def _reduce(t: Trace) -> None:
         t.axes = [a for i, a in enumerate(t.axes) if i not in red]
 
 
-@axis_rule("Split", "SplitV")
+@axis_rule("split")
 def _split(t: Trace) -> None:
-    """Parts along an axis: fully convolutional still, unless the time axis is cut."""
+    """Parts along an axis: fully convolutional still, unless the time axis is cut (the
+    axis is the input its declaration's ``axis_input`` names)."""
     g, node = t.graph, t.node
-    axis = g.const_value(node.input[0] if node.op == "Split" else node.input[2])
+    axis = g.const_value(node.input[operation(node.op).params["axis_input"]])
     parts = g.attr(node, "num_split") or 1
     if axis is None or (parts > 1 and t.axes[int(np.asarray(axis)) % len(t.axes)] == "T"):
         t.time_agnostic = False
 
 
-@axis_rule("MatMul")
+@axis_rule("matmul")
 def _matmul(t: Trace) -> None:
     t.axes = ["N", "C"]
     t.time_agnostic = False
 
 
+@axis_rule(SAME)
 def _same_labels(t: Trace) -> None:
     """Every other operation: the labels stay (the rank must too)."""
 
@@ -309,7 +354,7 @@ def _time_varying_constant(graph: FrozenGraph, node: Any, first: TensorInfo, inf
     return False
 
 
-@axis_rule("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+@axis_rule("batch_matmul")
 def _batch_matmul(t: Trace) -> None:
     """``x @ W`` at every position of ``x``: its last axis becomes the features (a
     contraction over any other axis loses the labels)."""
@@ -318,7 +363,7 @@ def _batch_matmul(t: Trace) -> None:
     t.axes[-1] = "C"
 
 
-@axis_rule("GatherV2")
+@axis_rule("gather")
 def _gather(t: Trace) -> None:
     """Items picked along an axis by constant indices: the axis keeps its label (it is gone
     when one item is picked); picking along time ties the graph to its input length."""
@@ -336,8 +381,9 @@ def _propagate(graph: FrozenGraph, node: Any, ins: list[str], info: dict, shapes
                ) -> TensorInfo:
     first = info[ins[0]]
     out_shape, in_shape = shapes.get(tensor_name(node.name)), shapes.get(ins[0])
-    agn = all(info[t].time_agnostic for t in ins) and node.op in TIME_AGNOSTIC_OPS
-    if (agn and node.op in ELEMENTWISE_OPS and "T" in first.axes and out_shape is not None
+    row = operation(node.op)
+    agn = all(info[t].time_agnostic for t in ins) and row.time_agnostic
+    if (agn and row.elementwise and "T" in first.axes and out_shape is not None
             and _time_varying_constant(graph, node, first, info, out_shape, shapes)):
         agn = False
     rf = dict(first.rf)
@@ -349,7 +395,7 @@ def _propagate(graph: FrozenGraph, node: Any, ins: list[str], info: dict, shapes
         raise _Lost
     trace = Trace(graph, node, list(first.axes), rf, agn, any(info[t].after_conv for t in ins),
                   tuple(in_shape), tuple(out_shape))
-    AXIS_RULES.get(node.op, _same_labels)(trace)
+    AXIS_FAMILIES.get(row.axes, _same_labels)(trace)
     if len(trace.axes) != len(out_shape):
         raise _Lost
     return TensorInfo("".join(trace.axes), trace.rf, trace.time_agnostic, trace.after_conv)
@@ -382,7 +428,7 @@ def trace_axes(graph: FrozenGraph, input_tensor: str, input_axes: str,
     for name in graph.ancestors(list(shapes)):
         node = graph.nodes[name]
         ins = [t for t in graph.data_inputs(node) if t in info]
-        if not ins or node.op in SHAPE_OPS or name == node_name(src):
+        if not ins or operation(node.op).kind is Kind.SHAPE_READ or name == node_name(src):
             continue
         try:
             info[tensor_name(name)] = _propagate(graph, node, ins, info, shapes)

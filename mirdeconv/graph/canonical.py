@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import backend
 from .conds import make_const, resolve_constant_conds
+from .operations import EXPAND_DIMS, IDENTITY, SQUEEZE, Kind, operation
 from .ops import node_name
 
 __all__ = ["REWRITES", "canonicalise", "inline_functions", "drop_control_edges", "inference_flags",
@@ -137,7 +138,7 @@ def inference_flags(graph_def: Any, ctx: Context) -> Any:
         if node.op == "Placeholder" and node.attr["dtype"].type == tf.bool.as_datatype_enum:
             make_const(tf, node, False)
         elif node.op == "PlaceholderWithDefault":
-            node.op = "Identity"
+            node.op = IDENTITY
             for key in [k for k in node.attr if k != "dtype"]:
                 del node.attr[key]
             node.attr["T"].type = node.attr["dtype"].type
@@ -290,6 +291,10 @@ def _const(t: str, graph: Any) -> np.ndarray | None:
     return backend.tensorflow().make_ndarray(node.attr["value"].tensor)
 
 
+#: Convolutions TensorFlow's ``with_space_to_batch`` wraps for a dilation.
+_DILATABLE = (Kind.CONVOLUTION, Kind.DEPTHWISE_CONVOLUTION)
+
+
 def _dilated_chains(graph_def: Any) -> list[_Dilated]:
     """Dilated convolutions as TensorFlow writes them, each tensor on the way read once."""
     nodes = {n.name: n for n in graph_def.node}
@@ -307,11 +312,11 @@ def _dilated_chains(graph_def: Any) -> list[_Dilated]:
 
     out = []
     for b2s in (n for n in graph_def.node if n.op == "BatchToSpaceND"):
-        squeeze, conv = below(node_name(b2s.input[0]), "Squeeze")
-        if conv is None or conv.op not in ("Conv2D", "DepthwiseConv2dNative") \
+        squeeze, conv = below(node_name(b2s.input[0]), SQUEEZE)
+        if conv is None or operation(conv.op).kind not in _DILATABLE \
                 or readers.get(conv.name) != 1 or conv.attr["padding"].s.decode() != "VALID":
             continue
-        expand, s2b = below(node_name(conv.input[0]), "ExpandDims")
+        expand, s2b = below(node_name(conv.input[0]), EXPAND_DIMS)
         if s2b is not None and s2b.op == "SpaceToBatchND" and readers.get(s2b.name) == 1 \
                 and (expand is None) == (squeeze is None):
             out.append(_Dilated(s2b, expand, conv, squeeze, b2s))

@@ -11,7 +11,8 @@ import numpy as np
 
 from .. import backend
 from ..errors import ModelLoadError, UnsupportedGraphError
-from .ops import SHAPE_OPS, attr, node_name, tensor_name
+from .operations import ALIAS_OPS, KERNEL_OPS, SHAPE_OPS
+from .ops import attr, node_name, tensor_name
 
 __all__ = ["FrozenGraph"]
 
@@ -95,7 +96,7 @@ class FrozenGraph:
         tf = backend.tensorflow()
         out: dict[str, Any] = {}
         for node in graph_def.node:
-            if node.op not in ("Conv2D", "DepthwiseConv2dNative", "_FusedConv2D") or len(node.input) < 2:
+            if node.op not in KERNEL_OPS or len(node.input) < 2:
                 continue
             name = tensor_name(node.input[1])
             value = self.const_value(name)
@@ -113,7 +114,7 @@ class FrozenGraph:
             return self._const_cache[name]
         node = self.nodes.get(name)
         seen = 0
-        while node is not None and node.op in ("Identity", "Snapshot") and seen < 100:
+        while node is not None and node.op in ALIAS_OPS and seen < 100:
             node = self.nodes.get(node_name(node.input[0]))
             seen += 1
         if node is None or node.op != "Const":

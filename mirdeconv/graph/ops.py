@@ -1,34 +1,27 @@
-"""Operation types and names in frozen graphs: the sets the graph tracing and the engine share."""
+"""Tensor and node names in frozen graphs, node attributes, and the sets of operation types
+the graph tracing and the engine share (derived from :mod:`.operations`, where each
+operation is declared once)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .operations import (
+    BINARY_OPS,
+    BN_OPS,
+    CONV_OPS,
+    ELEMENTWISE_OPS,
+    NONLINEAR_OPS,
+    PASS_OPS,
+    POOL_OPS,
+    SHAPE_OPS,
+    TIME_AGNOSTIC_OPS,
+    UNARY_OPS,
+)
+
 __all__ = ["SHAPE_OPS", "CONV_OPS", "POOL_OPS", "NONLINEAR_OPS", "ELEMENTWISE_OPS", "PASS_OPS",
            "BN_OPS", "TIME_AGNOSTIC_OPS", "UNARY_OPS", "BINARY_OPS", "node_name", "tensor_name",
            "attr"]
-
-#: Operations that never make a gradient path (they read shapes, not values).
-SHAPE_OPS = {"Shape", "ShapeN", "Size", "Rank"}
-CONV_OPS = {"Conv2D", "DepthwiseConv2dNative", "Conv3D"}
-POOL_OPS = {"MaxPool", "MaxPoolV2", "AvgPool"}
-NONLINEAR_OPS = {"Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Softplus", "Sigmoid", "Tanh"}
-#: Element-wise functions of one tensor (the parts of composite activations such as GELU,
-#: swish, mish, hard-swish; see :mod:`.patterns`).
-UNARY_OPS = NONLINEAR_OPS | {"Neg", "Abs", "Exp", "Expm1", "Log", "Log1p", "Sqrt", "Rsqrt",
-                             "Square", "Reciprocal", "Erf", "Erfc", "Softsign", "Sign", "Cast"}
-#: Element-wise functions of two tensors (with broadcasting).
-BINARY_OPS = {"BiasAdd", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum", "Minimum", "Pow",
-              "SquaredDifference"}
-ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS
-PASS_OPS = {"Identity", "Snapshot", "CheckNumerics", "PreventGradient", "StopGradient",
-            "IdentityN", "EnsureShape"}
-BN_OPS = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
-#: Operations that treat every time step alike, so a longer input just gives a longer output.
-TIME_AGNOSTIC_OPS = (CONV_OPS | POOL_OPS | NONLINEAR_OPS | ELEMENTWISE_OPS | PASS_OPS | BN_OPS
-                     | {"Pad", "PadV2", "MirrorPad", "ConcatV2", "Squeeze", "ExpandDims",
-                        "Transpose", "Split", "SplitV", "GatherV2", "BatchMatMul",
-                        "BatchMatMulV2", "BatchMatMulV3"})
 
 
 def node_name(tensor: str) -> str:

@@ -13,13 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .frozen import FrozenGraph
-from .ops import BINARY_OPS, NONLINEAR_OPS, PASS_OPS, UNARY_OPS, node_name, tensor_name
+from .operations import MEAN, SINGLE_STEP_OPS, SQUARE, SQUARED_DIFFERENCE, SUB, Kind, operation
+from .ops import node_name, tensor_name
 
 __all__ = ["Composite", "composite_activations", "normalisation_statistics"]
-
-_ELEMENTWISE = UNARY_OPS | BINARY_OPS
-#: Element-wise operations the engine already treats as one step when they stand alone.
-_SINGLE_STEPS = NONLINEAR_OPS | {"BiasAdd", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Neg"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ def _grow(graph: FrozenGraph, source: str, var: set[str], readers: dict[str, lis
     while frontier:
         name = frontier.pop()
         node = graph.nodes[name]
-        if name in region or name in taken or node.op not in _ELEMENTWISE:
+        if name in region or name in taken or not operation(node.op).elementwise:
             continue
         ins = [t for t in graph.data_inputs(node) if node_name(t) in var]
         if not all(t == source or node_name(t) in region for t in ins):
@@ -85,9 +82,9 @@ def _composite(graph: FrozenGraph, source: str, region: set[str], var: set[str],
     if any(r not in need for n in need - {sinks[0]} for r in readers.get(tensor_name(n), [])):
         return None
     ops = [graph.nodes[n].op for n in need]
-    combines = any(graph.nodes[n].op in BINARY_OPS and sum(
+    combines = any(operation(graph.nodes[n].op).kind is Kind.BINARY and sum(
         node_name(t) in var for t in graph.data_inputs(graph.nodes[n])) > 1 for n in need)
-    if len(need) < 2 or not (combines or any(op not in _SINGLE_STEPS for op in ops)):
+    if len(need) < 2 or not (combines or any(op not in SINGLE_STEP_OPS for op in ops)):
         return None
     return Composite(source, sinks[0], frozenset(need))
 
@@ -117,7 +114,7 @@ def composite_activations(graph: FrozenGraph, order: list[str], var: set[str],
     taken: set[str] = set()
     found: list[Composite] = []
     for name in order:
-        if name not in var or graph.nodes[name].op in PASS_OPS:
+        if name not in var or operation(graph.nodes[name].op).kind is Kind.PASS:
             continue
         source = tensor_name(name)
         region = _grow(graph, source, var, readers, taken)
@@ -138,24 +135,24 @@ def normalisation_statistics(graph: FrozenGraph, order: list[str], var: set[str]
     stats: set[str] = set()
     for name in order:
         node = graph.nodes[name]
-        if node.op != "Mean" or name not in var or not graph.attr(node, "keep_dims"):
+        if node.op != MEAN or name not in var or not graph.attr(node, "keep_dims"):
             continue
         x = graph.data_inputs(node)[0]
         mean = tensor_name(name)
         users = [graph.nodes[r] for r in readers.get(mean, [])]
-        aliases = {mean} | {tensor_name(u.name) for u in users if u.op in PASS_OPS}
+        aliases = {mean} | {tensor_name(u.name) for u in users if operation(u.op).kind is Kind.PASS}
         deviations = [r for r in readers.get(x, [])
-                      if graph.nodes[r].op in ("Sub", "SquaredDifference")
+                      if graph.nodes[r].op in (SUB, SQUARED_DIFFERENCE)
                       and any(t in aliases for t in graph.data_inputs(graph.nodes[r]))]
         if not deviations:
             continue
         stats.add(name)
-        stats |= {u.name for u in users if u.op in PASS_OPS}
+        stats |= {u.name for u in users if operation(u.op).kind is Kind.PASS}
         for d in deviations:
-            sq = [d] if graph.nodes[d].op == "SquaredDifference" else [
-                r for r in readers.get(tensor_name(d), []) if graph.nodes[r].op == "Square"]
+            sq = [d] if graph.nodes[d].op == SQUARED_DIFFERENCE else [
+                r for r in readers.get(tensor_name(d), []) if graph.nodes[r].op == SQUARE]
             for s in sq:
                 for r in readers.get(tensor_name(s), []):
-                    if graph.nodes[r].op == "Mean" and graph.attr(graph.nodes[r], "keep_dims"):
+                    if graph.nodes[r].op == MEAN and graph.attr(graph.nodes[r], "keep_dims"):
                         stats |= {s, r}
     return stats

@@ -22,22 +22,15 @@ import numpy as np
 
 from .. import backend
 from ..graph import FrozenGraph, node_name
+from ..graph.operations import ALIAS_OPS, WEIGHT_OPS, operation
 from ..model import FrozenModel
 
 __all__ = ["ParameterLayer", "parameter_layers", "cascade", "randomised", "WEIGHT_OPS"]
 
-#: Operations whose input 1 is a learned kernel.
-WEIGHT_OPS = {"Conv2D", "DepthwiseConv2dNative", "Conv3D", "MatMul", "BatchMatMulV2"}
-#: Element-wise operations whose constant operands belong to the weighted op before them,
-#: with the value each constant operand (by input position) is re-initialised to.
-_FOLLOWERS: dict[str, dict[int, float]] = {
-    "BiasAdd": {1: 0.0},
-    "Add": {0: 0.0, 1: 0.0}, "AddV2": {0: 0.0, 1: 0.0}, "Sub": {1: 0.0},
-    "Mul": {0: 1.0, 1: 1.0},
-    "FusedBatchNorm": {1: 1.0, 2: 0.0, 3: 0.0, 4: 1.0},
-    "FusedBatchNormV2": {1: 1.0, 2: 0.0, 3: 0.0, 4: 1.0},
-    "FusedBatchNormV3": {1: 1.0, 2: 0.0, 3: 0.0, 4: 1.0},
-}
+# WEIGHT_OPS (operations whose input 1 is a learned kernel, ``weighted`` in their
+# declarations) and each operation's ``neutral`` constants (the operands that belong to the
+# weighted operation before it, with the value each is re-initialised to) come from
+# :mod:`mirdeconv.graph.operations`.
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ def _const_node(graph: FrozenGraph, tensor: str) -> str | None:
     """The Const node behind ``tensor`` (through Identity chains), if it is a float constant."""
     node = graph.nodes.get(node_name(tensor))
     for _ in range(100):
-        if node is None or node.op not in ("Identity", "Snapshot"):
+        if node is None or node.op not in ALIAS_OPS:
             break
         node = graph.nodes.get(node_name(node.input[0]))
     if node is None or node.op != "Const":
@@ -123,7 +116,7 @@ def parameter_layers(model: FrozenModel, tensor: str | None = None) -> list[Para
         if mine is None:                                   # before the first weighted op
             continue
         taken = {c for f in found for c, _ in f["constants"]}
-        for i, value in _FOLLOWERS.get(node.op, {}).items():
+        for i, value in operation(node.op).neutral.items():
             c = consts.get(i)
             if c and g.const_value(c).size > 1 and c not in taken:
                 found[mine]["constants"].append((c, value))

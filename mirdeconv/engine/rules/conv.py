@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from ...errors import UnsupportedGraphError
-from ...graph import CONV_OPS
 from ..step import CellsMajor, Context, Step, merge, saved_input, saved_shape, split
 from ..table import register, unsupported
 
@@ -48,16 +47,22 @@ def pads(tf: Any, padding: str, explicit: list, H: Any, W: Any, Ho: Any, Wo: Any
     return (tf.maximum(Ho - 1 + kh - H, 0) // 2, tf.maximum(Wo - 1 + kw - W, 0) // 2)
 
 
-@register(*CONV_OPS)
+@register("convolution")
 def convolution(ctx: Context, step: Step) -> None:
+    _convolution(ctx, step, depthwise=False)
+
+
+@register("depthwise_convolution")
+def depthwise_convolution(ctx: Context, step: Step) -> None:
+    _convolution(ctx, step, depthwise=True)
+
+
+def _convolution(ctx: Context, step: Step, depthwise: bool) -> None:
     node = step.node
     if step.var_inputs != [0]:
         raise UnsupportedGraphError(f"{node.name}: convolution kernel depends on the input")
-    if node.op == "Conv3D":
-        unsupported(ctx, step)
     strides, dil, padding, explicit = conv_geometry(ctx, step)
     w = ctx.graph.const_value(step.inputs[1])
-    depthwise = node.op == "DepthwiseConv2dNative"
     step.save = [saved_input(step, 1), saved_shape(ctx, step, 0)]
     step.grouped = (not depthwise and w is not None
                     and ctx.channels(step.inputs[0]) not in (None, w.shape[2]))
@@ -307,18 +312,13 @@ def _compact_full_width_rule(tf: Any, shape: tuple) -> Any:
     return rule
 
 
-#: Matrix products: the attributes that transpose their first and second operands.
-_MATMUL_FLAGS = {"MatMul": ("transpose_a", "transpose_b"), "BatchMatMul": ("adj_x", "adj_y"),
-                 "BatchMatMulV2": ("adj_x", "adj_y"), "BatchMatMulV3": ("adj_x", "adj_y")}
-
-
-@register(*_MATMUL_FLAGS)
+@register("matmul")
 def matmul(ctx: Context, step: Step) -> None:
     """``x @ W`` over the last two axes of ``x`` (a dense layer; at every frame, the input
     projection of a recurrent layer) with ``W`` fixed: the signal goes back through ``W``'s
-    transpose."""
+    transpose (the attributes that transpose the operands: the declaration's ``transpose``)."""
     tf, g = ctx.tf, ctx.graph
-    ta, tb = _MATMUL_FLAGS[step.op]
+    ta, tb = step.operation.params["transpose"]
     if step.var_inputs != [0] or g.attr(step.node, ta):
         unsupported(ctx, step)
     eq = "f...o,oi->f...i" if g.attr(step.node, tb) else "f...o,io->f...i"

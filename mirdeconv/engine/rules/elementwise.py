@@ -1,4 +1,7 @@
-"""Rules of the element-wise operations: pass-throughs, non-linearities, arithmetic, batch norm."""
+"""Rules of the element-wise operations: pass-throughs, non-linearities, arithmetic, batch norm.
+
+Which operation takes which rule, and each non-linearity's derivative, are in the
+operations' declarations (:mod:`mirdeconv.graph.operations`)."""
 
 from __future__ import annotations
 
@@ -7,58 +10,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UnsupportedGraphError
-from ...graph import BN_OPS, NONLINEAR_OPS, PASS_OPS
-from ...graph.ops import UNARY_OPS
+from ...graph.operations import COMPOSITE, NONLINEAR, PASS
 from ..step import Context, Step, per_channel, per_feature
-from ..table import COMPOSITE, register, unsupported
+from ..table import register, unsupported
 
-__all__ = ["DERIVATIVES"]
+__all__ = []
 
 
-@register(*(PASS_OPS - {"StopGradient"}), "Cast")
+@register(PASS)
 def passthrough(ctx: Context, step: Step) -> None:
     step.rule = lambda g, sv, F: [g]
     step.compact_rule = lambda g, sv, feats: g
     step.channelwise = True
 
 
-@register("StopGradient")
+@register("stop")
 def stop_gradient(ctx: Context, step: Step) -> None:
     step.rule = lambda g, sv, F: [None]
 
 
 # -- non-linearities ------------------------------------------------------------------------
-def _selu(tf: Any, x: Any, y: Any, alpha: Any) -> Any:
-    scale, a = 1.0507009873554805, 1.6732632423543772
-    return tf.where(x > 0, scale * tf.ones_like(x), y + scale * a)
-
-
-def _leaky(tf: Any, x: Any, y: Any, alpha: Any) -> Any:
-    slope = tf.cast(alpha if alpha is not None else 0.2, x.dtype)
-    return tf.where(x > 0, tf.ones_like(x), slope * tf.ones_like(x))
-
-
-#: Op -> ``f'(x)`` from the forward input ``x``, output ``y`` and the op's ``alpha``.
-DERIVATIVES: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
-    "Relu": lambda tf, x, y, a: tf.cast(x > 0, x.dtype),
-    "Relu6": lambda tf, x, y, a: tf.cast((x > 0) & (x < 6), x.dtype),
-    "Elu": lambda tf, x, y, a: tf.where(x > 0, tf.ones_like(x), y + 1.0),
-    "Selu": _selu,
-    "LeakyRelu": _leaky,
-    "Softplus": lambda tf, x, y, a: tf.sigmoid(x),
-    "Sigmoid": lambda tf, x, y, a: y * (1.0 - y),
-    "Tanh": lambda tf, x, y, a: 1.0 - y * y,
-}
-assert set(DERIVATIVES) == NONLINEAR_OPS
-
-
-@register(*NONLINEAR_OPS)
+@register(NONLINEAR)
 def nonlinear(ctx: Context, step: Step) -> None:
     """The method's rule (:class:`mirdeconv.options.Method`): ``relu(g)`` when it rectifies
     (skipped when the max-pool after the non-linearity rectified already), times ``f'(x)``
-    when it uses the derivative."""
+    (the declaration's ``derivative``) when it uses the derivative."""
     tf, method = ctx.tf, ctx.method
-    deriv = DERIVATIVES[step.op]
+    deriv = step.operation.derivative
+    if deriv is None:
+        raise UnsupportedGraphError(f"{step.node.name}: {step.op} is declared a non-linearity "
+                                    "without a derivative")
     alpha = ctx.graph.attr(step.node, "alpha")
     x_t, out = step.inputs[0], step.output
 
@@ -85,14 +66,10 @@ def _method_rule(ctx: Context, step: Step, derivative: Any, rect: Any, rect_full
         step.compact_rule = lambda g, sv, feats: rect_full(g)
 
 
-#: Element-wise functions without a rule of their own: a non-linearity each, with the
-#: derivative TensorFlow gives them (Erf, Exp, Softsign, Square ...).
-_OTHER_UNARY = UNARY_OPS - NONLINEAR_OPS - {"Neg", "Cast"}
-
-
-@register(COMPOSITE, *_OTHER_UNARY)
+@register(COMPOSITE)
 def composite(ctx: Context, step: Step) -> None:
-    """A composite activation ``y = f(x)`` (GELU, swish, mish, PReLU ...) as one
+    """A composite activation ``y = f(x)`` (GELU, swish, mish, PReLU ...), or an element-wise
+    function declared without a rule of its own (Erf, Exp, Softsign, Square ...), as one
     non-linearity: the method's rule with ``f'(x)`` from TensorFlow's own gradient of the
     element-wise operations (``d sum(y) / dx`` is ``f'(x)`` for an element-wise ``f``)."""
     tf = ctx.tf
@@ -114,12 +91,12 @@ def unbroadcast(tf: Any, g: Any, shape: Any) -> Any:
     return tf.reshape(g, tf.concat([tf.shape(g)[:1], shape], 0))
 
 
-@register("Neg")
+@register("negate")
 def neg(ctx: Context, step: Step) -> None:
     step.rule = lambda g, sv, F: [-g]
 
 
-@register("BiasAdd")
+@register("bias_add")
 def bias_add(ctx: Context, step: Step) -> None:
     if step.var_inputs != [0]:
         unsupported(ctx, step)
@@ -144,13 +121,13 @@ class _Binary:
     second_may_vary: bool = True
 
 
+#: Backward family -> how its signal reaches the operands.
 _BINARY: dict[str, _Binary] = {
-    "Add": _Binary(lambda g, k, vals: g),
-    "AddV2": _Binary(lambda g, k, vals: g),
-    "Sub": _Binary(lambda g, k, vals: g if k == 0 else -g),
-    "Mul": _Binary(lambda g, k, vals: g * vals[1 - k], values=True, scale="scale"),
-    "RealDiv": _Binary(lambda g, k, vals: g / vals[1], values=True, scale="divide",
-                       second_may_vary=False),   # the numerator only
+    "add": _Binary(lambda g, k, vals: g),
+    "subtract": _Binary(lambda g, k, vals: g if k == 0 else -g),
+    "multiply": _Binary(lambda g, k, vals: g * vals[1 - k], values=True, scale="scale"),
+    "divide": _Binary(lambda g, k, vals: g / vals[1], values=True, scale="divide",
+                      second_may_vary=False),   # the numerator only
 }
 _SCALE = {"scale": lambda g, c: g * c, "divide": lambda g, c: g / c}
 
@@ -164,7 +141,7 @@ def _per_channel_constant(ctx: Context, step: Step) -> bool:
 def binary(ctx: Context, step: Step) -> None:
     """Add, Sub, Mul, RealDiv with broadcasting: the product rule, summed down to each
     operand's shape."""
-    tf, var, kind = ctx.tf, step.var_inputs, _BINARY[step.op]
+    tf, var, kind = ctx.tf, step.var_inputs, _BINARY[step.operation.backward]
     if 1 in var and not kind.second_may_vary:
         unsupported(ctx, step)
     step.save = [lambda env, t=t: tf.shape(env[t]) for t in step.inputs]
@@ -188,7 +165,7 @@ def binary(ctx: Context, step: Step) -> None:
         step.channel_op = (kind.scale, lambda env: env[c_t])
 
 
-@register(*BN_OPS)
+@register("batch_norm")
 def batch_norm(ctx: Context, step: Step) -> None:
     """Batch norm in inference: a per-channel scale ``gamma / sqrt(var + eps)``."""
     tf, graph = ctx.tf, ctx.graph
@@ -211,7 +188,7 @@ def batch_norm(ctx: Context, step: Step) -> None:
     step.channelwise, step.channel_op = True, ("scale", scale)
 
 
-@register("Softmax")
+@register("softmax")
 def softmax(ctx: Context, step: Step) -> None:
     """A class output's softmax over its last axis: the exact vector-Jacobian product
     ``y * (g - sum(g * y))`` for every method (it normalises; it does not rectify)."""

@@ -14,9 +14,10 @@ __all__ = []
 
 def _pool_attrs(ctx: Context, step: Step) -> tuple[list[int], list[int], str]:
     g, node = ctx.graph, step.node
-    if node.op == "MaxPoolV2":
-        ksize = [int(v) for v in g.const_value(step.inputs[1])]
-        strides = [int(v) for v in g.const_value(step.inputs[2])]
+    window_inputs = step.operation.params.get("window_inputs")
+    if window_inputs:                     # MaxPoolV2: ksize and strides are inputs
+        ksize = [int(v) for v in g.const_value(step.inputs[window_inputs[0]])]
+        strides = [int(v) for v in g.const_value(step.inputs[window_inputs[1]])]
     else:
         ksize, strides = g.attr(node, "ksize"), g.attr(node, "strides")
     if (g.attr(node, "data_format") or "NHWC") != "NHWC":
@@ -24,7 +25,7 @@ def _pool_attrs(ctx: Context, step: Step) -> tuple[list[int], list[int], str]:
     return ksize, strides, g.attr(node, "padding")
 
 
-@register("MaxPool", "MaxPoolV2")
+@register("max_pool")
 def max_pool(ctx: Context, step: Step) -> None:
     ksize, strides, padding = _pool_attrs(ctx, step)
     rectify = step.node.name in ctx.rectify_before_unpool
@@ -118,7 +119,7 @@ def _overlapping_rule(tf: Any, ksize: list, strides: list, padding: str, rectify
     return rule
 
 
-@register("AvgPool")
+@register("avg_pool")
 def avg_pool(ctx: Context, step: Step) -> None:
     tf, g, node = ctx.tf, ctx.graph, step.node
     ksize, strides, padding = g.attr(node, "ksize"), g.attr(node, "strides"), g.attr(node, "padding")

@@ -14,14 +14,14 @@ from ..table import register, unsupported
 __all__ = []
 
 
-@register("Reshape", "Squeeze", "ExpandDims")
+@register("reshape")
 def reshape(ctx: Context, step: Step) -> None:
     tf = ctx.tf
     step.save = [saved_shape(ctx, step)]
     step.rule = lambda g, sv, F: [tf.reshape(g, tf.concat([[F], sv[0]], 0))]
 
 
-@register("Transpose")
+@register("transpose")
 def transpose(ctx: Context, step: Step) -> None:
     tf = ctx.tf
     perm = ctx.graph.const_value(step.inputs[1])
@@ -31,7 +31,7 @@ def transpose(ctx: Context, step: Step) -> None:
     step.rule = lambda g, sv, F: [tf.transpose(g, inv)]
 
 
-@register("Pad", "PadV2")
+@register("pad")
 def pad(ctx: Context, step: Step) -> None:
     tf = ctx.tf
     step.save = [saved_shape(ctx, step), saved_input(step, 1)]
@@ -44,7 +44,7 @@ def pad(ctx: Context, step: Step) -> None:
     step.rule = rule
 
 
-@register("MirrorPad")
+@register("mirror_pad")
 def mirror_pad(ctx: Context, step: Step) -> None:
     tf = ctx.tf
     mode = ctx.graph.attr(step.node, "mode")
@@ -57,7 +57,7 @@ def mirror_pad(ctx: Context, step: Step) -> None:
     step.rule = rule
 
 
-@register("ConcatV2")
+@register("concat")
 def concat(ctx: Context, step: Step) -> None:
     tf = ctx.tf
     n = len(step.inputs) - 1
@@ -78,7 +78,7 @@ def concat(ctx: Context, step: Step) -> None:
 _SLICE_MASKS = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
 
 
-@register("StridedSlice")
+@register("strided_slice")
 def strided_slice(ctx: Context, step: Step) -> None:
     tf = ctx.tf
     masks = {k: ctx.graph.attr(step.node, k) or 0 for k in _SLICE_MASKS}
@@ -98,7 +98,7 @@ def strided_slice(ctx: Context, step: Step) -> None:
     step.rule = rule
 
 
-@register("GatherV2")
+@register("gather")
 def gather(ctx: Context, step: Step) -> None:
     """Items taken along an axis by constant indices (``x[:, t]``, ``x[:, -1]``, ``x[:, [0,
     2]]``): the signal goes back to the items it came from (summed where an item was taken
@@ -128,11 +128,11 @@ def gather(ctx: Context, step: Step) -> None:
     step.rule = rule
 
 
-@register("Max", "Min", "Mean", "Sum")
+@register("reduce")
 def reduce(ctx: Context, step: Step) -> None:
     """Sum and Mean spread the signal evenly; Max and Min send it to the extremes (ties share
-    it equally, as TensorFlow's own gradient does)."""
-    tf, op = ctx.tf, step.op
+    it equally, as TensorFlow's own gradient does); which one: the declaration's ``reduce``."""
+    tf, how = ctx.tf, step.operation.params["reduce"]
     red = ctx.graph.const_value(step.inputs[1])
     if red is None:
         unsupported(ctx, step)
@@ -143,12 +143,12 @@ def reduce(ctx: Context, step: Step) -> None:
     def weights(env: dict) -> Any:
         x = env[x_t]
         axes = [r % x.shape.rank for r in red_list]
-        if op in ("Max", "Min"):
-            extreme = tf.reduce_max if op == "Max" else tf.reduce_min
+        if how in ("max", "min"):
+            extreme = tf.reduce_max if how == "max" else tf.reduce_min
             ind = tf.cast(tf.equal(x, extreme(x, axis=axes, keepdims=True)), x.dtype)
             return ind / tf.reduce_sum(ind, axis=axes, keepdims=True)
         w = tf.ones_like(x)
-        if op == "Mean":
+        if how == "mean":
             w = w / tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
         return w
 
@@ -164,16 +164,13 @@ def reduce(ctx: Context, step: Step) -> None:
     step.rule = rule
 
 
-@register("Split", "SplitV")
+@register("split")
 def split(ctx: Context, step: Step) -> None:
-    """The outputs' signals concatenated back (zeros for an output that has none)."""
-    tf, g_ = ctx.tf, ctx.graph
-    if step.op == "Split":
-        axis_t, value_k = step.inputs[0], 1
-        step.n_outputs = int(g_.attr(step.node, "num_split"))
-    else:
-        axis_t, value_k = step.inputs[2], 0
-        step.n_outputs = int(g_.attr(step.node, "num_split"))
+    """The outputs' signals concatenated back (zeros for an output that has none); the axis
+    and the value are the inputs the declaration's ``axis_input`` and ``value_input`` name."""
+    tf, g_, params = ctx.tf, ctx.graph, step.operation.params
+    axis_t, value_k = step.inputs[params["axis_input"]], params["value_input"]
+    step.n_outputs = int(g_.attr(step.node, "num_split"))
     if step.var_inputs != [value_k]:
         unsupported(ctx, step)
     axis = g_.const_value(axis_t)
@@ -198,7 +195,7 @@ def split(ctx: Context, step: Step) -> None:
     step.rule = rule
 
 
-@register("Tile")
+@register("tile")
 def tile(ctx: Context, step: Step) -> None:
     """The sum over the copies: (F, m0 * d0, m1 * d1, ...) -> (F, d0, d1, ...)."""
     tf = ctx.tf

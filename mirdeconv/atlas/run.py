@@ -118,7 +118,7 @@ def track_table(track: Track, settings: AtlasSettings) -> pd.DataFrame:
 
     model = _model(settings)
     layers = settings.layers or tuple(li.name for li in model.layers)
-    y, sr = load(track.path)
+    y, sr = load(track.path, model.representation.sr)   # the file's own rate dropped at once
     return summarise(model, y, sr, track=track.id, layers=layers, k=settings.k,
                      excerpt=settings.excerpt, tags=settings.tags)
 
@@ -186,16 +186,18 @@ def _track_histograms(track: Track, settings: AtlasSettings, layers: tuple[str, 
     from ..audio import load
     from .dissect import histograms
 
-    y, sr = load(track.path)
-    return histograms(_model(settings), y, sr, layers)
+    model = _model(settings)
+    y, sr = load(track.path, model.representation.sr)   # the file's own rate dropped at once
+    return histograms(model, y, sr, layers)
 
 
 def _track_overlaps(track: Track, settings: AtlasSettings, concepts: dict, limits: dict) -> dict:
     from ..audio import load
     from .dissect import overlaps
 
-    y, sr = load(track.path)
-    return overlaps(_model(settings), y, sr, concepts, limits)
+    model = _model(settings)
+    y, sr = load(track.path, model.representation.sr)
+    return overlaps(model, y, sr, concepts, limits)
 
 
 def _add_all(parts: list) -> dict:

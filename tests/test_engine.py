@@ -278,14 +278,14 @@ def test_a_long_track_in_chunks_equals_one_piece(keras, method):
     info = m.layer("p2")
     full = plan_memory(compiled(m, info, method, "float32"), m, info, rep.prepare(y, 8000),
                        mirdeconv.DeconvOptions(memory="3M"), True, 16)
-    assert "of masks (memory-mapped: over 1/16 of the budget); budget 3 MiB" in full.describe()
+    assert "of masks (memory-mapped: over 1/64 of the budget); budget 3 MiB" in full.describe()
     plan = full.chunks
     assert len(plan) > 20 and all(c.core.stop - c.core.start < 2 * info.receptive_field[0]
                                   for c in plan)
     one = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="64G")
     parts = mirdeconv.deconvolve(m, y, 8000, layer="p2", method=method, memory="3M")
     np.testing.assert_allclose(parts.masks, one.masks, rtol=0, atol=1e-5 * np.abs(one.masks).max())
-    # 16 features' masks (3 MiB) pass 1/16 of the 3 MiB budget: a memory map, its file unlinked
+    # 16 features' masks (3 MiB) pass 1/64 of the 3 MiB budget: a memory map, its file unlinked
     assert isinstance(parts.masks, np.memmap) and not isinstance(one.masks, np.memmap)
     assert parts.masks.nbytes > 1 << 20 and not Path(parts.masks.filename).exists()
     np.testing.assert_array_equal(parts.activation_max, one.activation_max)
@@ -339,7 +339,7 @@ def test_masks_that_fit_neither_the_budget_nor_the_disk_are_refused(monkeypatch,
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    with pytest.raises(MemoryBudgetError, match=r"the masks need ~6 KiB, more than 1/16 of the "
+    with pytest.raises(MemoryBudgetError, match=r"the masks need ~6 KiB, more than 1/64 of the "
                        r"memory budget of 1 KiB, and .* cannot hold them as a memory map \(No space "
                        r"left on device; .* free\)"):
         mask_array((2, 100, 8), 1 << 10)
@@ -347,13 +347,13 @@ def test_masks_that_fit_neither_the_budget_nor_the_disk_are_refused(monkeypatch,
 
 
 def test_memory_mapped_masks_give_their_pages_back(tmp_path, monkeypatch, mapped_rss):
-    """Masks over 1/16 of the budget are a memory map; after release_pages what was written
+    """Masks over 1/64 of the budget are a memory map; after release_pages what was written
     is still there but no longer resident; arrays in RAM are left alone."""
     from mirdeconv.engine.memory import MASK_SHARE, mask_array, release_pages
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     shape = (4, 4096, 96)                                         # 6 MiB
-    assert not isinstance(mask_array(shape, 16 * 6 << 20), np.memmap)
+    assert not isinstance(mask_array(shape, MASK_SHARE * (6 << 20)), np.memmap)
     m = mask_array(shape, MASK_SHARE * (6 << 20) - 1)
     assert isinstance(m, np.memmap)
     m[:] = np.arange(4096, dtype=np.float32)[None, :, None]

@@ -120,7 +120,7 @@ def track_table(track: Track, settings: AtlasSettings) -> pd.DataFrame:
     """One track's top-k table (a task: runs on a worker)."""
     model = _model(settings)
     layers = settings.layers or tuple(li.name for li in model.layers)
-    y, sr = load_audio(track.path)
+    y, sr = load_audio(track.path, model.representation.sr)   # the file's own rate dropped at once
     return summarise(model, y, sr, track=track.id, layers=layers, k=settings.k,
                      excerpt=settings.excerpt, tags=settings.tags)
 
@@ -177,13 +177,15 @@ def _tree(tasks: list, combine: Callable, name: str, *args: Any) -> Any:
 
 
 def _track_histograms(track: Track, settings: AtlasSettings, layers: tuple[str, ...]) -> dict:
-    y, sr = load_audio(track.path)
-    return histograms(_model(settings), y, sr, layers)
+    model = _model(settings)
+    y, sr = load_audio(track.path, model.representation.sr)   # the file's own rate dropped at once
+    return histograms(model, y, sr, layers)
 
 
 def _track_overlaps(track: Track, settings: AtlasSettings, concepts: dict, limits: dict) -> dict:
-    y, sr = load_audio(track.path)
-    return overlaps(_model(settings), y, sr, concepts, limits)
+    model = _model(settings)
+    y, sr = load_audio(track.path, model.representation.sr)
+    return overlaps(model, y, sr, concepts, limits)
 
 
 def _add_all(parts: list) -> dict:

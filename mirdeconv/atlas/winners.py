@@ -26,6 +26,7 @@ from ..analysis import DESCRIPTORS, Reference, TrackContext, describe
 from ..audio import load
 from ..auralisation import auralise_result
 from ..engine import deconvolve
+from ..engine.memory import read_block, spill
 from ..errors import MirdeconvError
 from ..plot import mask_figure, save_figure
 from ..store import write_audio
@@ -53,6 +54,7 @@ def winner_files(model: Any, path: str, rows: pd.DataFrame, out: str) -> pd.Data
         field, else "").
     """
     y, sr = load(path)
+    y = spill(y)          # a long track's samples in a memory map: each excerpt read alone
     labels = list(model.labels or [])
     done = []
     for row in rows.itertuples(index=False):
@@ -60,7 +62,7 @@ def winner_files(model: Any, path: str, rows: pd.DataFrame, out: str) -> pd.Data
         folder = Path(out) / rel
         folder.mkdir(parents=True, exist_ok=True)
         a, b = int(round(row.start * sr)), int(round(row.end * sr))
-        clip = np.ascontiguousarray(y[a:b])
+        clip = read_block(y, np.s_[a:b])
         excerpt = f"{rel}/{int(row.rank)}_excerpt.wav"
         write_audio(Path(out) / excerpt, clip, sr)
         sound = png = error = ""

@@ -49,7 +49,10 @@ __all__ = ["MemoryPlan", "plan_memory", "features_per_pass", "mask_array", "rele
 FORWARD_SHARE = 8
 #: Masks over ``budget / MASK_SHARE`` go to a memory map (:func:`mask_array`), whose pages the
 #: work gives back as it goes (:func:`release_pages`): they are the part that grows with the track.
-MASK_SHARE = 16
+#: 1/64, as what else is as long as the track (:data:`TRACK_SHARE`): at 1/16 the batch job held
+#: two layers' masks of a 30-minute track in RAM (173 MB each for 4 features), 0.6 GB over its
+#: 3-minute peak.
+MASK_SHARE = 64
 #: A track's STFT and audio over ``budget / TRACK_SHARE`` go to a memory map too
 #: (:func:`spill_track`), and so does anything else as long as the track over it
 #: (:func:`track_zeros`: a feature's sound, the analysis' references, the onset detector's

@@ -14,7 +14,7 @@ pass and one tag's backward pass, :func:`mirdeconv.engine.memory.probe_bytes`), 
 patches go through the model in batches, the tags backward in groups, that hold at most an
 eighth of the budget (:func:`plan_explanation`); a long track's STFT and audio are spilled
 to memory maps (:func:`mirdeconv.engine.memory.spill_track`), and so are the tags' masks when
-they pass a sixteenth of the budget (:func:`mirdeconv.engine.memory.mask_array`).
+they pass 1/64 of the budget (:func:`mirdeconv.engine.memory.mask_array`).
 """
 
 from __future__ import annotations
@@ -200,8 +200,8 @@ def explain(
     Returns
     -------
     Explanation
-        ``masks`` has shape ``(n_tags, n_frames, n_bands)`` (a memory map when they pass a
-        sixteenth of the budget).
+        ``masks`` has shape ``(n_tags, n_frames, n_bands)`` (a memory map when they pass
+        1/64 of the budget).
 
     Raises
     ------

@@ -97,3 +97,16 @@ def assert_every_layer_matches(model, method: str) -> None:
             continue
         np.testing.assert_allclose(res.masks, ref, rtol=0, atol=1e-5 * scale,
                                    err_msg=f"{model.name}: {layer.name} / {method}")
+
+
+def saliency_of_unit(net, model, res, unit: int) -> np.ndarray:
+    """The plain gradient of a Keras net's output channel ``unit`` (seeded with its own
+    activation, as the engine's ``map`` target) with respect to the model input of ``res``'s
+    track, in the model input's domain (n_frames, n_bands): GradientTape, not the engine."""
+    tf = backend.tensorflow()
+    x = tf.constant(model.to_input(res.track.frames[None]))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = net(x)[..., unit]
+        obj = tf.reduce_sum(out * tf.stop_gradient(out))
+    return model.from_input(tape.gradient(obj, x).numpy())[0]

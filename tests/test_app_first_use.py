@@ -15,11 +15,13 @@ PICKER_CHARS = 30
 
 @pytest.mark.slow
 def test_a_models_first_opening_says_so_and_the_layer_labels_fit(zoo_cache):
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from mirdeconv.app.model_view import _view_file
 
     _view_file(logic.DEFAULT_MODEL).unlink(missing_ok=True)        # never opened on this machine
+    st.cache_resource.clear()                                       # ... by a fresh server
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600).run()
     assert not at.exception and not at.error
     boxes = [s for s in at.status if logic.DEFAULT_MODEL in s.label]

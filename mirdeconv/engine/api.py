@@ -283,7 +283,7 @@ def _batched(prog: Program, plan: MemoryPlan, model: FrozenModel, info: LayerInf
             parts.append((part, len(items)))
     if not model.patches_add_up:
         for f in range(len(masks)):        # feature by feature: a memory map's pages go back
-            patching.normalise(masks[f:f + 1], _margin(info, patching))
+            patching.normalize(masks[f:f + 1], _margin(info, patching))
             release_pages(masks)
     return masks, combine_stats(parts, over_time)
 

@@ -1,0 +1,58 @@
+"""One meaning per name (issue 31): renamed public names still answer, with a warning, and
+the library's identifiers keep one spelling."""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mirdeconv
+
+LIBRARY = Path(mirdeconv.__file__).parent
+
+
+def _identifiers(tree: ast.AST):
+    """Every name the code binds or reads: variables, attributes, functions, classes,
+    arguments, keywords, imported names."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name
+        elif isinstance(node, ast.arg):
+            yield node.arg
+        elif isinstance(node, ast.keyword) and node.arg:
+            yield node.arg
+        elif isinstance(node, ast.alias):
+            yield node.name
+            if node.asname:
+                yield node.asname
+
+
+def test_normalize_is_spelt_one_way_in_identifiers():
+    bad = []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        for name in _identifiers(ast.parse(path.read_text(), str(path))):
+            if "normalis" in name.lower():
+                bad.append(f"{path.relative_to(LIBRARY)}: {name}")
+    assert not bad, "identifiers spell normalize the American way (docs/design.md, Names):\n" \
+        + "\n".join(bad)
+
+
+def test_normalise_is_a_deprecated_alias_of_normalize():
+    from mirdeconv import auralisation
+    y = np.array([[0.0, 0.5, -0.25]], dtype=np.float32)
+    new = auralisation.normalize(y, 16000, "peak")
+    with pytest.warns(DeprecationWarning, match="normalize"):
+        old = auralisation.normalise
+    assert old is auralisation.normalize
+    np.testing.assert_array_equal(old(y, 16000, "peak"), new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from mirdeconv.auralisation import normalize  # noqa: F401  (no warning)

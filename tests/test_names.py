@@ -56,3 +56,19 @@ def test_normalise_is_a_deprecated_alias_of_normalize():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         from mirdeconv.auralisation import normalize  # noqa: F401  (no warning)
+
+
+@pytest.mark.parametrize("module", ["mirdeconv.explanations.targets", "mirdeconv.explanations"])
+@pytest.mark.parametrize("old, new", [("OutputTarget", "ExplainedOutput"),
+                                      ("output_target", "explained_output")])
+def test_output_target_is_a_deprecated_alias_of_explained_output(module, old, new):
+    import importlib
+    mod = importlib.import_module(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        current = getattr(mod, new)
+    with pytest.warns(DeprecationWarning, match=new):
+        assert getattr(mod, old) is current
+    with pytest.raises(AttributeError):
+        mod.no_such_name  # noqa: B018
+

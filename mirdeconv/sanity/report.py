@@ -27,7 +27,7 @@ import numpy as np
 from ..audio import validate
 from ..engine import check_model
 from ..errors import InvalidOptionError, MirdeconvError
-from ..explanations.targets import OUTPUTS, output_target
+from ..explanations.targets import OUTPUTS, explained_output
 from ..model import FrozenModel
 from ..options import check_number
 from ..progress import ProgressArg
@@ -233,7 +233,7 @@ def _class_output(model: FrozenModel) -> str | None:
     sigmoid or softmax) the output itself; None: no class output."""
     for output in OUTPUTS:
         try:
-            output_target(model, output)
+            explained_output(model, output)
             return output
         except MirdeconvError:
             continue

@@ -32,7 +32,7 @@ from ..model import FrozenModel
 from ..options import METHODS
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .activity import layer_subject
+from .activity import features_or_top, layer_subject
 from .randomise import ParameterLayer, cascade, parameter_layers, randomised
 from .similarity import rank_correlation, ssim
 
@@ -194,7 +194,8 @@ def deconvolution_cascade(
     sr: float | None = None,
     *,
     layer: str | int,
-    features: int | Sequence[int] = 8,
+    features: Sequence[int] | None = None,
+    top: int = 8,
     methods: Sequence[str] = DECONVOLUTION_METHODS,
     seed: int = 0,
     track: TrackInput | None = None,
@@ -208,9 +209,12 @@ def deconvolution_cascade(
     model : FrozenModel
     audio, sr : np.ndarray (n_samples,), float
     layer : str or int
-    features : int or sequence of int
-        Feature indices, or how many of the trained model's most active on the track (by
-        their maps' peaks).
+    features : sequence of int, optional
+        Feature indices (default: the ``top`` most active).  An int is the deprecated
+        spelling of ``top`` (a DeprecationWarning).
+    top : int
+        How many of the trained model's most active features on the track (by their maps'
+        peaks), when ``features`` is not given.
     methods : sequence of str
         Rows of :data:`mirdeconv.options.METHODS`.
     seed : int
@@ -221,7 +225,8 @@ def deconvolution_cascade(
     -------
     Cascade
     """
-    sub = layer_subject(model, audio, sr, track, layer, features)
+    chosen = features_or_top(features, top, "deconvolution_cascade")
+    sub = layer_subject(model, audio, sr, track, layer, chosen)
     model, track, info, feats = sub.model, sub.track, sub.layer, sub.features
 
     def compute(m: FrozenModel, method: str) -> np.ndarray:

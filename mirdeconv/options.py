@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -213,9 +214,16 @@ class DeconvOptions:
 
 
     @property
-    def rule(self) -> Method:
-        """The :class:`Method` of :attr:`method`."""
+    def method_row(self) -> Method:
+        """The :class:`Method` of :attr:`method` (its row of :data:`METHODS`)."""
         return METHODS[self.method]
+
+    @property
+    def rule(self) -> Method:
+        """Deprecated name of :attr:`method_row` (a DeprecationWarning)."""
+        warnings.warn("DeconvOptions.rule is now DeconvOptions.method_row", DeprecationWarning,
+                      stacklevel=2)
+        return self.method_row
 
     @property
     def budget(self) -> int:

@@ -72,3 +72,22 @@ def test_output_target_is_a_deprecated_alias_of_explained_output(module, old, ne
     with pytest.raises(AttributeError):
         mod.no_such_name  # noqa: B018
 
+
+
+def test_rule_means_only_a_backward_rule():
+    """The attribution row's backward method, the options' method row and the label rules
+    have their own names; the old ones still answer, with a DeprecationWarning."""
+    from mirdeconv.analysis import labels
+    from mirdeconv.explanations import ATTRIBUTIONS
+    from mirdeconv.options import METHODS, DeconvOptions
+
+    row = ATTRIBUTIONS["integrated_gradients"]
+    assert row.backward_method == "saliency"
+    with pytest.warns(DeprecationWarning, match="backward_method"):
+        assert row.rule == "saliency"
+    opts = DeconvOptions(method="guided")
+    assert opts.method_row is METHODS["guided"]
+    with pytest.warns(DeprecationWarning, match="method_row"):
+        assert opts.rule is METHODS["guided"]
+    with pytest.warns(DeprecationWarning, match="LABEL_RULES"):
+        assert labels.RULES is labels.LABEL_RULES

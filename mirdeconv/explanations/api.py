@@ -233,7 +233,7 @@ def explain(
             "it normalises its input by the track's or each patch's own statistics")
     track = spill_track(track_input(model, audio, sr, track), budget)
     frames, base, patching = track_inputs(model, track)
-    prog = compiled_tensor(model, explained.tensor, 1, row.rule, "float32")
+    prog = compiled_tensor(model, explained.tensor, 1, row.backward_method, "float32")
     plan = plan_explanation(prog, model, frames, patching, 1 if idx is None else len(idx), budget,
                             row.count(settings))
     if idx is None:

@@ -1,11 +1,12 @@
 """The attribution methods of class explanations: rows of one table, one engine.
 
 Every method is the engine's backward pass from a class output (:mod:`mirdeconv.engine`)
-with one rule at the non-linearities, run on some inputs made from each patch, the
+with one deconvolution method (its ``backward_method``, a row of
+:data:`mirdeconv.options.METHODS`) at the non-linearities, run on some inputs made from each patch, the
 gradients averaged over those inputs and multiplied by a weight:
 
 ======================  ==========  =========================================  ===========
-method                  rule        inputs per patch                           weight
+method                  backward    inputs per patch                           weight
 ======================  ==========  =========================================  ===========
 deconvnet               deconvnet   x                                          1
 guided                  guided      x                                          1
@@ -29,6 +30,7 @@ it does not depend on how the work is batched).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -119,9 +121,11 @@ def _gradient(row: Attribution, bt: Batch) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Attribution:
-    """One method: the engine's ``rule``, how many ``count(settings)`` inputs per patch and
-    which (``inputs``), the ``weight(x, b)`` that multiplies the mean gradient, and the
-    batch's ``contribution`` (T, B, *input) made of them.
+    """One method: the engine's ``backward_method`` (a deconvolution method of
+    :data:`mirdeconv.options.METHODS`: how its backward pass treats the non-linearities), how
+    many ``count(settings)`` inputs per patch and which (``inputs``), the ``weight(x, b)``
+    that multiplies the mean gradient, and the batch's ``contribution`` (T, B, *input) made
+    of them.
 
     What the front ends and :func:`mirdeconv.explain` read (never a method's name):
     ``layer``: it takes a layer (the others ignore one); ``baseline``: it starts from
@@ -132,7 +136,7 @@ class Attribution:
     """
 
     name: str
-    rule: str
+    backward_method: str
     description: str
     count: Callable[[Settings], int] = lambda s: 1
     inputs: Inputs = _as_is
@@ -142,6 +146,13 @@ class Attribution:
     baseline: bool = False
     completeness: bool = False
     uses: tuple[str, ...] = ()
+
+    @property
+    def rule(self) -> str:
+        """Deprecated name of :attr:`backward_method` (a DeprecationWarning)."""
+        warnings.warn("Attribution.rule is now Attribution.backward_method",
+                      DeprecationWarning, stacklevel=2)
+        return self.backward_method
 
     def __post_init__(self) -> None:
         if self.completeness and not self.baseline:

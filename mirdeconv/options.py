@@ -383,7 +383,6 @@ NUMBERS: dict[str, Number] = {
     "most_active": Number(True, 1),
     "seconds": Number(False, 0, note="0: the whole track"),
     "steps": Number(True, 1),
-    "samples": Number(True, 1),
     "copies": Number(True, 1),
     "noise": Number(False, 0),
     "seed": Number(True, 0),

@@ -91,3 +91,19 @@ def test_rule_means_only_a_backward_rule():
         assert opts.rule is METHODS["guided"]
     with pytest.warns(DeprecationWarning, match="LABEL_RULES"):
         assert labels.RULES is labels.LABEL_RULES
+
+
+def test_settings_copies_and_the_old_samples():
+    """SmoothGrad's noisy copies are ``copies`` (``samples`` means audio samples only); an
+    ``explanation.json`` written with ``samples`` still reads."""
+    import dataclasses
+
+    from mirdeconv.explanations import ExplainOptions, Settings
+
+    s = Settings(copies=5)
+    assert dataclasses.asdict(s) == {"steps": 32, "copies": 5, "noise": 0.15, "seed": 0}
+    assert ExplainOptions().copies == Settings().copies
+    with pytest.warns(DeprecationWarning, match="copies"):
+        assert s.samples == 5
+    assert Settings.from_dict(dataclasses.asdict(s)) == s
+    assert Settings.from_dict({"steps": 32, "samples": 5, "noise": 0.15, "seed": 0}) == s

@@ -284,7 +284,7 @@ def plan_explanation(prog: Program, model: FrozenModel, frames: np.ndarray, patc
     budget : int
         Bytes.
     per_patch : int
-        Inputs per patch (integrated gradients' steps, SmoothGrad's samples).
+        Inputs per patch (integrated gradients' steps, SmoothGrad's copies).
 
     Returns
     -------

@@ -23,13 +23,14 @@ grid to the patch's (a layer without a frequency axis: the same value in every b
 
 ``b`` is the baseline: the model input of digital silence.  Integrated gradients
 (Sundararajan et al., ICML 2017) take the midpoint rule over ``m = steps`` points;
-SmoothGrad (Smilkov et al., 2017) ``m = samples`` noisy copies with noise level ``s``, the
+SmoothGrad (Smilkov et al., 2017) ``m = copies`` noisy copies with noise level ``s``, the
 noise of patch ``i``, copy ``k`` drawn from ``numpy.random.default_rng([seed, i, k])`` (so
 it does not depend on how the work is batched).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,19 +50,34 @@ __all__ = ["Settings", "Batch", "Attribution", "ATTRIBUTIONS", "attribution",
 
 @dataclass(frozen=True)
 class Settings:
-    """The numbers the rows read: integrated gradients' ``steps``; SmoothGrad's ``samples``
-    (its noisy copies: :attr:`ExplainOptions.copies <mirdeconv.explanations.ExplainOptions>`),
-    ``noise`` (a fraction of each patch's value range) and ``seed``
-    (:attr:`mirdeconv.explanations.ExplainOptions.settings`)."""
+    """The numbers the rows read: integrated gradients' ``steps``; SmoothGrad's ``copies``
+    (its noisy copies: :attr:`ExplainOptions.copies <mirdeconv.explanations.ExplainOptions>`;
+    formerly ``samples``, a word kept for audio samples), ``noise`` (a fraction of each
+    patch's value range) and ``seed`` (:attr:`mirdeconv.explanations.ExplainOptions.settings`)."""
 
     steps: int = 32
-    samples: int = 16
+    copies: int = 16
     noise: float = 0.15
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "samples", "noise", "seed"):
+        for name in ("steps", "copies", "noise", "seed"):
             check_number(name, getattr(self, name))
+
+    @property
+    def samples(self) -> int:
+        """Deprecated name of :attr:`copies` (a DeprecationWarning)."""
+        warnings.warn("Settings.samples is now Settings.copies", DeprecationWarning, stacklevel=2)
+        return self.copies
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Settings:
+        """The settings as written in ``explanation.json`` (``dataclasses.asdict``), also
+        those written before ``samples`` was called ``copies``."""
+        d = dict(d)
+        if "samples" in d:
+            d.setdefault("copies", d.pop("samples"))
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
 #: ``(x, b, items, k, settings) -> inputs``: the k-th input of each patch (arrays (B, ...);
@@ -204,7 +220,7 @@ ATTRIBUTIONS: dict[str, Attribution] = {a.name: a for a in (
                 "(Sundararajan et al.)", count=lambda s: s.steps, inputs=_path,
                 weight=lambda x, b: x - b, baseline=True, completeness=True, uses=("steps",)),
     Attribution("smoothgrad", "saliency", "the gradient averaged over noisy copies (Smilkov et al.)",
-                count=lambda s: s.samples, inputs=_noisy, uses=("copies", "noise", "seed")),
+                count=lambda s: s.copies, inputs=_noisy, uses=("copies", "noise", "seed")),
     Attribution("gradcam", "saliency", "the layer's maps weighted by their mean gradient "
                 "(Selvaraju et al.), resized to the input", contribution=_gradcam, layer=True),
 )}

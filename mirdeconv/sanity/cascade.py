@@ -47,7 +47,7 @@ EXPLANATION_METHODS = tuple(ATTRIBUTIONS)
 DECONVOLUTION_METHODS = tuple(METHODS)
 #: Integrated gradients' steps and SmoothGrad's copies in a cascade (each step recomputes
 #: every method: fewer than :func:`mirdeconv.explain`'s defaults).
-CASCADE_SETTINGS = Settings(steps=16, samples=8)
+CASCADE_SETTINGS = Settings(steps=16, copies=8)
 
 
 @dataclass
@@ -177,7 +177,7 @@ def explanation_cascade(
     def compute(m: FrozenModel, method: str) -> np.ndarray:
         expl = explain(m, track=track, tag=kept["tag"], method=method, output=output,
                        steps=settings.steps,
-                       copies=settings.samples, noise=settings.noise, seed=settings.seed,
+                       copies=settings.copies, noise=settings.noise, seed=settings.seed,
                        layer=cam_layer)             # ignored by a method that takes none
         kept["tag"], kept["name"] = expl.indices[0], expl.tags[0]
         return expl.masks

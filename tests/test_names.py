@@ -107,3 +107,19 @@ def test_settings_copies_and_the_old_samples():
         assert s.samples == 5
     assert Settings.from_dict(dataclasses.asdict(s)) == s
     assert Settings.from_dict({"steps": 32, "samples": 5, "noise": 0.15, "seed": 0}) == s
+
+
+def test_the_sanity_checks_read_the_method_tables_when_called(monkeypatch):
+    import inspect
+
+    from mirdeconv.explanations import ATTRIBUTIONS, ExplainOptions
+    from mirdeconv.options import METHODS
+    from mirdeconv.sanity import DECONVOLUTION_METHODS, EXPLANATION_METHODS, explanation_cascade
+
+    assert tuple(EXPLANATION_METHODS) == tuple(ATTRIBUTIONS)
+    assert tuple(DECONVOLUTION_METHODS) == tuple(METHODS)
+    monkeypatch.setitem(ATTRIBUTIONS, "doubled", ATTRIBUTIONS["saliency"])
+    assert "doubled" in EXPLANATION_METHODS and EXPLANATION_METHODS[-1] == "doubled"
+    assert len(EXPLANATION_METHODS) == len(ATTRIBUTIONS)
+    default = inspect.signature(explanation_cascade).parameters["output"].default
+    assert default == ExplainOptions.output

@@ -19,14 +19,14 @@ architecture, not what the model learned.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..engine import check_model, deconvolve, forget, track_input
-from ..explanations import ATTRIBUTIONS, Settings, explain
+from ..explanations import ATTRIBUTIONS, ExplainOptions, Settings, explain
 from ..explanations.api import has_silence
 from ..model import FrozenModel
 from ..options import METHODS
@@ -43,8 +43,35 @@ __all__ = ["Cascade", "explanation_cascade", "deconvolution_cascade", "PASS_BELO
 #: Rank correlation (of magnitudes) with the trained model's map below which a method passes
 #: (at every step of the cascade).
 PASS_BELOW = 0.5
-EXPLANATION_METHODS = tuple(ATTRIBUTIONS)
-DECONVOLUTION_METHODS = tuple(METHODS)
+
+
+class TableRows(Sequence[str]):
+    """The names of a table's rows, read when used (a row added after ``import`` is in it):
+    the default of the cascades' ``methods``."""
+
+    def __init__(self, table: Mapping[str, Any]) -> None:
+        self._table = table
+
+    def __getitem__(self, index: Any) -> Any:
+        return tuple(self._table)[index]
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self._table))
+
+
+#: Every class-explanation method: the rows of :data:`mirdeconv.explanations.ATTRIBUTIONS`.
+EXPLANATION_METHODS: Sequence[str] = TableRows(ATTRIBUTIONS)
+#: Every deconvolution method: the rows of :data:`mirdeconv.options.METHODS`.
+DECONVOLUTION_METHODS: Sequence[str] = TableRows(METHODS)
 #: Integrated gradients' steps and SmoothGrad's copies in a cascade (each step recomputes
 #: every method: fewer than :func:`mirdeconv.explain`'s defaults).
 CASCADE_SETTINGS = Settings(steps=16, copies=8)
@@ -134,7 +161,7 @@ def explanation_cascade(
     *,
     tag: str | int | None = None,
     methods: Sequence[str] = EXPLANATION_METHODS,
-    output: str = "logit",
+    output: str = ExplainOptions.output,
     layer: str | int | None = None,
     settings: Settings = CASCADE_SETTINGS,
     seed: int = 0,

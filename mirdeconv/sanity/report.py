@@ -353,7 +353,7 @@ def cache_key(model: FrozenModel, audio: np.ndarray, sr: int, settings: dict[str
             settings = {**{k: v for k, v in settings.items() if k != old}, new: settings[old]}
     resolved.update(settings)
     what = {"version": REPORT_VERSION, "sr": int(sr), "settings": resolved,
-            "cascade": dataclasses.asdict(CASCADE_SETTINGS), "deconvolution": DECONVOLUTION_METHODS,
+            "cascade": dataclasses.asdict(CASCADE_SETTINGS), "deconvolution": list(DECONVOLUTION_METHODS),
             "feedback": dataclasses.asdict(FEEDBACK_SOUND), "model": {
                 **model.identity(), "layers": model.layer_tensors, "labels": model.labels,
                 "output": model.output_tensor, "normalization": model.input_normalization}}

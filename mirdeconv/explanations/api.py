@@ -31,6 +31,7 @@ from ..engine.memory import FORWARD_SHARE, PROBE_FRAMES, mask_array, probe_bytes
 from ..engine.patches import Patching, normalize_track, patch_input, plan_patches
 from ..errors import InvalidOptionError, MemoryBudgetError
 from ..graph import LayerInfo
+from ..graph.operations import SOFTMAX
 from ..model import FrozenModel
 from ..options import DeconvOptions, resolve
 from ..progress import Progress, ProgressArg
@@ -428,7 +429,7 @@ def _scores(model: FrozenModel, explained: ExplainedOutput, frames: np.ndarray,
 
 def _squash(model: FrozenModel, explained: ExplainedOutput, logits: np.ndarray) -> np.ndarray:
     """The output's sigmoid or softmax of ``logits`` (patches, classes)."""
-    if explained.squash == "Softmax":
+    if explained.squash == SOFTMAX:
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
     return 1.0 / (1.0 + np.exp(-logits))

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InvalidOptionError, UnsupportedGraphError, renamed
 from ..graph import node_name
+from ..graph.operations import ALIAS_OPS, SIGMOID, SOFTMAX
 from ..model import FrozenModel
 
 __all__ = ["OUTPUTS", "SQUASHING_OPS", "ExplainedOutput", "explained_output", "tag_indices"]
@@ -30,7 +31,7 @@ OUTPUTS: dict[str, str] = {
 }
 
 #: Operations that squash logits into probabilities.
-SQUASHING_OPS = ("Sigmoid", "Softmax")
+SQUASHING_OPS = (SIGMOID, SOFTMAX)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def explained_output(model: FrozenModel, output: str) -> ExplainedOutput:
     if shape is None or len(shape) != 2 or shape[1] is None:
         raise UnsupportedGraphError(
             f"{model.name}: output {prob} has shape {shape}; explanations need (batch, classes)")
-    while node.op in ("Identity", "Snapshot"):        # a frozen Keras model's output names
+    while node.op in ALIAS_OPS:         # Identity, Snapshot: a frozen Keras model's output names
         node = model.graph.nodes[node_name(model.graph.data_inputs(node)[0])]
     tensor = prob
     if output == "logit":

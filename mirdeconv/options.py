@@ -175,7 +175,7 @@ class DeconvOptions:
     Parameters
     ----------
     method : {"deconvnet", "guided", "saliency"}
-        Backward rule at the non-linearities (:data:`METHODS`).
+        How the backward pass treats the non-linearities (:data:`METHODS`).
     target : {"map", "max"}
         Seed: the feature's whole map (Zeiler & Fergus, Choi) or its strongest unit.
     mode : {"auto", "whole", "patches"}

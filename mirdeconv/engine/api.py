@@ -134,7 +134,7 @@ def deconvolve(
     features : None, int, list of int, or str
         Which feature maps (``None``/``"all"``: every one; ``"0-7,12"``).
     method : {"deconvnet", "guided", "saliency"}
-        Backward rule at the non-linearities (:data:`mirdeconv.options.METHODS`).
+        How the backward pass treats the non-linearities (:data:`mirdeconv.options.METHODS`).
     target : {"map", "max"}
         Seed the backward pass with the whole feature map (Zeiler & Fergus, Choi) or only
         with its strongest unit over the track.

@@ -1,9 +1,9 @@
 """The attribution methods of class explanations: rows of one table, one engine.
 
 Every method is the engine's backward pass from a class output (:mod:`mirdeconv.engine`)
-with one deconvolution method (its ``backward_method``, a row of
-:data:`mirdeconv.options.METHODS`) at the non-linearities, run on some inputs made from each patch, the
-gradients averaged over those inputs and multiplied by a weight:
+with one deconvolution method at the non-linearities (its ``backward_method``, a row of
+:data:`mirdeconv.options.METHODS`), run on some inputs made from each patch, the gradients
+averaged over those inputs and multiplied by a weight:
 
 ======================  ==========  =========================================  ===========
 method                  backward    inputs per patch                           weight

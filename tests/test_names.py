@@ -105,6 +105,9 @@ def test_settings_copies_and_the_old_samples():
     assert ExplainOptions().copies == Settings().copies
     with pytest.warns(DeprecationWarning, match="copies"):
         assert s.samples == 5
+    with pytest.warns(DeprecationWarning, match="copies"):
+        assert Settings(samples=5) == s
+    assert Settings() == Settings(32, 16, 0.15, 0) and Settings().copies == 16
     assert Settings.from_dict(dataclasses.asdict(s)) == s
     assert Settings.from_dict({"steps": 32, "samples": 5, "noise": 0.15, "seed": 0}) == s
 

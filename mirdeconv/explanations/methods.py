@@ -48,7 +48,7 @@ __all__ = ["Settings", "Batch", "Attribution", "ATTRIBUTIONS", "attribution",
            "bilinear_weights"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Settings:
     """The numbers the rows read: integrated gradients' ``steps``; SmoothGrad's ``copies``
     (its noisy copies: :attr:`ExplainOptions.copies <mirdeconv.explanations.ExplainOptions>`;
@@ -60,9 +60,16 @@ class Settings:
     noise: float = 0.15
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "copies", "noise", "seed"):
-            check_number(name, getattr(self, name))
+    def __init__(self, steps: int = 32, copies: int = 16, noise: float = 0.15, seed: int = 0,
+                 *, samples: int | None = None) -> None:
+        if samples is not None:           # the old name of copies, for one release
+            warnings.warn("Settings(samples=) is now Settings(copies=)", DeprecationWarning,
+                          stacklevel=2)
+            copies = samples
+        for name, value in (("steps", steps), ("copies", copies), ("noise", noise),
+                            ("seed", seed)):
+            check_number(name, value)
+            object.__setattr__(self, name, value)
 
     @property
     def samples(self) -> int:

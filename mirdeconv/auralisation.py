@@ -39,6 +39,7 @@ import numpy as np
 
 from .engine import DeconvResult, deconv_options, deconvolve, read_block, release_pages
 from .engine.memory import track_zeros
+from .errors import renamed
 from .inversion import BLOCK_FRAMES, invert_blocks, stft_frames
 from .model import FrozenModel
 from .options import NORMALIZATIONS, SIGNS, DeconvOptions, SoundOptions, check_choice, resolve
@@ -47,7 +48,7 @@ from .representations import MelSpectrogram, Representation, TrackInput, Wavefor
 from .store import feature_file, prepare_folder, write_audio
 
 __all__ = [
-    "apply_sign", "stft_domain_mask", "signals", "auralise_masks", "normalise",
+    "apply_sign", "stft_domain_mask", "signals", "auralise_masks", "normalize",
     "stft_window", "Auralisation", "auralise", "auralise_result", "features_per_group",
 ]
 
@@ -231,16 +232,16 @@ def _interpolate_mask(mask_of: Any, rep: Representation, sr_track: int, grid: di
     return out
 
 
-#: Samples of a row that :func:`normalise` reads or scales at once.
-NORMALISE_BLOCK = 1 << 20
+#: Samples of a row that :func:`normalize` reads or scales at once.
+NORMALIZE_BLOCK = 1 << 20
 
 
 def _row_peak(row: np.ndarray) -> float:
     """``max(|row|)`` (NaN if any sample is not finite), block by block (no copy of the
     row)."""
     peak = 0.0
-    for a in range(0, len(row), NORMALISE_BLOCK):
-        block = row[a:a + NORMALISE_BLOCK]
+    for a in range(0, len(row), NORMALIZE_BLOCK):
+        block = row[a:a + NORMALIZE_BLOCK]
         hi, lo = float(np.max(block)), float(np.min(block))
         if not (np.isfinite(hi) and np.isfinite(lo)):
             return float("nan")
@@ -248,7 +249,7 @@ def _row_peak(row: np.ndarray) -> float:
     return peak
 
 
-def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, copy: bool = True
+def normalize(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, copy: bool = True
               ) -> np.ndarray:
     """Normalise each row of ``audio`` (n_signals, n_samples).
 
@@ -282,8 +283,8 @@ def normalise(audio: np.ndarray, sr: int, how: str = SoundOptions.normalize, cop
                 lufs = -np.inf
             if np.isfinite(lufs):
                 gain = min(gain, 10.0 ** ((TARGET_LUFS - lufs) / 20.0))
-        for a in range(0, len(row), NORMALISE_BLOCK):    # in place: a long track's row is ~300 MB
-            out[i, a:a + NORMALISE_BLOCK] *= gain
+        for a in range(0, len(row), NORMALIZE_BLOCK):    # in place: a long track's row is ~300 MB
+            out[i, a:a + NORMALIZE_BLOCK] *= gain
     release_pages(out)
     return out
 
@@ -395,7 +396,7 @@ def auralise_masks(
                                   stft_of, step, out=out[sel])
         for i, m in enumerate(coarse):
             thumbs[c0 + i] = _thumbnail_db(m, thumbnail)
-    return normalise(out, out_sr, sound.normalize, copy=False), out_sr, thumbs
+    return normalize(out, out_sr, sound.normalize, copy=False), out_sr, thumbs
 
 
 def _waveform_sound(masks: np.ndarray, track: TrackInput, sr: int | None, sound: SoundOptions,
@@ -413,7 +414,7 @@ def _waveform_sound(masks: np.ndarray, track: TrackInput, sr: int | None, sound:
     spec = np.abs(rep.stft(out)) if len(out) else np.zeros((0, rep.n_bins, 1))
     thumbs = np.stack([_thumbnail_db(s, thumbnail) for s in spec]) if len(out) else \
         np.zeros((0, *thumbnail), np.float32)
-    return normalise(out, out_sr, sound.normalize), out_sr, thumbs.astype(np.float32)
+    return normalize(out, out_sr, sound.normalize), out_sr, thumbs.astype(np.float32)
 
 
 def _thumbnail_db(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -558,3 +559,7 @@ def auralise_result(result: DeconvResult, audio: np.ndarray | None = None, sr: i
                                        sound=sound, budget=result.options.budget)
     return Auralisation(audio=y, sr=out_sr, features=result.features, thumbnails=thumbs,
                         deconvolution=result, sound=sound)
+
+
+#: ``normalise`` is the old, British spelling of :func:`normalize` (deprecated).
+__getattr__ = renamed(__name__, {"normalise": "normalize"}, globals())

@@ -128,3 +128,18 @@ class TruncationWarning(UserWarning):
     1 s, whichever is more), or ``allow_truncated`` asked for what decodes.  The message names
     the file and the shortfall in seconds and percent; :func:`mirdeconv.audio.decode` gives the
     same facts without warnings (``Decoded.truncated``, ``Decoded.shortfall_seconds``)."""
+
+
+# --- renamed public names -------------------------------------------------------
+def renamed(module: str, names: dict[str, str], namespace: dict):
+    """A module ``__getattr__`` that still answers the old public ``names`` (old -> new) of
+    ``module`` with the new name's object and a DeprecationWarning (kept for one release)."""
+    import warnings
+
+    def __getattr__(name: str):
+        if name in names:
+            warnings.warn(f"{module}.{name} is deprecated; use {module}.{names[name]}",
+                          DeprecationWarning, stacklevel=2)
+            return namespace[names[name]]
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    return __getattr__

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -174,7 +175,7 @@ class DeconvOptions:
     Parameters
     ----------
     method : {"deconvnet", "guided", "saliency"}
-        Backward rule at the non-linearities (:data:`METHODS`).
+        How the backward pass treats the non-linearities (:data:`METHODS`).
     target : {"map", "max"}
         Seed: the feature's whole map (Zeiler & Fergus, Choi) or its strongest unit.
     mode : {"auto", "whole", "patches"}
@@ -213,9 +214,16 @@ class DeconvOptions:
 
 
     @property
-    def rule(self) -> Method:
-        """The :class:`Method` of :attr:`method`."""
+    def method_row(self) -> Method:
+        """The :class:`Method` of :attr:`method` (its row of :data:`METHODS`)."""
         return METHODS[self.method]
+
+    @property
+    def rule(self) -> Method:
+        """Deprecated name of :attr:`method_row` (a DeprecationWarning)."""
+        warnings.warn("DeconvOptions.rule is now DeconvOptions.method_row", DeprecationWarning,
+                      stacklevel=2)
+        return self.method_row
 
     @property
     def budget(self) -> int:
@@ -375,7 +383,6 @@ NUMBERS: dict[str, Number] = {
     "most_active": Number(True, 1),
     "seconds": Number(False, 0, note="0: the whole track"),
     "steps": Number(True, 1),
-    "samples": Number(True, 1),
     "copies": Number(True, 1),
     "noise": Number(False, 0),
     "seed": Number(True, 0),

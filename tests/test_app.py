@@ -246,7 +246,7 @@ def test_tags_view_explains_a_tag_and_runs_the_sanity_check(app, monkeypatch):
     from mirdeconv.zoo import cache_dir as zoo_cache_dir
 
     monkeypatch.setattr(tags, "APP_SANITY", {"seconds": 6.0, "methods": ["saliency", "guided"],
-                                             "features": 2, "selectivity_features": 2})
+                                             "top": 2, "selectivity_top": 2})
     at = app.run()
     at.toggle(key="tags_on").set_value(True).run()
     assert not at.exception and not at.error

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 import mirdeconv
-from mirdeconv.auralisation import auralise_masks, normalise
+from mirdeconv.auralisation import auralise_masks, normalize
 from mirdeconv.errors import InvalidOptionError, OutputError
 from mirdeconv.options import SoundOptions
 from mirdeconv.representations import LinearSpectrogram, choi2016_stft, musicnn
@@ -162,14 +162,14 @@ def test_output_at_the_tracks_rate():
 
 def test_normalisation():
     y = np.stack([0.1 * noise(SR, 5.0, 1), np.zeros(5 * SR, np.float32)])
-    peak = normalise(y, SR, "peak")
+    peak = normalize(y, SR, "peak")
     assert np.max(np.abs(peak[0])) == pytest.approx(0.99, abs=1e-6) and not peak[1].any()
-    loud = normalise(y, SR, "loudness")
+    loud = normalize(y, SR, "loudness")
     import pyloudnorm
 
     assert pyloudnorm.Meter(SR).integrated_loudness(loud[0].astype(np.float64)) == \
         pytest.approx(-23.0, abs=0.5)
-    assert np.array_equal(normalise(y, SR, "none"), y)
+    assert np.array_equal(normalize(y, SR, "none"), y)
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])

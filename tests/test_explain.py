@@ -552,7 +552,7 @@ def test_explain_options_are_one_object_with_one_default_each(net):
     # the old name of copies still works, and says so
     with pytest.warns(DeprecationWarning, match="copies="):
         old = explain(fm, track=track, tag="keys", method="smoothgrad", samples=2)
-    assert old.settings.samples == 2
+    assert old.settings.copies == 2
 
 
 def test_the_default_method_is_written_once():

@@ -106,7 +106,7 @@ def test_onsets_found_block_by_block_are_librosas(monkeypatch):
 def test_a_spilled_array_holds_one_block(mapped_rss):
     """A SpilledArray gives its pages back whenever it is indexed or written: a reader or a
     writer that goes block by block holds one block of it in RAM."""
-    from mirdeconv.auralisation import normalise
+    from mirdeconv.auralisation import normalize
     from mirdeconv.engine.memory import SpilledArray, spill, track_zeros
 
     rng = np.random.default_rng(0)
@@ -122,9 +122,9 @@ def test_a_spilled_array_holds_one_block(mapped_rss):
                 for a in range(0, data.shape[1], block))
     assert total == pytest.approx(float(data[1].sum(dtype=np.float64)), rel=1e-9)
     assert mapped_rss(out.filename) < 4 * block + (64 << 10)
-    peak = normalise(out, 16000, copy=False)                    # in place, block by block
+    peak = normalize(out, 16000, copy=False)                    # in place, block by block
     assert peak is out and mapped_rss(out.filename) < 64 << 10
-    np.testing.assert_array_equal(out, normalise(data, 16000))
+    np.testing.assert_array_equal(out, normalize(data, 16000))
     again = spill(data)
     assert isinstance(again, SpilledArray) and mapped_rss(again.filename) < 64 << 10
     np.testing.assert_array_equal(again, data)

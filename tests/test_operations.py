@@ -37,12 +37,7 @@ DECLARATIONS = "graph/operations.py"
 ALLOWED = {
     "adapters/onnx_prep.py": "ONNX operator types (ONNX's vocabulary, not TensorFlow's)",
     "adapters/keras.py": "Keras layer class names (Conv2D, Add, Reshape layers)",
-    "adapters/essentia.py": "names musicnn's layers from its graph's Conv2D -> BiasAdd -> Relu; "
-                            "adapters are outside this change (follow-up: row lookups)",
     "adapters/onnx_model.py": "follows an output's Identity; outside this change (follow-up)",
-    "explanations/targets.py": "a class output's squashing op and its Identity aliases; "
-                               "outside this change (follow-up)",
-    "explanations/api.py": "a softmax output's target; outside this change (follow-up)",
     "zoo.py": "the 'op' field of an Essentia model JSON document it writes",
     "options.py": "'Sign' is the label of the sign option, not an operation",
 }

@@ -22,7 +22,7 @@ def test_methods_are_data():
     assert {m.name: (m.rectify, m.derivative) for m in METHODS.values()} == {
         "deconvnet": (True, False), "guided": (True, True), "saliency": (False, True)}
     assert [m.formula for m in METHODS.values()] == ["relu(g)", "relu(g) * f'(x)", "g * f'(x)"]
-    assert DeconvOptions(method="guided").rule is METHODS["guided"]
+    assert DeconvOptions(method="guided").method_row is METHODS["guided"]
 
 
 @pytest.mark.parametrize("cls,field,bad", [

@@ -478,7 +478,7 @@ def test_every_command_on_a_won2020_model(folder, song, tmp_path, monkeypatch, c
         "analyse": ["analyse", m, clip, "--layers", "layer1.relu", "--features", "0-3"],
         "explain": ["explain", m, clip, "--tag", "rock"],
         "sanity": ["sanity", m, clip, "--methods", "saliency", "--layer", "layer1.relu",
-                   "--features", "2", "--selectivity-layers", "layer1.relu"],
+                   "--top", "2", "--selectivity-layers", "layer1.relu"],
         "atlas": ["atlas", m, str(songs), "--layers", "layer1.relu", "--top-k", "2", "--excerpt", "2",
                   "--workers", "1"],
     }

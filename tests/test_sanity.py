@@ -202,7 +202,7 @@ def test_deconvolution_cascade_only_randomises_what_the_layer_depends_on(tagger)
     assert c.methods == ["deconvnet", "guided", "saliency"]
     assert np.isfinite(c.spearman).all()
     # the most active features are taken when a count is given
-    top = deconvolution_cascade(model, y, SR, layer="c1", features=2, methods=["saliency"])
+    top = deconvolution_cascade(model, y, SR, layer="c1", top=2, methods=["saliency"])
     peaks = mirdeconv.deconvolve(model, y, SR, layer="c1").activation_max
     want = np.argsort(-peaks, kind="stable")[:2]
     assert top.subject == f"layer c1, features {want[0]}, {want[1]}"
@@ -239,7 +239,7 @@ def test_selectivity_of_a_planted_net(keras):
 
 def test_report_round_trip_and_cache(tagger, tmp_path):
     _, model, y = tagger
-    kw = {"methods": ["saliency", "deconvnet"], "features": 2, "selectivity_features": 2}
+    kw = {"methods": ["saliency", "deconvnet"], "top": 2, "selectivity_top": 2}
     report = sanity_check(model, y, SR, track_name="noise", **kw)
     assert report.explanations.methods == ["saliency", "deconvnet"]
     assert [s.layer for s in report.selectivity] == ["c1", "c2"]
@@ -257,7 +257,7 @@ def test_report_round_trip_and_cache(tagger, tmp_path):
     second, again = cached_sanity_check(model, y, SR, cache=tmp_path / "c", **kw)
     assert again == folder and (folder / "sanity.json").stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(second.deconvolution.ssim, first.deconvolution.ssim)
-    _, other = cached_sanity_check(model, y, SR, cache=tmp_path / "c", **{**kw, "features": 1})
+    _, other = cached_sanity_check(model, y, SR, cache=tmp_path / "c", **{**kw, "top": 1})
     assert other != folder
     # the key holds every setting with its default filled in, and the model's representation
     assert report_folder(model, y, SR, cache=tmp_path / "c", seconds=30.0, **kw) == folder
@@ -269,7 +269,7 @@ def test_report_round_trip_and_cache(tagger, tmp_path):
 def test_one_progress_count_over_every_stage(tagger):
     _, model, y = tagger
     seen = []
-    sanity_check(model, y, SR, methods=["saliency"], features=1, selectivity_features=1,
+    sanity_check(model, y, SR, methods=["saliency"], top=1, selectivity_top=1,
                  progress=lambda done, total: seen.append((done, total)))
     totals = {t for _, t in seen}
     assert len(totals) == 1
@@ -288,7 +288,7 @@ def test_cli_sanity(tagger, tmp_path, capsys):
     (tmp_path / "rep.json").write_text(json.dumps(rep.to_dict()))
     code = main(["sanity", str(tmp_path / "net.keras"), str(tmp_path / "noise.wav"),
                  "-r", str(tmp_path / "rep.json"), "--input-axes", "NFTC", "--methods",
-                 "saliency", "--features", "2", "--out", str(tmp_path / "out")])
+                 "saliency", "--top", "2", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == 0
     assert "deconvolutions (layer" in out and "selectivity of" in out
@@ -314,3 +314,37 @@ def test_choi_tagger_cascade_on_a_real_recording():
     assert saliency[1] < 0.5 < deconvnet[1]
     assert saliency[-1] < deconvnet[-1] - 0.15
     assert c.passes()["saliency"]
+
+
+def test_top_is_the_count_and_features_the_old_name(tagger, tmp_path, capsys):
+    """``top=`` is how many of the most active; ``features=N`` still means it, with a
+    DeprecationWarning (``features=`` is otherwise feature indices); so does ``--features``."""
+    import warnings
+
+    from mirdeconv.cli import build_parser
+    from mirdeconv.errors import InvalidOptionError
+
+    _, model, y = tagger
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = deconvolution_cascade(model, y, SR, layer="c1", top=2, methods=["saliency"])
+    with pytest.warns(DeprecationWarning, match="top=N"):
+        old = deconvolution_cascade(model, y, SR, layer="c1", features=2, methods=["saliency"])
+    assert old.subject == new.subject
+    np.testing.assert_array_equal(old.spearman, new.spearman)
+    with pytest.warns(DeprecationWarning, match="selectivity_top=N"), \
+            pytest.raises(InvalidOptionError, match="top"):          # warned, then checked
+        sanity_check(model, y, SR, methods=["saliency"], top=0, selectivity_features=1)
+    # the same report, under either name
+    kw = {"methods": ["saliency"], "cache": tmp_path}
+    assert report_folder(model, y, SR, features=3, selectivity_features=2, **kw) \
+        == report_folder(model, y, SR, top=3, selectivity_top=2, **kw) \
+        != report_folder(model, y, SR, **kw)
+    parser = build_parser()
+    base = ["sanity", "m.keras", "a.wav", "--out", "o"]
+    assert parser.parse_args(base + ["--top", "3"]).top == 3
+    assert parser.parse_args(base).top == 8
+    with pytest.warns(DeprecationWarning, match="--features is deprecated; use --top"):
+        assert parser.parse_args(base + ["--features", "3"]).top == 3
+    help_text = parser._subparsers._group_actions[0].choices["sanity"].format_help()
+    assert "--features" not in help_text.replace("formerly --features", "")

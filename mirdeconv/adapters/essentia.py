@@ -37,6 +37,7 @@ from .. import backend
 from ..audio import resample, validate
 from ..errors import ModelLoadError
 from ..graph import FrozenGraph, node_name, tensor_name
+from ..graph.operations import BIAS_ADD, CONV2D, RELU
 from ..model import FrozenModel
 from ..representations import Representation, Waveform, crepe, musicnn, tempocnn, vggish
 from ..zoo import fetch, is_zoo_name
@@ -183,14 +184,14 @@ def _musicnn_names(graph: FrozenGraph) -> tuple[dict[str, str], dict[str, str]]:
     temporal filters, mid-end layers; vgg's ``1CNN`` ... ``5CNN``."""
     names: dict[str, str] = {}
     desc: dict[str, str] = {}
-    convs = [n for n in graph.graph_def.node if n.op == "Conv2D"]
+    convs = [n for n in graph.graph_def.node if n.op == CONV2D]
     if not any(re.match(r"model/(conv2d(_\d+)?|\dCNN)/", c.name) for c in convs):
         return names, desc  # not musicnn/vgg: every conv, activation, pool by node name
     relu_of = {}
     for n in graph.graph_def.node:
-        if n.op == "Relu":
+        if n.op == RELU:
             src = graph.nodes.get(node_name(n.input[0]))
-            if src is not None and src.op == "BiasAdd":
+            if src is not None and src.op == BIAS_ADD:
                 relu_of[node_name(src.input[0])] = n.name
     conv_names = {c.name for c in convs}
 

@@ -1,6 +1,6 @@
 """Labels from descriptors: what a feature detects, with its evidence.
 
-The rules are a table (:data:`RULES`): each says when a tag applies (a threshold of
+The label rules are a table (:data:`LABEL_RULES`): each says when a tag applies (a threshold of
 :data:`THRESHOLDS` on a descriptor) and how to put its evidence in words.
 """
 
@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import renamed
 from .context import HIGH_HZ, LOW_HZ
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["THRESHOLDS", "RULES", "label", "add_labels"]
+__all__ = ["THRESHOLDS", "LABEL_RULES", "label", "add_labels"]
 
 #: Label thresholds (see :func:`label`).
 THRESHOLDS: dict[str, float] = {
@@ -39,7 +40,7 @@ def _pct(x: float) -> str:
 
 
 #: What a feature detects: (tag, applies(value, thresholds), evidence(value)), in order.
-RULES: list[tuple[str, Callable[[Value, dict], bool], Callable[[Value], str]]] = [
+LABEL_RULES: list[tuple[str, Callable[[Value, dict], bool], Callable[[Value], str]]] = [
     ("onset detector",
      lambda v, t: v("onset_f") >= t["onset_f"] and v("attack_lift") >= t["attack_lift"],
      lambda v: f"onset detector: F = {v('onset_f'):.2f}, {v('attack_lift'):.1f}x the energy "
@@ -111,7 +112,7 @@ def label(row: dict[str, Any] | Any, thresholds: dict[str, float] | None = None)
     dead = row.get("dead", False)
     if dead is True or (isinstance(dead, np.bool_) and dead):
         return "dead: never active", ["dead"]
-    parts = [(tag, evidence(v)) for tag, applies, evidence in RULES if applies(v, t)]
+    parts = [(tag, evidence(v)) for tag, applies, evidence in LABEL_RULES if applies(v, t)]
     main = bool(parts)
     parts += _invariance_tags(v, t)
     if not main:
@@ -128,3 +129,7 @@ def add_labels(df: pd.DataFrame, thresholds: dict[str, float] | None = None) -> 
     df["tags"] = [tags for _, tags in labels]
     df["primary"] = [tags[0] for _, tags in labels]
     return df
+
+
+#: ``RULES``: the deprecated name of :data:`LABEL_RULES` (``rule`` alone is a backward rule).
+__getattr__ = renamed(__name__, {"RULES": "LABEL_RULES"}, globals())

@@ -18,7 +18,7 @@ from ..explanations import (
     explanation_sound,
     faithfulness,
 )
-from ..explanations.targets import output_target
+from ..explanations.targets import explained_output
 from ..plot import mask_figure
 from ..prediction import predict
 from ..sanity import SanityReport
@@ -44,7 +44,7 @@ def top_tags(model: Any, y: np.ndarray, sr: int, n: int = TOP_TAGS) -> list[tupl
     UnsupportedGraphError
         The model has no class output.
     """
-    output_target(model, "logit")               # a class output to explain, or the reason
+    explained_output(model, "logit")               # a class output to explain, or the reason
     act, labels, _ = predict(model, y, sr)
     mean = np.asarray(act, np.float64).mean(axis=0)
     order = np.argsort(-mean, kind="stable")[:n]

@@ -24,7 +24,7 @@ from ..engine import Patching, run_graph
 from ..engine.patches import normalize_track, patch_input, plan_patches
 from ..errors import MirdeconvError
 from ..explanations.api import patch_fill, patch_outputs
-from ..explanations.targets import output_target
+from ..explanations.targets import explained_output
 from ..graph import LayerInfo
 from ..model import FrozenModel
 from .topk import COLUMNS, empty, top_k
@@ -168,13 +168,13 @@ def _tag_winners(model: FrozenModel, frames: np.ndarray, k: int, track: str, dur
     """Each tag's ``k`` most confident patches that do not overlap (none for a model without
     class output); ``frames``: the track's model input (n_frames, n_bands)."""
     try:
-        target = output_target(model, "probability")
+        explained = explained_output(model, "probability")
     except MirdeconvError:
         return empty()
     frames = normalize_track(model, frames)
     n = frames.shape[0]
     patching = Patching([0], n, n) if model.input_length is None else plan_patches(model, n)
-    probs = patch_outputs(model, target.tensor, frames, patching, patch_fill(model, frames))
+    probs = patch_outputs(model, explained.tensor, frames, patching, patch_fill(model, frames))
     spf = model.representation.seconds_per_frame
     starts = np.asarray(patching.starts, float) * spf
     rows = []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 from ..options import SIGNS, SoundOptions
 from ..prediction import TOP
 from .common import (
+    _Deprecated,
     add_option_flags,
     model_args,
     number,
@@ -86,7 +88,7 @@ def predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def explain_args(p: argparse.ArgumentParser) -> None:
-    from ..explanations import ExplainOptions
+    from ..explanations import EXPLANATION_SOUND, ExplainOptions
 
     model_args(p)
     p.add_argument("audio", help="audio file")
@@ -97,8 +99,9 @@ def explain_args(p: argparse.ArgumentParser) -> None:
     add_option_flags(p, ExplainOptions)
     p.add_argument("--top-percent", type=number("top_percent"),
                    help="keep only the strongest PERCENT of the explanation (a binary mask)")
-    p.add_argument("--sign", choices=list(SIGNS), default="positive",
-                   help="which part of the explanation is heard (default: positive)")
+    sign = EXPLANATION_SOUND.sign                  # explanations' own sound, one default
+    p.add_argument("--sign", choices=list(SIGNS), default=sign,
+                   help=f"which part of the explanation is heard (default: {sign})")
     add_option_flags(p, SoundOptions, only=("output_sr", "normalize"))
     p.add_argument("--faithfulness", action="store_true",
                    help="feed the masked-in and masked-out track back; deletion and insertion "
@@ -119,7 +122,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     report = sanity_check(model, y, sr, track_name=Path(args.audio).name,
                           seconds=None if args.seconds <= 0 else args.seconds, methods=methods,
                           tag=int(args.tag) if args.tag and args.tag.isdigit() else args.tag,
-                          layer=args.layer, features=args.features,
+                          layer=args.layer, top=args.top,
                           selectivity_layers=[x for x in args.selectivity_layers.split(",") if x]
                           if args.selectivity_layers else None, seed=args.seed, progress=True)
     files = save_report(report, args.out, png=not args.no_png)
@@ -136,7 +139,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
 
 
 def sanity_args(p: argparse.ArgumentParser) -> None:
-    from ..sanity import EXPLANATION_METHODS
+    from ..sanity import EXPLANATION_METHODS, sanity_check
     from ..sanity.report import DEFAULT_SECONDS
 
     model_args(p)
@@ -154,8 +157,12 @@ def sanity_args(p: argparse.ArgumentParser) -> None:
                    help="the class explanations' methods (default: all)")
     p.add_argument("--tag", help="the explained tag, a label or class index (default: the top tag)")
     p.add_argument("--layer", "-l", help="the deconvolved layer (default: the deepest)")
-    p.add_argument("--features", type=number("most_active"), default=8,
-                   help="how many of its most active features (default 8)")
+    top = inspect.signature(sanity_check).parameters["top"].default
+    p.add_argument("--top", type=number("most_active"), default=top,
+                   help=f"how many of its most active features (default {top}; formerly "
+                        "--features)")
+    p.add_argument("--features", dest="top", action=_Deprecated, new="--top",
+                   type=number("most_active"), default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--selectivity-layers",
                    help="comma-separated layers whose auralisations are fed back (default: the "
                         "first and the deepest)")

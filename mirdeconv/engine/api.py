@@ -134,7 +134,7 @@ def deconvolve(
     features : None, int, list of int, or str
         Which feature maps (``None``/``"all"``: every one; ``"0-7,12"``).
     method : {"deconvnet", "guided", "saliency"}
-        Backward rule at the non-linearities (:data:`mirdeconv.options.METHODS`).
+        How the backward pass treats the non-linearities (:data:`mirdeconv.options.METHODS`).
     target : {"map", "max"}
         Seed the backward pass with the whole feature map (Zeiler & Fergus, Choi) or only
         with its strongest unit over the track.
@@ -283,7 +283,7 @@ def _batched(prog: Program, plan: MemoryPlan, model: FrozenModel, info: LayerInf
             parts.append((part, len(items)))
     if not model.patches_add_up:
         for f in range(len(masks)):        # feature by feature: a memory map's pages go back
-            patching.normalise(masks[f:f + 1], _margin(info, patching))
+            patching.normalize(masks[f:f + 1], _margin(info, patching))
             release_pages(masks)
     return masks, combine_stats(parts, over_time)
 

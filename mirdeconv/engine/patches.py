@@ -82,7 +82,7 @@ class Patching:
             first: int = 0) -> None:
         """Add items ``first, first + 1, ...`` of ``g`` (F, n, length, bands) into the track's
         masks ``out`` (F, n_frames, bands), weighted (or not: one seeded unit, or patches
-        that add up); :meth:`normalise` divides by the weights' sum once all are in."""
+        that add up); :meth:`normalize` divides by the weights' sum once all are in."""
         for j in range(g.shape[1]):
             s = self.starts[first + j]
             e = min(s + self.length, self.n_frames)
@@ -90,7 +90,7 @@ class Patching:
             out[:, s:e] += part * self.weights(first + j, margin)[None, :e - s, None] \
                 if weighted else part
 
-    def normalise(self, out: np.ndarray, margin: int) -> None:
+    def normalize(self, out: np.ndarray, margin: int) -> None:
         """Divide weighted sums ``out`` (F, n_frames, bands) by the sum of the weights."""
         norm = np.zeros(self.starts[-1] + self.length)
         for i, s in enumerate(self.starts):
@@ -107,7 +107,7 @@ class Patching:
         acc = np.zeros((len(g), self.n_frames, g.shape[-1]), np.float64)
         self.add(acc, g, margin, weighted)
         if weighted:
-            self.normalise(acc, margin)
+            self.normalize(acc, margin)
         return acc
 
 

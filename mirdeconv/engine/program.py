@@ -25,7 +25,7 @@ from .. import backend
 from ..errors import InvalidOptionError, UnsupportedGraphError, message_of
 from ..graph import FrozenGraph, node_name, tensor_name
 from ..graph.operations import COMPOSITE, Kind, operation
-from ..graph.patterns import Composite, composite_activations, normalisation_statistics
+from ..graph.patterns import Composite, composite_activations, normalization_statistics
 from ..options import METHODS, PRECISIONS, Method
 from . import rules  # noqa: F401  (fills the rule table)
 from .fused import compact_chain, fuse_first_layer
@@ -83,7 +83,7 @@ class Program:
         if node_name(self.input) not in order:
             raise UnsupportedGraphError(f"layer {self.layer} does not depend on the input {self.input}")
         var = graph.depends_on(order, self.input)
-        var = graph.depends_on(order, self.input, normalisation_statistics(graph, order, var))
+        var = graph.depends_on(order, self.input, normalization_statistics(graph, order, var))
         composites = {c.sink: c for c in composite_activations(graph, order, var, {self.layer})}
         inside = {n for c in composites.values() for n in c.nodes} - set(composites)
         pools, nonlinear = _rectify_pairs(graph, order, var, self.layer, self.method)

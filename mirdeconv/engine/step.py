@@ -112,7 +112,7 @@ class Context:
         TensorFlow.
     graph : FrozenGraph
     method : Method
-        The backward rule at non-linearities (:data:`mirdeconv.options.METHODS`).
+        How the backward pass treats non-linearities (:data:`mirdeconv.options.METHODS`).
     rectified_by_pool : frozenset of str
         Non-linearities whose rectification the max-pool after them already applies.
     rectify_before_unpool : frozenset of str

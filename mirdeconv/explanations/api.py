@@ -31,13 +31,14 @@ from ..engine.memory import FORWARD_SHARE, PROBE_FRAMES, mask_array, probe_bytes
 from ..engine.patches import Patching, normalize_track, patch_input, plan_patches
 from ..errors import InvalidOptionError, MemoryBudgetError
 from ..graph import LayerInfo
+from ..graph.operations import SOFTMAX
 from ..model import FrozenModel
 from ..options import DeconvOptions, resolve
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
 from .methods import Attribution, Batch, Settings
 from .options import ExplainOptions
-from .targets import OutputTarget, output_target, tag_indices
+from .targets import ExplainedOutput, explained_output, tag_indices
 
 __all__ = ["Explanation", "ExplanationPlan", "explain", "plan_explanation", "track_inputs",
            "patch_outputs", "patch_fill", "has_silence", "silence_frame", "BATCH_FRAMES",
@@ -224,8 +225,8 @@ def explain(
     method, output, row, settings = opts.method, opts.output, opts.row, opts.settings
     model = check_model(model)
     budget = DeconvOptions(memory=memory).budget
-    target = output_target(model, output)
-    idx = None if tag is None else tag_indices(model, tag, target.n_classes)
+    explained = explained_output(model, output)
+    idx = None if tag is None else tag_indices(model, tag, explained.n_classes)
     info = _layer(model, row, opts.layer)
     if row.baseline and not has_silence(model):
         raise InvalidOptionError(
@@ -233,11 +234,11 @@ def explain(
             "it normalises its input by the track's or each patch's own statistics")
     track = spill_track(track_input(model, audio, sr, track), budget)
     frames, base, patching = track_inputs(model, track)
-    prog = compiled_tensor(model, target.tensor, 1, row.rule, "float32")
+    prog = compiled_tensor(model, explained.tensor, 1, row.backward_method, "float32")
     plan = plan_explanation(prog, model, frames, patching, 1 if idx is None else len(idx), budget,
                             row.count(settings))
     if idx is None:
-        _, probs = _scores(model, target, frames, patching, list(range(target.n_classes)),
+        _, probs = _scores(model, explained, frames, patching, list(range(explained.n_classes)),
                            items=plan.items)
         idx = [int(np.argmax(probs))]
     masks = mask_array((len(idx), *frames.shape), budget)
@@ -248,14 +249,14 @@ def explain(
     with bar:
         for t0 in range(0, len(idx), plan.tags):
             sel = slice(t0, t0 + plan.tags)
-            job = Batch(model, prog, frames, base, np.array(idx[sel]), target.n_classes,
+            job = Batch(model, prog, frames, base, np.array(idx[sel]), explained.n_classes,
                         settings, info)
             total[sel] = _attribute(row, job, patching, masks[sel], bar, plan.items)
     release_pages(masks)
-    scores, probs = _scores(model, target, frames, patching, idx, items=plan.items)
+    scores, probs = _scores(model, explained, frames, patching, idx, items=plan.items)
     base_scores = completeness = None
     if row.completeness:
-        base_scores, _ = _scores(model, target, base, patching, idx, fill=patch_fill(model, frames),
+        base_scores, _ = _scores(model, explained, base, patching, idx, fill=patch_fill(model, frames),
                                  items=plan.items)
         delta = scores.astype(np.float64) - base_scores
         completeness = (np.abs(total - delta) / np.maximum(np.abs(delta), 1e-12)).astype(np.float32)
@@ -284,7 +285,7 @@ def plan_explanation(prog: Program, model: FrozenModel, frames: np.ndarray, patc
     budget : int
         Bytes.
     per_patch : int
-        Inputs per patch (integrated gradients' steps, SmoothGrad's samples).
+        Inputs per patch (integrated gradients' steps, SmoothGrad's copies).
 
     Returns
     -------
@@ -415,20 +416,20 @@ def patch_outputs(model: FrozenModel, tensor: str, frames: np.ndarray, patching:
     return np.concatenate(acts)
 
 
-def _scores(model: FrozenModel, target: OutputTarget, frames: np.ndarray,
+def _scores(model: FrozenModel, explained: ExplainedOutput, frames: np.ndarray,
             patching: Patching, idx: list[int], fill: float | None = None,
             items: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The explained output and the probability of each tag, averaged over the patches
     (``items`` patches per forward pass)."""
-    act = patch_outputs(model, target.tensor, frames, patching, fill, items)
-    prob = act if target.output == "probability" else _squash(model, target, act)
+    act = patch_outputs(model, explained.tensor, frames, patching, fill, items)
+    prob = act if explained.output == "probability" else _squash(model, explained, act)
     return (act[:, idx].mean(axis=0).astype(np.float32),
             prob[:, idx].mean(axis=0).astype(np.float32))
 
 
-def _squash(model: FrozenModel, target: OutputTarget, logits: np.ndarray) -> np.ndarray:
+def _squash(model: FrozenModel, explained: ExplainedOutput, logits: np.ndarray) -> np.ndarray:
     """The output's sigmoid or softmax of ``logits`` (patches, classes)."""
-    if target.squash == "Softmax":
+    if explained.squash == SOFTMAX:
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
     return 1.0 / (1.0 + np.exp(-logits))

@@ -39,7 +39,7 @@ from ..model import FrozenModel
 from ..options import SoundOptions, check_number
 from .api import Explanation, has_silence, patch_fill, patch_outputs, track_inputs
 from .sound import explanation_sound, unit_masks
-from .targets import output_target
+from .targets import explained_output
 
 __all__ = ["Faithfulness", "faithfulness", "audio_faithfulness", "FIGURES", "AUDIO_DOMAIN_SOUND"]
 
@@ -146,8 +146,8 @@ def faithfulness(model: FrozenModel, expl: Explanation, *, steps: int = 20,
     check_number("steps", steps)
     if expl.model_name != model.name:
         raise InvalidOptionError(f"the explanation is of {expl.model_name}, not of {model.name}")
-    target = output_target(model, "probability")
-    if not target.squash:
+    explained = explained_output(model, "probability")
+    if not explained.squash:
         raise InvalidOptionError(f"{model.name}'s output is no sigmoid or softmax: the figures "
                                  "need probabilities")
     if not has_silence(model):
@@ -157,7 +157,7 @@ def faithfulness(model: FrozenModel, expl: Explanation, *, steps: int = 20,
     fill = patch_fill(model, x)
 
     def probs(frames: np.ndarray) -> np.ndarray:
-        return patch_outputs(model, target.tensor, frames.astype(np.float32), patching,
+        return patch_outputs(model, explained.tensor, frames.astype(np.float32), patching,
                              fill).mean(axis=0)
 
     idx = expl.indices
@@ -220,15 +220,15 @@ def audio_faithfulness(model: FrozenModel, expl: Explanation, *,
     """
     if expl.model_name != model.name:
         raise InvalidOptionError(f"the explanation is of {expl.model_name}, not of {model.name}")
-    target = output_target(model, "probability")
-    if not target.squash:
+    explained = explained_output(model, "probability")
+    if not explained.squash:
         raise InvalidOptionError(f"{model.name}'s output is no sigmoid or softmax: the figures "
                                  "need probabilities")
     kept, removed, sr = explanation_sound(expl, sound=AUDIO_DOMAIN_SOUND, top_percent=top_percent)
 
     def probs(y: np.ndarray) -> np.ndarray:
         frames, _, patching = track_inputs(model, model.representation.prepare(y, sr))
-        return patch_outputs(model, target.tensor, frames, patching,
+        return patch_outputs(model, explained.tensor, frames, patching,
                              patch_fill(model, frames)).mean(axis=0)
 
     idx = expl.indices

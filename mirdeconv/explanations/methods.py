@@ -1,11 +1,12 @@
 """The attribution methods of class explanations: rows of one table, one engine.
 
 Every method is the engine's backward pass from a class output (:mod:`mirdeconv.engine`)
-with one rule at the non-linearities, run on some inputs made from each patch, the
-gradients averaged over those inputs and multiplied by a weight:
+with one deconvolution method at the non-linearities (its ``backward_method``, a row of
+:data:`mirdeconv.options.METHODS`), run on some inputs made from each patch, the gradients
+averaged over those inputs and multiplied by a weight:
 
 ======================  ==========  =========================================  ===========
-method                  rule        inputs per patch                           weight
+method                  backward    inputs per patch                           weight
 ======================  ==========  =========================================  ===========
 deconvnet               deconvnet   x                                          1
 guided                  guided      x                                          1
@@ -22,13 +23,15 @@ grid to the patch's (a layer without a frequency axis: the same value in every b
 
 ``b`` is the baseline: the model input of digital silence.  Integrated gradients
 (Sundararajan et al., ICML 2017) take the midpoint rule over ``m = steps`` points;
-SmoothGrad (Smilkov et al., 2017) ``m = samples`` noisy copies with noise level ``s``, the
+SmoothGrad (Smilkov et al., 2017) ``m = copies`` noisy copies with noise level ``s``, the
 noise of patch ``i``, copy ``k`` drawn from ``numpy.random.default_rng([seed, i, k])`` (so
 it does not depend on how the work is batched).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,21 +48,43 @@ __all__ = ["Settings", "Batch", "Attribution", "ATTRIBUTIONS", "attribution",
            "bilinear_weights"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Settings:
-    """The numbers the rows read: integrated gradients' ``steps``; SmoothGrad's ``samples``
-    (its noisy copies: :attr:`ExplainOptions.copies <mirdeconv.explanations.ExplainOptions>`),
-    ``noise`` (a fraction of each patch's value range) and ``seed``
-    (:attr:`mirdeconv.explanations.ExplainOptions.settings`)."""
+    """The numbers the rows read: integrated gradients' ``steps``; SmoothGrad's ``copies``
+    (its noisy copies: :attr:`ExplainOptions.copies <mirdeconv.explanations.ExplainOptions>`;
+    formerly ``samples``, a word kept for audio samples), ``noise`` (a fraction of each
+    patch's value range) and ``seed`` (:attr:`mirdeconv.explanations.ExplainOptions.settings`)."""
 
     steps: int = 32
-    samples: int = 16
+    copies: int = 16
     noise: float = 0.15
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "samples", "noise", "seed"):
-            check_number(name, getattr(self, name))
+    def __init__(self, steps: int = 32, copies: int = 16, noise: float = 0.15, seed: int = 0,
+                 *, samples: int | None = None) -> None:
+        if samples is not None:           # the old name of copies, for one release
+            warnings.warn("Settings(samples=) is now Settings(copies=)", DeprecationWarning,
+                          stacklevel=2)
+            copies = samples
+        for name, value in (("steps", steps), ("copies", copies), ("noise", noise),
+                            ("seed", seed)):
+            check_number(name, value)
+            object.__setattr__(self, name, value)
+
+    @property
+    def samples(self) -> int:
+        """Deprecated name of :attr:`copies` (a DeprecationWarning)."""
+        warnings.warn("Settings.samples is now Settings.copies", DeprecationWarning, stacklevel=2)
+        return self.copies
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Settings:
+        """The settings as written in ``explanation.json`` (``dataclasses.asdict``), also
+        those written before ``samples`` was called ``copies``."""
+        d = dict(d)
+        if "samples" in d:
+            d.setdefault("copies", d.pop("samples"))
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
 #: ``(x, b, items, k, settings) -> inputs``: the k-th input of each patch (arrays (B, ...);
@@ -119,9 +144,11 @@ def _gradient(row: Attribution, bt: Batch) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Attribution:
-    """One method: the engine's ``rule``, how many ``count(settings)`` inputs per patch and
-    which (``inputs``), the ``weight(x, b)`` that multiplies the mean gradient, and the
-    batch's ``contribution`` (T, B, *input) made of them.
+    """One method: the engine's ``backward_method`` (a deconvolution method of
+    :data:`mirdeconv.options.METHODS`: how its backward pass treats the non-linearities), how
+    many ``count(settings)`` inputs per patch and which (``inputs``), the ``weight(x, b)``
+    that multiplies the mean gradient, and the batch's ``contribution`` (T, B, *input) made
+    of them.
 
     What the front ends and :func:`mirdeconv.explain` read (never a method's name):
     ``layer``: it takes a layer (the others ignore one); ``baseline``: it starts from
@@ -132,7 +159,7 @@ class Attribution:
     """
 
     name: str
-    rule: str
+    backward_method: str
     description: str
     count: Callable[[Settings], int] = lambda s: 1
     inputs: Inputs = _as_is
@@ -142,6 +169,13 @@ class Attribution:
     baseline: bool = False
     completeness: bool = False
     uses: tuple[str, ...] = ()
+
+    @property
+    def rule(self) -> str:
+        """Deprecated name of :attr:`backward_method` (a DeprecationWarning)."""
+        warnings.warn("Attribution.rule is now Attribution.backward_method",
+                      DeprecationWarning, stacklevel=2)
+        return self.backward_method
 
     def __post_init__(self) -> None:
         if self.completeness and not self.baseline:
@@ -193,7 +227,7 @@ ATTRIBUTIONS: dict[str, Attribution] = {a.name: a for a in (
                 "(Sundararajan et al.)", count=lambda s: s.steps, inputs=_path,
                 weight=lambda x, b: x - b, baseline=True, completeness=True, uses=("steps",)),
     Attribution("smoothgrad", "saliency", "the gradient averaged over noisy copies (Smilkov et al.)",
-                count=lambda s: s.samples, inputs=_noisy, uses=("copies", "noise", "seed")),
+                count=lambda s: s.copies, inputs=_noisy, uses=("copies", "noise", "seed")),
     Attribution("gradcam", "saliency", "the layer's maps weighted by their mean gradient "
                 "(Selvaraju et al.), resized to the input", contribution=_gradcam, layer=True),
 )}

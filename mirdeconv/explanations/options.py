@@ -89,7 +89,7 @@ class ExplainOptions:
     steps: int = field(default=Settings.steps, metadata={
         "label": "Steps", "number": "steps",
         "help": _number_help("steps", "points on the path from digital silence to the track")})
-    copies: int = field(default=Settings.samples, metadata={
+    copies: int = field(default=Settings.copies, metadata={
         "label": "Copies", "number": "copies", "aliases": ("--samples",),
         "help": _number_help("copies", "noisy copies of each patch")})
     noise: float = field(default=Settings.noise, metadata={

@@ -13,11 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidOptionError, UnsupportedGraphError
+from ..errors import InvalidOptionError, UnsupportedGraphError, renamed
 from ..graph import node_name
+from ..graph.operations import ALIAS_OPS, SIGMOID, SOFTMAX
 from ..model import FrozenModel
 
-__all__ = ["OUTPUTS", "SQUASHING_OPS", "OutputTarget", "output_target", "tag_indices"]
+__all__ = ["OUTPUTS", "SQUASHING_OPS", "ExplainedOutput", "explained_output", "tag_indices"]
+
+#: The old names, deprecated (one release): ``OutputTarget`` is :class:`ExplainedOutput`,
+#: ``output_target`` is :func:`explained_output`.
+RENAMED = {"OutputTarget": "ExplainedOutput", "output_target": "explained_output"}
 
 #: Which tensor of a class output is explained.
 OUTPUTS: dict[str, str] = {
@@ -26,12 +31,14 @@ OUTPUTS: dict[str, str] = {
 }
 
 #: Operations that squash logits into probabilities.
-SQUASHING_OPS = ("Sigmoid", "Softmax")
+SQUASHING_OPS = (SIGMOID, SOFTMAX)
 
 
 @dataclass(frozen=True)
-class OutputTarget:
-    """The explained tensor of a model: ``tensor`` (``'node:0'``, shape (N, n_classes)), its
+class ExplainedOutput:
+    """The explained output of a model (formerly ``OutputTarget``; ``target`` means only
+    :func:`mirdeconv.deconvolve`'s seed): the explained tensor ``tensor`` (``'node:0'``,
+    shape (N, n_classes)), its
     ``output`` kind, the model's ``probability`` tensor (for the figures people read) and the
     operation that ``squash``-es logits into it (``""``: none)."""
 
@@ -42,7 +49,7 @@ class OutputTarget:
     squash: str
 
 
-def output_target(model: FrozenModel, output: str) -> OutputTarget:
+def explained_output(model: FrozenModel, output: str) -> ExplainedOutput:
     """The tensor ``output`` (``"logit"`` or ``"probability"``) of a class model.
 
     Raises
@@ -64,7 +71,7 @@ def output_target(model: FrozenModel, output: str) -> OutputTarget:
     if shape is None or len(shape) != 2 or shape[1] is None:
         raise UnsupportedGraphError(
             f"{model.name}: output {prob} has shape {shape}; explanations need (batch, classes)")
-    while node.op in ("Identity", "Snapshot"):        # a frozen Keras model's output names
+    while node.op in ALIAS_OPS:         # Identity, Snapshot: a frozen Keras model's output names
         node = model.graph.nodes[node_name(model.graph.data_inputs(node)[0])]
     tensor = prob
     if output == "logit":
@@ -74,7 +81,7 @@ def output_target(model: FrozenModel, output: str) -> OutputTarget:
                 "no logits; use output='probability'")
         tensor = model.graph.data_inputs(node)[0]
     squash = node.op if node.op in SQUASHING_OPS else ""
-    return OutputTarget(tensor, output, prob, int(shape[1]), squash)
+    return ExplainedOutput(tensor, output, prob, int(shape[1]), squash)
 
 
 def tag_indices(model: FrozenModel, tags: str | int | Sequence[str | int], n_classes: int
@@ -113,3 +120,6 @@ def tag_indices(model: FrozenModel, tags: str | int | Sequence[str | int], n_cla
                 else f"; its tags: {', '.join(labels[:12])}{' ...' if len(labels) > 12 else ''}"
             raise InvalidOptionError(f"{model.name} has no tag {t!r}{hint}")
     return out
+
+
+__getattr__ = renamed(__name__, RENAMED, globals())

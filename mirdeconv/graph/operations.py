@@ -322,4 +322,9 @@ declare(*_DECLARED)
 #: Names that the graph's rewriting and pattern code builds or matches.
 IDENTITY, SQUEEZE, EXPAND_DIMS = "Identity", "Squeeze", "ExpandDims"
 MEAN, SUB, SQUARE, SQUARED_DIFFERENCE = "Mean", "Sub", "Square", "SquaredDifference"
+#: Names matched by rooms above the graph: a class output's squashing functions (the
+#: explanations' logits), musicnn's ``Conv2D -> BiasAdd -> Relu`` (the Essentia adapter's
+#: readable layer names).
+SIGMOID, SOFTMAX, CONV2D, BIAS_ADD, RELU = "Sigmoid", "Softmax", "Conv2D", "BiasAdd", "Relu"
 assert {IDENTITY, SQUEEZE, EXPAND_DIMS, MEAN, SUB, SQUARE, SQUARED_DIFFERENCE} <= set(OPERATIONS)
+assert {SIGMOID, SOFTMAX, CONV2D, BIAS_ADD, RELU} <= set(OPERATIONS)

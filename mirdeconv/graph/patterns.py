@@ -16,7 +16,7 @@ from .frozen import FrozenGraph
 from .operations import MEAN, SINGLE_STEP_OPS, SQUARE, SQUARED_DIFFERENCE, SUB, Kind, operation
 from .ops import node_name, tensor_name
 
-__all__ = ["Composite", "composite_activations", "normalisation_statistics"]
+__all__ = ["Composite", "composite_activations", "normalization_statistics"]
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def composite_activations(graph: FrozenGraph, order: list[str], var: set[str],
     return found
 
 
-def normalisation_statistics(graph: FrozenGraph, order: list[str], var: set[str]) -> set[str]:
+def normalization_statistics(graph: FrozenGraph, order: list[str], var: set[str]) -> set[str]:
     """The nodes that compute moments of a tensor to normalise it with (layer, group and
     instance normalisation, ``tf.nn.moments``): a ``Mean`` (kept dims) subtracted from the
     tensor it averages, and the ``Mean`` of the squared deviations from it, with the

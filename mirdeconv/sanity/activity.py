@@ -3,6 +3,7 @@ and maximised over the whole track (the plain forward pass, patch by patch)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,8 @@ from ..graph import LayerInfo
 from ..model import FrozenModel
 from ..representations import TrackInput
 
-__all__ = ["layer_activity", "chosen_features", "Subject", "layer_subject", "PATCHES_PER_PASS"]
+__all__ = ["layer_activity", "chosen_features", "features_or_top", "Subject", "layer_subject",
+           "PATCHES_PER_PASS"]
 
 #: Patches that go through the model together (memory is bounded by them, not by the track).
 PATCHES_PER_PASS = 8
@@ -51,6 +53,22 @@ def layer_activity(model: FrozenModel, track: TrackInput, layer: LayerInfo
         peak = np.maximum(peak, act.max(axis=0))
         count += act.shape[0]
     return total / max(count, 1), peak
+
+
+def features_or_top(features: Sequence[int] | int | None, top: int, function: str,
+                    old: str = "features", new: str = "top") -> int | list[int]:
+    """What a check works on: the feature indices ``features``, else the ``top`` most active.
+
+    ``features`` as an int (how many of the most active: its meaning before ``top``) is still
+    taken, with a DeprecationWarning naming ``function``'s new keyword, for one release.
+    """
+    if features is None:
+        return int(top)
+    if isinstance(features, (int, np.integer)) and not isinstance(features, bool):
+        warnings.warn(f"{function}({old}=N), the N most active features, is now {new}=N "
+                      f"({old}= gives feature indices)", DeprecationWarning, stacklevel=3)
+        return int(features)
+    return [int(f) for f in features]
 
 
 def chosen_features(features: int | Sequence[int], peak: np.ndarray) -> list[int]:

@@ -19,20 +19,20 @@ architecture, not what the model learned.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..engine import check_model, deconvolve, forget, track_input
-from ..explanations import ATTRIBUTIONS, Settings, explain
+from ..explanations import ATTRIBUTIONS, ExplainOptions, Settings, explain
 from ..explanations.api import has_silence
 from ..model import FrozenModel
 from ..options import METHODS
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .activity import layer_subject
+from .activity import features_or_top, layer_subject
 from .randomise import ParameterLayer, cascade, parameter_layers, randomised
 from .similarity import rank_correlation, ssim
 
@@ -43,11 +43,38 @@ __all__ = ["Cascade", "explanation_cascade", "deconvolution_cascade", "PASS_BELO
 #: Rank correlation (of magnitudes) with the trained model's map below which a method passes
 #: (at every step of the cascade).
 PASS_BELOW = 0.5
-EXPLANATION_METHODS = tuple(ATTRIBUTIONS)
-DECONVOLUTION_METHODS = tuple(METHODS)
+
+
+class TableRows(Sequence[str]):
+    """The names of a table's rows, read when used (a row added after ``import`` is in it):
+    the default of the cascades' ``methods``."""
+
+    def __init__(self, table: Mapping[str, Any]) -> None:
+        self._table = table
+
+    def __getitem__(self, index: Any) -> Any:
+        return tuple(self._table)[index]
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self._table))
+
+
+#: Every class-explanation method: the rows of :data:`mirdeconv.explanations.ATTRIBUTIONS`.
+EXPLANATION_METHODS: Sequence[str] = TableRows(ATTRIBUTIONS)
+#: Every deconvolution method: the rows of :data:`mirdeconv.options.METHODS`.
+DECONVOLUTION_METHODS: Sequence[str] = TableRows(METHODS)
 #: Integrated gradients' steps and SmoothGrad's copies in a cascade (each step recomputes
 #: every method: fewer than :func:`mirdeconv.explain`'s defaults).
-CASCADE_SETTINGS = Settings(steps=16, samples=8)
+CASCADE_SETTINGS = Settings(steps=16, copies=8)
 
 
 @dataclass
@@ -134,7 +161,7 @@ def explanation_cascade(
     *,
     tag: str | int | None = None,
     methods: Sequence[str] = EXPLANATION_METHODS,
-    output: str = "logit",
+    output: str = ExplainOptions.output,
     layer: str | int | None = None,
     settings: Settings = CASCADE_SETTINGS,
     seed: int = 0,
@@ -177,7 +204,7 @@ def explanation_cascade(
     def compute(m: FrozenModel, method: str) -> np.ndarray:
         expl = explain(m, track=track, tag=kept["tag"], method=method, output=output,
                        steps=settings.steps,
-                       copies=settings.samples, noise=settings.noise, seed=settings.seed,
+                       copies=settings.copies, noise=settings.noise, seed=settings.seed,
                        layer=cam_layer)             # ignored by a method that takes none
         kept["tag"], kept["name"] = expl.indices[0], expl.tags[0]
         return expl.masks
@@ -194,7 +221,8 @@ def deconvolution_cascade(
     sr: float | None = None,
     *,
     layer: str | int,
-    features: int | Sequence[int] = 8,
+    features: Sequence[int] | None = None,
+    top: int = 8,
     methods: Sequence[str] = DECONVOLUTION_METHODS,
     seed: int = 0,
     track: TrackInput | None = None,
@@ -208,9 +236,12 @@ def deconvolution_cascade(
     model : FrozenModel
     audio, sr : np.ndarray (n_samples,), float
     layer : str or int
-    features : int or sequence of int
-        Feature indices, or how many of the trained model's most active on the track (by
-        their maps' peaks).
+    features : sequence of int, optional
+        Feature indices (default: the ``top`` most active).  An int is the deprecated
+        spelling of ``top`` (a DeprecationWarning).
+    top : int
+        How many of the trained model's most active features on the track (by their maps'
+        peaks), when ``features`` is not given.
     methods : sequence of str
         Rows of :data:`mirdeconv.options.METHODS`.
     seed : int
@@ -221,7 +252,8 @@ def deconvolution_cascade(
     -------
     Cascade
     """
-    sub = layer_subject(model, audio, sr, track, layer, features)
+    chosen = features_or_top(features, top, "deconvolution_cascade")
+    sub = layer_subject(model, audio, sr, track, layer, chosen)
     model, track, info, feats = sub.model, sub.track, sub.layer, sub.features
 
     def compute(m: FrozenModel, method: str) -> np.ndarray:

@@ -30,7 +30,7 @@ from ..model import FrozenModel
 from ..options import DeconvOptions, SoundOptions
 from ..progress import Progress, ProgressArg
 from ..representations import TrackInput
-from .activity import layer_activity, layer_subject
+from .activity import features_or_top, layer_activity, layer_subject
 
 __all__ = ["Selectivity", "selectivity", "FEEDBACK_SOUND"]
 
@@ -130,7 +130,8 @@ def selectivity(
     sr: int,
     *,
     layer: str | int,
-    features: int | Sequence[int] = 16,
+    features: Sequence[int] | None = None,
+    top: int = 16,
     method: str = DeconvOptions.method,
     track: TrackInput | None = None,
     progress: ProgressArg = False,
@@ -145,8 +146,12 @@ def selectivity(
     sr : int
         Its rate in Hz.
     layer : str or int
-    features : int or sequence of int
-        Feature indices, or how many of the most active on the track (by their maps' peaks).
+    features : sequence of int, optional
+        Feature indices (default: the ``top`` most active).  An int is the deprecated
+        spelling of ``top`` (a DeprecationWarning).
+    top : int
+        How many of the most active on the track (by their maps' peaks), when ``features``
+        is not given.
     method : str
         The deconvolution's method (:data:`mirdeconv.options.METHODS`).
     track : TrackInput, optional
@@ -157,7 +162,8 @@ def selectivity(
     -------
     Selectivity
     """
-    sub = layer_subject(model, audio, sr, track, layer, features, activity=True)
+    chosen = features_or_top(features, top, "selectivity")
+    sub = layer_subject(model, audio, sr, track, layer, chosen, activity=True)
     model, track, info, feats = sub.model, sub.track, sub.layer, sub.features
     base = sub.activity[0]
     res = deconvolve(model, track=track, layer=info.name, features=feats, method=method)

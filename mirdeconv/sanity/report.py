@@ -27,11 +27,12 @@ import numpy as np
 from ..audio import validate
 from ..engine import check_model
 from ..errors import InvalidOptionError, MirdeconvError
-from ..explanations.targets import OUTPUTS, output_target
+from ..explanations.targets import OUTPUTS, explained_output
 from ..model import FrozenModel
 from ..options import check_number
 from ..progress import ProgressArg
 from ..store import file_lock, prepare_folder, save_json
+from .activity import features_or_top
 from .cascade import (
     CASCADE_SETTINGS,
     DECONVOLUTION_METHODS,
@@ -150,11 +151,13 @@ def sanity_check(
     methods: Sequence[str] = EXPLANATION_METHODS,
     tag: str | int | None = None,
     layer: str | int | None = None,
-    features: int = 8,
+    top: int = 8,
     selectivity_layers: Sequence[str | int] | None = None,
-    selectivity_features: int = 16,
+    selectivity_top: int = 16,
     seed: int = 0,
     progress: ProgressArg = False,
+    features: int | None = None,
+    selectivity_features: int | None = None,
 ) -> SanityReport:
     """Run every sanity check of a model on (the start of) a track.
 
@@ -173,24 +176,31 @@ def sanity_check(
         The explained tag (default: the top tag).
     layer : str or int, optional
         The deconvolved layer (default: the deepest).
-    features : int
+    top : int
         How many of its most active features are deconvolved.
     selectivity_layers : sequence, optional
         Layers whose auralisations are fed back (default: the first and the deepest).
-    selectivity_features : int
+    selectivity_top : int
         How many of each layer's most active features.
     seed : int
         The re-initialisation's seed.
     progress : bool or callable
         Passed to each check in turn.
+    features, selectivity_features : int, optional
+        Deprecated names of ``top`` and ``selectivity_top`` (a DeprecationWarning).
 
     Returns
     -------
     SanityReport
     """
+    if features is not None:
+        top = features_or_top(features, top, "sanity_check")
+    if selectivity_features is not None:
+        selectivity_top = features_or_top(selectivity_features, selectivity_top, "sanity_check",
+                                          "selectivity_features", "selectivity_top")
     model = check_model(model)
-    check_number("most_active", features, "features (how many of the most active)")
-    check_number("most_active", selectivity_features, "selectivity_features")
+    check_number("most_active", top, "top (how many of the most active)")
+    check_number("most_active", selectivity_top, "selectivity_top")
     check_number("seed", seed)
     if seconds is not None:
         check_number("seconds", seconds)
@@ -211,18 +221,18 @@ def sanity_check(
         (1 + len(cascade(parameter_layers(model)))) * len(usable_methods(model, methods)[0]),
         (1 + len(cascade(parameter_layers(model, model.layer(layer_name).tensor))))
         * len(DECONVOLUTION_METHODS),
-        *(min(selectivity_features, model.layer(x).n_features) for x in sel_layers)])
+        *(min(selectivity_top, model.layer(x).n_features) for x in sel_layers)])
     expl = None
     if output is not None:
         expl = explanation_cascade(model, track=track, tag=tag, methods=methods, output=output,
                                    seed=seed, progress=stage[0])
-    deconv = deconvolution_cascade(model, track=track, layer=layer_name, features=features,
+    deconv = deconvolution_cascade(model, track=track, layer=layer_name, top=top,
                                    seed=seed, progress=stage[1])
-    sel = [selectivity(model, audio, sr, layer=x, features=selectivity_features, track=track,
+    sel = [selectivity(model, audio, sr, layer=x, top=selectivity_top, track=track,
                        progress=stage[2 + i]) for i, x in enumerate(sel_layers)]
     settings = {"methods": list(methods), "output": output, "tag": tag, "layer": layer_name,
-                "features": features,
-                "selectivity_layers": sel_layers, "selectivity_features": selectivity_features,
+                "top": top,
+                "selectivity_layers": sel_layers, "selectivity_top": selectivity_top,
                 "seed": seed, "explanation_settings": dataclasses.asdict(CASCADE_SETTINGS)}
     return SanityReport(model.name, model.graph.content_digest(), track_name,
                         len(audio) / float(sr), settings, expl, deconv, sel)
@@ -233,7 +243,7 @@ def _class_output(model: FrozenModel) -> str | None:
     sigmoid or softmax) the output itself; None: no class output."""
     for output in OUTPUTS:
         try:
-            output_target(model, output)
+            explained_output(model, output)
             return output
         except MirdeconvError:
             continue
@@ -319,6 +329,9 @@ def cascade_figure(report: SanityReport) -> Any:
     return fig
 
 
+#: :func:`sanity_check`'s deprecated keywords and their new names.
+DEPRECATED_SETTINGS = {"features": "top", "selectivity_features": "selectivity_top"}
+
 #: Bumped when what a report holds, or how it is computed, changes (old reports are then
 #: recomputed, not read).
 REPORT_VERSION = 2
@@ -333,10 +346,14 @@ def cache_key(model: FrozenModel, audio: np.ndarray, sr: int, settings: dict[str
 
     params = inspect.signature(sanity_check).parameters
     resolved = {k: p.default for k, p in params.items()
-                if p.default is not inspect.Parameter.empty and k not in ("track_name", "progress")}
+                if p.default is not inspect.Parameter.empty
+                and k not in ("track_name", "progress", *DEPRECATED_SETTINGS)}
+    for old, new in DEPRECATED_SETTINGS.items():        # the same report under the old name
+        if old in settings:
+            settings = {**{k: v for k, v in settings.items() if k != old}, new: settings[old]}
     resolved.update(settings)
     what = {"version": REPORT_VERSION, "sr": int(sr), "settings": resolved,
-            "cascade": dataclasses.asdict(CASCADE_SETTINGS), "deconvolution": DECONVOLUTION_METHODS,
+            "cascade": dataclasses.asdict(CASCADE_SETTINGS), "deconvolution": list(DECONVOLUTION_METHODS),
             "feedback": dataclasses.asdict(FEEDBACK_SOUND), "model": {
                 **model.identity(), "layers": model.layer_tensors, "labels": model.labels,
                 "output": model.output_tensor, "normalization": model.input_normalization}}

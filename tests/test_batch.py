@@ -382,7 +382,11 @@ def test_ctrl_c_stops_at_once_and_leaves_the_index_whole(setup, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "mirdeconv.cli", "auralise", str(setup / "net.keras"),
                              *map(str, songs), "--layers", "p1,p2", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C reaches it as it reaches a command typed in a terminal,
+                            # even when this test runs as a background job (which starts
+                            # with SIGINT ignored, and a child inherits that)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not (out / "index.parquet").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -482,8 +482,20 @@ def feature_ranges(text: str) -> list[tuple[int, int]]:
 
 
 def _parse_feature_string(text: str, n_features: int) -> list[int]:
+    return range_indices(feature_ranges(text), n_features)
+
+
+def range_indices(ranges: Iterable[tuple[int, int]], n_features: int) -> list[int]:
+    """The indices of inclusive ``(first, last)`` ranges (:func:`feature_ranges`) of a layer
+    with ``n_features`` features.
+
+    Raises
+    ------
+    FeatureIndexError
+        A bound outside ``0 .. n_features - 1``.
+    """
     out: list[int] = []
-    for lo, hi in feature_ranges(text):
+    for lo, hi in ranges:
         _check_index(lo, n_features)
         _check_index(hi, n_features)
         out.extend(range(lo, hi + 1))

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..errors import AudioTooShortError, FeatureIndexError, InvalidOptionError
+from ..errors import AudioTooShortError, InvalidOptionError
 from ..graph import LayerInfo
 from ..model import FrozenModel
-from ..options import DeconvOptions, feature_ranges, parse_features, resolve
+from ..options import DeconvOptions, feature_ranges, parse_features, range_indices, resolve
 from ..representations import TrackInput
 from .cache import compiled
 from .memory import MemoryPlan, one_piece, plan_memory, short_track
@@ -59,12 +59,7 @@ class Selection:
             return tuple(parse_features(self.items, n_features))
         if self.ranges is None:
             return tuple(range(n_features))
-        for bound in (b for r in self.ranges for b in r):
-            if not 0 <= bound < n_features:
-                raise FeatureIndexError(
-                    f"feature index {bound} is out of range: this layer has {n_features} "
-                    f"features (0-{n_features - 1})")
-        return tuple(i for lo, hi in self.ranges for i in range(lo, hi + 1))
+        return tuple(range_indices(self.ranges, n_features))
 
 
 def selection(features: Any) -> Selection:
